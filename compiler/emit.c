@@ -1,0 +1,755 @@
+/* emit.c: write the checked program as C99.
+ *
+ * Order of the .c file: banner, includes, layout constants, the static
+ * tables (tensors, state dict, module tree in post-order), the instance
+ * struct, then the public API: create/place/destroy, init, forward,
+ * backward, zero_grad, model view.
+ *
+ * Instance memory (one allocation, 64-byte aligned; P_place takes it from
+ * the caller):
+ *     [header: struct P, HEADER_BYTES] [data: parameters]
+ *     [grad: gradients] [act: saved activations] [scratch: 2 gradient buffers]
+ * Every region and every tensor inside it starts on a 64-byte boundary.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nngen.h"
+
+/* Linear layers whose multiply-adds (rows * in * out) reach this many go to
+ * cblas_sgemm; smaller ones are emitted as loops with constant bounds that
+ * the C compiler unrolls and vectorizes.  Measured with bench/ (see the
+ * README): below this size the call overhead and OpenBLAS' packing cost
+ * more than the loops. */
+#define BLAS_MIN_MACS 32768
+
+typedef struct emitter {
+    FILE *f;
+    int indent;
+    const program *p;
+    const emit_opts *o;
+    const char *n;              /* the spec's name: prefix of every symbol */
+} emitter;
+
+static void E(emitter *e, const char *fmt, ...) PRINTF(2, 3);
+static void E(emitter *e, const char *fmt, ...)
+{
+    if (fmt[0] && fmt[0] != '\n')
+        for (int i = 0; i < e->indent; i++)
+            fputs("    ", e->f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(e->f, fmt, ap);
+    va_end(ap);
+    fputc('\n', e->f);
+}
+
+static void NL(emitter *e)
+{
+    fputc('\n', e->f);
+}
+
+static void open_block(emitter *e, const char *head)
+{
+    E(e, "%s{", head);
+    e->indent++;
+}
+
+static void close_block(emitter *e)
+{
+    e->indent--;
+    E(e, "}");
+}
+
+/* C string literal of s. */
+static const char *cstr(const char *s)
+{
+    strbuf b = {0};
+    sb_putc(&b, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            sb_printf(&b, "\\%c", c);
+        else if (c < 32 || c >= 127)
+            sb_printf(&b, "\\%03o", c);
+        else
+            sb_putc(&b, (char)c);
+    }
+    sb_putc(&b, '"');
+    char *r = xstrdup(b.s);
+    free(b.s);
+    return r;
+}
+
+/* A double literal that reads back exactly. */
+static const char *dlit(double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    if (!strpbrk(buf, ".en"))
+        strcat(buf, ".0");
+    return xstrdup(buf);
+}
+
+static const char *flit(double v)
+{
+    return xfmt("%sf", dlit((float)v));
+}
+
+static int64_t align16(int64_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+typedef struct layout {
+    int64_t data, grad, act, scratch; /* floats per region */
+    int64_t *buf_off;                 /* activation buffer offsets within act */
+    int64_t scratch_each;
+    int64_t header_bytes;
+    int64_t total_bytes;
+} layout;
+
+static layout plan_layout(const program *p)
+{
+    layout L = {0};
+    L.data = p->param_floats;
+    L.grad = p->param_floats;
+    L.buf_off = xalloc(sizeof *L.buf_off * (size_t)p->nbufs);
+    int64_t maxbuf = 0;
+    for (int i = 0; i < p->nbufs; i++) {
+        L.buf_off[i] = L.act;
+        L.act += align16(p->buf_numel[i]);
+        if (p->buf_numel[i] > maxbuf)
+            maxbuf = p->buf_numel[i];
+    }
+    L.scratch_each = align16(maxbuf);
+    L.scratch = 2 * L.scratch_each;
+    /* the struct: nn_model, the tensor array and a few pointers; generous for
+       any ABI, checked by a compile-time assertion in the output */
+    L.header_bytes = (256 + 128 * (int64_t)p->ntensors + 63) / 64 * 64;
+    L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch);
+    return L;
+}
+
+/* ---- tables ---------------------------------------------------------------- */
+
+static void emit_module_tables(emitter *e, const module *m, char *done)
+{
+    if (done[m->id])
+        return;
+    done[m->id] = 1;
+    for (int i = 0; i < m->nchildren; i++)
+        emit_module_tables(e, m->children[i].m, done);
+    const char *n = e->n;
+    if (m->nchildren) {
+        strbuf names = {0}, kids = {0};
+        for (int i = 0; i < m->nchildren; i++) {
+            sb_printf(&names, "%s%s", i ? ", " : "", cstr(m->children[i].name));
+            sb_printf(&kids, "%s&%s_m%d", i ? ", " : "", n, m->children[i].m->id);
+        }
+        E(e, "static const char *const %s_m%d_names[] = {%s};", n, m->id, names.s);
+        E(e, "static const nn_module *const %s_m%d_children[] = {%s};", n, m->id, kids.s);
+        free(names.s);
+        free(kids.s);
+    }
+    if (m->nparams) {
+        strbuf names = {0}, ids = {0};
+        for (int i = 0; i < m->nparams; i++) {
+            sb_printf(&names, "%s%s", i ? ", " : "", cstr(m->param_local[i]));
+            sb_printf(&ids, "%s%d", i ? ", " : "", m->param_ids[i]);
+        }
+        E(e, "static const char *const %s_m%d_pnames[] = {%s};", n, m->id, names.s);
+        E(e, "static const int %s_m%d_pids[] = {%s};", n, m->id, ids.s);
+        free(names.s);
+        free(ids.s);
+    }
+    const char *dot = strrchr(m->path, '.');
+    E(e, "static const nn_module %s_m%d = {%s, %s, %s, %s, %d, %s, %s, %d, %s, %s};", n, m->id,
+      cstr(m->path), cstr(dot ? dot + 1 : m->path),
+      cstr(m->is_layer ? layer_classes[m->layer] : "Sequential"), cstr(m->extra),
+      m->nchildren, m->nchildren ? xfmt("%s_m%d_names", n, m->id) : "NULL",
+      m->nchildren ? xfmt("%s_m%d_children", n, m->id) : "NULL", m->nparams,
+      m->nparams ? xfmt("%s_m%d_pnames", n, m->id) : "NULL",
+      m->nparams ? xfmt("%s_m%d_pids", n, m->id) : "NULL");
+}
+
+static void emit_tables(emitter *e, const layout *L)
+{
+    const program *p = e->p;
+    const char *n = e->n;
+    E(e, "/* ---- tables: parameters, state dict, module tree ---- */");
+    NL(e);
+    if (p->ntensors) {
+        E(e, "static const nn_tensor_info %s_tensors[%d] = {", n, p->ntensors);
+        for (int i = 0; i < p->ntensors; i++) {
+            const tensor *t = &p->tensors[i];
+            E(e, "    {%s, %d, {%lld, %lld, %lld, %lld}, %lld, %lld, %d, 0},", cstr(t->name),
+              t->ndim, (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2],
+              (long long)t->shape[3], (long long)t->numel, (long long)t->offset,
+              t->requires_grad);
+        }
+        E(e, "};");
+        E(e, "static const char *const %s_state_keys[%d] = {", n, p->nstate);
+        for (int i = 0; i < p->nstate; i++)
+            E(e, "    %s,", cstr(p->state[i].key));
+        E(e, "};");
+        strbuf ids = {0};
+        for (int i = 0; i < p->nstate; i++)
+            sb_printf(&ids, "%s%d", i ? ", " : "", p->state[i].tensor);
+        E(e, "static const int %s_state_ids[%d] = {%s};", n, p->nstate, ids.s);
+        free(ids.s);
+    }
+    char *done = xalloc((size_t)p->nmodules + 1);
+    emit_module_tables(e, p->root, done);
+    E(e, "static const nn_model_info %s_info = {%s, %d, %d, %s, %d, %s, %s, &%s_m%d, %lld, "
+         "%lld};",
+      n, cstr(n), p->ntensors, p->ntensors, p->ntensors ? xfmt("%s_tensors", n) : "NULL",
+      p->nstate, p->nstate ? xfmt("%s_state_keys", n) : "NULL",
+      p->nstate ? xfmt("%s_state_ids", n) : "NULL", n, p->root->id, (long long)L->data,
+      (long long)L->grad);
+    NL(e);
+}
+
+/* ---- kernels ------------------------------------------------------------------ */
+
+static int use_blas(const emitter *e, const op *o)
+{
+    if (e->o->no_blas || o->m->layer != L_LINEAR)
+        return 0;
+    int64_t rows = shape_numel(&o->in) / o->m->in;
+    return rows * o->m->in * o->m->out >= BLAS_MIN_MACS;
+}
+
+static int any_blas(const emitter *e)
+{
+    for (int i = 0; i < e->p->nops; i++)
+        if (use_blas(e, &e->p->ops[i]))
+            return 1;
+    return 0;
+}
+
+static const char *op_comment(const op *o)
+{
+    char a[128], b[128];
+    shape_str(a, sizeof a, &o->in, 1);
+    shape_str(b, sizeof b, &o->out, 1);
+    const module *m = o->m;
+    return xfmt("%s: %s(%s), %s -> %s", o->use_path[0] ? o->use_path : "(root)",
+                layer_classes[m->layer], m->extra, a, b);
+}
+
+static const char *act(const layout *L, int buf)
+{
+    return xfmt("A + %lld", (long long)L->buf_off[buf]);
+}
+
+/* softmax geometry: outer x size x inner around the reduced dimension */
+static void reduce_geometry(const op *o, int64_t *outer, int64_t *size, int64_t *inner)
+{
+    int d = o->m->dim < 0 ? o->m->dim + o->in.ndim : o->m->dim;
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < d; i++)
+        *outer *= o->in.d[i];
+    *size = o->in.d[d];
+    for (int i = d + 1; i < o->in.ndim; i++)
+        *inner *= o->in.d[i];
+}
+
+static void emit_forward_op(emitter *e, const layout *L, const op *o)
+{
+    const program *p = e->p;
+    const module *m = o->m;
+    if (m->layer == L_IDENTITY || m->layer == L_FLATTEN) {
+        E(e, "/* %s: no work (a view of its input) */", op_comment(o));
+        return;
+    }
+    open_block(e, xfmt("/* %s */ ", op_comment(o)));
+    E(e, "const float *x = %s;", act(L, o->in_buf));
+    E(e, "float *y = %s;", act(L, o->out_buf));
+    int64_t n = shape_numel(&o->in);
+    switch (m->layer) {
+    case L_LINEAR: {
+        const tensor *w = &p->tensors[m->param_ids[0]];
+        const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
+        long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
+        E(e, "const float *w = D + %lld;", (long long)w->offset);
+        if (b)
+            E(e, "const float *b = D + %lld;", (long long)b->offset);
+        if (use_blas(e, o)) {
+            if (b)
+                E(e, "for (int r = 0; r < %lld; r++) memcpy(y + r * %lld, b, %lld * "
+                     "sizeof(float));", rows, out, out);
+            E(e, "cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, %lld, %lld, %lld, 1.0f, "
+                 "x, %lld, w, %lld, %s, y, %lld);",
+              rows, out, in, in, in, b ? "1.0f" : "0.0f", out);
+        } else {
+            E(e, "for (int r = 0; r < %lld; r++)", rows);
+            E(e, "    for (int o = 0; o < %lld; o++) {", out);
+            E(e, "        float s = 0.0f;");
+            E(e, "        for (int i = 0; i < %lld; i++)", in);
+            E(e, "            s += x[r * %lld + i] * w[o * %lld + i];", in, in);
+            E(e, "        y[r * %lld + o] = s%s;", out, b ? " + b[o]" : "");
+            E(e, "    }");
+        }
+        break;
+    }
+    case L_RELU:
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;", (long long)n);
+        break;
+    case L_LEAKY_RELU:
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * %s;",
+          (long long)n, flit(m->slope));
+        break;
+    case L_SIGMOID:
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));", (long long)n);
+        break;
+    case L_TANH:
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = tanhf(x[i]);", (long long)n);
+        break;
+    case L_GELU:
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * "
+             "0.70710678118654752f));", (long long)n);
+        break;
+    case L_SOFTMAX:
+    case L_LOG_SOFTMAX: {
+        int64_t outer, size, inner;
+        reduce_geometry(o, &outer, &size, &inner);
+        E(e, "for (int a = 0; a < %lld; a++)", (long long)outer);
+        E(e, "    for (int c = 0; c < %lld; c++) {", (long long)inner);
+        E(e, "        const float *xs = x + a * %lld + c;", (long long)(size * inner));
+        E(e, "        float *ys = y + a * %lld + c;", (long long)(size * inner));
+        E(e, "        float mx = xs[0];");
+        E(e, "        for (int k = 1; k < %lld; k++) if (xs[k * %lld] > mx) mx = xs[k * %lld];",
+          (long long)size, (long long)inner, (long long)inner);
+        E(e, "        float sum = 0.0f;");
+        if (m->layer == L_SOFTMAX) {
+            E(e, "        for (int k = 0; k < %lld; k++) { ys[k * %lld] = expf(xs[k * %lld] - "
+                 "mx); sum += ys[k * %lld]; }",
+              (long long)size, (long long)inner, (long long)inner, (long long)inner);
+            E(e, "        for (int k = 0; k < %lld; k++) ys[k * %lld] /= sum;", (long long)size,
+              (long long)inner);
+        } else {
+            E(e, "        for (int k = 0; k < %lld; k++) sum += expf(xs[k * %lld] - mx);",
+              (long long)size, (long long)inner);
+            E(e, "        float lse = logf(sum);");
+            E(e, "        for (int k = 0; k < %lld; k++) ys[k * %lld] = xs[k * %lld] - mx - lse;",
+              (long long)size, (long long)inner, (long long)inner);
+        }
+        E(e, "    }");
+        break;
+    }
+    case L_IDENTITY:
+    case L_FLATTEN:
+    case L_COUNT:
+        unreachable();
+    }
+    close_block(e);
+}
+
+/* Gradient of op o: gy (gradient of its output) -> gx (of its input, may be
+ * "NULL"-guarded by the caller), and parameter gradients added into G. */
+static void emit_backward_op(emitter *e, const layout *L, const op *o, int want_dx)
+{
+    const program *p = e->p;
+    const module *m = o->m;
+    int64_t n = shape_numel(&o->in);
+    open_block(e, xfmt("/* %s */ ", op_comment(o)));
+    switch (m->layer) {
+    case L_LINEAR: {
+        const tensor *w = &p->tensors[m->param_ids[0]];
+        const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
+        long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
+        int gw = w->requires_grad, gb = b && b->requires_grad;
+        E(e, "const float *x = %s;", act(L, o->in_buf));
+        E(e, "const float *w = D + %lld;", (long long)w->offset);
+        if (!gw)
+            E(e, "(void)x;");
+        if (use_blas(e, o)) {
+            if (gw)
+                E(e, "cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, %lld, %lld, %lld, "
+                     "1.0f, gy, %lld, x, %lld, 1.0f, G + %lld, %lld);",
+                  out, in, rows, out, in, (long long)w->offset, in);
+            if (gb) {
+                E(e, "float *gb = G + %lld;", (long long)b->offset);
+                E(e, "for (int r = 0; r < %lld; r++)", rows);
+                E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
+            }
+            if (want_dx)
+                E(e, "if (gx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, %lld, "
+                     "%lld, %lld, 1.0f, gy, %lld, w, %lld, 0.0f, gx, %lld);",
+                  rows, in, out, out, in, in);
+            else
+                E(e, "(void)w;");
+        } else {
+            if (gw) {
+                E(e, "float *gw = G + %lld;", (long long)w->offset);
+                E(e, "for (int r = 0; r < %lld; r++)", rows);
+                E(e, "    for (int o = 0; o < %lld; o++) {", out);
+                E(e, "        float g = gy[r * %lld + o];", out);
+                E(e, "        for (int i = 0; i < %lld; i++) gw[o * %lld + i] += g * x[r * %lld "
+                     "+ i];", in, in, in);
+                E(e, "    }");
+            }
+            if (gb) {
+                E(e, "float *gb = G + %lld;", (long long)b->offset);
+                E(e, "for (int r = 0; r < %lld; r++)", rows);
+                E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
+            }
+            if (want_dx) {
+                E(e, "if (gx)");
+                E(e, "    for (int r = 0; r < %lld; r++)", rows);
+                E(e, "        for (int i = 0; i < %lld; i++) {", in);
+                E(e, "            float s = 0.0f;");
+                E(e, "            for (int o = 0; o < %lld; o++) s += gy[r * %lld + o] * w[o * "
+                     "%lld + i];", out, out, in);
+                E(e, "            gx[r * %lld + i] = s;", in);
+                E(e, "        }");
+            } else {
+                E(e, "(void)w;");
+            }
+        }
+        break;
+    }
+    case L_RELU:
+        E(e, "const float *y = %s;", act(L, o->out_buf));
+        E(e, "for (int i = 0; i < %lld; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;", (long long)n);
+        break;
+    case L_LEAKY_RELU:
+        E(e, "const float *x = %s;", act(L, o->in_buf));
+        E(e, "for (int i = 0; i < %lld; i++) gx[i] = x[i] > 0.0f ? gy[i] : gy[i] * %s;",
+          (long long)n, flit(m->slope));
+        break;
+    case L_SIGMOID:
+        E(e, "const float *y = %s;", act(L, o->out_buf));
+        E(e, "for (int i = 0; i < %lld; i++) gx[i] = gy[i] * (1.0f - y[i]) * y[i];", (long long)n);
+        break;
+    case L_TANH:
+        E(e, "const float *y = %s;", act(L, o->out_buf));
+        E(e, "for (int i = 0; i < %lld; i++) gx[i] = gy[i] * (1.0f - y[i] * y[i]);", (long long)n);
+        break;
+    case L_GELU:
+        E(e, "const float *x = %s;", act(L, o->in_buf));
+        E(e, "for (int i = 0; i < %lld; i++) {", (long long)n);
+        E(e, "    float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));");
+        E(e, "    float pdf = expf(-0.5f * x[i] * x[i]) * 0.39894228040143268f;");
+        E(e, "    gx[i] = gy[i] * (cdf + x[i] * pdf);");
+        E(e, "}");
+        break;
+    case L_SOFTMAX:
+    case L_LOG_SOFTMAX: {
+        int64_t outer, size, inner;
+        reduce_geometry(o, &outer, &size, &inner);
+        E(e, "const float *y = %s;", act(L, o->out_buf));
+        E(e, "for (int a = 0; a < %lld; a++)", (long long)outer);
+        E(e, "    for (int c = 0; c < %lld; c++) {", (long long)inner);
+        E(e, "        int base = a * %lld + c;", (long long)(size * inner));
+        E(e, "        float s = 0.0f;");
+        if (m->layer == L_SOFTMAX) {
+            E(e, "        for (int k = 0; k < %lld; k++) s += gy[base + k * %lld] * y[base + k "
+                 "* %lld];", (long long)size, (long long)inner, (long long)inner);
+            E(e, "        for (int k = 0; k < %lld; k++) gx[base + k * %lld] = y[base + k * "
+                 "%lld] * (gy[base + k * %lld] - s);",
+              (long long)size, (long long)inner, (long long)inner, (long long)inner);
+        } else {
+            E(e, "        for (int k = 0; k < %lld; k++) s += gy[base + k * %lld];",
+              (long long)size, (long long)inner);
+            E(e, "        for (int k = 0; k < %lld; k++) gx[base + k * %lld] = gy[base + k * "
+                 "%lld] - expf(y[base + k * %lld]) * s;",
+              (long long)size, (long long)inner, (long long)inner, (long long)inner);
+        }
+        E(e, "    }");
+        break;
+    }
+    case L_IDENTITY:
+    case L_FLATTEN:
+    case L_COUNT:
+        unreachable();
+    }
+    close_block(e);
+}
+
+/* ---- init ---------------------------------------------------------------------- */
+
+static const char *const fan_modes[] = {"NN_FAN_IN", "NN_FAN_OUT"};
+static const char *const nl_enums[] = {
+    "NN_NL_LINEAR", "NN_NL_CONV1D", "NN_NL_CONV2D", "NN_NL_CONV3D", "NN_NL_CONV_TRANSPOSE1D",
+    "NN_NL_CONV_TRANSPOSE2D", "NN_NL_CONV_TRANSPOSE3D", "NN_NL_SIGMOID", "NN_NL_TANH",
+    "NN_NL_RELU", "NN_NL_LEAKY_RELU", "NN_NL_SELU"};
+
+static void emit_init_step(emitter *e, const init_step *s, int k)
+{
+    const program *p = e->p;
+    const tensor *t = &p->tensors[s->tensor];
+    const initializer *in = s->init;
+    const char *T = xfmt("&net->t[%d]", s->tensor);
+    E(e, "/* %s: %s */", t->name,
+      in->kind == I_DEFAULT ? "default (Linear.reset_parameters)" : "init rule");
+    switch (in->kind) {
+    case I_DEFAULT:
+        if (!strcmp(t->local, "weight"))
+            E(e, "nn_init_kaiming_uniform(%s, &rng, %s, NN_FAN_IN, NN_NL_LEAKY_RELU);", T,
+              dlit(sqrt(5.0)));
+        else {
+            double bound = s->fan_in > 0 ? 1.0 / sqrt((double)s->fan_in) : 0.0;
+            E(e, "nn_init_uniform(%s, &rng, (float)%s, (float)%s);", T, dlit(-bound),
+              dlit(bound));
+        }
+        break;
+    case I_ZEROS:
+        E(e, "nn_init_zeros(%s);", T);
+        break;
+    case I_ONES:
+        E(e, "nn_init_ones(%s);", T);
+        break;
+    case I_CONSTANT:
+        E(e, "nn_init_constant(%s, (float)%s);", T, dlit(in->a));
+        break;
+    case I_UNIFORM:
+        E(e, "nn_init_uniform(%s, &rng, (float)%s, (float)%s);", T, dlit(in->a), dlit(in->b));
+        break;
+    case I_NORMAL:
+        E(e, "nn_init_normal_d(%s, &rng, %s, %s);", T, dlit(in->a), dlit(in->b));
+        break;
+    case I_XAVIER_UNIFORM:
+        E(e, "nn_init_xavier_uniform_d(%s, &rng, %s);", T, dlit(in->a));
+        break;
+    case I_XAVIER_NORMAL:
+        E(e, "nn_init_xavier_normal_d(%s, &rng, %s);", T, dlit(in->a));
+        break;
+    case I_KAIMING_UNIFORM:
+    case I_KAIMING_NORMAL:
+        E(e, "nn_init_kaiming_%s(%s, &rng, %s, %s, %s);",
+          in->kind == I_KAIMING_UNIFORM ? "uniform" : "normal", T, dlit(in->a),
+          fan_modes[in->mode], nl_enums[in->nonlinearity]);
+        break;
+    case I_TRUNC_NORMAL:
+        E(e, "nn_init_trunc_normal_d(%s, &rng, %s, %s, %s, %s);", T, dlit(in->a), dlit(in->b),
+          dlit(in->c), dlit(in->d));
+        break;
+    case I_MIXTURE: {
+        open_block(e, "");
+        E(e, "static const nn_mix_component mix%d[%d] = {", k, in->nmix);
+        for (int i = 0; i < in->nmix; i++) {
+            const mix_part *mp = &in->mix[i];
+            const char *kind = mp->kind == I_CONSTANT  ? "NN_MIX_CONSTANT"
+                               : mp->kind == I_UNIFORM ? "NN_MIX_UNIFORM"
+                                                       : "NN_MIX_NORMAL";
+            E(e, "    {%s, %s, %s, %s},", dlit(mp->p), kind, flit(mp->a), flit(mp->b));
+        }
+        E(e, "};");
+        E(e, "nn_init_mixture(%s, &rng, mix%d, %d);", T, k, in->nmix);
+        close_block(e);
+        break;
+    }
+    case I_CUSTOM:
+        E(e, "%s(%s, &rng);", in->custom, T);
+        break;
+    }
+    if (in->has_zero_abs_below)
+        E(e, "nn_init_zero_abs_below(%s, (float)%s);", T, dlit(in->zero_abs_below));
+}
+
+/* ---- the whole file -------------------------------------------------------------- */
+
+static void emit_header(emitter *e, FILE *h, const layout *L)
+{
+    const program *p = e->p;
+    const char *n = e->n;
+    strbuf guard = {0};
+    for (const char *s = n; *s; s++)
+        sb_putc(&guard, (char)(*s >= 'a' && *s <= 'z' ? *s - 32 : *s));
+    fprintf(h, "/* Generated by nngen %s from %s. Do not edit. */\n", NNGEN_VERSION,
+            strrchr(p->file, '/') ? strrchr(p->file, '/') + 1 : p->file);
+    fprintf(h, "#ifndef NNGEN_%s_H\n#define NNGEN_%s_H\n\n", guard.s, guard.s);
+    free(guard.s);
+    fprintf(h, "#include <stdint.h>\n#include <nngen/rt.h>\n\n");
+    fprintf(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    char ish[128], osh[128];
+    shape_str(ish, sizeof ish, &p->input, 0);
+    shape_str(osh, sizeof osh, &p->output, 0);
+    fprintf(h, "#define %s_BATCH %lld\n", n, (long long)p->batch);
+    fprintf(h, "#define %s_IN_SIZE %lld  /* one example: %s */\n", n,
+            (long long)(shape_numel(&p->input) / p->batch), ish);
+    fprintf(h, "#define %s_OUT_SIZE %lld  /* one example: %s */\n", n,
+            (long long)(shape_numel(&p->output) / p->batch), osh);
+    fprintf(h, "#define %s_BYTES %lldu  /* one instance, for %s_place */\n", n,
+            (long long)L->total_bytes, n);
+    if (p->has_seed)
+        fprintf(h, "#define %s_SEED %lluu\n", n, (unsigned long long)p->seed);
+    fprintf(h, "\ntypedef struct %s %s;\n\n", n, n);
+    fprintf(h, "%s *%s_create(void);                 /* one aligned allocation; NULL if out of "
+               "memory */\n", n, n);
+    fprintf(h, "%s *%s_place(void *mem);             /* in caller memory of %s_BYTES, 64-byte "
+               "aligned */\n", n, n, n);
+    fprintf(h, "void %s_destroy(%s *net);             /* no-op for placed instances */\n", n, n);
+    fprintf(h, "void %s_init(%s *net, uint64_t seed);\n", n, n);
+    fprintf(h, "void %s_forward(%s *net, const float *x, float *y);\n", n, n);
+    fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx); /* adds to parameter "
+               "grads; dx may be NULL */\n", n, n);
+    fprintf(h, "void %s_zero_grad(%s *net);\n", n, n);
+    fprintf(h, "nn_model *%s_model(%s *net);\n", n, n);
+    if (p->ncustom) {
+        fprintf(h, "\n/* custom initializers named in the spec: define them in your program */\n");
+        for (int i = 0; i < p->ncustom; i++)
+            fprintf(h, "void %s(nn_tensor *param, nn_rng *rng);\n", p->custom[i]);
+    }
+    fprintf(h, "\n#ifdef __cplusplus\n}\n#endif\n#endif\n");
+}
+
+void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
+{
+    emitter ee = {c, 0, p, o, p->name};
+    emitter *e = &ee;
+    const char *n = p->name;
+    layout L = plan_layout(p);
+    emit_header(e, h, &L);
+
+    const char *base = strrchr(p->file, '/') ? strrchr(p->file, '/') + 1 : p->file;
+    E(e, "/* Generated by nngen %s from %s. Do not edit.", NNGEN_VERSION, base);
+    E(e, " * Build: cc -std=c99 -c %s.c  (link with -lnngen-rt%s -lm) */", n,
+      any_blas(e) ? " -lopenblas" : "");
+    E(e, "#include \"%s\"", o->header_name);
+    NL(e);
+    E(e, "#include <math.h>");
+    E(e, "#include <stdlib.h>");
+    E(e, "#include <string.h>");
+    if (any_blas(e))
+        E(e, "#include <cblas.h>");
+    NL(e);
+    E(e, "/* memory layout, in floats from the start of each region */");
+    E(e, "#define HEADER_BYTES %lld", (long long)L.header_bytes);
+    E(e, "#define DATA_FLOATS %lld", (long long)L.data);
+    E(e, "#define GRAD_FLOATS %lld", (long long)L.grad);
+    E(e, "#define ACT_FLOATS %lld", (long long)L.act);
+    E(e, "#define SCRATCH_FLOATS %lld", (long long)L.scratch_each);
+    NL(e);
+    emit_tables(e, &L);
+
+    E(e, "struct %s {", n);
+    E(e, "    nn_model model;");
+    E(e, "    nn_tensor t[%d];", p->ntensors ? p->ntensors : 1);
+    E(e, "    void *raw;      /* what malloc returned; NULL when placed */");
+    E(e, "    float *data;    /* parameters */");
+    E(e, "    float *grad;    /* gradients (attached on the first backward) */");
+    E(e, "    float *act;     /* saved activations; act + 0 holds a copy of x */");
+    E(e, "    float *scratch; /* two gradient buffers for backward */");
+    E(e, "};");
+    E(e, "typedef char %s_header_fits[sizeof(struct %s) <= HEADER_BYTES ? 1 : -1];", n, n);
+    NL(e);
+
+    /* create / place / destroy */
+    open_block(e, xfmt("%s *%s_place(void *mem)\n", n, n));
+    E(e, "char *base = mem;");
+    E(e, "%s *net = mem;", n);
+    E(e, "if (!mem || ((uintptr_t)mem & 63u)) return NULL;");
+    E(e, "memset(net, 0, sizeof *net);");
+    E(e, "net->data = (float *)(base + HEADER_BYTES);");
+    E(e, "net->grad = net->data + DATA_FLOATS;");
+    E(e, "net->act = net->grad + GRAD_FLOATS;");
+    E(e, "net->scratch = net->act + ACT_FLOATS;");
+    E(e, "memset(net->data, 0, sizeof(float) * (DATA_FLOATS + GRAD_FLOATS + ACT_FLOATS + 2 * "
+         "SCRATCH_FLOATS));");
+    E(e, "nn_model_bind(&net->model, &%s_info, net->t, net->data, net->grad);", n);
+    E(e, "return net;");
+    close_block(e);
+    NL(e);
+    open_block(e, xfmt("%s *%s_create(void)\n", n, n));
+    E(e, "void *raw = malloc((size_t)%s_BYTES + 64);", n);
+    E(e, "%s *net;", n);
+    E(e, "if (!raw) return NULL;");
+    E(e, "net = %s_place((char *)raw + (64 - ((uintptr_t)raw & 63u)));", n);
+    E(e, "net->raw = raw;");
+    E(e, "return net;");
+    close_block(e);
+    NL(e);
+    open_block(e, xfmt("void %s_destroy(%s *net)\n", n, n));
+    E(e, "if (net && net->raw) free(net->raw);");
+    close_block(e);
+    NL(e);
+    open_block(e, xfmt("nn_model *%s_model(%s *net)\n", n, n));
+    E(e, "return &net->model;");
+    close_block(e);
+    NL(e);
+
+    /* init */
+    E(e, "/* PyTorch's construction order: shared modules, then the model (children");
+    E(e, "   before parents, each module's own rules after its children), then the");
+    E(e, "   top-level rules; one generator seeded like torch.manual_seed(seed). */");
+    open_block(e, xfmt("void %s_init(%s *net, uint64_t seed)\n", n, n));
+    E(e, "nn_rng rng;");
+    E(e, "nn_rng_seed(&rng, seed);");
+    if (!p->nsteps)
+        E(e, "(void)net;");
+    for (int i = 0; i < p->nsteps; i++)
+        emit_init_step(e, &p->steps[i], i);
+    close_block(e);
+    NL(e);
+
+    /* forward */
+    open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+    E(e, "const float *D = net->data;");
+    E(e, "float *A = net->act;");
+    E(e, "(void)D;");
+    E(e, "memcpy(A, x, sizeof(float) * %lld);", (long long)p->buf_numel[0]);
+    for (int i = 0; i < p->nops; i++)
+        emit_forward_op(e, &L, &p->ops[i]);
+    int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
+    E(e, "memcpy(y, %s, sizeof(float) * %lld);", act(&L, last),
+      (long long)shape_numel(&p->output));
+    close_block(e);
+    NL(e);
+
+    /* backward: ops in reverse; gradients ping-pong between two scratch
+       buffers; the first op writes into dx (if asked).  Once no op
+       upstream has a trainable parameter, only dx is left to compute. */
+    open_block(e, xfmt("void %s_backward(%s *net, const float *dy, float *dx)\n", n, n));
+    E(e, "const float *D = net->data;");
+    E(e, "float *G = net->grad;");
+    E(e, "const float *A = net->act;");
+    E(e, "float *S0 = net->scratch, *S1 = net->scratch + SCRATCH_FLOATS;");
+    E(e, "const float *gy = dy;");
+    E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)gy;");
+    E(e, "nn_model_attach_grads(&net->model);");
+    int pp = 0; /* which scratch buffer the next gx goes to */
+    for (int i = p->nops - 1; i >= 0; i--) {
+        const op *o = &p->ops[i];
+        if (o->m->layer == L_IDENTITY || o->m->layer == L_FLATTEN) {
+            if (i == 0) {
+                E(e, "if (dx) memcpy(dx, gy, sizeof(float) * %lld);",
+                  (long long)shape_numel(&o->in));
+            }
+            continue;
+        }
+        int upstream = 0; /* a trainable parameter in ops before i */
+        for (int j = 0; j < i; j++)
+            for (int k = 0; k < p->ops[j].m->nparams; k++)
+                upstream |= p->tensors[p->ops[j].m->param_ids[k]].requires_grad;
+        /* does anything before i need a gradient (other than pass-through)? */
+        if (i > 0 && !upstream)
+            E(e, "if (!dx) return;");
+        open_block(e, "");
+        if (i == 0)
+            E(e, "float *gx = dx;");
+        else
+            E(e, "float *gx = S%d;", pp);
+        if (o->m->layer != L_LINEAR && i == 0)
+            E(e, "if (gx)");
+        emit_backward_op(e, &L, o, 1);
+        if (i > 0)
+            E(e, "gy = gx;");
+        else
+            E(e, "(void)gx;");
+        close_block(e);
+        pp ^= 1;
+    }
+    close_block(e);
+    NL(e);
+
+    open_block(e, xfmt("void %s_zero_grad(%s *net)\n", n, n));
+    E(e, "if (net->model.grads_attached) memset(net->grad, 0, sizeof(float) * GRAD_FLOATS);");
+    close_block(e);
+}

@@ -1,0 +1,74 @@
+/* view.c: the checked program as the runtime's nn_model, so that
+ * `nngen --print` uses the very printer the generated code links with
+ * (one implementation of PyTorch's print format, not two). */
+#include <string.h>
+
+#include "nngen.h"
+
+static nn_module *view_module(const program *p, const module *m, nn_module **made)
+{
+    if (made[m->id])
+        return made[m->id];
+    nn_module *v = xalloc(sizeof *v);
+    made[m->id] = v;
+    v->path = m->path;
+    const char *dot = strrchr(m->path, '.');
+    v->name = dot ? dot + 1 : m->path;
+    v->type = m->is_layer ? layer_classes[m->layer] : "Sequential";
+    v->extra = m->extra;
+    v->nchildren = m->nchildren;
+    const char **names = xalloc(sizeof *names * (size_t)(m->nchildren + 1));
+    const nn_module **kids = xalloc(sizeof *kids * (size_t)(m->nchildren + 1));
+    for (int i = 0; i < m->nchildren; i++) {
+        names[i] = m->children[i].name;
+        kids[i] = view_module(p, m->children[i].m, made);
+    }
+    v->child_names = names;
+    v->children = kids;
+    v->nparams = m->nparams;
+    v->param_names = m->param_local;
+    v->param_ids = m->param_ids;
+    return v;
+}
+
+nn_model *build_view(const program *p)
+{
+    nn_module **made = xalloc(sizeof *made * (size_t)(p->nmodules + 1));
+    nn_tensor_info *ti = xalloc(sizeof *ti * (size_t)(p->ntensors + 1));
+    nn_tensor *tt = xalloc(sizeof *tt * (size_t)(p->ntensors + 1));
+    for (int i = 0; i < p->ntensors; i++) {
+        const tensor *t = &p->tensors[i];
+        ti[i].name = t->name;
+        ti[i].ndim = t->ndim;
+        memcpy(ti[i].shape, t->shape, sizeof t->shape);
+        ti[i].numel = t->numel;
+        ti[i].offset = (size_t)t->offset;
+        ti[i].requires_grad = t->requires_grad;
+        tt[i].name = t->name;
+        tt[i].ndim = t->ndim;
+        memcpy(tt[i].shape, t->shape, sizeof t->shape);
+        tt[i].numel = t->numel;
+        tt[i].requires_grad = t->requires_grad;
+    }
+    const char **keys = xalloc(sizeof *keys * (size_t)(p->nstate + 1));
+    int *ids = xalloc(sizeof *ids * (size_t)(p->nstate + 1));
+    for (int i = 0; i < p->nstate; i++) {
+        keys[i] = p->state[i].key;
+        ids[i] = p->state[i].tensor;
+    }
+    nn_model_info *info = xalloc(sizeof *info);
+    info->name = p->name;
+    info->ntensors = p->ntensors;
+    info->nparams = p->ntensors;
+    info->tensors = ti;
+    info->nstate = p->nstate;
+    info->state_keys = keys;
+    info->state_ids = ids;
+    info->root = view_module(p, p->root, made);
+    info->data_floats = (size_t)p->param_floats;
+    info->grad_floats = (size_t)p->param_floats;
+    nn_model *m = xalloc(sizeof *m);
+    m->info = info;
+    m->tensors = tt; /* names and shapes only: --print/--params need no data */
+    return m;
+}
