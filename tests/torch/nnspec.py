@@ -128,6 +128,22 @@ def _construct_float(loader, node):
     return float(v)
 
 
+def _construct_map(loader, node):
+    loader.flatten_mapping(node)
+    out = {}
+    for knode, vnode in node.value:
+        k = loader.construct_object(knode, deep=True)
+        try:
+            hash(k)
+        except TypeError:
+            raise SpecError('line %d: a mapping key must be a scalar' % (knode.start_mark.line + 1))
+        if k in out:
+            raise SpecError('line %d: duplicate key %r' % (knode.start_mark.line + 1, k))
+        out[k] = loader.construct_object(vnode, deep=True)
+    return out
+
+
+_Loader.add_constructor('tag:yaml.org,2002:map', _construct_map)
 _Loader.add_constructor('tag:yaml.org,2002:int', _construct_int)
 _Loader.add_constructor('tag:yaml.org,2002:float', _construct_float)
 
@@ -900,11 +916,28 @@ def format_float(x):
 
 
 def parse_float(s):
-    s = s.strip()
+    """One value as C strtof reads it (hex or decimal, inf, nan); ValueError
+    if it is not one, or if a finite literal overflows float."""
     low = s.lower()
-    if low in ('nan', '-nan', '+nan'):
-        return math.nan if not low.startswith('-') else -math.nan
-    return float.fromhex(s)
+    body = low.lstrip('+-')
+    if s != s.strip() or not s:
+        raise ValueError(s)
+    if body in ('nan', 'inf', 'infinity'):
+        v = math.nan if body == 'nan' else math.inf
+        return -v if low.startswith('-') else v
+    if body.startswith('0x'):
+        v = float.fromhex(low)
+    elif re.match(r'^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[-+]?[0-9]+)?$', low):
+        v = float(low)
+    else:
+        raise ValueError(s)
+    try:
+        v = struct.unpack('<f', struct.pack('<f', v))[0]   # rounded like strtof
+    except OverflowError:
+        v = math.inf
+    if math.isinf(v):
+        raise ValueError('%s overflows float' % s)
+    return v
 
 
 def f32_bits(x):
@@ -959,7 +992,7 @@ def parse_dump(text, where='<dump>'):
         if n == 'none':
             out.append((name, None))
             continue
-        if not re.match(r'^[0-9]+$', n):
+        if not re.match(r'^(0|[1-9][0-9]*)$', n):
             raise DumpError('%s:%d: bad element count %r' % (where, i, n))
         n = int(n)
         if i + n > len(lines):
