@@ -1,0 +1,556 @@
+#!/usr/bin/python3
+"""Conformance harness: nngen's generated C against PyTorch (SPEC section 6).
+
+usage: conform.py --nngen NNGEN --rt-lib LIBNNGEN-RT.a --include INCDIR
+                  [--cc CC] [--workdir DIR] [--keep] [--steps 20] SPEC|DIR ...
+
+For every spec (a directory means all of its **/*.yaml) it builds the torch
+model with tests/torch/nnspec.py and checks, one output line per check:
+
+  compile      nngen SPEC -o W/net.c, then cc driver.c + net.c with
+               -std=c99 -Wall -Wextra -Wpedantic -Werror -O1
+  determinism  a second nngen run (to another directory, same file name)
+               gives byte-identical .c and .h
+  params       `nngen --params SPEC` == nnspec's state_dict listing
+  print        `nngen --print SPEC`  == print(model) + "\\n"
+  info         `driver info`: batch, in/out sizes, parameter list and sizes
+  init seed=S  S in 0, 1, 42, 1234: `driver init S` == torch parameters after
+               torch.manual_seed(S) and construction.  Bit-identical when every
+               initializer is uniform-family (default, zeros, ones, constant,
+               uniform, xavier_uniform, kaiming_uniform, zero_abs_below over
+               those); else (normal, xavier_normal, kaiming_normal,
+               trunc_normal) the criterion below with TOL=1e-6.  Specs using
+               mixture/custom: SKIP "init comparison not applicable".
+  fwd/bwd      random parameters, x and dy (numpy, seeded from the spec path):
+               `driver run` y, dx and every parameter gradient (shared ones
+               included; frozen ones must be "none" as torch's None) vs torch,
+               TOL=1e-5
+  fwd/bwd --no-blas   the same with code from `nngen --no-blas` (whose object
+               must not reference any cblas_ symbol)
+  train        only for specs with train: 20 steps of P_train_step vs
+               torch.optim with the same start values and data: every loss and
+               the final parameters, TOL=1e-4
+
+Comparison criterion for a tensor `got` against the torch reference `ref`
+(elementwise, never loosened to make a test pass):
+
+    |got - ref| <= TOL * max(|ref|, scale),   scale = max |ref| over the tensor
+
+i.e. relative error per element, with elements much smaller than the
+tensor's largest one judged relative to that largest one (summation order
+differences scale with the magnitudes of the terms, not of the result).
+A non-finite value in `got` where `ref` is finite fails; a tensor of exact
+zeros must be matched exactly.  The per-step losses are compared as one
+tensor.
+
+Final line: "N passed, N failed" (", N skipped" if any); exit 1 if anything
+failed.  If /usr/bin/python3 has no torch: one line saying so and exit 77
+(meson: skipped), or exit 1 when NNGEN_REQUIRE_TORCH=1.
+"""
+import argparse
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TORCH_PY = '/usr/bin/python3'
+
+try:
+    import torch
+    import numpy as np
+except ImportError as _e:
+    if (os.path.realpath(sys.executable) != os.path.realpath(TORCH_PY)
+            and os.path.exists(TORCH_PY) and not os.environ.get('NNGEN_CONFORM_REEXEC')):
+        os.environ['NNGEN_CONFORM_REEXEC'] = '1'
+        os.execv(TORCH_PY, [TORCH_PY] + sys.argv)
+    print('conform: skipped: torch/numpy not importable by %s (%s); Debian: '
+          'apt-get install python3-torch python3-numpy' % (sys.executable, _e))
+    sys.exit(1 if os.environ.get('NNGEN_REQUIRE_TORCH') == '1' else 77)
+
+sys.path.insert(0, os.path.join(HERE, '..', 'torch'))
+import nnspec  # noqa: E402
+
+SEEDS = [0, 1, 42, 1234]
+CFLAGS = ['-std=c99', '-Wall', '-Wextra', '-Wpedantic', '-Werror', '-O1']
+TOL_INIT = 1e-6
+TOL_FWD = 1e-5
+TOL_TRAIN = 1e-4
+
+
+class Result(object):
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+
+    def ok(self, spec, check, detail=''):
+        self.passed += 1
+        print('PASS %s: %s%s' % (spec, check, (' (%s)' % detail) if detail else ''))
+
+    def fail(self, spec, check, why):
+        self.failed += 1
+        why = why.rstrip()
+        if '\n' in why:
+            why = why.replace('\n', '\n    ')
+        print('FAIL %s: %s: %s' % (spec, check, why))
+
+    def skip(self, spec, check, why):
+        self.skipped += 1
+        print('SKIP %s: %s: %s' % (spec, check, why))
+
+
+class CheckError(Exception):
+    pass
+
+
+def run(cmd, cwd=None, timeout=300, env=None):
+    e = dict(os.environ)
+    e.setdefault('OPENBLAS_NUM_THREADS', '1')
+    if env:
+        e.update(env)
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                           timeout=timeout, env=e)
+    except subprocess.TimeoutExpired:
+        raise CheckError('timed out after %ds: %s' % (timeout, ' '.join(cmd)))
+    except OSError as ex:
+        raise CheckError('cannot run %s: %s' % (cmd[0], ex))
+    return r.returncode, r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace')
+
+
+def must(cmd, what, **kw):
+    rc, out, err = run(cmd, **kw)
+    if rc != 0:
+        tail = '\n'.join((err or out).strip().splitlines()[-15:])
+        raise CheckError('%s failed (exit %d): %s\n%s' % (what, rc, ' '.join(cmd), tail))
+    return out
+
+
+def text_diff(got, want, limit=6):
+    g, w = got.splitlines(), want.splitlines()
+    lines = []
+    for i in range(max(len(g), len(w))):
+        a = g[i] if i < len(g) else '<missing>'
+        b = w[i] if i < len(w) else '<missing>'
+        if a != b:
+            lines.append('line %d: got %r, want %r' % (i + 1, a, b))
+            if len(lines) >= limit:
+                break
+    if not lines and got != want:
+        lines.append('differs in trailing newline/whitespace: got %r..., want %r...'
+                     % (got[-20:], want[-20:]))
+    return '\n'.join(lines)
+
+
+# --------------------------------------------------------------------------
+# tensor comparison
+
+def f32bits(v):
+    return struct.unpack('<I', struct.pack('<f', v))[0]
+
+
+def compare(name, got, ref, tol):
+    """None if got matches ref (lists of floats), else a message."""
+    if ref is None or got is None:
+        if ref is None and got is None:
+            return None
+        return '%s: got %s, torch has %s' % (name, 'none' if got is None else 'a tensor',
+                                            'None' if ref is None else 'a tensor')
+    if len(got) != len(ref):
+        return '%s: %d values, torch has %d' % (name, len(got), len(ref))
+    if tol == 0:
+        for i, (a, b) in enumerate(zip(got, ref)):
+            if f32bits(a) != f32bits(b) and not (a != a and b != b):
+                return '%s[%d]: got %s, torch %s (bit-identical required; %d elements)' % (
+                    name, i, nnspec.format_float(a), nnspec.format_float(b), len(ref))
+        return None
+    finite = [abs(b) for b in ref if math.isfinite(b)]
+    scale = max(finite) if finite else 0.0
+    worst, wi = -1.0, -1
+    for i, (a, b) in enumerate(zip(got, ref)):
+        if not math.isfinite(b):
+            if not (a == b or (a != a and b != b)):
+                return '%s[%d]: got %r, torch %r' % (name, i, a, b)
+            continue
+        if not math.isfinite(a):
+            return '%s[%d]: got %r, torch %r' % (name, i, a, b)
+        bound = tol * max(abs(b), scale)
+        err = abs(a - b)
+        if err > bound:
+            ratio = err / bound if bound > 0 else math.inf
+            if ratio > worst:
+                worst, wi = ratio, i
+    if wi >= 0:
+        a, b = got[wi], ref[wi]
+        return ('%s[%d]: got %.9g, torch %.9g, |diff| %.3g > %g*max(|ref|, scale=%.3g) '
+                '(%.3gx the bound; %d elements)'
+                % (name, wi, a, b, abs(a - b), tol, scale, worst, len(ref)))
+    return None
+
+
+def compare_dumps(got, ref, tol):
+    """got, ref: lists of (name, values|None).  Returns list of messages."""
+    gn, rn = [n for n, _ in got], [n for n, _ in ref]
+    if gn != rn:
+        return ['tensor names differ: got %s, want %s' % (gn, rn)]
+    msgs = []
+    for (n, a), (_, b) in zip(got, ref):
+        m = compare(n, a, b, tol)
+        if m:
+            msgs.append(m)
+    return msgs
+
+
+def tensor_list(t):
+    return t.detach().to(torch.float32).reshape(-1).tolist()
+
+
+def write(path, tensors):
+    with open(path, 'w') as f:
+        nnspec.write_dump(f, tensors)
+
+
+# --------------------------------------------------------------------------
+# per-spec work
+
+def custom_names(obj, acc):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == 'custom' and isinstance(v, str):
+                acc.add(v)
+            else:
+                custom_names(v, acc)
+    elif isinstance(obj, list):
+        for v in obj:
+            custom_names(v, acc)
+    return acc
+
+
+class Spec(object):
+    def __init__(self, args, path, label, work):
+        self.args = args
+        self.path = path
+        self.label = label
+        self.work = work
+
+    def nngen(self, *a):
+        return [self.args.nngen] + list(a)
+
+    def compile(self, sub, extra_nngen, built, check_no_blas=False):
+        """nngen + cc into W/sub; returns the driver path."""
+        d = os.path.join(self.work, sub)
+        os.makedirs(d, exist_ok=True)
+        out_c = os.path.join(d, 'net.c')
+        must(self.nngen(self.path, '-o', out_c, *extra_nngen), 'nngen')
+        for f in ('net.c', 'net.h'):
+            if not os.path.isfile(os.path.join(d, f)):
+                raise CheckError('nngen did not write %s' % f)
+        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name]
+        if built.loss_name:
+            defs.append('-DNET_HAS_TRAIN')
+            if built.loss_name == 'cross_entropy':
+                defs.append('-DNET_TARGET_INT')
+        inc = ['-I' + d, '-I' + self.args.include]
+        objs = []
+        net_o = os.path.join(d, 'net.o')
+        must([self.args.cc] + CFLAGS + inc + ['-c', out_c, '-o', net_o], 'cc net.c')
+        objs.append(net_o)
+        if check_no_blas:
+            rc, out, err = run(['nm', '-u', net_o])
+            if rc == 0:
+                bad = [l.split()[-1] for l in out.splitlines() if 'cblas_' in l]
+                if bad:
+                    raise CheckError('--no-blas code references %s' % ', '.join(bad))
+        drv_o = os.path.join(d, 'driver.o')
+        must([self.args.cc] + CFLAGS + inc + defs +
+             ['-c', os.path.join(HERE, 'driver.c'), '-o', drv_o], 'cc driver.c')
+        objs.append(drv_o)
+        names = sorted(custom_names(built.spec, set()))
+        if names:
+            stem = os.path.splitext(self.path)[0] + '.c'
+            if os.path.isfile(stem):
+                src = stem
+            else:
+                src = os.path.join(d, 'custom_stubs.c')
+                with open(src, 'w') as f:
+                    f.write('/* stand-ins for the spec\'s custom initializers */\n'
+                            '#include <nngen/rt.h>\n')
+                    for n in names:
+                        f.write('void %s(nn_tensor *param, nn_rng *rng);\n'
+                                'void %s(nn_tensor *param, nn_rng *rng)\n'
+                                '{\n    nn_init_uniform(param, rng, -0.5f, 0.5f);\n}\n'
+                                % (n, n))
+            o = os.path.join(d, 'custom.o')
+            must([self.args.cc] + CFLAGS + inc + ['-c', src, '-o', o], 'cc custom')
+            objs.append(o)
+        exe = os.path.join(d, 'driver')
+        must([self.args.cc, '-o', exe] + objs + [self.args.rt_lib] + self.args.blas_libs
+             + ['-lm'], 'link')
+        return exe
+
+    def driver(self, exe, *a):
+        out = must([exe] + list(a), 'driver ' + (a[0] if a else ''))
+        try:
+            return out, nnspec.parse_dump(out) if a and a[0] in ('init', 'run') else None
+        except nnspec.DumpError as e:
+            raise CheckError('driver output is not in dump format: %s' % e)
+
+
+def check_spec(args, path, label, res):
+    work = tempfile.mkdtemp(prefix='conform-', dir=args.workdir)
+    sp = Spec(args, path, label, work)
+    try:
+        try:
+            built = nnspec.build(path, seed=0, allow_unsupported_init=True)
+        except nnspec.NNSpecError as e:
+            res.fail(label, 'torch model', 'nnspec cannot build it: %s' % e)
+            return
+        except Exception as e:  # noqa - report, never crash the whole run
+            res.fail(label, 'torch model', 'nnspec crashed: %r' % e)
+            return
+
+        # ---- names (no compile needed)
+        for check, flag, want in (('params', '--params', nnspec.params_text(built.model)),
+                                  ('print', '--print', nnspec.print_text(built.model))):
+            try:
+                out = must(sp.nngen(flag, path), 'nngen ' + flag)
+                if out == want:
+                    res.ok(label, check)
+                else:
+                    res.fail(label, check, 'differs from torch:\n' + text_diff(out, want))
+            except CheckError as e:
+                res.fail(label, check, str(e))
+
+        # ---- compile + determinism
+        exe = None
+        try:
+            exe = sp.compile('a', [], built)
+            res.ok(label, 'compile')
+        except CheckError as e:
+            res.fail(label, 'compile', str(e))
+        try:
+            if exe is None:
+                raise CheckError('not run: compile failed')
+            d2 = os.path.join(work, 'b')
+            os.makedirs(d2)
+            must(sp.nngen(path, '-o', os.path.join(d2, 'net.c')), 'nngen (second run)')
+            diff = [f for f in ('net.c', 'net.h')
+                    if open(os.path.join(work, 'a', f), 'rb').read()
+                    != open(os.path.join(d2, f), 'rb').read()]
+            if diff:
+                res.fail(label, 'determinism', 'two runs differ in %s' % ', '.join(diff))
+            else:
+                res.ok(label, 'determinism')
+        except CheckError as e:
+            res.fail(label, 'determinism', str(e))
+
+        # ---- info
+        try:
+            if exe is None:
+                raise CheckError('not run: compile failed')
+            out, _ = sp.driver(exe, 'info')
+            want = 'batch %d\nin %d\nout %d\n' % (built.batch, built.in_size, built.out_size)
+            want += ''.join('param %s %d\n' % (n, p.numel())
+                            for n, p in built.model.named_parameters())
+            if out == want:
+                res.ok(label, 'info')
+            else:
+                res.fail(label, 'info', text_diff(out, want))
+        except CheckError as e:
+            res.fail(label, 'info', str(e))
+
+        # ---- init
+        exactness = nnspec.init_exactness(built)
+        for seed in SEEDS:
+            check = 'init seed=%d' % seed
+            if exactness == 'unsupported':
+                res.skip(label, check, 'init comparison not applicable (%s)'
+                         % '; '.join(built.unsupported))
+                continue
+            try:
+                if exe is None:
+                    raise CheckError('not run: compile failed')
+                b = nnspec.build(path, seed=seed)
+                ref = [(n, tensor_list(p)) for n, p in b.model.named_parameters()]
+                _, got = sp.driver(exe, 'init', str(seed))
+                tol = 0 if exactness == 'exact' else TOL_INIT
+                msgs = compare_dumps(got, ref, tol)
+                if msgs:
+                    res.fail(label, check, '\n'.join(msgs[:5]))
+                else:
+                    res.ok(label, check, 'bit-identical' if tol == 0 else 'tol %g' % tol)
+            except (CheckError, nnspec.NNSpecError) as e:
+                res.fail(label, check, str(e))
+
+        # ---- forward/backward (with BLAS, then --no-blas)
+        rng = np.random.RandomState(zlib.crc32(label.encode()) & 0x7fffffff)
+        model = built.model
+        params = list(model.named_parameters())
+        with torch.no_grad():
+            for n, p in params:
+                if p.dim() >= 2:
+                    fan_in = p[0].numel()
+                    bound = math.sqrt(6.0 / fan_in)
+                    v = rng.uniform(-bound, bound, size=tuple(p.shape))
+                else:
+                    v = rng.uniform(-0.5, 0.5, size=tuple(p.shape))
+                p.copy_(torch.from_numpy(v.astype(np.float32)))
+        start = [(n, tensor_list(p)) for n, p in params]
+        x_np = rng.standard_normal(size=tuple(built.input_shape)).astype(np.float32)
+        dy_np = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
+        pfile = os.path.join(work, 'params.dump')
+        xfile = os.path.join(work, 'x.dump')
+        dyfile = os.path.join(work, 'dy.dump')
+        write(pfile, start)
+        write(xfile, [('x', x_np.reshape(-1).tolist())])
+        write(dyfile, [('dy', dy_np.reshape(-1).tolist())])
+        x = torch.from_numpy(x_np.copy()).requires_grad_(True)
+        model.zero_grad(set_to_none=True)
+        y = model(x)
+        y.backward(torch.from_numpy(dy_np.copy()))
+        ref = [('y', tensor_list(y)), ('dx', tensor_list(x.grad))]
+        ref += [('grad.' + n, None if p.grad is None else tensor_list(p.grad))
+                for n, p in params]
+
+        def fwdbwd(check, exe_):
+            try:
+                if exe_ is None:
+                    raise CheckError('not run: compile failed')
+                _, got = sp.driver(exe_, 'run', pfile, xfile, dyfile)
+                msgs = compare_dumps(got, ref, TOL_FWD)
+                if msgs:
+                    res.fail(label, check, '\n'.join(msgs[:5]))
+                else:
+                    res.ok(label, check)
+            except CheckError as e:
+                res.fail(label, check, str(e))
+
+        fwdbwd('fwd/bwd', exe)
+        try:
+            exe_nb = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
+        except CheckError as e:
+            exe_nb = None
+            res.fail(label, 'compile --no-blas', str(e))
+        fwdbwd('fwd/bwd --no-blas', exe_nb)
+
+        # ---- train
+        if built.loss_name:
+            check = 'train %d steps' % args.steps
+            try:
+                if exe is None:
+                    raise CheckError('not run: compile failed')
+                with torch.no_grad():
+                    for (n, p), (_, v) in zip(params, start):
+                        p.copy_(torch.tensor(v, dtype=torch.float32).reshape(p.shape))
+                tfile = os.path.join(work, 'target.dump')
+                xt = torch.from_numpy(x_np.copy())
+                if built.loss_name == 'cross_entropy':
+                    if len(built.output_shape) != 2:
+                        raise CheckError('cross_entropy needs an output [batch, classes], '
+                                         'got %s' % built.output_shape)
+                    lab = rng.randint(0, built.output_shape[1], size=built.batch)
+                    write(tfile, [('target', [float(v) for v in lab])])
+                    target = torch.from_numpy(lab.astype(np.int64))
+                else:
+                    tv = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
+                    write(tfile, [('target', tv.reshape(-1).tolist())])
+                    target = torch.from_numpy(tv)
+                opt = built.make_optimizer(model.parameters())
+                losses = []
+                for _ in range(args.steps):
+                    opt.zero_grad()
+                    loss = built.loss(model(xt), target)
+                    loss.backward()
+                    opt.step()
+                    losses.append(float(loss))
+                out = must([exe, 'train', pfile, xfile, tfile, str(args.steps)], 'driver train')
+                lines = out.splitlines(True)
+                got_losses = []
+                for k in range(args.steps):
+                    parts = lines[k].split() if k < len(lines) else []
+                    if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
+                        raise CheckError('expected "loss %d VALUE", got %r'
+                                         % (k, lines[k] if k < len(lines) else '<eof>'))
+                    try:
+                        got_losses.append(nnspec.parse_float(parts[2]))
+                    except ValueError:
+                        raise CheckError('bad loss value %r' % parts[2])
+                try:
+                    got_params = nnspec.parse_dump(''.join(lines[args.steps:]))
+                except nnspec.DumpError as e:
+                    raise CheckError('final parameters: %s' % e)
+                msgs = []
+                m = compare('loss', got_losses, losses, TOL_TRAIN)
+                if m:
+                    msgs.append(m)
+                msgs += compare_dumps(got_params,
+                                      [(n, tensor_list(p)) for n, p in params], TOL_TRAIN)
+                if msgs:
+                    res.fail(label, check, '\n'.join(msgs[:5]))
+                else:
+                    res.ok(label, check, '%s, final loss %.6g' % (built.loss_name, losses[-1]))
+            except CheckError as e:
+                res.fail(label, check, str(e))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print('     (kept %s)' % work)
+
+
+def collect(paths):
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if f.endswith('.yaml'):
+                        found.append(os.path.join(root, f))
+            out += [(f, os.path.relpath(f, p)) for f in sorted(found)]
+        else:
+            out.append((p, os.path.basename(p)))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--nngen', required=True)
+    ap.add_argument('--rt-lib', required=True, help='the runtime static library')
+    ap.add_argument('--include', required=True, help='directory holding nngen/rt.h')
+    ap.add_argument('--cc', default=os.environ.get('CC', 'cc'))
+    ap.add_argument('--blas-libs', default='-lopenblas',
+                    help='link flags for BLAS (default: -lopenblas)')
+    ap.add_argument('--workdir', default=None)
+    ap.add_argument('--keep', action='store_true', help='keep the work directories')
+    ap.add_argument('--steps', type=int, default=20)
+    ap.add_argument('specs', nargs='+', help='spec files or directories (all **/*.yaml)')
+    args = ap.parse_args()
+    args.nngen = os.path.abspath(args.nngen)
+    args.rt_lib = os.path.abspath(args.rt_lib)
+    args.include = os.path.abspath(args.include)
+    args.blas_libs = args.blas_libs.split()
+    torch.set_num_threads(1)
+
+    specs = collect(args.specs)
+    res = Result()
+    if not specs:
+        res.fail('-', 'specs', 'no spec found in %s' % ' '.join(args.specs))
+    for path, label in specs:
+        check_spec(args, path, label, res)
+    line = '%d passed, %d failed' % (res.passed, res.failed)
+    if res.skipped:
+        line += ', %d skipped' % res.skipped
+    print(line)
+    sys.stdout.flush()
+    return 1 if res.failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
