@@ -187,6 +187,16 @@ void nn_init_kaiming_normal(nn_tensor *t, nn_rng *r, double a, nn_fan_mode mode,
                             nn_nonlinearity nl);
 void nn_init_trunc_normal(nn_tensor *t, nn_rng *r, float mean, float std, float a, float b);
 
+/* The same with double parameters.  torch computes std / bounds from Python
+   floats (double); rounding a spec value such as std 0.01 or gain 5/3 to
+   float first can change the float bound torch ends up with.  The float
+   versions above call these. */
+void nn_init_normal_d(nn_tensor *t, nn_rng *r, double mean, double std);
+void nn_init_xavier_uniform_d(nn_tensor *t, nn_rng *r, double gain);
+void nn_init_xavier_normal_d(nn_tensor *t, nn_rng *r, double gain);
+void nn_init_trunc_normal_d(nn_tensor *t, nn_rng *r, double mean, double std,
+                            double a, double b);
+
 /* Mixture: for each element, draw the component (weights p), then its value. */
 typedef enum { NN_MIX_CONSTANT, NN_MIX_UNIFORM, NN_MIX_NORMAL } nn_mix_kind;
 typedef struct nn_mix_component {
