@@ -491,11 +491,11 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
     switch (in->kind) {
     case I_DEFAULT:
         if (!strcmp(t->local, "weight"))
-            E(e, "nn_init_kaiming_uniform(%s, &rng, %s, NN_FAN_IN, NN_NL_LEAKY_RELU);", T,
+            E(e, "nn_init_kaiming_uniform(%s, rng, %s, NN_FAN_IN, NN_NL_LEAKY_RELU);", T,
               dlit(sqrt(5.0)));
         else {
             double bound = s->fan_in > 0 ? 1.0 / sqrt((double)s->fan_in) : 0.0;
-            E(e, "nn_init_uniform(%s, &rng, (float)%s, (float)%s);", T, dlit(-bound),
+            E(e, "nn_init_uniform(%s, rng, (float)%s, (float)%s);", T, dlit(-bound),
               dlit(bound));
         }
         break;
@@ -509,25 +509,25 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
         E(e, "nn_init_constant(%s, (float)%s);", T, dlit(in->a));
         break;
     case I_UNIFORM:
-        E(e, "nn_init_uniform(%s, &rng, (float)%s, (float)%s);", T, dlit(in->a), dlit(in->b));
+        E(e, "nn_init_uniform(%s, rng, (float)%s, (float)%s);", T, dlit(in->a), dlit(in->b));
         break;
     case I_NORMAL:
-        E(e, "nn_init_normal_d(%s, &rng, %s, %s);", T, dlit(in->a), dlit(in->b));
+        E(e, "nn_init_normal_d(%s, rng, %s, %s);", T, dlit(in->a), dlit(in->b));
         break;
     case I_XAVIER_UNIFORM:
-        E(e, "nn_init_xavier_uniform_d(%s, &rng, %s);", T, dlit(in->a));
+        E(e, "nn_init_xavier_uniform_d(%s, rng, %s);", T, dlit(in->a));
         break;
     case I_XAVIER_NORMAL:
-        E(e, "nn_init_xavier_normal_d(%s, &rng, %s);", T, dlit(in->a));
+        E(e, "nn_init_xavier_normal_d(%s, rng, %s);", T, dlit(in->a));
         break;
     case I_KAIMING_UNIFORM:
     case I_KAIMING_NORMAL:
-        E(e, "nn_init_kaiming_%s(%s, &rng, %s, %s, %s);",
+        E(e, "nn_init_kaiming_%s(%s, rng, %s, %s, %s);",
           in->kind == I_KAIMING_UNIFORM ? "uniform" : "normal", T, dlit(in->a),
           fan_modes[in->mode], nl_enums[in->nonlinearity]);
         break;
     case I_TRUNC_NORMAL:
-        E(e, "nn_init_trunc_normal_d(%s, &rng, %s, %s, %s, %s);", T, dlit(in->a), dlit(in->b),
+        E(e, "nn_init_trunc_normal_d(%s, rng, %s, %s, %s, %s);", T, dlit(in->a), dlit(in->b),
           dlit(in->c), dlit(in->d));
         break;
     case I_MIXTURE: {
@@ -541,12 +541,12 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
             E(e, "    {%s, %s, %s, %s},", dlit(mp->p), kind, flit(mp->a), flit(mp->b));
         }
         E(e, "};");
-        E(e, "nn_init_mixture(%s, &rng, mix%d, %d);", T, k, in->nmix);
+        E(e, "nn_init_mixture(%s, rng, mix%d, %d);", T, k, in->nmix);
         close_block(e);
         break;
     }
     case I_CUSTOM:
-        E(e, "%s(%s, &rng);", in->custom, T);
+        E(e, "%s(%s, rng);", in->custom, T);
         break;
     }
     if (in->has_zero_abs_below)
@@ -587,6 +587,8 @@ static void emit_header(emitter *e, FILE *h, const layout *L)
                "aligned */\n", n, n, n);
     fprintf(h, "void %s_destroy(%s *net);             /* no-op for placed instances */\n", n, n);
     fprintf(h, "void %s_init(%s *net, uint64_t seed);\n", n, n);
+    fprintf(h, "/* the same, continuing the caller's generator (like torch's global one) */\n");
+    fprintf(h, "void %s_init_rng(%s *net, nn_rng *rng);\n", n, n);
     fprintf(h, "void %s_forward(%s *net, const float *x, float *y);\n", n, n);
     fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx); /* adds to parameter "
                "grads; dx may be NULL */\n", n, n);
@@ -679,13 +681,17 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "/* PyTorch's construction order: shared modules, then the model (children");
     E(e, "   before parents, each module's own rules after its children), then the");
     E(e, "   top-level rules; one generator seeded like torch.manual_seed(seed). */");
+    open_block(e, xfmt("void %s_init_rng(%s *net, nn_rng *rng)\n", n, n));
+    if (!p->nsteps)
+        E(e, "(void)net; (void)rng;");
+    for (int i = 0; i < p->nsteps; i++)
+        emit_init_step(e, &p->steps[i], i);
+    close_block(e);
+    NL(e);
     open_block(e, xfmt("void %s_init(%s *net, uint64_t seed)\n", n, n));
     E(e, "nn_rng rng;");
     E(e, "nn_rng_seed(&rng, seed);");
-    if (!p->nsteps)
-        E(e, "(void)net;");
-    for (int i = 0; i < p->nsteps; i++)
-        emit_init_step(e, &p->steps[i], i);
+    E(e, "%s_init_rng(net, &rng);", n);
     close_block(e);
     NL(e);
 
