@@ -1055,10 +1055,18 @@ def _main(argv):
     except SpecError as e:
         sys.stderr.write('nnspec: error: %s\n' % e)
         return 1
+    except NNSpecError as e:
+        sys.stderr.write('nnspec: %s\n' % e)
+        return 1
     except (IOError, OSError) as e:
         sys.stderr.write('nnspec: %s\n' % e)
         return 1
 
 
 if __name__ == '__main__':
+    if torch is None and os.path.exists('/usr/bin/python3') and \
+            os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and \
+            not os.environ.get('NNSPEC_REEXEC'):
+        os.environ['NNSPEC_REEXEC'] = '1'     # the Debian python has torch
+        os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
     sys.exit(_main(sys.argv))
