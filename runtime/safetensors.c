@@ -1,2 +1,1124 @@
-/* placeholder: being written */
-typedef int nn_placeholder_safetensors;
+/* nngen-rt: safetensors persistence (F32, canonical names).
+ *
+ * File layout (https://github.com/huggingface/safetensors):
+ *   8 bytes   N, little-endian u64
+ *   N bytes   JSON header {"name":{"dtype":"F32","shape":[..],
+ *             "data_offsets":[begin,end]},...}, optional "__metadata__"
+ *             object of strings; padded with spaces to a multiple of 8
+ *   rest      the tensors' bytes; offsets are relative to this section
+ *
+ * nn_save writes exactly what the Python safetensors library writes for the
+ * same tensors: entries sorted by name (all are F32), data in that order and
+ * contiguous, header padded to 8 bytes, no __metadata__.  Every tensor of
+ * the model's table is written once under its canonical name (parameters
+ * and buffers); aliases of shared tensors ("4.weight" for "2.weight") are
+ * not written, as safetensors.torch.save_model drops them.  The file is
+ * written to PATH.tmp-PID-N in the same directory and rename()d into place,
+ * so a failure never leaves a partial or clobbered file.
+ *
+ * nn_load is strict and transactional.  It validates the whole file before
+ * touching the model: sizes (file >= 8 bytes, header length <= 100 MB and
+ * within the file), UTF-8, the JSON syntax (own parser: no trailing
+ * characters, no duplicate keys), the schema (dtype F32, shape of
+ * non-negative integers, data_offsets [begin, end] with begin <= end inside
+ * the data section and end - begin == 4 * product(shape) without
+ * overflow), the layout (tensors contiguous from 0 to the end of the file,
+ * as safetensors requires: no overlap, no gap, no trailing data), and the
+ * names (every canonical name present with the model's shape, no unknown
+ * name).  An alias key of a shared tensor (a state_dict key that is not
+ * canonical) is accepted only if it has the same shape and bit-identical
+ * data as the canonical entry, which must be present too; it is then
+ * redundant.  Only when all of this holds are the values copied into the
+ * model.  On failure: -1, the model is unchanged, nn_error() says why,
+ * prefixed with the path.
+ *
+ * Neither function is thread-safe with respect to nn_error() (one static
+ * message buffer); both allocate only transiently.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nngen/rt.h>
+
+#define ST_MAX_HEADER 100000000u
+
+/* ------------------------------------------------------------------ */
+/* Growing byte buffer                                                 */
+
+typedef struct dbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} dbuf;
+
+static void db_put(dbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *q;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        q = (char *)realloc(b->p, cap);
+        if (q == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void db_str(dbuf *b, const char *s)
+{
+    db_put(b, s, strlen(s));
+}
+
+static void db_u64(dbuf *b, uint64_t v)
+{
+    char tmp[24];
+    snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    db_str(b, tmp);
+}
+
+/* A JSON string literal. */
+static void db_json_str(dbuf *b, const char *s)
+{
+    db_put(b, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char tmp[8];
+        if (c == '"' || c == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            db_put(b, tmp, 2);
+        } else if (c < 0x20) {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            db_str(b, tmp);
+        } else {
+            db_put(b, (const char *)&c, 1);
+        }
+    }
+    db_put(b, "\"", 1);
+}
+
+/* Shape as "[8, 4]" for messages. */
+static void shape_text(char *out, size_t n, int ndim, const uint64_t *dims)
+{
+    size_t p = 0;
+    int i;
+    p += (size_t)snprintf(out, n, "[");
+    for (i = 0; i < ndim && p < n; i++)
+        p += (size_t)snprintf(out + p, n - p, "%s%llu", i ? ", " : "",
+                              (unsigned long long)dims[i]);
+    if (p < n)
+        snprintf(out + p, n - p, "]");
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v & 0xff);
+    p[1] = (unsigned char)((v >> 8) & 0xff);
+    p[2] = (unsigned char)((v >> 16) & 0xff);
+    p[3] = (unsigned char)((v >> 24) & 0xff);
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ------------------------------------------------------------------ */
+/* nn_save                                                             */
+
+static int cmp_tensor_name(const void *a, const void *b)
+{
+    return strcmp((*(const nn_tensor *const *)a)->name, (*(const nn_tensor *const *)b)->name);
+}
+
+static int write_all(FILE *f, const void *p, size_t n)
+{
+    return n == 0 || fwrite(p, 1, n, f) == n;
+}
+
+int nn_save(const nn_model *m, const char *path)
+{
+    const nn_model_info *info = m->info;
+    int n = info->ntensors, i, fd = -1;
+    const nn_tensor **order = NULL;
+    dbuf hdr = {NULL, 0, 0, 0};
+    dbuf tmpname = {NULL, 0, 0, 0};
+    uint64_t offset = 0;
+    unsigned char len8[8];
+    unsigned char chunk[4096];
+    FILE *f = NULL;
+    int rc = -1, err = 0;
+    static unsigned long counter;
+
+    order = (const nn_tensor **)malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
+    if (order == NULL) {
+        nn_set_error("%s: out of memory", path);
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        order[i] = &m->tensors[i];
+    qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
+    for (i = 1; i < n; i++)
+        if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
+            nn_set_error("%s: the model has two tensors named '%s'", path, order[i]->name);
+            goto out;
+        }
+
+    /* header, in safetensors' own serialization */
+    db_put(&hdr, "{", 1);
+    for (i = 0; i < n; i++) {
+        const nn_tensor *t = order[i];
+        uint64_t bytes = (uint64_t)t->numel * 4u;
+        int d;
+        if (i)
+            db_put(&hdr, ",", 1);
+        db_json_str(&hdr, t->name);
+        db_str(&hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            if (d)
+                db_put(&hdr, ",", 1);
+            db_u64(&hdr, (uint64_t)t->shape[d]);
+        }
+        db_str(&hdr, "],\"data_offsets\":[");
+        db_u64(&hdr, offset);
+        db_put(&hdr, ",", 1);
+        db_u64(&hdr, offset + bytes);
+        db_str(&hdr, "]}");
+        offset += bytes;
+    }
+    db_put(&hdr, "}", 1);
+    while (!hdr.oom && hdr.len % 8 != 0)
+        db_put(&hdr, " ", 1);
+    if (hdr.oom) {
+        nn_set_error("%s: out of memory", path);
+        goto out;
+    }
+
+    /* a fresh temporary file next to the target */
+    for (i = 0; i < 1000; i++) {
+        char suffix[64];
+        tmpname.len = 0;
+        snprintf(suffix, sizeof suffix, ".tmp-%ld-%lu", (long)getpid(), counter++);
+        db_str(&tmpname, path);
+        db_str(&tmpname, suffix);
+        if (tmpname.oom) {
+            nn_set_error("%s: out of memory", path);
+            goto out;
+        }
+        fd = open(tmpname.p, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        nn_set_error("%s: cannot create %s: %s", path, tmpname.p, strerror(errno));
+        goto out;
+    }
+    f = fdopen(fd, "wb");
+    if (f == NULL) {
+        err = errno;
+        close(fd);
+        goto fail_tmp;
+    }
+
+    for (i = 0; i < 8; i++)
+        len8[i] = (unsigned char)(((uint64_t)hdr.len >> (8 * i)) & 0xff);
+    if (!write_all(f, len8, 8) || !write_all(f, hdr.p, hdr.len)) {
+        err = errno;
+        goto fail_tmp;
+    }
+    for (i = 0; i < n; i++) {
+        const nn_tensor *t = order[i];
+        int64_t k = 0;
+        while (k < t->numel) {
+            size_t c = 0;
+            while (k < t->numel && c + 4 <= sizeof chunk) {
+                uint32_t w;
+                memcpy(&w, &t->data[k], 4);
+                put_le32(chunk + c, w);
+                c += 4;
+                k++;
+            }
+            if (!write_all(f, chunk, c)) {
+                err = errno;
+                goto fail_tmp;
+            }
+        }
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        err = errno;
+        goto fail_tmp;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        err = errno;
+        goto fail_tmp;
+    }
+    f = NULL;
+    if (rename(tmpname.p, path) != 0) {
+        err = errno;
+        unlink(tmpname.p);
+        nn_set_error("%s: cannot replace it with %s: %s", path, tmpname.p, strerror(err));
+        goto out;
+    }
+    rc = 0;
+    goto out;
+
+fail_tmp:
+    if (f != NULL)
+        fclose(f);
+    unlink(tmpname.p);
+    nn_set_error("%s: write error: %s", path, err ? strerror(err) : "short write");
+out:
+    free(order);
+    free(hdr.p);
+    free(tmpname.p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Header parsing                                                      */
+
+typedef struct st_entry {
+    char *name;
+    int ndim;
+    uint64_t *dims;
+    uint64_t begin, end;
+    int has_dtype, has_shape, has_offsets;
+    int model_id;            /* tensor index, or -1 */
+    int canonical;           /* name is the tensor's canonical name */
+} st_entry;
+
+typedef struct parser {
+    const char *s;
+    size_t n, i;
+    const char *path;
+    int failed;
+    st_entry *e;
+    size_t ne, cap;
+} parser;
+
+#define FAIL(...)                                                                     \
+    do {                                                                              \
+        if (!ps->failed) {                                                            \
+            ps->failed = 1;                                                           \
+            set_err(ps, __VA_ARGS__);                                                 \
+        }                                                                             \
+        return 0;                                                                     \
+    } while (0)
+
+/* nn_set_error with the "PATH: " prefix. */
+static void set_err(const parser *ps, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void set_err(const parser *ps, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    nn_set_error("%s: %s", ps->path, msg);
+}
+
+static void skip_ws(parser *ps)
+{
+    while (ps->i < ps->n && (ps->s[ps->i] == ' ' || ps->s[ps->i] == '\t' ||
+                             ps->s[ps->i] == '\n' || ps->s[ps->i] == '\r'))
+        ps->i++;
+}
+
+static int peek(parser *ps)
+{
+    skip_ws(ps);
+    return ps->i < ps->n ? (unsigned char)ps->s[ps->i] : -1;
+}
+
+static int expect(parser *ps, char c, const char *what)
+{
+    if (peek(ps) != (unsigned char)c)
+        FAIL("invalid JSON header at byte %zu: expected %s", ps->i, what);
+    ps->i++;
+    return 1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int read_u4(parser *ps, unsigned *out)
+{
+    unsigned v = 0;
+    int k;
+    if (ps->n - ps->i < 4)
+        FAIL("invalid JSON header at byte %zu: truncated \\u escape", ps->i);
+    for (k = 0; k < 4; k++) {
+        int h = hexval((unsigned char)ps->s[ps->i + (size_t)k]);
+        if (h < 0)
+            FAIL("invalid JSON header at byte %zu: bad \\u escape", ps->i);
+        v = v * 16 + (unsigned)h;
+    }
+    ps->i += 4;
+    *out = v;
+    return 1;
+}
+
+/* A JSON string into a fresh NUL-terminated UTF-8 string (*out). */
+static int parse_string(parser *ps, char **out)
+{
+    dbuf b = {NULL, 0, 0, 0};
+    *out = NULL;
+    if (peek(ps) != '"')
+        FAIL("invalid JSON header at byte %zu: expected a string", ps->i);
+    ps->i++;
+    db_put(&b, "", 0);
+    for (;;) {
+        unsigned char c;
+        if (ps->i >= ps->n) {
+            free(b.p);
+            FAIL("invalid JSON header at byte %zu: unterminated string", ps->i);
+        }
+        c = (unsigned char)ps->s[ps->i++];
+        if (c == '"')
+            break;
+        if (c < 0x20) {
+            free(b.p);
+            FAIL("invalid JSON header at byte %zu: control character in a string", ps->i - 1);
+        }
+        if (c != '\\') {
+            db_put(&b, (const char *)&c, 1);
+            continue;
+        }
+        if (ps->i >= ps->n) {
+            free(b.p);
+            FAIL("invalid JSON header at byte %zu: unterminated string", ps->i);
+        }
+        c = (unsigned char)ps->s[ps->i++];
+        switch (c) {
+        case '"': case '\\': case '/':
+            db_put(&b, (const char *)&c, 1);
+            break;
+        case 'b': db_put(&b, "\b", 1); break;
+        case 'f': db_put(&b, "\f", 1); break;
+        case 'n': db_put(&b, "\n", 1); break;
+        case 'r': db_put(&b, "\r", 1); break;
+        case 't': db_put(&b, "\t", 1); break;
+        case 'u': {
+            unsigned u, lo;
+            char enc[4];
+            size_t k = 0;
+            if (!read_u4(ps, &u)) {
+                free(b.p);
+                return 0;
+            }
+            if (u >= 0xDC00 && u <= 0xDFFF) {
+                free(b.p);
+                FAIL("invalid JSON header at byte %zu: lone surrogate in \\u escape", ps->i);
+            }
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                if (ps->n - ps->i < 2 || ps->s[ps->i] != '\\' || ps->s[ps->i + 1] != 'u') {
+                    free(b.p);
+                    FAIL("invalid JSON header at byte %zu: lone surrogate in \\u escape",
+                         ps->i);
+                }
+                ps->i += 2;
+                if (!read_u4(ps, &lo)) {
+                    free(b.p);
+                    return 0;
+                }
+                if (lo < 0xDC00 || lo > 0xDFFF) {
+                    free(b.p);
+                    FAIL("invalid JSON header at byte %zu: lone surrogate in \\u escape",
+                         ps->i);
+                }
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (u == 0) {
+                free(b.p);
+                FAIL("invalid JSON header at byte %zu: \\u0000 in a string", ps->i);
+            }
+            if (u < 0x80) {
+                enc[k++] = (char)u;
+            } else if (u < 0x800) {
+                enc[k++] = (char)(0xC0 | (u >> 6));
+                enc[k++] = (char)(0x80 | (u & 0x3F));
+            } else if (u < 0x10000) {
+                enc[k++] = (char)(0xE0 | (u >> 12));
+                enc[k++] = (char)(0x80 | ((u >> 6) & 0x3F));
+                enc[k++] = (char)(0x80 | (u & 0x3F));
+            } else {
+                enc[k++] = (char)(0xF0 | (u >> 18));
+                enc[k++] = (char)(0x80 | ((u >> 12) & 0x3F));
+                enc[k++] = (char)(0x80 | ((u >> 6) & 0x3F));
+                enc[k++] = (char)(0x80 | (u & 0x3F));
+            }
+            db_put(&b, enc, k);
+            break;
+        }
+        default:
+            free(b.p);
+            FAIL("invalid JSON header at byte %zu: bad escape '\\%c'", ps->i - 1,
+                 c >= 0x20 && c < 0x7f ? (char)c : '?');
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        FAIL("out of memory");
+    }
+    *out = b.p;
+    return 1;
+}
+
+/* A JSON number that must be a non-negative integer (no fraction, no
+   exponent, no sign) fitting in int64. */
+static int parse_count(parser *ps, uint64_t *out, const char *what, const char *name)
+{
+    size_t start;
+    uint64_t v = 0;
+    int c = peek(ps), overflow = 0;
+    start = ps->i;
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        size_t j = ps->i;
+        int neg = 0, frac = 0;
+        if (ps->s[j] == '-') {
+            neg = 1;
+            j++;
+        }
+        if (j >= ps->n || ps->s[j] < '0' || ps->s[j] > '9')
+            FAIL("invalid JSON header at byte %zu: bad number", start);
+        if (ps->s[j] == '0' && j + 1 < ps->n && ps->s[j + 1] >= '0' && ps->s[j + 1] <= '9')
+            FAIL("invalid JSON header at byte %zu: bad number (leading zero)", start);
+        while (j < ps->n && ps->s[j] >= '0' && ps->s[j] <= '9') {
+            unsigned d = (unsigned)(ps->s[j] - '0');
+            if (v > (UINT64_C(0x7fffffffffffffff) - d) / 10)
+                overflow = 1;
+            else
+                v = v * 10 + d;
+            j++;
+        }
+        if (j < ps->n && ps->s[j] == '.') {
+            frac = 1;
+            j++;
+            if (j >= ps->n || ps->s[j] < '0' || ps->s[j] > '9')
+                FAIL("invalid JSON header at byte %zu: bad number", start);
+            while (j < ps->n && ps->s[j] >= '0' && ps->s[j] <= '9')
+                j++;
+        }
+        if (j < ps->n && (ps->s[j] == 'e' || ps->s[j] == 'E')) {
+            frac = 1;
+            j++;
+            if (j < ps->n && (ps->s[j] == '+' || ps->s[j] == '-'))
+                j++;
+            if (j >= ps->n || ps->s[j] < '0' || ps->s[j] > '9')
+                FAIL("invalid JSON header at byte %zu: bad number", start);
+            while (j < ps->n && ps->s[j] >= '0' && ps->s[j] <= '9')
+                j++;
+        }
+        ps->i = j;
+        if (neg)
+            FAIL("tensor '%s': %s must be non-negative integers, got %.*s", name, what,
+                 (int)(j - start > 40 ? 40 : j - start), ps->s + start);
+        if (frac)
+            FAIL("tensor '%s': %s must be integers, got %.*s", name, what,
+                 (int)(j - start > 40 ? 40 : j - start), ps->s + start);
+        if (overflow)
+            FAIL("tensor '%s': %s value %.*s is too large", name, what,
+                 (int)(j - start > 40 ? 40 : j - start), ps->s + start);
+        *out = v;
+        return 1;
+    }
+    FAIL("tensor '%s': %s must be an array of non-negative integers", name, what);
+}
+
+static int parse_tensor(parser *ps, st_entry *e)
+{
+    int first = 1;
+    if (!expect(ps, '{', "an object for a tensor"))
+        return 0;
+    for (;;) {
+        char *key = NULL;
+        int c = peek(ps);
+        if (c == '}' && first) {
+            ps->i++;
+            break;
+        }
+        if (!parse_string(ps, &key))
+            return 0;
+        if (!expect(ps, ':', "':'")) {
+            free(key);
+            return 0;
+        }
+        if (strcmp(key, "dtype") == 0) {
+            char *dt = NULL;
+            free(key);
+            if (e->has_dtype)
+                FAIL("tensor '%s': duplicate key 'dtype'", e->name);
+            e->has_dtype = 1;
+            if (peek(ps) != '"')
+                FAIL("tensor '%s': dtype must be a string", e->name);
+            if (!parse_string(ps, &dt))
+                return 0;
+            if (strcmp(dt, "F32") != 0) {
+                set_err(ps, "tensor '%s': dtype '%.32s' is not supported (only F32)", e->name,
+                        dt);
+                ps->failed = 1;
+                free(dt);
+                return 0;
+            }
+            free(dt);
+        } else if (strcmp(key, "shape") == 0) {
+            free(key);
+            if (e->has_shape)
+                FAIL("tensor '%s': duplicate key 'shape'", e->name);
+            e->has_shape = 1;
+            if (!expect(ps, '[', "'[' for the shape"))
+                return 0;
+            if (peek(ps) == ']') {
+                ps->i++;
+            } else {
+                for (;;) {
+                    uint64_t d;
+                    uint64_t *nd;
+                    if (!parse_count(ps, &d, "shape dimensions", e->name))
+                        return 0;
+                    if (e->ndim >= 64)
+                        FAIL("tensor '%s': shape has more than 64 dimensions", e->name);
+                    nd = (uint64_t *)realloc(e->dims, sizeof(uint64_t) * (size_t)(e->ndim + 1));
+                    if (nd == NULL)
+                        FAIL("out of memory");
+                    e->dims = nd;
+                    e->dims[e->ndim++] = d;
+                    c = peek(ps);
+                    if (c == ',') {
+                        ps->i++;
+                        continue;
+                    }
+                    if (!expect(ps, ']', "',' or ']' in the shape"))
+                        return 0;
+                    break;
+                }
+            }
+        } else if (strcmp(key, "data_offsets") == 0) {
+            free(key);
+            if (e->has_offsets)
+                FAIL("tensor '%s': duplicate key 'data_offsets'", e->name);
+            e->has_offsets = 1;
+            if (!expect(ps, '[', "'[' for data_offsets"))
+                return 0;
+            if (!parse_count(ps, &e->begin, "data_offsets", e->name))
+                return 0;
+            if (!expect(ps, ',', "',' in data_offsets (two offsets)"))
+                return 0;
+            if (!parse_count(ps, &e->end, "data_offsets", e->name))
+                return 0;
+            if (!expect(ps, ']', "']' after the two data_offsets"))
+                return 0;
+        } else {
+            set_err(ps, "tensor '%s': unexpected key '%.64s' (expected dtype, shape, "
+                        "data_offsets)", e->name, key);
+            ps->failed = 1;
+            free(key);
+            return 0;
+        }
+        first = 0;
+        c = peek(ps);
+        if (c == ',') {
+            ps->i++;
+            continue;
+        }
+        if (!expect(ps, '}', "',' or '}'"))
+            return 0;
+        break;
+    }
+    if (!e->has_dtype)
+        FAIL("tensor '%s': missing 'dtype'", e->name);
+    if (!e->has_shape)
+        FAIL("tensor '%s': missing 'shape'", e->name);
+    if (!e->has_offsets)
+        FAIL("tensor '%s': missing 'data_offsets'", e->name);
+    return 1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "__metadata__": an object whose values are strings; ignored. */
+static int parse_metadata(parser *ps)
+{
+    char **keys = NULL;
+    size_t nk = 0, k;
+    int ok = 1;
+    if (peek(ps) != '{')
+        FAIL("__metadata__ must be an object of strings");
+    ps->i++;
+    if (peek(ps) == '}') {
+        ps->i++;
+        return 1;
+    }
+    for (;;) {
+        char *key = NULL, *val = NULL;
+        char **nkeys;
+        if (!parse_string(ps, &key)) {
+            ok = 0;
+            break;
+        }
+        nkeys = (char **)realloc(keys, sizeof(char *) * (nk + 1));
+        if (nkeys == NULL) {
+            free(key);
+            set_err(ps, "out of memory");
+            ps->failed = 1;
+            ok = 0;
+            break;
+        }
+        keys = nkeys;
+        keys[nk++] = key;
+        if (!expect(ps, ':', "':'")) {
+            ok = 0;
+            break;
+        }
+        if (peek(ps) != '"') {
+            set_err(ps, "__metadata__ values must be strings ('%.64s' is not)", key);
+            ps->failed = 1;
+            ok = 0;
+            break;
+        }
+        if (!parse_string(ps, &val)) {
+            ok = 0;
+            break;
+        }
+        free(val);
+        if (peek(ps) == ',') {
+            ps->i++;
+            continue;
+        }
+        if (!expect(ps, '}', "',' or '}'"))
+            ok = 0;
+        break;
+    }
+    if (ok && nk > 1) {
+        qsort(keys, nk, sizeof(char *), cmp_str);
+        for (k = 1; k < nk; k++)
+            if (strcmp(keys[k], keys[k - 1]) == 0) {
+                set_err(ps, "__metadata__: duplicate key '%.64s'", keys[k]);
+                ps->failed = 1;
+                ok = 0;
+                break;
+            }
+    }
+    for (k = 0; k < nk; k++)
+        free(keys[k]);
+    free(keys);
+    return ok;
+}
+
+static int cmp_entry_name(const void *a, const void *b)
+{
+    return strcmp((*(st_entry *const *)a)->name, (*(st_entry *const *)b)->name);
+}
+
+static int cmp_entry_offsets(const void *a, const void *b)
+{
+    const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int parse_header(parser *ps)
+{
+    int seen_meta = 0;
+    if (peek(ps) != '{')
+        FAIL("invalid JSON header at byte %zu: the header must be a JSON object", ps->i);
+    ps->i++;
+    if (peek(ps) == '}') {
+        ps->i++;
+    } else {
+        for (;;) {
+            char *key = NULL;
+            if (!parse_string(ps, &key))
+                return 0;
+            if (!expect(ps, ':', "':'")) {
+                free(key);
+                return 0;
+            }
+            if (strcmp(key, "__metadata__") == 0) {
+                free(key);
+                if (seen_meta)
+                    FAIL("duplicate key '__metadata__'");
+                seen_meta = 1;
+                if (!parse_metadata(ps))
+                    return 0;
+            } else {
+                st_entry *e;
+                if (ps->ne == ps->cap) {
+                    size_t cap = ps->cap ? ps->cap * 2 : 16;
+                    st_entry *ne = (st_entry *)realloc(ps->e, cap * sizeof *ne);
+                    if (ne == NULL) {
+                        free(key);
+                        FAIL("out of memory");
+                    }
+                    ps->e = ne;
+                    ps->cap = cap;
+                }
+                e = &ps->e[ps->ne++];
+                memset(e, 0, sizeof *e);
+                e->name = key;
+                e->model_id = -1;
+                if (!parse_tensor(ps, e))
+                    return 0;
+            }
+            if (peek(ps) == ',') {
+                ps->i++;
+                continue;
+            }
+            if (!expect(ps, '}', "',' or '}'"))
+                return 0;
+            break;
+        }
+    }
+    skip_ws(ps);
+    if (ps->i != ps->n)
+        FAIL("invalid JSON header at byte %zu: unexpected characters after the object",
+             ps->i);
+    return 1;
+}
+
+static int valid_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned cp, k;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (n - i < len)
+            return 0;
+        for (k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* nn_load                                                             */
+
+static int state_index(const nn_model *m, const char *key)
+{
+    int i;
+    for (i = 0; i < m->info->nstate; i++)
+        if (strcmp(m->info->state_keys[i], key) == 0)
+            return i;
+    return -1;
+}
+
+static int canonical_index(const nn_model *m, const char *key)
+{
+    int i;
+    for (i = 0; i < m->info->ntensors; i++)
+        if (strcmp(m->tensors[i].name, key) == 0)
+            return i;
+    return -1;
+}
+
+/* The checks after parsing; returns 1 if the file may be loaded. */
+static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
+                         st_entry **by_off, st_entry **by_name, st_entry **canon_entry)
+{
+    size_t k;
+    int i;
+    char a[256], b[256];
+
+    /* names are unique (a JSON-level check, so first) */
+    for (k = 0; k < ps->ne; k++) {
+        by_off[k] = &ps->e[k];
+        by_name[k] = &ps->e[k];
+    }
+    qsort(by_name, ps->ne, sizeof *by_name, cmp_entry_name);
+    for (k = 1; k < ps->ne; k++)
+        if (strcmp(by_name[k]->name, by_name[k - 1]->name) == 0)
+            FAIL("duplicate key '%s' in the header", by_name[k]->name);
+
+    for (k = 0; k < ps->ne; k++) {
+        st_entry *e = &ps->e[k];
+        uint64_t numel = 1, bytes;
+        int d, overflow = 0;
+        if (e->begin > e->end)
+            FAIL("tensor '%s': data_offsets [%llu, %llu] are reversed", e->name,
+                 (unsigned long long)e->begin, (unsigned long long)e->end);
+        if (e->end > data_size)
+            FAIL("tensor '%s': data_offsets [%llu, %llu] are out of range of the data "
+                 "section (%llu bytes)", e->name, (unsigned long long)e->begin,
+                 (unsigned long long)e->end, (unsigned long long)data_size);
+        for (d = 0; d < e->ndim; d++) {
+            if (e->dims[d] != 0 && numel > UINT64_MAX / e->dims[d])
+                overflow = 1;
+            else
+                numel *= e->dims[d];
+        }
+        shape_text(a, sizeof a, e->ndim, e->dims);
+        if (overflow || numel > UINT64_MAX / 4)
+            FAIL("tensor '%s': shape %s overflows", e->name, a);
+        bytes = numel * 4;
+        if (bytes != e->end - e->begin)
+            FAIL("tensor '%s': shape %s needs %llu bytes but data_offsets [%llu, %llu] "
+                 "hold %llu (size mismatch)", e->name, a, (unsigned long long)bytes,
+                 (unsigned long long)e->begin, (unsigned long long)e->end,
+                 (unsigned long long)(e->end - e->begin));
+    }
+
+    /* layout: contiguous from 0 to the end of the file */
+    qsort(by_off, ps->ne, sizeof *by_off, cmp_entry_offsets);
+    {
+        uint64_t pos = 0;
+        const st_entry *prev = NULL;
+        for (k = 0; k < ps->ne; k++) {
+            const st_entry *e = by_off[k];
+            if (e->begin < pos)
+                FAIL("tensors '%s' and '%s' overlap (data_offsets [%llu, %llu] and "
+                     "[%llu, %llu])", prev->name, e->name, (unsigned long long)prev->begin,
+                     (unsigned long long)prev->end, (unsigned long long)e->begin,
+                     (unsigned long long)e->end);
+            if (e->begin > pos)
+                FAIL("gap in the data section: bytes [%llu, %llu) before tensor '%s' "
+                     "belong to no tensor", (unsigned long long)pos,
+                     (unsigned long long)e->begin, e->name);
+            pos = e->end;
+            prev = e;
+        }
+        if (pos != data_size)
+            FAIL("%llu bytes of trailing data after the last tensor",
+                 (unsigned long long)(data_size - pos));
+    }
+
+    /* names and shapes against the model, in header order */
+    for (i = 0; i < m->info->ntensors; i++)
+        canon_entry[i] = NULL;
+    for (k = 0; k < ps->ne; k++) {
+        st_entry *e = &ps->e[k];
+        const nn_tensor *t;
+        int id = canonical_index(m, e->name), d, same;
+        uint64_t mdims[NN_MAX_DIM];
+        if (id >= 0) {
+            e->canonical = 1;
+            canon_entry[id] = e;
+        } else {
+            int si = state_index(m, e->name);
+            if (si < 0)
+                FAIL("unknown tensor '%s' (not in the model's state dict)", e->name);
+            id = m->info->state_ids[si];
+        }
+        e->model_id = id;
+        t = &m->tensors[id];
+        same = e->ndim == t->ndim;
+        for (d = 0; d < t->ndim; d++) {
+            mdims[d] = (uint64_t)t->shape[d];
+            if (same && e->dims[d] != mdims[d])
+                same = 0;
+        }
+        if (!same) {
+            shape_text(a, sizeof a, e->ndim, e->dims);
+            shape_text(b, sizeof b, t->ndim, mdims);
+            FAIL("tensor '%s': shape %s does not match the model's %s", e->name, a, b);
+        }
+    }
+    for (i = 0; i < m->info->ntensors; i++)
+        if (canon_entry[i] == NULL)
+            FAIL("missing tensor '%s'", m->tensors[i].name);
+    return 1;
+}
+
+int nn_load(nn_model *m, const char *path)
+{
+    parser ps;
+    FILE *f = NULL;
+    struct stat st;
+    unsigned char len8[8];
+    uint64_t hlen = 0, fsize, data_size;
+    char *hdr = NULL;
+    unsigned char *data = NULL;
+    st_entry **by_off = NULL, **by_name = NULL, **canon = NULL;
+    size_t k;
+    int i, rc = -1;
+
+    memset(&ps, 0, sizeof ps);
+    ps.path = path;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        nn_set_error("%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fileno(f), &st) != 0) {
+        nn_set_error("%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        nn_set_error("%s: not a regular file", path);
+        goto out;
+    }
+    fsize = (uint64_t)st.st_size;
+    if (fsize == 0) {
+        nn_set_error("%s: file is empty (not a safetensors file)", path);
+        goto out;
+    }
+    if (fsize < 8) {
+        nn_set_error("%s: truncated: %llu bytes is too short for the 8-byte header length",
+                     path, (unsigned long long)fsize);
+        goto out;
+    }
+    if (fread(len8, 1, 8, f) != 8) {
+        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
+        goto out;
+    }
+    for (i = 7; i >= 0; i--)
+        hlen = hlen << 8 | len8[i];
+    if (hlen > ST_MAX_HEADER) {
+        nn_set_error("%s: header length %llu is absurd (more than %u bytes)", path,
+                     (unsigned long long)hlen, ST_MAX_HEADER);
+        goto out;
+    }
+    if (hlen > fsize - 8) {
+        nn_set_error("%s: truncated: header length %llu is longer than the %llu bytes "
+                     "after it", path, (unsigned long long)hlen,
+                     (unsigned long long)(fsize - 8));
+        goto out;
+    }
+    if (hlen < 2) {
+        nn_set_error("%s: header length %llu is too small for a JSON object", path,
+                     (unsigned long long)hlen);
+        goto out;
+    }
+    data_size = fsize - 8 - hlen;
+    if (data_size > (uint64_t)SIZE_MAX) {
+        nn_set_error("%s: data section too large", path);
+        goto out;
+    }
+    hdr = (char *)malloc((size_t)hlen + 1);
+    if (hdr == NULL) {
+        nn_set_error("%s: out of memory", path);
+        goto out;
+    }
+    if (fread(hdr, 1, (size_t)hlen, f) != (size_t)hlen) {
+        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
+        goto out;
+    }
+    hdr[hlen] = '\0';
+    if (!valid_utf8((const unsigned char *)hdr, (size_t)hlen)) {
+        nn_set_error("%s: header is not valid UTF-8", path);
+        goto out;
+    }
+    ps.s = hdr;
+    ps.n = (size_t)hlen;
+    if (!parse_header(&ps))
+        goto out;
+
+    by_off = (st_entry **)malloc(sizeof *by_off * (ps.ne + 1));
+    by_name = (st_entry **)malloc(sizeof *by_name * (ps.ne + 1));
+    canon = (st_entry **)malloc(sizeof *canon * ((size_t)m->info->ntensors + 1));
+    if (by_off == NULL || by_name == NULL || canon == NULL) {
+        nn_set_error("%s: out of memory", path);
+        goto out;
+    }
+    if (!check_entries(&ps, m, data_size, by_off, by_name, canon))
+        goto out;
+
+    /* the data, into a temporary buffer */
+    data = (unsigned char *)malloc(data_size > 0 ? (size_t)data_size : 1);
+    if (data == NULL) {
+        nn_set_error("%s: out of memory (%llu bytes of data)", path,
+                     (unsigned long long)data_size);
+        goto out;
+    }
+    if (data_size > 0 && fread(data, 1, (size_t)data_size, f) != (size_t)data_size) {
+        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
+        goto out;
+    }
+
+    /* aliases must repeat their canonical tensor exactly */
+    for (k = 0; k < ps.ne; k++) {
+        const st_entry *e = &ps.e[k], *c;
+        if (e->canonical)
+            continue;
+        c = canon[e->model_id];
+        if (memcmp(data + e->begin, data + c->begin, (size_t)(e->end - e->begin)) != 0) {
+            nn_set_error("%s: tensor '%s' is an alias of '%s' but holds different data",
+                         path, e->name, c->name);
+            goto out;
+        }
+    }
+
+    /* everything checked: copy */
+    for (i = 0; i < m->info->ntensors; i++) {
+        nn_tensor *t = &m->tensors[i];
+        const unsigned char *p = data + canon[i]->begin;
+        int64_t j;
+        for (j = 0; j < t->numel; j++) {
+            uint32_t w = get_le32(p + 4 * j);
+            memcpy(&t->data[j], &w, 4);
+        }
+    }
+    rc = 0;
+
+out:
+    if (f != NULL)
+        fclose(f);
+    for (k = 0; k < ps.ne; k++) {
+        free(ps.e[k].name);
+        free(ps.e[k].dims);
+    }
+    free(ps.e);
+    free(hdr);
+    free(data);
+    free(by_off);
+    free(by_name);
+    free(canon);
+    return rc;
+}

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Generates the safetensors corpus for nn_load (standard library only).
+
+usage: gen.py [DIR]           write the files and expected.txt into DIR
+       gen.py --check [DIR]   verify that DIR holds exactly what gen.py makes
+
+expected.txt has one line per file: FILE<TAB>FIXTURE<TAB>EXPECTATION, where
+EXPECTATION is "OK" (nn_load must accept the file) or a fragment that the
+error message of nn_load must contain.  The fixtures are those of
+tests/rt/fixtures.h: mlp has 0.weight [8,4], 0.bias [8], 2.weight [1,8],
+2.bias [1]; tied has 0.*, 2.* [8,8]/[8], 6.* and aliases 4.*; misc has a
+buffer 1.running_mean; empty has no tensors.
+"""
+
+import json
+import os
+import struct
+import sys
+
+MLP = [("0.weight", [8, 4]), ("0.bias", [8]), ("2.weight", [1, 8]), ("2.bias", [1])]
+TIED = [("0.weight", [8, 4]), ("0.bias", [8]), ("2.weight", [8, 8]), ("2.bias", [8]),
+        ("6.weight", [1, 8]), ("6.bias", [1])]
+MISC = [("0.weight", [2, 3]), ("0.bias", [2]), ("1.weight", [2]),
+        ("2.inner.weight", [2, 2]), ("2.inner.bias", [2]), ("1.running_mean", [2])]
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def values(name, n):
+    """Deterministic float32 bytes for a tensor."""
+    seed = sum(name.encode()) % 97
+    return b"".join(struct.pack("<f", ((i * 37 + seed) % 101 - 50) / 16.0) for i in range(n))
+
+
+def layout(tensors, data_order=None):
+    """(header dict, data bytes) for [(name, shape)] laid out contiguously,
+    in data_order (default: sorted by name, as safetensors writes)."""
+    order = data_order or sorted(name for name, _ in tensors)
+    shapes = dict(tensors)
+    header, data = {}, b""
+    for name in order:
+        blob = values(name, numel(shapes[name]))
+        header[name] = {"dtype": "F32", "shape": shapes[name],
+                        "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    return header, data
+
+
+def pack(header_text, data, hlen=None, pad=True):
+    h = header_text.encode("utf-8") if isinstance(header_text, str) else header_text
+    if pad:
+        h += b" " * (-len(h) % 8)
+    n = len(h) if hlen is None else hlen
+    return struct.pack("<Q", n) + h + data
+
+
+def js(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def cases():
+    out = []
+
+    def add(name, fixture, expect, blob):
+        out.append((name + ".safetensors", fixture, expect, blob))
+
+    # --- files that must load ----------------------------------------
+    h, d = layout(MLP)
+    add("ok-mlp", "mlp", "OK", pack(js(h), d))
+    add("ok-metadata", "mlp", "OK",
+        pack(js(dict([("__metadata__", {"format": "pt", "note": "x\u00e9"})] +
+                     list(h.items()))), d))
+    h2, d2 = layout(MLP, ["2.bias", "0.weight", "2.weight", "0.bias"])
+    keys = ["0.bias", "2.weight", "2.bias", "0.weight"]
+    add("ok-any-order", "mlp", "OK", pack(js({k: h2[k] for k in keys}), d2))
+    add("ok-whitespace", "mlp", "OK",
+        pack(json.dumps(h, indent="\t").replace("\n", "\r\n"), d))
+    esc = js(h).replace('"0.weight"', '"0.w\\u0065ight"').replace('"0.bias"', '"0\\/bias"')
+    # "0\/bias" decodes to "0/bias": unknown, so only the \u escape is in ok-escapes
+    add("ok-escapes", "mlp", "OK", pack(js(h).replace('"0.weight"', '"0.w\\u0065ight"'), d))
+    add("unknown-escaped", "mlp", "unknown tensor '0/bias'", pack(esc, d))
+    add("ok-unpadded", "mlp", "OK", pack(js(h), d, pad=False))
+    h, d = layout(TIED)
+    add("ok-tied", "tied", "OK", pack(js(h), d))
+    h, d = layout(TIED + [("4.weight", [8, 8]), ("4.bias", [8])])
+    h_alias = dict(h)
+    # aliases must hold the canonical tensor's bytes: rebuild with copies
+    order = sorted(h_alias)
+    data, hdr = b"", {}
+    shapes = dict(TIED + [("4.weight", [8, 8]), ("4.bias", [8])])
+    for name in order:
+        src = {"4.weight": "2.weight", "4.bias": "2.bias"}.get(name, name)
+        blob = values(src, numel(shapes[name]))
+        hdr[name] = {"dtype": "F32", "shape": shapes[name],
+                     "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    add("ok-tied-aliases", "tied", "OK", pack(js(hdr), data))
+    add("tied-alias-differs", "tied",
+        "tensor '4.bias' is an alias of '2.bias' but holds different data",
+        pack(js(h), d))
+    hdr2 = dict(hdr)
+    del hdr2["2.weight"]
+    data2, hdr3 = b"", {}
+    for name in sorted(hdr2):
+        src = {"4.weight": "2.weight", "4.bias": "2.bias"}.get(name, name)
+        blob = values(src, numel(shapes[name]))
+        hdr3[name] = {"dtype": "F32", "shape": shapes[name],
+                      "data_offsets": [len(data2), len(data2) + len(blob)]}
+        data2 += blob
+    add("tied-alias-only", "tied", "missing tensor '2.weight'", pack(js(hdr3), data2))
+    h, d = layout(TIED + [("4.bias", [2, 4])])
+    add("tied-alias-shape", "tied", "tensor '4.bias': shape [2, 4] does not match the model's [8]",
+        pack(js(h), d))
+    h, d = layout(MISC)
+    add("ok-misc", "misc", "OK", pack(js(h), d))
+    h, d = layout([x for x in MISC if x[0] != "1.running_mean"])
+    add("misc-missing-buffer", "misc", "missing tensor '1.running_mean'", pack(js(h), d))
+    add("ok-empty", "empty", "OK", pack("{}", b""))
+    add("ok-empty-metadata", "empty", "OK", pack('{"__metadata__":{}}', b""))
+
+    # --- sizes ---------------------------------------------------------
+    h, d = layout(MLP)
+    good = pack(js(h), d)
+    add("empty-file", "mlp", "file is empty", b"")
+    add("truncated-length", "mlp", "too short for the 8-byte header length", good[:5])
+    add("truncated-header", "mlp", "is longer than the", good[:40])
+    add("truncated-data", "mlp", "out of range of the data section", good[:-4])
+    add("header-longer-than-file", "mlp", "header length 4096 is longer than the",
+        pack(js(h), d, hlen=4096))
+    add("absurd-header-length", "mlp", "is absurd",
+        struct.pack("<Q", 2 ** 63 + 5) + good[8:])
+    add("absurd-header-length-2", "mlp", "header length 100000001 is absurd",
+        struct.pack("<Q", 100000001) + good[8:])
+    add("max-header-length", "mlp", "header length 18446744073709551615 is absurd",
+        b"\xff" * 8 + good[8:])
+    add("header-too-small", "mlp", "too small for a JSON object", pack(b"{", b"", pad=False))
+    add("trailing-data", "mlp", "4 bytes of trailing data after the last tensor",
+        good + b"\0\0\0\0")
+    add("empty-trailing-data", "empty", "8 bytes of trailing data", pack("{}", b"\0" * 8))
+
+    # --- JSON ------------------------------------------------------------
+    def bad_json(name, text, frag):
+        add(name, "mlp", frag, pack(text, d))
+    bad_json("json-unclosed", js(h)[:-1], "invalid JSON header at byte")
+    bad_json("json-not-object", "[1, 2]", "the header must be a JSON object")
+    bad_json("json-unquoted-key", js(h).replace('"0.bias"', "bias", 1), "expected a string")
+    bad_json("json-single-quotes", js(h).replace('"0.bias"', "'0.bias'", 1),
+             "expected a string")
+    bad_json("json-trailing-comma", js(h)[:-1] + ",}", "expected a string")
+    bad_json("json-missing-colon", js(h).replace('"0.bias":', '"0.bias"', 1), "expected ':'")
+    bad_json("json-bad-escape", js(h).replace('"0.bias"', '"0.b\\xias"', 1), "bad escape")
+    bad_json("json-control-char", js(h).replace('"0.bias"', '"0.b\tias"', 1),
+             "control character in a string")
+    bad_json("json-lone-surrogate", js(h).replace('"0.bias"', '"0.b\\ud800ias"', 1),
+             "lone surrogate")
+    bad_json("json-bad-unicode-escape", js(h).replace('"0.bias"', '"0.b\\u12G4"', 1),
+             "bad \\u escape")
+    bad_json("json-nul-escape", js(h).replace('"0.bias"', '"0.b\\u0000"', 1), "\\u0000")
+    bad_json("json-leading-zero", js(h).replace('"shape":[8]', '"shape":[08]', 1),
+             "leading zero")
+    bad_json("shape-exponent", js(h).replace('"shape":[8]', '"shape":[8e0]', 1),
+             "tensor '0.bias': shape dimensions must be integers, got 8e0")
+    bad_json("json-nan-literal", js(h).replace('"shape":[8]', '"shape":[NaN]', 1),
+             "must be an array of non-negative integers")
+    bad_json("json-garbage-after", js(h) + "xyz", "unexpected characters after the object")
+    bad_json("json-second-object", js(h) + "{}", "unexpected characters after the object")
+    bad_json("json-unterminated-string", '{"0.bias', "unterminated string")
+    add("json-invalid-utf8", "mlp", "header is not valid UTF-8",
+        pack(js(h).encode().replace(b"0.bias", b"0.b\xffas", 1), d))
+    add("json-overlong-utf8", "mlp", "header is not valid UTF-8",
+        pack(js(h).encode().replace(b"0.bias", b"0.\xc0\xafias", 1), d))
+
+    # --- schema ------------------------------------------------------------
+    def edit(name, frag, key, field, value, tensors=MLP):
+        hh, dd = layout(tensors)
+        hh[key] = dict(hh[key])
+        if value is None:
+            del hh[key][field]
+        else:
+            hh[key][field] = value
+        add(name, "mlp", frag, pack(js(hh), dd))
+
+    edit("dtype-f16", "tensor '0.bias': dtype 'F16' is not supported (only F32)",
+         "0.bias", "dtype", "F16")
+    edit("dtype-f64", "dtype 'F64' is not supported", "0.weight", "dtype", "F64")
+    edit("dtype-lowercase", "dtype 'f32' is not supported", "0.weight", "dtype", "f32")
+    edit("dtype-number", "tensor '0.bias': dtype must be a string", "0.bias", "dtype", 32)
+    edit("missing-dtype", "tensor '0.bias': missing 'dtype'", "0.bias", "dtype", None)
+    edit("missing-shape", "tensor '0.bias': missing 'shape'", "0.bias", "shape", None)
+    edit("missing-offsets", "tensor '0.bias': missing 'data_offsets'", "0.bias",
+         "data_offsets", None)
+    edit("unexpected-field", "tensor '0.bias': unexpected key 'offsets'", "0.bias",
+         "offsets", [0, 32])
+    edit("shape-not-array", "expected '[' for the shape", "0.bias", "shape", 8)
+    edit("shape-negative", "tensor '0.bias': shape dimensions must be non-negative integers",
+         "0.bias", "shape", [-8])
+    edit("shape-float", "tensor '0.bias': shape dimensions must be integers, got 8.0",
+         "0.bias", "shape", [8.0])
+    edit("shape-string", "shape dimensions must be an array of non-negative integers",
+         "0.bias", "shape", ["8"])
+    edit("shape-huge-dim", "shape dimensions value 18446744073709551616 is too large",
+         "0.bias", "shape", [2 ** 64])
+    edit("shape-overflow", "tensor '0.bias': shape [4294967296, 4294967296, 16] overflows",
+         "0.bias", "shape", [2 ** 32, 2 ** 32, 16])
+    edit("shape-overflow-bytes", "overflows", "0.bias", "shape", [2 ** 62 + 1])
+    edit("offsets-three", "expected ']' after the two data_offsets", "0.bias",
+         "data_offsets", [0, 32, 64])
+    edit("offsets-one", "expected ',' in data_offsets", "0.bias", "data_offsets", [32])
+    edit("offsets-negative", "data_offsets must be non-negative integers", "0.bias",
+         "data_offsets", [-32, 0])
+    edit("offsets-huge", "data_offsets value 18446744073709551615 is too large", "0.bias",
+         "data_offsets", [0, 2 ** 64 - 1])
+    edit("offsets-int64-max", "out of range of the data section", "0.bias",
+         "data_offsets", [0, 2 ** 63 - 1])
+    edit("offsets-reversed", "tensor '0.bias': data_offsets [32, 0] are reversed", "0.bias",
+         "data_offsets", [32, 0])
+    hh, dd = layout(MLP)
+    end = hh["2.weight"]["data_offsets"][1]
+    edit("offsets-out-of-range",
+         "tensor '2.weight': data_offsets [%d, %d] are out of range of the data section (%d bytes)"
+         % (end, end + 32, len(dd)), "2.weight", "data_offsets", [end, end + 32])
+    add("entry-not-object", "mlp", "expected an object for a tensor",
+        pack(js(h).replace(js(h["0.bias"]), "[1]", 1), d))
+    add("entry-empty-object", "mlp", "tensor '0.bias': missing 'dtype'",
+        pack(js(h).replace(js(h["0.bias"]), "{}", 1), d))
+    add("metadata-not-object", "mlp", "__metadata__ must be an object of strings",
+        pack(js(dict([("__metadata__", ["a"])] + list(h.items()))), d))
+    add("metadata-not-string", "mlp", "__metadata__ values must be strings ('epoch' is not)",
+        pack(js(dict([("__metadata__", {"epoch": 3})] + list(h.items()))), d))
+    add("metadata-duplicate-key", "mlp", "__metadata__: duplicate key 'a'",
+        pack('{"__metadata__":{"a":"1","a":"2"},' + js(h)[1:], d))
+    add("metadata-twice", "mlp", "duplicate key '__metadata__'",
+        pack('{"__metadata__":{},"__metadata__":{},' + js(h)[1:], d))
+    add("duplicate-field", "mlp", "tensor '0.bias': duplicate key 'dtype'",
+        pack(js(h).replace('"0.bias":{"dtype":"F32"', '"0.bias":{"dtype":"F32","dtype":"F32"', 1), d))
+    add("duplicate-key", "mlp", "duplicate key '0.bias' in the header",
+        pack(js(h)[:-1] + ',"0.bias":' + js(h["0.bias"]) + "}", d))
+
+    # --- layout --------------------------------------------------------------
+    hh, dd = layout(MLP)   # order: 0.bias 0.weight 2.bias 2.weight
+    hh["0.weight"] = dict(hh["0.weight"], data_offsets=[16, 144])
+    add("overlap", "mlp", "tensors '0.bias' and '0.weight' overlap", pack(js(hh), dd))
+    hh, dd = layout(MLP)
+    b0 = hh["0.weight"]["data_offsets"][0]
+    for k in ("0.weight", "2.bias", "2.weight"):
+        o = hh[k]["data_offsets"]
+        hh[k] = dict(hh[k], data_offsets=[o[0] + 4, o[1] + 4])
+    add("gap", "mlp", "gap in the data section: bytes [%d, %d) before tensor '0.weight'"
+        % (b0, b0 + 4), pack(js(hh), dd[:b0] + b"\0\0\0\0" + dd[b0:]))
+    hh, dd = layout(MLP)
+    hh["0.bias"] = dict(hh["0.bias"], data_offsets=[0, 28])
+    add("size-mismatch", "mlp",
+        "tensor '0.bias': shape [8] needs 32 bytes but data_offsets [0, 28] hold 28",
+        pack(js(hh), dd))
+    hh, dd = layout(MLP)
+    hh["2.bias"] = dict(hh["2.bias"], data_offsets=[0, 4])
+    add("same-offsets", "mlp", "overlap", pack(js(hh), dd))
+
+    # --- names and shapes --------------------------------------------------
+    h, d = layout([("0.weight", [8, 3])] + MLP[1:])
+    add("wrong-shape", "mlp", "tensor '0.weight': shape [8, 3] does not match the model's [8, 4]",
+        pack(js(h), d))
+    h, d = layout([("0.weight", [4, 8])] + MLP[1:])
+    add("transposed-shape", "mlp", "shape [4, 8] does not match the model's [8, 4]",
+        pack(js(h), d))
+    h, d = layout(MLP[:1] + [("0.bias", [8, 1])] + MLP[2:])
+    add("wrong-rank", "mlp", "tensor '0.bias': shape [8, 1] does not match the model's [8]",
+        pack(js(h), d))
+    h, d = layout(MLP[:3] + [("2.bias", [])])
+    add("scalar-for-vector", "mlp", "tensor '2.bias': shape [] does not match the model's [1]",
+        pack(js(h), d))
+    h, d = layout(MLP + [("3.weight", [2])])
+    add("unknown-name", "mlp", "unknown tensor '3.weight'", pack(js(h), d))
+    h, d = layout(MLP + [("module.0.weight", [8, 4])])
+    add("unknown-prefixed", "mlp", "unknown tensor 'module.0.weight'", pack(js(h), d))
+    h, d = layout(MLP[:3])
+    add("missing-name", "mlp", "missing tensor '2.bias'", pack(js(h), d))
+    add("missing-all", "mlp", "missing tensor '0.weight'", pack("{}", b""))
+    h, d = layout(MLP)
+    add("tensors-for-empty-model", "empty", "unknown tensor", pack(js(h), d))
+    return out
+
+
+def render(out):
+    lines = ["# FILE\tFIXTURE\tEXPECTATION (OK, or a fragment of nn_error())"]
+    for name, fixture, expect, _ in out:
+        lines.append("%s\t%s\t%s" % (name, fixture, expect))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    check = "--check" in argv
+    args = [a for a in argv[1:] if a != "--check"]
+    here = args[0] if args else os.path.dirname(os.path.abspath(__file__))
+    out = cases()
+    names = [o[0] for o in out]
+    assert len(set(names)) == len(names), "duplicate case names"
+    files = {name: blob for name, _, _, blob in out}
+    files["expected.txt"] = render(out).encode()
+    if check:
+        bad = 0
+        for name, blob in files.items():
+            p = os.path.join(here, name)
+            try:
+                with open(p, "rb") as f:
+                    have = f.read()
+            except OSError as e:
+                print("missing %s: %s" % (p, e))
+                bad += 1
+                continue
+            if have != blob:
+                print("stale %s (run gen.py to regenerate)" % p)
+                bad += 1
+        extra = sorted(set(n for n in os.listdir(here) if n.endswith(".safetensors")) -
+                       set(files))
+        for n in extra:
+            print("unexpected file %s" % n)
+            bad += 1
+        print("%d corpus files checked, %d problems" % (len(files), bad))
+        return 1 if bad else 0
+    for name, blob in files.items():
+        with open(os.path.join(here, name), "wb") as f:
+            f.write(blob)
+    print("wrote %d files to %s" % (len(files), here))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
