@@ -301,6 +301,60 @@ START_TEST(test_error_text)
 }
 END_TEST
 
+/* Walk every fixture's tree without de-duplication (as state_dict() does):
+   each path resolves to its module, each path.param to the module's tensor,
+   and the keys come out exactly in the table's state-dict order. */
+typedef struct walk_state {
+    nn_model *m;
+    size_t next_key;
+} walk_state;
+
+static void walk_tree(walk_state *w, const nn_module *mod, const char *path)
+{
+    char key[256];
+    int i, pass;
+    ck_assert_ptr_eq(nn_module_find(w->m, path), mod);
+    for (pass = 0; pass < 2; pass++)          /* parameters, then buffers */
+        for (i = 0; i < mod->nparams; i++) {
+            nn_tensor *t = nn_module_param(w->m, mod, (size_t)i);
+            if (w->m->info->tensors[mod->param_ids[i]].is_buffer != pass)
+                continue;
+            snprintf(key, sizeof key, "%s%s%s", path, path[0] ? "." : "", mod->param_names[i]);
+            ck_assert_ptr_nonnull(t);
+            ck_assert_ptr_eq(nn_find(w->m, key), t);
+            ck_assert_ptr_eq(nn_module_find_param(w->m, nn_model_root(w->m), key), t);
+            ck_assert_ptr_eq(nn_module_find_param(w->m, mod, mod->param_names[i]), t);
+            ck_assert_str_eq(nn_state_key(w->m, w->next_key), key);
+            ck_assert_ptr_eq(nn_state_tensor(w->m, w->next_key), t);
+            w->next_key++;
+        }
+    for (i = 0; i < mod->nchildren; i++) {
+        snprintf(key, sizeof key, "%s%s%s", path, path[0] ? "." : "", mod->child_names[i]);
+        ck_assert_ptr_eq(nn_module_child(mod, (size_t)i), mod->children[i]);
+        walk_tree(w, mod->children[i], key);
+    }
+}
+
+START_TEST(test_all_fixtures_walk)
+{
+    static const char *const names[] = {"mlp", "rgnet", "tied", "misc", "empty"};
+    size_t f, i;
+    for (f = 0; f < sizeof names / sizeof names[0]; f++) {
+        fx_model *fx = fx_new_named(names[f]);
+        walk_state w;
+        ck_assert_ptr_nonnull(fx);
+        w.m = &fx->model;
+        w.next_key = 0;
+        walk_tree(&w, nn_model_root(w.m), "");
+        ck_assert_uint_eq(w.next_key, nn_state_count(w.m));
+        /* canonical names: each parameter's own name finds it */
+        for (i = 0; i < nn_param_count(w.m); i++)
+            ck_assert_ptr_eq(nn_find(w.m, nn_param(w.m, i)->name), nn_param(w.m, i));
+        fx_free(fx);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -318,6 +372,7 @@ int main(void)
     tcase_add_test(tc, test_empty_model);
     tcase_add_test(tc, test_format_tensor_buffer);
     tcase_add_test(tc, test_error_text);
+    tcase_add_test(tc, test_all_fixtures_walk);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
