@@ -267,7 +267,8 @@ def _layer_args(tname, value, where):
             _int(args['in'], where + ': linear in', 1)
         _bool(args['bias'], where + ': linear bias')
     elif tname == 'leaky_relu':
-        args['negative_slope'] = _num(args['negative_slope'], where + ': negative_slope')
+        # passed to torch as written: `1` prints negative_slope=1, `1.0` prints 1.0
+        _num(args['negative_slope'], where + ': negative_slope')
     elif tname in ('softmax', 'log_softmax'):
         _int(args['dim'], where + ': dim')
     return args

@@ -426,6 +426,12 @@ model:
   - {repeat: {times: 3, body: {ref: s}}}
 """, ref)
 
+    def test_leaky_relu_value_as_written(self):
+        self.check("nngen: 1\ninput: [3]\nmodel: [{leaky_relu: 1}, {leaky_relu: 1.0}, "
+                   "{leaky_relu: {negative_slope: 1.0e-3}}, leaky_relu]\n",
+                   lambda: nn.Sequential(nn.LeakyReLU(1), nn.LeakyReLU(1.0),
+                                         nn.LeakyReLU(0.001), nn.LeakyReLU()))
+
     def test_seed_from_spec(self):
         b = spec(MLP + "seed: 7\n")
         torch.manual_seed(7)
