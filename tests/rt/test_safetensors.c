@@ -214,7 +214,10 @@ START_TEST(test_save_unwritable)
     snprintf(path, sizeof path, "%s/target/x/w.safetensors", workdir);
     ck_assert_int_eq(nn_save(&a->model, path), -1);
     ck_assert_int_eq(count_entries(sub), 1);
+    snprintf(path, sizeof path, "%s/target/x", workdir);
+    ck_assert_int_eq(remove(path), 0);
     remove_workdir();
+    ck_assert_int_eq(access(workdir, F_OK), -1);
     fx_free(a);
 }
 END_TEST
