@@ -106,6 +106,8 @@ static int64_t align16(int64_t n)
 
 typedef struct layout {
     int64_t data, grad, act, scratch; /* floats per region */
+    int64_t opt;                      /* optimizer state: 1-3 copies of the parameters */
+    int64_t dy;                       /* the loss gradient (training only) */
     int64_t *buf_off;                 /* activation buffer offsets within act */
     int64_t scratch_each;
     int64_t header_bytes;
@@ -129,8 +131,15 @@ static layout plan_layout(const program *p)
     L.scratch = 2 * L.scratch_each;
     /* the struct: nn_model, the tensor array and a few pointers; generous for
        any ABI, checked by a compile-time assertion in the output */
+    int copies = 0;
+    if (p->train.opt == OPT_SGD && p->train.momentum != 0)
+        copies = 1;
+    else if (p->train.opt == OPT_ADAM)
+        copies = p->train.amsgrad ? 3 : 2;
+    L.opt = copies * p->param_floats;
+    L.dy = p->train.loss != LOSS_NONE ? align16(shape_numel(&p->output)) : 0;
     L.header_bytes = (256 + 128 * (int64_t)p->ntensors + 63) / 64 * 64;
-    L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch);
+    L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch + L.opt + L.dy);
     return L;
 }
 
@@ -553,6 +562,169 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
         E(e, "nn_init_zero_abs_below(%s, (float)%s);", T, dlit(in->zero_abs_below));
 }
 
+
+/* ---- training: loss, optimizer, the step ---------------------------------------- */
+
+/* Runs of trainable parameter floats [start, end) in the data/grad blocks,
+ * adjacent tensors merged (the padding between tensors is zero in data and
+ * grad, and every update below keeps a zero at zero). */
+static int trainable_runs(const program *p, int64_t *start, int64_t *end)
+{
+    int n = 0;
+    for (int i = 0; i < p->ntensors; i++) {
+        const tensor *t = &p->tensors[i];
+        if (!t->requires_grad)
+            continue;
+        int64_t a = t->offset, b = t->offset + align16(t->numel);
+        if (n && end[n - 1] == a)
+            end[n - 1] = b;
+        else {
+            start[n] = a;
+            end[n++] = b;
+        }
+    }
+    return n;
+}
+
+static void emit_train(emitter *e, const layout *L)
+{
+    const program *p = e->p;
+    const train_cfg *t = &p->train;
+    const char *n = e->n;
+    int64_t N = shape_numel(&p->output);
+    (void)L;
+    NL(e);
+    if (t->loss == LOSS_MSE) {
+        E(e, "/* nn.MSELoss() (mean); writes d loss / d y into dy unless dy is NULL */");
+        open_block(e, "static float loss_fn(const float *y, const float *target, float *dy, "
+                      "int *bad)\n");
+        E(e, "double sum = 0.0;");
+        E(e, "*bad = 0;");
+        open_block(e, xfmt("for (int i = 0; i < %lld; i++) ", (long long)N));
+        E(e, "float d = y[i] - target[i];");
+        E(e, "sum += (double)d * d;");
+        E(e, "if (dy) dy[i] = d * %s;", flit(2.0 / (double)N));
+        close_block(e);
+        E(e, "return (float)(sum / %lld.0);", (long long)N);
+        close_block(e);
+    } else {
+        int64_t B = p->output.d[0], C = p->output.d[1];
+        E(e, "/* nn.CrossEntropyLoss() (mean) over integer class labels; writes d loss / d y");
+        E(e, "   into dy unless dy is NULL; a label outside [0, %lld) sets *bad */", (long long)C);
+        open_block(e, "static float loss_fn(const float *y, const int32_t *target, float *dy, "
+                      "int *bad)\n");
+        E(e, "double sum = 0.0;");
+        E(e, "*bad = 0;");
+        open_block(e, xfmt("for (int b = 0; b < %lld; b++) ", (long long)B));
+        E(e, "const float *row = y + b * %lld;", (long long)C);
+        E(e, "int32_t label = target[b];");
+        E(e, "float mx = row[0], s = 0.0f, lse;");
+        open_block(e, xfmt("if (label < 0 || label >= %lld) ", (long long)C));
+        E(e, "nn_set_error(\"%s: class label %%ld of example %%d is out of range [0, %lld)\", "
+             "(long)label, b);", n, (long long)C);
+        E(e, "*bad = 1;");
+        E(e, "return NAN;");
+        close_block(e);
+        E(e, "for (int c = 1; c < %lld; c++) if (row[c] > mx) mx = row[c];", (long long)C);
+        E(e, "for (int c = 0; c < %lld; c++) s += expf(row[c] - mx);", (long long)C);
+        E(e, "lse = mx + logf(s);");
+        E(e, "sum += (double)lse - row[label];");
+        E(e, "if (dy)");
+        E(e, "    for (int c = 0; c < %lld; c++)", (long long)C);
+        E(e, "        dy[b * %lld + c] = (expf(row[c] - lse) - (c == label ? 1.0f : 0.0f)) * %s;",
+          (long long)C, flit(1.0 / (double)B));
+        close_block(e);
+        E(e, "return (float)(sum / %lld.0);", (long long)B);
+        close_block(e);
+    }
+    const char *T = t->loss == LOSS_MSE ? "float" : "int32_t";
+    NL(e);
+    open_block(e, xfmt("float %s_loss(%s *net, const float *x, const %s *target)\n", n, n, T));
+    E(e, "int bad;");
+    E(e, "return loss_fn(fwd(net, x), target, NULL, &bad);");
+    close_block(e);
+    NL(e);
+
+    /* the optimizer */
+    int64_t *rs = xalloc(sizeof *rs * (size_t)(p->ntensors + 1));
+    int64_t *re = xalloc(sizeof *re * (size_t)(p->ntensors + 1));
+    int nruns = trainable_runs(p, rs, re);
+    int64_t PF = p->param_floats;
+    if (t->opt == OPT_SGD) {
+        E(e, "/* torch.optim.SGD(lr=%g, momentum=%g, dampening=%g, weight_decay=%g, "
+             "nesterov=%s) */", t->lr, t->momentum, t->dampening, t->weight_decay,
+          t->nesterov ? "True" : "False");
+    } else {
+        E(e, "/* torch.optim.Adam(lr=%g, betas=(%g, %g), eps=%g, weight_decay=%g, amsgrad=%s) */",
+          t->lr, t->beta1, t->beta2, t->eps, t->weight_decay, t->amsgrad ? "True" : "False");
+    }
+    open_block(e, xfmt("static void opt_step(%s *net)\n", n));
+    E(e, "float *P = net->data;");
+    E(e, "const float *G = net->grad;");
+    if (t->opt == OPT_SGD && t->momentum != 0) {
+        E(e, "float *M = net->opt; /* momentum buffers */");
+        E(e, "const int first = net->steps == 0;");
+    }
+    if (t->opt == OPT_ADAM) {
+        E(e, "float *M = net->opt, *V = net->opt + %lld;%s", (long long)PF,
+          t->amsgrad ? xfmt(" float *VMAX = net->opt + %lld;", (long long)(2 * PF)) : "");
+        E(e, "const double step = (double)(net->steps + 1);");
+        E(e, "const double bc1 = 1.0 - pow(%s, step), bc2 = 1.0 - pow(%s, step);",
+          dlit(t->beta1), dlit(t->beta2));
+        E(e, "const float neg_step_size = (float)-(%s / bc1);", dlit(t->lr));
+        E(e, "const float bc2_sqrt = (float)sqrt(bc2);");
+    }
+    for (int r = 0; r < nruns; r++) {
+        open_block(e, xfmt("for (int i = %lld; i < %lld; i++) ", (long long)rs[r],
+                           (long long)re[r]));
+        if (t->weight_decay != 0)
+            E(e, "float g = G[i] + %s * P[i];", flit(t->weight_decay));
+        else
+            E(e, "float g = G[i];");
+        if (t->opt == OPT_SGD) {
+            if (t->momentum != 0) {
+                E(e, "M[i] = first ? g : M[i] * %s + %s * g;", flit(t->momentum),
+                  flit(1.0 - t->dampening));
+                if (t->nesterov)
+                    E(e, "g = g + %s * M[i];", flit(t->momentum));
+                else
+                    E(e, "g = M[i];");
+            }
+            E(e, "P[i] = P[i] + %s * g;", flit(-t->lr));
+        } else {
+            E(e, "M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
+            E(e, "V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
+            if (t->amsgrad) {
+                E(e, "if (V[i] > VMAX[i]) VMAX[i] = V[i];");
+                E(e, "P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(VMAX[i]) / bc2_sqrt + %s));",
+                  flit(t->eps));
+            } else {
+                E(e, "P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(V[i]) / bc2_sqrt + %s));",
+                  flit(t->eps));
+            }
+        }
+        close_block(e);
+    }
+    if (!nruns)
+        E(e, "(void)P; (void)G;");
+    E(e, "net->steps++;");
+    close_block(e);
+    NL(e);
+
+    open_block(e, xfmt("float %s_train_step(%s *net, const float *x, const %s *target)\n", n, n,
+                       T));
+    E(e, "int bad;");
+    E(e, "float loss;");
+    E(e, "nn_model_attach_grads(&net->model);");
+    E(e, "memset(net->grad, 0, sizeof(float) * GRAD_FLOATS);");
+    E(e, "loss = loss_fn(fwd(net, x), target, net->dy, &bad);");
+    E(e, "if (bad) return loss;");
+    E(e, "%s_backward(net, net->dy, NULL);", n);
+    E(e, "opt_step(net);");
+    E(e, "return loss;");
+    close_block(e);
+}
+
 /* ---- the whole file -------------------------------------------------------------- */
 
 static void emit_header(emitter *e, FILE *h, const layout *L)
@@ -594,6 +766,17 @@ static void emit_header(emitter *e, FILE *h, const layout *L)
                "grads; dx may be NULL */\n", n, n);
     fprintf(h, "void %s_zero_grad(%s *net);\n", n, n);
     fprintf(h, "nn_model *%s_model(%s *net);\n", n, n);
+    if (p->train.loss != LOSS_NONE) {
+        const char *T = p->train.loss == LOSS_MSE ? "float" : "int32_t";
+        fprintf(h, "\n/* training (spec 'train:'): target is %s */\n",
+                p->train.loss == LOSS_MSE ? "float[BATCH * OUT_SIZE] (mse)"
+                                          : "int32_t[BATCH] class labels (cross_entropy)");
+        fprintf(h, "float %s_loss(%s *net, const float *x, const %s *target);       /* forward + "
+                   "loss */\n", n, n, T);
+        fprintf(h, "float %s_train_step(%s *net, const float *x, const %s *target); /* zero_grad, "
+                   "forward, loss, backward, optimizer step */\n", n, n, T);
+        fprintf(h, "/* NAN (and nn_error()) when a class label is out of range */\n");
+    }
     if (p->ncustom) {
         fprintf(h, "\n/* custom initializers named in the spec: define them in your program */\n");
         for (int i = 0; i < p->ncustom; i++)
@@ -628,6 +811,8 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "#define GRAD_FLOATS %lld", (long long)L.grad);
     E(e, "#define ACT_FLOATS %lld", (long long)L.act);
     E(e, "#define SCRATCH_FLOATS %lld", (long long)L.scratch_each);
+    E(e, "#define OPT_FLOATS %lld", (long long)L.opt);
+    E(e, "#define DY_FLOATS %lld", (long long)L.dy);
     NL(e);
     emit_tables(e, &L);
 
@@ -639,6 +824,9 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "    float *grad;    /* gradients (attached on the first backward) */");
     E(e, "    float *act;     /* saved activations; act + 0 holds a copy of x */");
     E(e, "    float *scratch; /* two gradient buffers for backward */");
+    E(e, "    float *opt;     /* optimizer state */");
+    E(e, "    float *dy;      /* gradient of the loss */");
+    E(e, "    long steps;     /* optimizer steps taken */");
     E(e, "};");
     E(e, "typedef char %s_header_fits[sizeof(struct %s) <= HEADER_BYTES ? 1 : -1];", n, n);
     NL(e);
@@ -653,8 +841,10 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "net->grad = net->data + DATA_FLOATS;");
     E(e, "net->act = net->grad + GRAD_FLOATS;");
     E(e, "net->scratch = net->act + ACT_FLOATS;");
-    E(e, "memset(net->data, 0, sizeof(float) * (DATA_FLOATS + GRAD_FLOATS + ACT_FLOATS + 2 * "
-         "SCRATCH_FLOATS));");
+    E(e, "net->opt = net->scratch + 2 * SCRATCH_FLOATS;");
+    E(e, "net->dy = net->opt + OPT_FLOATS;");
+    E(e, "memset(net->data, 0, sizeof(float) * ((size_t)DATA_FLOATS + GRAD_FLOATS + ACT_FLOATS "
+         "+ 2 * SCRATCH_FLOATS + OPT_FLOATS + DY_FLOATS));");
     E(e, "nn_model_bind(&net->model, &%s_info, net->t, net->data, net->grad);", n);
     E(e, "return net;");
     close_block(e);
@@ -695,17 +885,21 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     close_block(e);
     NL(e);
 
-    /* forward */
-    open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+    /* forward: every op's output stays in its own buffer for backward */
+    int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
+    E(e, "/* forward pass; returns the output buffer (inside the instance) */");
+    open_block(e, xfmt("static const float *fwd(%s *net, const float *x)\n", n));
     E(e, "const float *D = net->data;");
     E(e, "float *A = net->act;");
     E(e, "(void)D;");
     E(e, "memcpy(A, x, sizeof(float) * %lld);", (long long)p->buf_numel[0]);
     for (int i = 0; i < p->nops; i++)
         emit_forward_op(e, &L, &p->ops[i]);
-    int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
-    E(e, "memcpy(y, %s, sizeof(float) * %lld);", act(&L, last),
-      (long long)shape_numel(&p->output));
+    E(e, "return %s;", act(&L, last));
+    close_block(e);
+    NL(e);
+    open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+    E(e, "memcpy(y, fwd(net, x), sizeof(float) * %lld);", (long long)shape_numel(&p->output));
     close_block(e);
     NL(e);
 
@@ -724,22 +918,24 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     for (int i = p->nops - 1; i >= 0; i--) {
         const op *o = &p->ops[i];
         if (o->m->layer == L_IDENTITY || o->m->layer == L_FLATTEN) {
-            if (i == 0) {
+            if (i == 0)
                 E(e, "if (dx) memcpy(dx, gy, sizeof(float) * %lld);",
                   (long long)shape_numel(&o->in));
-            }
             continue;
         }
-        int upstream = 0; /* a trainable parameter in ops before i */
-        for (int j = 0; j < i; j++)
+        /* trainable parameters in this op or before it / strictly before it */
+        int here = 0, before = 0;
+        for (int j = 0; j <= i; j++)
             for (int k = 0; k < p->ops[j].m->nparams; k++)
-                upstream |= p->tensors[p->ops[j].m->param_ids[k]].requires_grad;
-        /* does anything before i need a gradient (other than pass-through)? */
-        if (i > 0 && !upstream)
-            E(e, "if (!dx) return;");
+                if (p->tensors[p->ops[j].m->param_ids[k]].requires_grad)
+                    *(j < i ? &before : &here) = 1;
+        if (!here && !before)
+            E(e, "if (!dx) return; /* nothing from here on needs a gradient */");
         open_block(e, "");
         if (i == 0)
             E(e, "float *gx = dx;");
+        else if (!before)
+            E(e, "float *gx = dx ? S%d : NULL; /* only dx needs it */", pp);
         else
             E(e, "float *gx = S%d;", pp);
         if (o->m->layer != L_LINEAR && i == 0)
@@ -758,4 +954,7 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     open_block(e, xfmt("void %s_zero_grad(%s *net)\n", n, n));
     E(e, "if (net->model.grads_attached) memset(net->grad, 0, sizeof(float) * GRAD_FLOATS);");
     close_block(e);
+
+    if (p->train.loss != LOSS_NONE)
+        emit_train(e, &L);
 }
