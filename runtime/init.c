@@ -23,6 +23,7 @@
  * they leave the tensor untouched, draw nothing from the generator and
  * record the reason with nn_set_error(), as torch raises before drawing.
  */
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -160,8 +161,13 @@ static void fill_uniform(nn_tensor *t, nn_rng *r, double a, double b, const char
         return;
     if (!rng_ok(r, fn))
         return;
-    if (!(a <= b) || !isfinite(b - a)) {
+    if (!(a <= b)) {
         nn_set_error("%s: expects a [from, to) range, but found from=%g > to=%g", fn, a, b);
+        return;
+    }
+    /* check_uniform_bounds: both ends and the width must fit in a float */
+    if (!(a >= -FLT_MAX && b <= FLT_MAX && b - a <= FLT_MAX)) {
+        nn_set_error("%s: range [%g, %g) does not fit in float", fn, a, b);
         return;
     }
     fa = (float)a;
@@ -535,12 +541,13 @@ void nn_init_trunc_normal_d(nn_tensor *t, nn_rng *r, double mean, double std, do
     }
     l = (1.0 + erf(((a - mean) / std) / sqrt(2.0))) / 2.0;
     u = (1.0 + erf(((b - mean) / std) / sqrt(2.0))) / 2.0;
-    from = (float)(2 * l - 1);
-    to = (float)(2 * u - 1);
-    if (!(from <= to)) {
+    /* uniform_ checks its (double) range before casting it to float */
+    if (!(2 * l - 1 <= 2 * u - 1)) {
         nn_set_error("%s: expects a <= b, but found a=%g > b=%g", fn, a, b);
         return;
     }
+    from = (float)(2 * l - 1);
+    to = (float)(2 * u - 1);
     scale = (float)(std * sqrt(2.0));
     shift = (float)mean;
     lo = (float)a;
@@ -681,6 +688,9 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias, nn_rng *r)
     int64_t fi, fo;
     double bound;
     if (!tensor_ok(weight, "linear_default") || !rng_ok(r, "linear_default"))
+        return;
+    /* refuse a bad bias before drawing the weight: all or nothing */
+    if (bias != NULL && !tensor_ok(bias, "linear_default"))
         return;
     if (calc_fans(weight, &fi, &fo) != 0) {
         nn_set_error("linear_default: weight '%s' must have 2 dimensions",

@@ -205,6 +205,16 @@ typedef struct nn_mix_component {
     float a, b;                /* constant: a; uniform: [a, b); normal: mean a, std b */
 } nn_mix_component;
 void nn_init_mixture(nn_tensor *t, nn_rng *r, const nn_mix_component *c, int n);
+/* Mixture's use of the generator (not a torch function; fixed here): per
+   element, in order, the component is chosen by ONE double uniform [0, 1)
+   from a 64-bit draw (nn_rng_u64() & (2^53 - 1), times 2^-53; first k with
+   u < p_0 + ... + p_k), then the value is drawn: uniform by nn_rng_uniform,
+   normal by nn_rng_normal (cached second sample included), constant draws
+   nothing.  The weights must be >= 0 and sum to 1 (within 1e-6). */
+
+/* Errors: where torch raises (std < 0, from > to, fewer than 2 dimensions
+   for fan-based initializers, NULL arguments, ...), the nn_init_* functions
+   leave the tensor and the generator untouched and set nn_error(). */
 
 /* Modifier: set elements with |w| < threshold to 0 (the seed's w *= w.abs() >= t). */
 void nn_init_zero_abs_below(nn_tensor *t, float threshold);

@@ -108,29 +108,29 @@ def torch_step(step, tensors):
         return False
     t = torch.empty(shape, dtype=torch.float32)
     tensors.append(t)
-    I = nn.init
+    init = nn.init
     if op == "uniform":
-        I.uniform_(t, f32(numarg(args, 0, 0.0)), f32(numarg(args, 1, 1.0)))
+        init.uniform_(t, f32(numarg(args, 0, 0.0)), f32(numarg(args, 1, 1.0)))
     elif op == "normal":
-        I.normal_(t, numarg(args, 0, 0.0), numarg(args, 1, 1.0))
+        init.normal_(t, numarg(args, 0, 0.0), numarg(args, 1, 1.0))
     elif op == "constant":
-        I.constant_(t, f32(numarg(args, 0, 0.0)))
+        init.constant_(t, f32(numarg(args, 0, 0.0)))
     elif op == "zeros":
-        I.zeros_(t)
+        init.zeros_(t)
     elif op == "ones":
-        I.ones_(t)
+        init.ones_(t)
     elif op == "xavier_uniform":
-        I.xavier_uniform_(t, gain=numarg(args, 0, 1.0))
+        init.xavier_uniform_(t, gain=numarg(args, 0, 1.0))
     elif op == "xavier_normal":
-        I.xavier_normal_(t, gain=numarg(args, 0, 1.0))
+        init.xavier_normal_(t, gain=numarg(args, 0, 1.0))
     elif op in ("kaiming_uniform", "kaiming_normal"):
         a = numarg(args, 0, 0.0)
         mode = args[1] if len(args) > 1 else "fan_in"
         nl = args[2] if len(args) > 2 else "leaky_relu"
-        fn = I.kaiming_uniform_ if op == "kaiming_uniform" else I.kaiming_normal_
+        fn = init.kaiming_uniform_ if op == "kaiming_uniform" else init.kaiming_normal_
         fn(t, a=a, mode=mode, nonlinearity=nl)
     elif op == "trunc_normal":
-        I.trunc_normal_(t, numarg(args, 0, 0.0), numarg(args, 1, 1.0),
+        init.trunc_normal_(t, numarg(args, 0, 0.0), numarg(args, 1, 1.0),
                         numarg(args, 2, -2.0), numarg(args, 3, 2.0))
     elif op == "mixture":
         comps = []
