@@ -1032,11 +1032,10 @@ def _main(argv):
         return 2
     try:
         if cmd == 'dump':
-            try:
-                seed = int(argv[3], 0)
-            except ValueError:
-                sys.stderr.write('nnspec: bad seed %r\n' % argv[3])
+            if not re.match(r'^[0-9]+$', argv[3]) or int(argv[3]) >= 2 ** 64:
+                sys.stderr.write('nnspec: bad seed %r (decimal, 0 .. 2^64-1)\n' % argv[3])
                 return 2
+            seed = int(argv[3])
             b = build(path, seed=seed)
             write_dump(sys.stdout, list(b.model.named_parameters()))
             return 0
