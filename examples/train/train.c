@@ -63,7 +63,9 @@ static int run_linreg(const char *dir, nn_rng *g)
         last = loss;
     }
     nn_model *m = linreg_model(net);
-    const float *w = nn_find(m, "0.weight")->data, *b = nn_find(m, "0.bias")->data;
+    float w[2], b[1];
+    memcpy(w, nn_find(m, "0.weight")->data, sizeof w);
+    memcpy(b, nn_find(m, "0.bias")->data, sizeof b);
     printf("  learned w = [%.4f, %.4f] (true [2, -3.4]), b = %.4f (true 4.2)\n", w[0], w[1], b[0]);
 
     char path[1024];
