@@ -1,0 +1,248 @@
+/* nngen benchmark driver: times one generated network (train step, forward,
+ * and each phase of a train step), or OpenBLAS's sgemm peak.
+ *
+ * Built by bench/run.py once per network and flag set:
+ *   cc -std=c99 FLAGS -I include -I WORK -DNET=P -DNET_HEADER='"P.h"' [-DLOSS_CE]
+ *      bench/driver.c WORK/P.c build/runtime/libnngen-rt.a -lopenblas -lm
+ * Without -DNET it is the peak-only driver.
+ *
+ * Usage:
+ *   driver peak [SCALE]          sgemm GFLOP/s for a few shapes (SCALE=1 full,
+ *                                 smaller for --check)
+ *   driver bench MIN_S BATCHES   time train step, forward, phases; one line
+ *                                 "key value" per result, times in seconds
+ * Every timing: warm-up, then BATCHES batches of n calls each (n chosen so a
+ * batch lasts >= MIN_S / BATCHES), median of the per-call time of each batch.
+ * The inputs cycle over a pool of POOL different random batches so the
+ * network never converges to zero gradients (denormals) on one fixed batch.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cblas.h>
+
+#ifdef NET
+#include NET_HEADER
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define N_(x) CAT(NET, x)
+#ifdef LOSS_CE
+typedef int32_t target_t;
+#else
+typedef float target_t;
+#endif
+#endif
+
+/* OpenBLAS extensions (declared in its cblas.h, repeated for other headers) */
+extern char *openblas_get_config(void);
+extern char *openblas_get_corename(void);
+extern int openblas_get_num_threads(void);
+
+#define POOL 8
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+static float rndf(void) /* roughly N(0,1): sum of 4 uniforms, rescaled */
+{
+    float s = 0.0f;
+    for (int i = 0; i < 4; i++) s += (float)(rnd32() & 0xFFFFFF) / 16777216.0f;
+    return (s - 2.0f) * 1.7320508f;
+}
+
+static long rss_bytes(void) /* current resident set, /proc/self/statm */
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
+    fclose(f);
+    return res < 0 ? -1 : res * 4096L;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- generic timing: fn(i) is one call; returns median seconds per call ---- */
+typedef void (*step_fn)(long i);
+
+static double time_it(step_fn fn, double min_s, int batches, double *best)
+{
+    double t0, t, per[64], total = 0.0;
+    long n = 1, i = 0;
+    if (batches > 64) batches = 64;
+    if (batches < 1) batches = 1;
+    /* warm-up: at least 2 calls and ~5% of the budget; also calibrates n */
+    t0 = now();
+    do {
+        fn(i++);
+        t = now() - t0;
+    } while (i < 2 || t < 0.05 * min_s);
+    {
+        double one = t / (double)i, want = min_s / batches;
+        n = (long)(want / (one > 1e-9 ? one : 1e-9));
+        if (n < 1) n = 1;
+    }
+    for (int b = 0; b < batches; b++) {
+        t0 = now();
+        for (long k = 0; k < n; k++) fn(i++);
+        t = now() - t0;
+        per[b] = t / (double)n;
+        total += t;
+    }
+    (void)total;
+    qsort(per, (size_t)batches, sizeof per[0], cmp_double);
+    if (best) *best = per[0];
+    printf("# %d batches x %ld calls\n", batches, n);
+    return batches % 2 ? per[batches / 2] : 0.5 * (per[batches / 2 - 1] + per[batches / 2]);
+}
+
+/* ---- sgemm peak ---- */
+static float *gm_a, *gm_b, *gm_c;
+static int gm_m, gm_n, gm_k;
+static void gemm_call(long i)
+{
+    (void)i;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gm_m, gm_n, gm_k, 1.0f,
+                gm_a, gm_k, gm_b, gm_n, 0.0f, gm_c, gm_n);
+}
+
+static void peak(double scale)
+{
+    /* M, N, K */
+    static const int shapes[][3] = {{1024, 1024, 1024}, {4096, 4096, 256}, {256, 4096, 4096}, {2048, 2048, 2048}};
+    double best_all = 0.0;
+    printf("openblas_config %s\n", openblas_get_config());
+    printf("openblas_core %s\n", openblas_get_corename());
+    printf("openblas_threads %d\n", openblas_get_num_threads());
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        double med, best, gf;
+        gm_m = (int)(shapes[s][0] * scale);
+        gm_n = (int)(shapes[s][1] * scale);
+        gm_k = (int)(shapes[s][2] * scale);
+        if (gm_m < 8) gm_m = 8;
+        if (gm_n < 8) gm_n = 8;
+        if (gm_k < 8) gm_k = 8;
+        gm_a = malloc(sizeof(float) * (size_t)gm_m * gm_k);
+        gm_b = malloc(sizeof(float) * (size_t)gm_k * gm_n);
+        gm_c = malloc(sizeof(float) * (size_t)gm_m * gm_n);
+        if (!gm_a || !gm_b || !gm_c) { fprintf(stderr, "out of memory\n"); exit(1); }
+        for (size_t j = 0; j < (size_t)gm_m * gm_k; j++) gm_a[j] = rndf();
+        for (size_t j = 0; j < (size_t)gm_k * gm_n; j++) gm_b[j] = rndf();
+        med = time_it(gemm_call, scale >= 1.0 ? 0.4 : 0.02, 5, &best);
+        gf = 2.0 * gm_m * gm_n * gm_k / best * 1e-9;
+        printf("sgemm_%dx%dx%d %.6g %.6g %.3f\n", gm_m, gm_n, gm_k, med, best, gf);
+        if (gf > best_all) best_all = gf;
+        free(gm_a); free(gm_b); free(gm_c);
+    }
+    printf("peak_gflops %.3f\n", best_all);
+}
+
+#ifdef NET
+static N_() *net;
+static float *xs, *ys, *dys;
+static target_t *ts;
+static volatile float sink;
+
+#define XS(i) (xs + (size_t)((i) % POOL) * N_(_BATCH) * N_(_IN_SIZE))
+#define TS(i) (ts + (size_t)((i) % POOL) * N_(_BATCH) * TGT_PER_EX)
+#ifdef LOSS_CE
+#define TGT_PER_EX 1
+#else
+#define TGT_PER_EX N_(_OUT_SIZE)
+#endif
+
+static void do_train(long i) { sink = N_(_train_step)(net, XS(i), TS(i)); }
+static void do_forward(long i) { N_(_forward)(net, XS(i), ys); }
+static void do_loss(long i) { sink = N_(_loss)(net, XS(i), TS(i)); }
+static void do_backward(long i) { (void)i; N_(_backward)(net, dys, NULL); }
+static void do_zero(long i) { (void)i; N_(_zero_grad)(net); }
+
+static void report(const char *key, double med, double best)
+{
+    printf("%s %.9g %.9g\n", key, med, best);
+    fflush(stdout);
+}
+
+static void bench(double min_s, int batches)
+{
+    size_t nx = (size_t)POOL * N_(_BATCH) * N_(_IN_SIZE);
+    size_t nt = (size_t)POOL * N_(_BATCH) * TGT_PER_EX;
+    size_t ny = (size_t)N_(_BATCH) * N_(_OUT_SIZE);
+    double med, best, t_train, t_loss, t_bwd, t_zero;
+    long rss0, rss1;
+    xs = malloc(sizeof *xs * nx);
+    ts = malloc(sizeof *ts * nt);
+    ys = malloc(sizeof *ys * ny);
+    dys = malloc(sizeof *dys * ny);
+    if (!xs || !ts || !ys || !dys) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (size_t j = 0; j < nx; j++) xs[j] = rndf();
+#ifdef LOSS_CE
+    for (size_t j = 0; j < nt; j++) ts[j] = (int32_t)(rnd32() % N_(_OUT_SIZE));
+#else
+    for (size_t j = 0; j < nt; j++) ts[j] = rndf();
+#endif
+    for (size_t j = 0; j < ny; j++) dys[j] = rndf() / (float)ny;
+
+    /* memory: resident growth from before P_create to after 3 train steps */
+    rss0 = rss_bytes();
+    net = N_(_create)();
+    if (!net) { fprintf(stderr, "create failed\n"); exit(1); }
+    N_(_init)(net, 0);
+    for (int k = 0; k < 3; k++) sink = N_(_train_step)(net, XS(k), TS(k));
+    rss1 = rss_bytes();
+    printf("bytes %lu\n", (unsigned long)N_(_BYTES));
+    printf("rss_delta %ld\n", rss1 - rss0);
+    printf("loss_after_3 %.6g\n", (double)sink);
+
+    t_train = time_it(do_train, min_s, batches, &best);
+    report("train", t_train, best);
+    med = time_it(do_forward, min_s, batches, &best);
+    report("forward", med, best);
+    /* phases of a train step, each on its own (same state, same data) */
+    t_zero = time_it(do_zero, min_s / 4, batches, &best);
+    report("phase_zero_grad", t_zero, best);
+    t_loss = time_it(do_loss, min_s / 2, batches, &best);
+    report("phase_forward_loss", t_loss, best);
+    t_bwd = time_it(do_backward, min_s / 2, batches, &best);
+    report("phase_backward", t_bwd, best);
+    /* the optimizer step is static in the generated file: what remains */
+    report("phase_opt_rest", t_train - t_zero - t_loss - t_bwd, 0.0);
+    printf("final_loss %.6g\n", (double)sink);
+    N_(_destroy)(net);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "peak")) {
+        peak(argc >= 3 ? atof(argv[2]) : 1.0);
+        return 0;
+    }
+#ifdef NET
+    if (argc >= 4 && !strcmp(argv[1], "bench")) {
+        bench(atof(argv[2]), atoi(argv[3]));
+        return 0;
+    }
+#endif
+    fprintf(stderr, "usage: %s peak [SCALE] | bench MIN_SECONDS BATCHES\n", argv[0]);
+    return 2;
+}
