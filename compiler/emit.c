@@ -114,6 +114,8 @@ typedef struct layout {
     int64_t total_bytes;
 } layout;
 
+static int fused_with_next(const program *p, int i);
+
 static layout plan_layout(const program *p)
 {
     layout L = {0};
@@ -121,9 +123,14 @@ static layout plan_layout(const program *p)
     L.grad = p->param_floats;
     L.buf_off = xalloc(sizeof *L.buf_off * (size_t)p->nbufs);
     int64_t maxbuf = 0;
+    char *dead = xalloc((size_t)p->nbufs + 1);
+    for (int i = 0; i < p->nops; i++)
+        if (fused_with_next(p, i))
+            dead[p->ops[i].out_buf] = 1;
     for (int i = 0; i < p->nbufs; i++) {
         L.buf_off[i] = L.act;
-        L.act += align16(p->buf_numel[i]);
+        if (!dead[i])
+            L.act += align16(p->buf_numel[i]);
         if (p->buf_numel[i] > maxbuf)
             maxbuf = p->buf_numel[i];
     }
@@ -250,9 +257,69 @@ static const char *op_comment(const op *o)
                 layer_classes[m->layer], m->extra, a, b);
 }
 
+/* Activation buffer buf.  Buffer 0 is the network's input, read through the
+ * pointer X0 (the caller's x during a train step, a copy in the instance
+ * after P_forward) so that a train step copies nothing. */
 static const char *act(const layout *L, int buf)
 {
+    if (buf == 0)
+        return "X0";
     return xfmt("A + %lld", (long long)L->buf_off[buf]);
+}
+
+/* An elementwise activation that can run in the epilogue of the linear
+ * layer before it, and whose backward needs only its own output (so the
+ * linear layer's output buffer is never stored). */
+static int fusable_activation(const module *m)
+{
+    switch (m->layer) {
+    case L_RELU:
+    case L_SIGMOID:
+    case L_TANH:
+        return 1;
+    case L_LEAKY_RELU:
+        return m->slope > 0; /* then x > 0 exactly when y > 0 */
+    case L_LINEAR:
+    case L_IDENTITY:
+    case L_GELU:
+    case L_FLATTEN:
+    case L_LOG_SOFTMAX:
+    case L_SOFTMAX:
+    case L_COUNT:
+        return 0;
+    }
+    return 0;
+}
+
+/* op i is a linear layer whose activation (op i + 1) runs in its epilogue */
+static int fused_with_next(const program *p, int i)
+{
+    return p->ops[i].m->layer == L_LINEAR && i + 1 < p->nops &&
+           fusable_activation(p->ops[i + 1].m) && p->ops[i + 1].in_buf == p->ops[i].out_buf;
+}
+
+/* The activation as a C expression of v (a float lvalue-free expression). */
+static const char *activation_expr(const module *m, const char *v)
+{
+    switch (m->layer) {
+    case L_RELU:
+        return xfmt("(%s > 0.0f ? %s : 0.0f)", v, v);
+    case L_LEAKY_RELU:
+        return xfmt("(%s > 0.0f ? %s : %s * %s)", v, v, v, flit(m->slope));
+    case L_SIGMOID:
+        return xfmt("(1.0f / (1.0f + expf(-%s)))", v);
+    case L_TANH:
+        return xfmt("tanhf(%s)", v);
+    case L_LINEAR:
+    case L_IDENTITY:
+    case L_GELU:
+    case L_FLATTEN:
+    case L_LOG_SOFTMAX:
+    case L_SOFTMAX:
+    case L_COUNT:
+        break;
+    }
+    unreachable();
 }
 
 /* softmax geometry: outer x size x inner around the reduced dimension */
@@ -268,7 +335,9 @@ static void reduce_geometry(const op *o, int64_t *outer, int64_t *size, int64_t 
         *inner *= o->in.d[i];
 }
 
-static void emit_forward_op(emitter *e, const layout *L, const op *o)
+/* Forward of op o.  For a linear layer, act (if not NULL) is the activation
+ * that follows it, computed in the same pass into that activation's buffer. */
+static void emit_forward_op(emitter *e, const layout *L, const op *o, const op *act_op)
 {
     const program *p = e->p;
     const module *m = o->m;
@@ -276,9 +345,10 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o)
         E(e, "/* %s: no work (a view of its input) */", op_comment(o));
         return;
     }
-    open_block(e, xfmt("/* %s */ ", op_comment(o)));
+    open_block(e, xfmt("/* %s%s%s */ ", op_comment(o), act_op ? ", then " : "",
+                       act_op ? op_comment(act_op) : ""));
     E(e, "const float *x = %s;", act(L, o->in_buf));
-    E(e, "float *y = %s;", act(L, o->out_buf));
+    E(e, "float *y = %s;", act(L, act_op ? act_op->out_buf : o->out_buf));
     int64_t n = shape_numel(&o->in);
     switch (m->layer) {
     case L_LINEAR: {
@@ -289,19 +359,26 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o)
         if (b)
             E(e, "const float *b = D + %lld;", (long long)b->offset);
         if (use_blas(e, o)) {
+            /* y = b (broadcast), then y += x w^T */
             if (b)
                 E(e, "for (int r = 0; r < %lld; r++) memcpy(y + r * %lld, b, %lld * "
                      "sizeof(float));", rows, out, out);
             E(e, "cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, %lld, %lld, %lld, 1.0f, "
                  "x, %lld, w, %lld, %s, y, %lld);",
               rows, out, in, in, in, b ? "1.0f" : "0.0f", out);
+            if (act_op)
+                E(e, "for (int k = 0; k < %lld; k++) y[k] = %s;", rows * out,
+                  activation_expr(act_op->m, "y[k]"));
         } else {
             E(e, "for (int r = 0; r < %lld; r++)", rows);
             E(e, "    for (int o = 0; o < %lld; o++) {", out);
             E(e, "        float s = 0.0f;");
             E(e, "        for (int i = 0; i < %lld; i++)", in);
             E(e, "            s += x[r * %lld + i] * w[o * %lld + i];", in, in);
-            E(e, "        y[r * %lld + o] = s%s;", out, b ? " + b[o]" : "");
+            if (b)
+                E(e, "        s += b[o];");
+            E(e, "        y[r * %lld + o] = %s;", out, act_op ? activation_expr(act_op->m, "s")
+                                                             : "s");
             E(e, "    }");
         }
         break;
@@ -361,7 +438,11 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o)
 
 /* Gradient of op o: gy (gradient of its output) -> gx (of its input, may be
  * "NULL"-guarded by the caller), and parameter gradients added into G. */
-static void emit_backward_op(emitter *e, const layout *L, const op *o, int want_dx)
+/* Backward of op o: gy (gradient of its output) -> gx (of its input) and the
+ * parameter gradients in G.  set_w / set_b: this op is the first in backward
+ * order to touch that gradient, so when the caller asks (set != 0: a train
+ * step, which does not zero the gradients first) it writes instead of adding. */
+static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w, int set_b)
 {
     const program *p = e->p;
     const module *m = o->m;
@@ -373,29 +454,30 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int want_
         const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
         int gw = w->requires_grad, gb = b && b->requires_grad;
-        E(e, "const float *x = %s;", act(L, o->in_buf));
         E(e, "const float *w = D + %lld;", (long long)w->offset);
-        if (!gw)
-            E(e, "(void)x;");
+        if (gw)
+            E(e, "const float *x = %s;", act(L, o->in_buf));
+        if (gb) {
+            E(e, "float *gb = G + %lld;", (long long)b->offset);
+            if (set_b)
+                E(e, "if (set) memset(gb, 0, sizeof(float) * %lld);", out);
+            E(e, "for (int r = 0; r < %lld; r++)", rows);
+            E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
+        }
         if (use_blas(e, o)) {
             if (gw)
                 E(e, "cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, %lld, %lld, %lld, "
-                     "1.0f, gy, %lld, x, %lld, 1.0f, G + %lld, %lld);",
-                  out, in, rows, out, in, (long long)w->offset, in);
-            if (gb) {
-                E(e, "float *gb = G + %lld;", (long long)b->offset);
-                E(e, "for (int r = 0; r < %lld; r++)", rows);
-                E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
-            }
-            if (want_dx)
-                E(e, "if (gx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, %lld, "
-                     "%lld, %lld, 1.0f, gy, %lld, w, %lld, 0.0f, gx, %lld);",
-                  rows, in, out, out, in, in);
-            else
-                E(e, "(void)w;");
+                     "1.0f, gy, %lld, x, %lld, %s, G + %lld, %lld);",
+                  out, in, rows, out, in, set_w ? "set ? 0.0f : 1.0f" : "1.0f",
+                  (long long)w->offset, in);
+            E(e, "if (gx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, %lld, "
+                 "%lld, %lld, 1.0f, gy, %lld, w, %lld, 0.0f, gx, %lld);",
+              rows, in, out, out, in, in);
         } else {
             if (gw) {
                 E(e, "float *gw = G + %lld;", (long long)w->offset);
+                if (set_w)
+                    E(e, "if (set) memset(gw, 0, sizeof(float) * %lld);", out * in);
                 E(e, "for (int r = 0; r < %lld; r++)", rows);
                 E(e, "    for (int o = 0; o < %lld; o++) {", out);
                 E(e, "        float g = gy[r * %lld + o];", out);
@@ -403,23 +485,17 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int want_
                      "+ i];", in, in, in);
                 E(e, "    }");
             }
-            if (gb) {
-                E(e, "float *gb = G + %lld;", (long long)b->offset);
-                E(e, "for (int r = 0; r < %lld; r++)", rows);
-                E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
-            }
-            if (want_dx) {
-                E(e, "if (gx)");
-                E(e, "    for (int r = 0; r < %lld; r++)", rows);
-                E(e, "        for (int i = 0; i < %lld; i++) {", in);
-                E(e, "            float s = 0.0f;");
-                E(e, "            for (int o = 0; o < %lld; o++) s += gy[r * %lld + o] * w[o * "
-                     "%lld + i];", out, out, in);
-                E(e, "            gx[r * %lld + i] = s;", in);
-                E(e, "        }");
-            } else {
-                E(e, "(void)w;");
-            }
+            /* gx = gy w, accumulated row by row so the inner loop runs along
+               contiguous memory without a reduction (it vectorizes) */
+            E(e, "if (gx) {");
+            E(e, "    memset(gx, 0, sizeof(float) * %lld);", rows * in);
+            E(e, "    for (int r = 0; r < %lld; r++)", rows);
+            E(e, "        for (int o = 0; o < %lld; o++) {", out);
+            E(e, "            float g = gy[r * %lld + o];", out);
+            E(e, "            for (int i = 0; i < %lld; i++) gx[r * %lld + i] += g * w[o * %lld + "
+                 "i];", in, in, in);
+            E(e, "        }");
+            E(e, "}");
         }
         break;
     }
@@ -428,8 +504,10 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int want_
         E(e, "for (int i = 0; i < %lld; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;", (long long)n);
         break;
     case L_LEAKY_RELU:
-        E(e, "const float *x = %s;", act(L, o->in_buf));
-        E(e, "for (int i = 0; i < %lld; i++) gx[i] = x[i] > 0.0f ? gy[i] : gy[i] * %s;",
+        /* with a positive slope, x > 0 exactly when y > 0: read the output,
+           which is what is stored when the activation is fused */
+        E(e, "const float *v = %s;", act(L, m->slope > 0 ? o->out_buf : o->in_buf));
+        E(e, "for (int i = 0; i < %lld; i++) gx[i] = v[i] > 0.0f ? gy[i] : gy[i] * %s;",
           (long long)n, flit(m->slope));
         break;
     case L_SIGMOID:
@@ -641,7 +719,9 @@ static void emit_train(emitter *e, const layout *L)
     NL(e);
     open_block(e, xfmt("float %s_loss(%s *net, const float *x, const %s *target)\n", n, n, T));
     E(e, "int bad;");
-    E(e, "return loss_fn(fwd(net, x), target, NULL, &bad);");
+    E(e, "memcpy(net->act, x, sizeof(float) * %lld); /* for a later backward */",
+      (long long)p->buf_numel[0]);
+    E(e, "return loss_fn(fwd(net, net->act), target, NULL, &bad);");
     close_block(e);
     NL(e);
 
@@ -714,12 +794,11 @@ static void emit_train(emitter *e, const layout *L)
     open_block(e, xfmt("float %s_train_step(%s *net, const float *x, const %s *target)\n", n, n,
                        T));
     E(e, "int bad;");
-    E(e, "float loss;");
-    E(e, "nn_model_attach_grads(&net->model);");
-    E(e, "memset(net->grad, 0, sizeof(float) * GRAD_FLOATS);");
-    E(e, "loss = loss_fn(fwd(net, x), target, net->dy, &bad);");
+    E(e, "/* x is read in place (no copy); the first write of each gradient replaces");
+    E(e, "   it, so zero_grad costs nothing */");
+    E(e, "float loss = loss_fn(fwd(net, x), target, net->dy, &bad);");
     E(e, "if (bad) return loss;");
-    E(e, "%s_backward(net, net->dy, NULL);", n);
+    E(e, "bwd(net, x, net->dy, NULL, 1);");
     E(e, "opt_step(net);");
     E(e, "return loss;");
     close_block(e);
@@ -885,35 +964,48 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     close_block(e);
     NL(e);
 
-    /* forward: every op's output stays in its own buffer for backward */
+    /* forward: every stored activation keeps its own buffer for backward */
     int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
-    E(e, "/* forward pass; returns the output buffer (inside the instance) */");
-    open_block(e, xfmt("static const float *fwd(%s *net, const float *x)\n", n));
+    E(e, "/* the forward pass from X0 (buffer 0); returns the output buffer */");
+    open_block(e, xfmt("static const float *fwd(%s *net, const float *X0)\n", n));
     E(e, "const float *D = net->data;");
     E(e, "float *A = net->act;");
-    E(e, "(void)D;");
-    E(e, "memcpy(A, x, sizeof(float) * %lld);", (long long)p->buf_numel[0]);
-    for (int i = 0; i < p->nops; i++)
-        emit_forward_op(e, &L, &p->ops[i]);
+    E(e, "(void)D; (void)A;");
+    for (int i = 0; i < p->nops; i++) {
+        if (fused_with_next(p, i)) {
+            emit_forward_op(e, &L, &p->ops[i], &p->ops[i + 1]);
+            i++;
+        } else {
+            emit_forward_op(e, &L, &p->ops[i], NULL);
+        }
+    }
     E(e, "return %s;", act(&L, last));
     close_block(e);
     NL(e);
     open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
-    E(e, "memcpy(y, fwd(net, x), sizeof(float) * %lld);", (long long)shape_numel(&p->output));
+    E(e, "/* keep a copy of x: backward needs it after the caller's buffer may change */");
+    E(e, "memcpy(net->act, x, sizeof(float) * %lld);", (long long)p->buf_numel[0]);
+    E(e, "memcpy(y, fwd(net, net->act), sizeof(float) * %lld);",
+      (long long)shape_numel(&p->output));
     close_block(e);
     NL(e);
 
     /* backward: ops in reverse; gradients ping-pong between two scratch
        buffers; the first op writes into dx (if asked).  Once no op
-       upstream has a trainable parameter, only dx is left to compute. */
-    open_block(e, xfmt("void %s_backward(%s *net, const float *dy, float *dx)\n", n, n));
+       upstream has a trainable parameter, only dx is left to compute.
+       set != 0 (a train step): the first op to touch a gradient writes it
+       instead of adding, so the gradients need no zeroing beforehand. */
+    E(e, "/* the backward pass of the last forward from X0 */");
+    open_block(e, xfmt("static void bwd(%s *net, const float *X0, const float *dy, float *dx, "
+                       "int set)\n", n));
     E(e, "const float *D = net->data;");
     E(e, "float *G = net->grad;");
     E(e, "const float *A = net->act;");
     E(e, "float *S0 = net->scratch, *S1 = net->scratch + SCRATCH_FLOATS;");
     E(e, "const float *gy = dy;");
-    E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)gy;");
+    E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)gy; (void)X0; (void)set;");
     E(e, "nn_model_attach_grads(&net->model);");
+    char *touched = xalloc((size_t)p->ntensors + 1);
     int pp = 0; /* which scratch buffer the next gx goes to */
     for (int i = p->nops - 1; i >= 0; i--) {
         const op *o = &p->ops[i];
@@ -931,6 +1023,15 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
                     *(j < i ? &before : &here) = 1;
         if (!here && !before)
             E(e, "if (!dx) return; /* nothing from here on needs a gradient */");
+        int set_w = 0, set_b = 0;
+        if (o->m->nparams > 0) {
+            set_w = !touched[o->m->param_ids[0]];
+            touched[o->m->param_ids[0]] = 1;
+        }
+        if (o->m->nparams > 1) {
+            set_b = !touched[o->m->param_ids[1]];
+            touched[o->m->param_ids[1]] = 1;
+        }
         open_block(e, "");
         if (i == 0)
             E(e, "float *gx = dx;");
@@ -940,7 +1041,7 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
             E(e, "float *gx = S%d;", pp);
         if (o->m->layer != L_LINEAR && i == 0)
             E(e, "if (gx)");
-        emit_backward_op(e, &L, o, 1);
+        emit_backward_op(e, &L, o, set_w, set_b);
         if (i > 0)
             E(e, "gy = gx;");
         else
@@ -948,6 +1049,10 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
         close_block(e);
         pp ^= 1;
     }
+    close_block(e);
+    NL(e);
+    open_block(e, xfmt("void %s_backward(%s *net, const float *dy, float *dx)\n", n, n));
+    E(e, "bwd(net, net->act, dy, dx, 0);");
     close_block(e);
     NL(e);
 
