@@ -15,9 +15,11 @@ Targets are reported as met / not met; unmet targets do not fail the run.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 POOL = 8  # distinct input batches cycled through (same in driver.c)
+BEST = 1  # timings are [median, best] per call
 
 # ---------------------------------------------------------------- networks
 # dims: feature sizes from input to output, ReLU between linears.
@@ -87,8 +90,11 @@ def flops(net):
 
 # ---------------------------------------------------------------- helpers
 def run(cmd, env=None, timeout=900):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, env=env, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=env, timeout=timeout)
+    except OSError as e:
+        raise RuntimeError("cannot run %s: %s" % (cmd[0], e))
     if p.returncode != 0:
         raise RuntimeError("command failed (%d): %s\n%s%s" % (
             p.returncode, " ".join(cmd), p.stdout, p.stderr))
@@ -134,6 +140,17 @@ def fmt_bytes(n):
             s = ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
             return ("-" if neg else "") + s
         n /= 1024.0
+
+
+def cpu_times():
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle, sum(v[:8]))
 
 
 def machine_info(threads):
@@ -274,6 +291,7 @@ def main():
         return 0
 
     t_start = time.time()
+    cpu0 = cpu_times()
     build = args.build if os.path.isabs(args.build) else os.path.join(os.getcwd(), args.build)
     if not os.path.isdir(build) and os.path.isdir(os.path.join(ROOT, args.build)):
         build = os.path.join(ROOT, args.build)
@@ -301,7 +319,9 @@ def main():
     help_text = subprocess.run([nngen, "--help"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, universal_newlines=True).stdout
     has_inference = "--inference" in help_text
+    cc_version = run([cc, "--version"]).splitlines()[0]
     flagsets = FLAGSETS[:1] if args.check else FLAGSETS
+    torch_threads = [threads] + ([1] if threads != 1 else [])
 
     nets = []
     for n in NETS:
@@ -314,7 +334,6 @@ def main():
                 "-".join(map(str, n["dims"])), n["batch"])
         nets.append(n)
 
-    ok = True
     try:
         # ---- sgemm peak (and OpenBLAS identity), plain driver without a net
         peak_bin = os.path.join(work, "peak")
@@ -322,6 +341,10 @@ def main():
              "-lopenblas", "-lm"])
         pk = parse_kv(run([peak_bin, "peak", "0.125" if args.check else "1"], env=env))
         peak_gf = pk["peak_gflops"][0]
+        env1 = dict(env)
+        env1["OPENBLAS_NUM_THREADS"] = "1"
+        pk1 = parse_kv(run([peak_bin, "peak", "0.125" if args.check else "1"], env=env1))
+        peak_gf = max(peak_gf, pk1["peak_gflops"][0])
 
         results = []
         for n in nets:
@@ -355,11 +378,20 @@ def main():
                 except (RuntimeError, OSError) as e:
                     r["inference_bytes"] = None
                     r["inference_error"] = str(e).splitlines()[0]
-            cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
-                       momentum=n["momentum"], threads=threads, budget=budget)
-            tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
-                        json.dumps(cfg)], env=env)
-            r["torch"] = json.loads(tout)
+            r["torch_by_threads"] = {}
+            for th in torch_threads:
+                cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
+                           momentum=n["momentum"], threads=th, budget=budget)
+                tenv = dict(env)
+                tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
+                tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
+                            json.dumps(cfg)], env=tenv)
+                r["torch_by_threads"][th] = json.loads(tout)
+            # memory from the all-cores process; time: the faster configuration
+            r["torch"] = dict(r["torch_by_threads"][threads])
+            for mode in ("train", "forward"):
+                r["torch"][mode] = min((t[mode] for t in r["torch_by_threads"].values()),
+                                       key=lambda v: v[BEST])
             results.append(r)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print("bench: %s" % e, file=sys.stderr)
@@ -369,100 +401,117 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------ report
+    cpu1 = cpu_times()
+    wall = time.time() - t_start
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = ru.ru_utime + ru.ru_stime + sum(os.times()[:2])
+    foreign = None
+    if cpu0 and cpu1:
+        busy = (cpu1[0] - cpu0[0]) / os.sysconf("SC_CLK_TCK")
+        foreign = max(0.0, busy - ours) / (wall * os.cpu_count())
     P = print
     P("nngen benchmark%s: generated C vs PyTorch eager, CPU" % (" (--check: tiny sizes)" if args.check else ""))
-    P("machine : %s, %d cores (%s), %s, Linux %s" % (model, cores, cpuflags, platform.machine(), platform.release()))
-    P("OpenBLAS: %s, core %s, OPENBLAS_NUM_THREADS=%d (set by bench for driver and torch)%s" % (
-        pk["openblas_config"] if isinstance(pk["openblas_config"], str) else "?",
-        pk["openblas_core"] if isinstance(pk["openblas_core"], str) else "?", threads,
-        ", OPENBLAS_CORETYPE=%s (from environment)" % os.environ["OPENBLAS_CORETYPE"]
+    P("machine : %s, %d cores (%s), Linux %s" % (model, cores, cpuflags, platform.release()))
+    P("OpenBLAS: %s; core %s; OPENBLAS_NUM_THREADS=%d set by bench for the C driver%s" % (
+        pk.get("openblas_config", "?"), pk.get("openblas_core", "?"), threads,
+        "; OPENBLAS_CORETYPE=%s from the environment" % os.environ["OPENBLAS_CORETYPE"]
         if os.environ.get("OPENBLAS_CORETYPE") else ""))
-    t0 = results[0]["torch"] if results else {}
-    P("torch   : %s, torch.set_num_threads(%d) -> %s; eager nn.Sequential + loss + optim.SGD"
-      % (t0.get("torch_version", "?"), threads, t0.get("torch_threads", "?")))
-    P("compiler: %s; nngen %s; inference flag: %s" % (
-        run([cc, "--version"]).splitlines()[0], build,
-        "yes (--inference)" if has_inference else "no (nngen --help has no --inference)"))
-    shapes = ", ".join("%s %.1f" % (k[6:], v[2]) for k, v in pk.items() if k.startswith("sgemm_"))
-    P("sgemm peak (cblas_sgemm in the driver, best of shapes MxNxK GFLOP/s: %s): %.1f GFLOP/s"
-      % (shapes, peak_gf))
+    tv = results[0]["torch"].get("torch_version", "?") if results else "?"
+    P("torch   : %s (its matmuls also go to this OpenBLAS); timed with set_num_threads(%s) "
+      "(OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = same), one fresh process each"
+      % (tv, " and ".join(str(t) for t in torch_threads)))
+    P("C       : %s; nngen from %s; --inference: %s" % (
+        cc_version, build,
+        "yes" if has_inference else "not supported (absent from nngen --help)"))
+    P("sgemm peak: %.1f GFLOP/s (best of: %d threads %s [MxNxK GFLOP/s]; 1 thread %.1f)"
+      % (peak_gf, threads,
+         ", ".join("%s %.0f" % (k[6:], v[2]) for k, v in pk.items() if k.startswith("sgemm_")),
+         pk1["peak_gflops"][0]))
+    if foreign is not None:
+        P("other load: %.0f%% of the machine was used by processes outside this benchmark during the run%s"
+          % (100 * foreign, " -- NUMBERS ARE NOISY, rerun on an idle machine" if foreign > 0.10 else ""))
     P("")
 
-    hdr = "%-38s %-6s %-18s %11s %11s %9s %-16s %8s %6s" % (
-        "network", "mode", "nngen flags", "nngen/step", "torch/step", "speedup",
-        "target", "GFLOP/s", "%peak")
+    thcols = "".join("%12s" % ("torch %dT" % th) for th in torch_threads)
+    hdr = "%-38s %-7s %-18s %11s%s %9s %-14s %8s %6s" % (
+        "network", "mode", "nngen flags", "nngen", thcols, "speedup", "target", "GFLOP/s", "%peak")
     P(hdr)
     P("-" * len(hdr))
     for r in results:
         n = r["net"]
         for mode in ("train", "forward"):
-            tt = r["torch"][mode][0]
+            tt = r["torch"][mode][BEST]
             for i, (label, _) in enumerate(flagsets):
-                res = r["nngen"][label]
-                t = res[mode][0]
+                t = r["nngen"][label][mode][BEST]
                 speed = tt / t if t > 0 else float("nan")
                 gf = r["flops"][mode] / t * 1e-9 if t > 0 else float("nan")
                 tgt = n["targets"].get(mode)
-                if tgt is None or i > 0:
-                    tstr = ""
-                else:
+                tstr = ""
+                if tgt is not None and i == 0:
                     tstr = ">=%gx %s" % (tgt, "met" if speed >= tgt else "NOT met")
-                P("%-38s %-6s %-18s %11s %11s %8.2fx %-16s %8.2f %5.1f%%" % (
+                tcells = "".join("%12s" % (fmt_time(r["torch_by_threads"][th][mode][BEST]) if i == 0 else "")
+                                 for th in torch_threads)
+                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%%" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
-                    label, fmt_time(t), fmt_time(tt) if i == 0 else "", speed, tstr, gf,
-                    100.0 * gf / peak_gf))
+                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf))
         P("")
 
-    P("memory (bytes)")
-    mh = "%-38s %12s %12s %12s %14s %14s %12s" % (
+    P("memory")
+    mh = "%-38s %10s %11s %11s %16s %12s %11s" % (
         "network", "P_BYTES", "nngen dRSS", "torch dRSS", "torch peak dRSS",
-        "inference B", "params B")
+        "inference", "params")
     P(mh)
     P("-" * len(mh))
     for r in results:
         res = r["nngen"][flagsets[0][0]]
         inf = r.get("inference_bytes")
-        P("%-38s %12s %12s %12s %14s %14s %12s" % (
+        P("%-38s %10s %11s %11s %16s %12s %11s" % (
             r["net"]["title"], fmt_bytes(int(res["bytes"][0])), fmt_bytes(int(res["rss_delta"][0])),
             fmt_bytes(r["torch"]["rss_delta"]), fmt_bytes(r["torch"]["rss_peak_delta"]),
             fmt_bytes(inf) if has_inference and inf is not None else
             ("error" if has_inference else "n/a"), fmt_bytes(r["torch"]["param_bytes"])))
     P("")
 
-    P("nngen train step by phase (%s; each phase timed on its own, opt = train - the others)" % flagsets[0][0])
-    ph = "%-38s %11s %11s %11s %11s %11s %11s" % (
-        "network", "train", "zero_grad", "fwd+loss", "backward", "opt(rest)", "forward")
+    P("nngen train step by phase (%s; each phase timed alone in a loop; opt = train - the others)"
+      % flagsets[0][0])
+    ph = "%-38s %10s %14s %14s %14s %14s" % (
+        "network", "train", "zero_grad", "forward+loss", "backward", "opt step")
     P(ph)
     P("-" * len(ph))
     for r in results:
         res = r["nngen"][flagsets[0][0]]
-        tr = res["train"][0]
+        tr = res["train"][BEST]
 
         def cell(k):
-            v = res[k][0]
-            return "%s %2.0f%%" % (fmt_time(v), 100.0 * v / tr) if tr > 0 else fmt_time(v)
-        P("%-38s %11s %11s %11s %11s %11s %11s" % (
+            v = res[k][BEST]
+            return "%s %3.0f%%" % (fmt_time(v), 100.0 * v / tr) if tr > 0 else fmt_time(v)
+        P("%-38s %10s %14s %14s %14s %14s" % (
             r["net"]["title"], fmt_time(tr), cell("phase_zero_grad"), cell("phase_forward_loss"),
-            cell("phase_backward"), cell("phase_opt_rest"), fmt_time(res["forward"][0])))
+            cell("phase_backward"), cell("phase_opt_rest")))
     P("")
-    P("times: median over batches of the per-call time (see bench/README.md); "
-      "speedup = torch/nngen; GFLOP/s counts 2*M*N*K per matmul "
-      "(forward 1 per linear; backward dW per linear + dX except the first).")
-    P("dRSS: /proc/self/statm resident growth from before building the model to after 3 train steps; "
-      "torch peak dRSS: max statm sampled after forward+loss, backward, step.")
-    P("elapsed: %.1f s" % (time.time() - t_start))
+    P("Times are per call: the best of %s batches of calls (each batch >= budget/batches s, "
+      "after a warm-up); speedup = faster torch configuration / nngen; targets judged on %s."
+      % ("3" if args.check else "3-7", flagsets[0][0]))
+    P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
+      "but the first; %peak = of the sgemm peak above.")
+    P("dRSS: growth of resident memory (/proc/self/statm) from before creating the model to after 3 "
+      "train steps; torch peak dRSS: max statm sampled after forward+loss, backward and step.")
+    P("elapsed: %.0f s" % wall)
 
     # sanity for --check (and full runs): every number present and finite
+    ok = True
     for r in results:
         for label, _ in flagsets:
             res = r["nngen"][label]
             for k in ("train", "forward", "bytes", "final_loss"):
                 v = res.get(k)
-                if not v or not (v[0] == v[0]) or v[0] in (float("inf"), float("-inf")):
-                    print("bench: bad nngen result %s %s %s" % (r["net"]["title"], label, k), file=sys.stderr)
+                if not v or not math.isfinite(v[0]) or (k != "final_loss" and v[0] <= 0):
+                    print("bench: bad nngen result %s %s %s" % (r["net"]["title"], label, k),
+                          file=sys.stderr)
                     ok = False
         for k in ("train", "forward"):
-            if not r["torch"][k][0] > 0:
+            if not r["torch"][k][BEST] > 0:
+                print("bench: bad torch result %s %s" % (r["net"]["title"], k), file=sys.stderr)
                 ok = False
     return 0 if ok else 1
 
