@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything nngen needs on Debian 12 (run as root, or it uses sudo).
 set -euo pipefail
+# make and libgfortran-12-dev: tools/downstream-test.sh builds the Makefile
+# example, and links OpenBLAS statically (its .pc lists -lgfortran).
 pkgs=(meson ninja-build gcc pkg-config libyaml-dev libopenblas-dev check
-      python3-torch python3-yaml python3-numpy graphviz)
+      python3-torch python3-yaml python3-numpy graphviz
+      make libgfortran-12-dev)
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -12,3 +12,6 @@ ninja -C build-asan
 # under ASan it runs in the normal build above only.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite conform
+# Downstream use: install into a temporary prefix, build examples/downstream/
+# (meson, make, meson subproject) against the installed tree only.
+tools/downstream-test.sh
