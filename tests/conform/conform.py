@@ -316,7 +316,7 @@ class Spec(object):
         inc = ['-I' + d, '-I' + self.args.include]
         objs = []
         net_o = os.path.join(d, 'net.o')
-        must([self.args.cc] + CFLAGS + inc + ['-c', out_c, '-o', net_o], 'cc net.c')
+        must([self.args.cc] + CFLAGS + self.args.extra_cflags + inc + ['-c', out_c, '-o', net_o], 'cc net.c')
         objs.append(net_o)
         if check_no_blas:
             rc, out, err = run(['nm', '-u', net_o])
@@ -328,12 +328,12 @@ class Spec(object):
         drv_c = os.path.join(HERE, 'driver.c')
         train_err = None
         try:
-            must([self.args.cc] + CFLAGS + inc + defs + train_defs + ['-c', drv_c, '-o', drv_o],
+            must([self.args.cc] + CFLAGS + self.args.extra_cflags + inc + defs + train_defs + ['-c', drv_c, '-o', drv_o],
                  'cc driver.c')
         except CheckError as e:
             if not train_defs:
                 raise
-            must([self.args.cc] + CFLAGS + inc + defs + ['-c', drv_c, '-o', drv_o],
+            must([self.args.cc] + CFLAGS + self.args.extra_cflags + inc + defs + ['-c', drv_c, '-o', drv_o],
                  'cc driver.c')
             train_err = 'the training API does not compile: %s' % e
         objs.append(drv_o)
@@ -353,10 +353,10 @@ class Spec(object):
                                 '{\n    nn_init_uniform(param, rng, -0.5f, 0.5f);\n}\n'
                                 % (n, n))
             o = os.path.join(d, 'custom.o')
-            must([self.args.cc] + CFLAGS + inc + ['-c', src, '-o', o], 'cc custom')
+            must([self.args.cc] + CFLAGS + self.args.extra_cflags + inc + ['-c', src, '-o', o], 'cc custom')
             objs.append(o)
         exe = os.path.join(d, 'driver')
-        must([self.args.cc, '-o', exe] + objs + [self.args.rt_lib] + self.args.blas_libs
+        must([self.args.cc] + self.args.extra_cflags + ['-o', exe] + objs + [self.args.rt_lib] + self.args.blas_libs
              + ['-lm'], 'link')
         return exe, train_err
 
@@ -585,6 +585,7 @@ def main():
     ap.add_argument('--rt-lib', required=True, help='the runtime static library')
     ap.add_argument('--include', required=True, help='directory holding nngen/rt.h')
     ap.add_argument('--cc', default=os.environ.get('CC', 'cc'))
+    ap.add_argument('--extra-cflags', default='', help='added to every compile and link (e.g. sanitizer flags)')
     ap.add_argument('--blas-libs', default='-lopenblas',
                     help='link flags for BLAS (default: -lopenblas)')
     ap.add_argument('--workdir', default=None)
@@ -596,6 +597,7 @@ def main():
     args.rt_lib = os.path.abspath(args.rt_lib)
     args.include = os.path.abspath(args.include)
     args.blas_libs = args.blas_libs.split()
+    args.extra_cflags = args.extra_cflags.split()
     torch.set_num_threads(1)
 
     specs = collect(args.specs)
