@@ -28,16 +28,71 @@ const char *const layer_classes[L_COUNT] = {
 #undef LAYER
 };
 
+/* Limits on the size of the expanded network, so that no spec (nested
+ * repeats, blocks that use other blocks twice, shared modules used in
+ * many places) can make the checker run for hours or exhaust memory. */
+#define MAX_MODULES (1 << 20)       /* module instances, and module uses in the forward pass */
+#define MAX_INIT_VISITS (1 << 24)   /* modules visited by all init rules together */
+#define MAX_INIT_STEPS (1 << 23)    /* initializer calls in the init plan */
+
+/* Names of a YAML mapping (blocks:, shared:) looked up by hash. */
+typedef struct namemap {
+    const ynode *map;
+    int *slot;                  /* key index + 1; 0 is empty */
+    size_t cap;
+} namemap;
+
 typedef struct ctx {
     program *p;
     ynode *blocks;              /* mapping or NULL */
     ynode *shared;              /* mapping or NULL */
+    namemap block_ix, shared_ix;
+    int *block_uses;            /* instances made of each block */
+    int *shared_height;         /* module nesting height of each shared module */
     const char *stack[MAX_NESTING + 1]; /* blocks being instantiated */
     int nstack;
-    int depth;
+    int depth;                  /* modules enclosing the one being built */
+    int maxdepth;               /* deepest module nesting reached (for shared heights) */
     int nshared_built;          /* shared modules constructed so far */
     int cap_modules;
+    loc *argloc;                /* by module id: its shape-relevant argument (linear 'in',
+                                   softmax 'dim') when written, else line 0 */
 } ctx;
+
+static size_t hash_str(const char *s)
+{
+    size_t h = (size_t)14695981039346656037u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * (size_t)1099511628211u;
+    return h;
+}
+
+static void namemap_init(namemap *nm, const ynode *map)
+{
+    nm->map = map;
+    nm->cap = 16;
+    while (map && nm->cap < (size_t)map->n * 2)
+        nm->cap *= 2;
+    nm->slot = xalloc(sizeof *nm->slot * nm->cap);
+    for (int i = 0; map && i < map->n; i++) {
+        size_t h = hash_str(map->keys[i]->str) & (nm->cap - 1);
+        while (nm->slot[h])
+            h = (h + 1) & (nm->cap - 1);
+        nm->slot[h] = i + 1;
+    }
+}
+
+/* The index of key k in the mapping, or -1. */
+static int namemap_find(const namemap *nm, const char *k)
+{
+    if (!nm->map)
+        return -1;
+    size_t h = hash_str(k) & (nm->cap - 1);
+    for (; nm->slot[h]; h = (h + 1) & (nm->cap - 1))
+        if (strcmp(nm->map->keys[nm->slot[h] - 1]->str, k) == 0)
+            return nm->slot[h] - 1;
+    return -1;
+}
 
 /* ---- node helpers ------------------------------------------------------ */
 
@@ -113,11 +168,13 @@ static int64_t get_int(const ynode *n, const char *what, int64_t min, int64_t ma
     if (end == s || *end) {
         char *fend;
         double d = strtod(s, &fend);
-        if (fend != s && !*fend && d == floor(d) && fabs(d) < 9e18)
-            error_at(n->loc, "%s must be an integer, got '%s' (write it without a decimal "
-                             "point)", what, s);
+        if (fend != s && !*fend && d == floor(d) && fabs(d) < 9e18 && !strpbrk(s, "xXnN"))
+            error_at(n->loc, "%s must be an integer, got '%s' (write it as a plain integer, "
+                             "e.g. %.0f)", what, s, d);
         error_at(n->loc, "%s must be an integer, got %s", what, describe(n));
     }
+    if (errno == ERANGE && v < 0)
+        error_at(n->loc, "%s must be at least %lld, got %s", what, (long long)min, s);
     if (errno == ERANGE || v > max)
         error_at(n->loc, "%s is too large: %s (at most %lld)", what, s, (long long)max);
     if (v < min) {
@@ -191,11 +248,15 @@ static const char *get_str(const ynode *n, const char *what)
 
 /* ---- shapes -------------------------------------------------------------- */
 
+/* Saturates at INT64_MAX instead of overflowing (sizes are >= 1). */
 int64_t shape_numel(const shape *s)
 {
     int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++)
+    for (int i = 0; i < s->ndim; i++) {
+        if (s->d[i] > 0 && n > INT64_MAX / s->d[i])
+            return INT64_MAX;
         n *= s->d[i];
+    }
     return n;
 }
 
@@ -228,24 +289,32 @@ static module *new_module(ctx *c, loc l)
     m->bias = 1;
     m->slope = 0.01;
     m->dim = 1;
+    if (p->nmodules >= MAX_MODULES)
+        error_at(l, "the network has more than %d modules (nngen's limit): check the 'times' "
+                    "of nested repeats and blocks that use other blocks several times",
+                 MAX_MODULES);
     if (p->nmodules == c->cap_modules) {
         int nc = c->cap_modules ? c->cap_modules * 2 : 16;
         p->modules = xrealloc_array(p->modules, (size_t)c->cap_modules, (size_t)nc,
                                     sizeof *p->modules);
+        c->argloc = xrealloc_array(c->argloc, (size_t)c->cap_modules, (size_t)nc,
+                                   sizeof *c->argloc);
         c->cap_modules = nc;
     }
     p->modules[p->nmodules++] = m;
     return m;
 }
 
+/* Child names are unique by construction: list positions, the keys of a
+ * YAML mapping (yaml.c rejects duplicate keys) or a repeat's names, which
+ * differ when the template contains {i} (build_repeat checks that).  The
+ * array grows to the next power of two, so n children cost O(n). */
 static void add_child(module *m, const char *name, module *ch, loc l)
 {
-    for (int i = 0; i < m->nchildren; i++)
-        if (strcmp(m->children[i].name, name) == 0)
-            error_at(l, "duplicate child name '%s' in this sequential (also used at line %d)",
-                     name, m->children[i].loc.line);
-    m->children = xrealloc_array(m->children, (size_t)m->nchildren, (size_t)m->nchildren + 1,
-                                 sizeof *m->children);
+    int n = m->nchildren;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0))
+        m->children = xrealloc_array(m->children, (size_t)n, n ? (size_t)n * 2 : 4,
+                                     sizeof *m->children);
     child *cc = &m->children[m->nchildren++];
     cc->name = name;
     cc->m = ch;
@@ -283,7 +352,6 @@ static module *build(ctx *c, const ynode *n);
 
 static void layer_args(ctx *c, module *m, const ynode *v, loc key_loc)
 {
-    (void)c;
     const char *lname = layer_names[m->layer];
     switch (m->layer) {
     case L_LINEAR:
@@ -301,6 +369,7 @@ static void layer_args(ctx *c, module *m, const ynode *v, loc key_loc)
             if (in) {
                 m->in = get_int(in, "linear 'in'", 1, MAX_DIM_SIZE);
                 m->in_loc = in->loc;
+                c->argloc[m->id] = in->loc;
             }
             const ynode *b = map_get(v, "bias");
             if (b)
@@ -334,6 +403,7 @@ static void layer_args(ctx *c, module *m, const ynode *v, loc key_loc)
                 return;
         }
         m->dim = (int)get_int(v, xfmt("%s 'dim'", lname), -NN_MAX_DIM, NN_MAX_DIM);
+        c->argloc[m->id] = v->loc;
         return;
     case L_RELU:
     case L_SIGMOID:
@@ -369,6 +439,7 @@ static module *instantiate_block(ctx *c, int bi, loc use)
     if (c->nstack >= MAX_NESTING)
         error_at(use, "blocks nested deeper than %d levels (nngen's limit)", MAX_NESTING);
     c->stack[c->nstack++] = name;
+    c->block_uses[bi]++;
     module *m = build(c, c->blocks->items[bi]);
     c->nstack--;
     if (!m->origin)
@@ -376,39 +447,68 @@ static module *instantiate_block(ctx *c, int bi, loc use)
     return m;
 }
 
-static int find_key(const ynode *map, const char *k)
+/* "'a', 'b', 'c'" for the keys of a mapping (at most 20 of them). */
+static const char *key_list(const ynode *map)
 {
-    if (!map)
-        return -1;
-    for (int i = 0; i < map->n; i++)
-        if (strcmp(map->keys[i]->str, k) == 0)
-            return i;
-    return -1;
+    strbuf b = {0};
+    for (int i = 0; i < map->n && i < 20; i++)
+        sb_printf(&b, "%s'%s'", i ? ", " : "", map->keys[i]->str);
+    if (map->n > 20)
+        sb_printf(&b, ", ... (%d in all)", map->n);
+    char *s = xstrdup(b.s ? b.s : "");
+    free(b.s);
+    return s;
 }
 
 static module *build_ref(ctx *c, const ynode *v)
 {
     const char *name = get_str(v, "ref");
-    int si = find_key(c->shared, name);
+    int si = namemap_find(&c->shared_ix, name);
     if (si < 0) {
         int n = c->shared ? c->shared->n : 0;
+        if (!n)
+            error_at(v->loc, "unknown shared module '%s': there is no 'shared:' section; "
+                             "declare the module there to use it with {ref: %s}", name, name);
         const char **names = xalloc(sizeof *names * (size_t)(n + 1));
         for (int i = 0; i < n; i++)
             names[i] = c->shared->keys[i]->str;
-        if (!n)
-            error_at(v->loc, "unknown shared module '%s': declare it under 'shared:' at the "
-                             "top level", name);
         error_at(v->loc, "unknown shared module '%s'%s; declared under 'shared:': %s", name,
-                 did_you_mean(name, names, n), names[0]);
+                 did_you_mean(name, names, n), key_list(c->shared));
     }
     if (si >= c->nshared_built)
         error_at(v->loc, "shared module '%s' is used before it is constructed: a shared "
                          "module may only refer to shared modules declared above it", name);
+    /* the shared module's subtree hangs below this place */
+    int reach = c->depth + c->shared_height[si];
+    if (reach > MAX_NESTING)
+        error_at(v->loc, "using shared module '%s' here nests modules %d levels deep, more "
+                         "than nngen's limit of %d", name, reach, MAX_NESTING);
+    if (reach > c->maxdepth)
+        c->maxdepth = reach;
     return c->p->shared[si];
+}
+
+/* Entering a module that nests one level deeper; leave() when built. */
+static void enter(ctx *c, loc l)
+{
+    if (c->depth >= MAX_NESTING) {
+        if (c->nstack)
+            error_at(l, "modules nested deeper than %d levels (nngen's limit), here inside "
+                        "block '%s'", MAX_NESTING, c->stack[c->nstack - 1]);
+        error_at(l, "modules nested deeper than %d levels (nngen's limit)", MAX_NESTING);
+    }
+    if (++c->depth > c->maxdepth)
+        c->maxdepth = c->depth;
+}
+
+static void leave(ctx *c)
+{
+    c->depth--;
 }
 
 static module *build_sequential(ctx *c, const ynode *v, loc l)
 {
+    enter(c, l);
     module *m = new_module(c, l);
     if (v->kind == Y_SEQ) {
         for (int i = 0; i < v->n; i++)
@@ -425,6 +525,7 @@ static module *build_sequential(ctx *c, const ynode *v, loc l)
         error_at(v->loc, "sequential takes a list of modules or a mapping of named modules, "
                          "got %s", describe(v));
     }
+    leave(c);
     return m;
 }
 
@@ -450,6 +551,7 @@ static module *build_repeat(ctx *c, const ynode *v, loc l)
                                                                          strncmp(s - 2, "{i}", 3))))
             error_at(nm->loc, "repeat 'name' may contain '{i}' (the copy's number) and no "
                               "other braces: got \"%s\"", tmpl);
+    enter(c, l);
     module *m = new_module(c, l);
     for (int64_t i = 0; i < times; i++) {
         strbuf b = {0};
@@ -471,13 +573,23 @@ static module *build_repeat(ctx *c, const ynode *v, loc l)
                                             "contain '{i}' when times > 1", name);
         add_child(m, name, build(c, body), body->loc);
     }
+    leave(c);
+    return m;
+}
+
+static module *new_layer(ctx *c, int li, const ynode *v, loc l)
+{
+    enter(c, l);
+    module *m = new_module(c, l);
+    m->is_layer = 1;
+    m->layer = (layer_kind)li;
+    layer_args(c, m, v, l);
+    leave(c);
     return m;
 }
 
 static module *build(ctx *c, const ynode *n)
 {
-    if (++c->depth > MAX_NESTING)
-        error_at(n->loc, "modules nested deeper than %d levels (nngen's limit)", MAX_NESTING);
     module *m = NULL;
     if (n->kind == Y_SEQ) {
         m = build_sequential(c, n, n->loc);
@@ -486,16 +598,13 @@ static module *build(ctx *c, const ynode *n)
             error_at(n->loc, "expected a module (a layer name, a block name, a list or a "
                              "mapping), got nothing");
         const char *name = n->str;
-        int li = find_layer(name), bi = find_key(c->blocks, name);
+        int li = find_layer(name), bi = namemap_find(&c->block_ix, name);
         if (li >= 0) {
-            m = new_module(c, n->loc);
-            m->is_layer = 1;
-            m->layer = (layer_kind)li;
             ynode none = {Y_SCALAR, n->loc, "", 0, 0, NULL, NULL};
-            layer_args(c, m, &none, n->loc);
+            m = new_layer(c, li, &none, n->loc);
         } else if (bi >= 0) {
             m = instantiate_block(c, bi, n->loc);
-        } else if (find_key(c->shared, name) >= 0) {
+        } else if (namemap_find(&c->shared_ix, name) >= 0) {
             error_at(n->loc, "'%s' is a shared module: write {ref: %s} to use it here", name,
                      name);
         } else if (!strcmp(name, "sequential") || !strcmp(name, "repeat") ||
@@ -526,7 +635,7 @@ static module *build(ctx *c, const ynode *n)
         const char *k = n->keys[ti]->str;
         const ynode *v = n->items[ti];
         loc kl = n->keys[ti]->loc;
-        int li = find_layer(k), bi = find_key(c->blocks, k);
+        int li = find_layer(k), bi = namemap_find(&c->block_ix, k);
         if (!strcmp(k, "sequential")) {
             m = build_sequential(c, v, kl);
         } else if (!strcmp(k, "repeat")) {
@@ -538,20 +647,15 @@ static module *build(ctx *c, const ynode *n)
                                               "is constructed once; put '%s' on its "
                                               "declaration under 'shared:'",
                              n->keys[i]->str, n->keys[i]->str);
-            module *r = build_ref(c, v);
-            c->depth--;
-            return r;
+            return build_ref(c, v);
         } else if (li >= 0) {
-            m = new_module(c, kl);
-            m->is_layer = 1;
-            m->layer = (layer_kind)li;
-            layer_args(c, m, v, kl);
+            m = new_layer(c, li, v, kl);
         } else if (bi >= 0) {
             if (!is_null(v) && !(v->kind == Y_MAP && v->n == 0))
                 error_at(v->loc, "a block instance takes no arguments: write '%s' or {%s: {}}",
                          k, k);
             m = instantiate_block(c, bi, kl);
-        } else if (find_key(c->shared, k) >= 0) {
+        } else if (namemap_find(&c->shared_ix, k) >= 0) {
             error_at(kl, "'%s' is a shared module: write {ref: %s} to use it here", k, k);
         } else {
             int cnt;
@@ -571,7 +675,6 @@ static module *build(ctx *c, const ynode *n)
             m->nrules += cnt;
         }
     }
-    c->depth--;
     return m;
 }
 
@@ -586,25 +689,32 @@ static const char *const nl_names[] = {
     "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
     "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"};
 
-/* Positional [a, b] or named {k1: a, k2: b} arguments with defaults. */
+/* Positional [a, b] or named {k1: a, k2: b} arguments with defaults;
+ * locs[i] is where value i is written (v itself for a default). */
 static void num_args(const ynode *v, const char *what, const char *const *names, double *vals,
-                     int n)
+                     loc *locs, int n)
 {
+    for (int i = 0; i < n; i++)
+        locs[i] = v->loc;
     if (is_null(v) || (v->kind == Y_MAP && v->n == 0))
         return;
     if (v->kind == Y_SEQ) {
         if (v->n > n)
             error_at(v->items[n]->loc, "%s takes at most %d values, got %d", what, n, v->n);
-        for (int i = 0; i < v->n; i++)
+        for (int i = 0; i < v->n; i++) {
             vals[i] = get_num(v->items[i], xfmt("%s '%s'", what, names[i]));
+            locs[i] = v->items[i]->loc;
+        }
         return;
     }
     if (v->kind == Y_MAP) {
         check_keys(v, names, n, xfmt("%s's arguments", what));
         for (int i = 0; i < n; i++) {
             const ynode *x = map_get(v, names[i]);
-            if (x)
+            if (x) {
                 vals[i] = get_num(x, xfmt("%s '%s'", what, names[i]));
+                locs[i] = x->loc;
+            }
         }
         return;
     }
@@ -685,7 +795,8 @@ static void parse_init_args(initializer *in, const ynode *v, loc kl)
     case I_UNIFORM: {
         static const char *const k[] = {"a", "b"};
         double vals[2] = {0, 1};
-        num_args(v, "uniform", k, vals, 2);
+        loc locs[2];
+        num_args(v, "uniform", k, vals, locs, 2);
         in->a = vals[0];
         in->b = vals[1];
         check_uniform(in, v->loc);
@@ -694,18 +805,20 @@ static void parse_init_args(initializer *in, const ynode *v, loc kl)
     case I_NORMAL: {
         static const char *const k[] = {"mean", "std"};
         double vals[2] = {0, 1};
-        num_args(v, "normal", k, vals, 2);
+        loc locs[2];
+        num_args(v, "normal", k, vals, locs, 2);
         in->a = vals[0];
         in->b = vals[1];
         if (in->b < 0)
-            error_at(v->loc, "normal needs std >= 0, got %g", in->b);
+            error_at(locs[1], "normal needs std >= 0, got %g", in->b);
         return;
     }
     case I_XAVIER_UNIFORM:
     case I_XAVIER_NORMAL: {
         static const char *const k[] = {"gain"};
         double vals[1] = {1};
-        num_args(v, init_names[in->kind], k, vals, 1);
+        loc locs[1];
+        num_args(v, init_names[in->kind], k, vals, locs, 1);
         in->a = vals[0];
         return;
     }
@@ -716,13 +829,14 @@ static void parse_init_args(initializer *in, const ynode *v, loc kl)
     case I_TRUNC_NORMAL: {
         static const char *const k[] = {"mean", "std", "a", "b"};
         double vals[4] = {0, 1, -2, 2};
-        num_args(v, "trunc_normal", k, vals, 4);
+        loc locs[4];
+        num_args(v, "trunc_normal", k, vals, locs, 4);
         in->a = vals[0];
         in->b = vals[1];
         in->c = vals[2];
         in->d = vals[3];
         if (in->b < 0)
-            error_at(v->loc, "trunc_normal needs std >= 0, got %g", in->b);
+            error_at(locs[1], "trunc_normal needs std >= 0, got %g", in->b);
         if (in->c >= in->d)
             error_at(v->loc, "trunc_normal needs a < b, got a=%g, b=%g", in->c, in->d);
         return;
@@ -875,13 +989,24 @@ static rule *parse_rules(ctx *c, const ynode *n, int *count)
 
 /* ---- forward pass: shapes and ops ---------------------------------------------- */
 
-static void add_op(program *p, module *m, const char *use_path, const shape *in,
-                   const shape *out, int in_buf, int *cap)
+typedef struct fwd {
+    program *p;
+    int cap_ops, cap_bufs;
+    int nvisits;                /* module uses walked: bounded by MAX_MODULES */
+    const loc *argloc;          /* from ctx: 'in' / 'dim' where written */
+    loc *inferred_at;           /* by module id: the use that fixed a linear's 'in' */
+    const module *sh;           /* the outermost shared module being walked, or NULL */
+    loc sh_use;                 /* where it is used ({ref: ...}) */
+} fwd;
+
+static void add_op(fwd *f, module *m, const char *use_path, const shape *in, const shape *out,
+                   int in_buf)
 {
-    if (p->nops == *cap) {
-        int nc = *cap ? *cap * 2 : 16;
-        p->ops = xrealloc_array(p->ops, (size_t)*cap, (size_t)nc, sizeof *p->ops);
-        *cap = nc;
+    program *p = f->p;
+    if (p->nops == f->cap_ops) {
+        int nc = f->cap_ops ? f->cap_ops * 2 : 16;
+        p->ops = xrealloc_array(p->ops, (size_t)f->cap_ops, (size_t)nc, sizeof *p->ops);
+        f->cap_ops = nc;
     }
     op *o = &p->ops[p->nops++];
     o->m = m;
@@ -893,70 +1018,95 @@ static void add_op(program *p, module *m, const char *use_path, const shape *in,
     if (alias) {
         o->out_buf = in_buf;
     } else {
-        p->buf_numel = xrealloc_array(p->buf_numel, (size_t)p->nbufs, (size_t)p->nbufs + 1,
-                                      sizeof *p->buf_numel);
+        if (p->nbufs == f->cap_bufs) {
+            int nc = f->cap_bufs * 2;
+            p->buf_numel = xrealloc_array(p->buf_numel, (size_t)f->cap_bufs, (size_t)nc,
+                                          sizeof *p->buf_numel);
+            f->cap_bufs = nc;
+        }
         p->buf_numel[p->nbufs] = shape_numel(out);
         o->out_buf = p->nbufs++;
     }
 }
-
-typedef struct fwd {
-    program *p;
-    int cap_ops;
-} fwd;
 
 static const char *join(const char *a, const char *b)
 {
     return a[0] ? xfmt("%s.%s", a, b) : b;
 }
 
+/* A shape error in module m used at `use`.  Inside a shared module the
+ * place to blame is where the shared module is used ({ref: ...}), since
+ * its declaration was fine for its first use; otherwise the argument that
+ * disagrees when it is written (argloc), else the use. */
+static const char *shared_note(const fwd *f)
+{
+    return f->sh ? xfmt("shared module '%s' (declared at line %d) is used here, but ",
+                        f->sh->shared_name, f->sh->loc.line)
+                 : "";
+}
+
+static loc blame(const fwd *f, const module *m, loc use)
+{
+    if (f->sh)
+        return f->sh_use;
+    if (f->argloc[m->id].line)
+        return f->argloc[m->id];
+    return use;
+}
+
 static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char *path)
 {
     program *p = f->p;
+    if (++f->nvisits > MAX_MODULES)
+        error_at(f->sh ? f->sh_use : use, "the forward pass goes through more than %d modules "
+                 "(nngen's limit; a shared module counts at each use)", MAX_MODULES);
+    const module *outer_sh = f->sh;
     if (m->shared_name) {
-        if (m->used && m->first_in.ndim && memcmp(&m->first_in, &in, sizeof in) != 0) {
-            /* Different shapes are fine for PyTorch as long as the layers
-             * accept them; the layer checks below decide.  Remember the use
-             * for messages. */
-        }
         if (!m->used)
             m->first_in = in;
         m->used++;
+        if (!f->sh) {
+            f->sh = m;
+            f->sh_use = use;
+        }
     }
     if (!m->is_layer) {
         for (int i = 0; i < m->nchildren; i++)
             in = forward(f, m->children[i].m, in, buf, m->children[i].loc,
                          join(path, m->children[i].name));
+        f->sh = outer_sh;
         return in;
     }
     shape out = in;
     const char *sh = shape_text(&in);
+    const char *what = path[0] ? xfmt("%s '%s'", layer_names[m->layer], path)
+                               : xfmt("%s (the model)", layer_names[m->layer]);
     switch (m->layer) {
     case L_LINEAR: {
         int64_t last = in.d[in.ndim - 1];
         if (in.ndim < 2)
-            error_at(use, "linear needs an input with features, got %s", sh);
+            error_at(blame(f, m, use), "%slinear needs an input with features, got %s",
+                     shared_note(f), sh);
         if (m->in == 0) {
             m->in = last;
-            m->in_loc = use;
+            f->inferred_at[m->id] = f->sh ? f->sh_use : use;
         } else if (m->in != last) {
-            if (m->shared_name && m->used > 1)
-                error_at(use, "shape mismatch: shared module '%s' is used here with input %s, "
-                              "but linear '%s' takes %lld input features (fixed by its use at "
-                              "line %d)", m->shared_name, sh, path, (long long)m->in,
-                         m->in_loc.line);
-            if (m->in_loc.line && m->in_loc.file && !m->used && m->in_loc.line != use.line)
-                error_at(use, "shape mismatch: linear takes %lld input features ('in' at line "
-                              "%d) but gets input %s", (long long)m->in, m->in_loc.line, sh);
-            error_at(use, "shape mismatch: linear '%s' takes %lld input features but gets "
-                          "input %s", path, (long long)m->in, sh);
+            const char *why;
+            if (f->argloc[m->id].line)
+                why = xfmt("'in: %lld' at line %d", (long long)m->in, f->argloc[m->id].line);
+            else
+                why = xfmt("fixed by its first use at line %d", f->inferred_at[m->id].line);
+            error_at(blame(f, m, use), "shape mismatch: %s%s takes %lld input features (%s) "
+                     "but gets input %s with %lld", shared_note(f), what, (long long)m->in,
+                     why, sh, (long long)last);
         }
         out.d[out.ndim - 1] = m->out;
         break;
     }
     case L_FLATTEN: {
         if (in.ndim < 2)
-            error_at(use, "flatten needs at least 2 dimensions, got %s", sh);
+            error_at(blame(f, m, use), "%sflatten needs at least 2 dimensions, got %s",
+                     shared_note(f), sh);
         int64_t n = 1;
         for (int i = 1; i < in.ndim; i++)
             n *= in.d[i];
@@ -967,8 +1117,9 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
     case L_LOG_SOFTMAX:
     case L_SOFTMAX:
         if (m->dim < -in.ndim || m->dim >= in.ndim)
-            error_at(use, "%s dim=%d is out of range for input %s (expected %d..%d)",
-                     layer_names[m->layer], m->dim, sh, -in.ndim, in.ndim - 1);
+            error_at(blame(f, m, use), "%s%s: dim=%d is out of range for its input %s "
+                     "(expected %d..%d)", shared_note(f), what, m->dim, sh, -in.ndim,
+                     in.ndim - 1);
         break;
     case L_RELU:
     case L_SIGMOID:
@@ -981,10 +1132,12 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
         unreachable();
     }
     if (shape_numel(&out) > MAX_TENSOR_ELEMS)
-        error_at(use, "the output of this layer, %s, has more than %lld elements (nngen's "
-                      "limit)", shape_text(&out), MAX_TENSOR_ELEMS);
-    add_op(p, m, path, &in, &out, *buf, &f->cap_ops);
+        error_at(f->sh ? f->sh_use : use, "%sthe output of %s, %s, has more than %lld "
+                 "elements (nngen's limit)", shared_note(f), what, shape_text(&out),
+                 MAX_TENSOR_ELEMS);
+    add_op(f, m, path, &in, &out, *buf);
     *buf = p->ops[p->nops - 1].out_buf;
+    f->sh = outer_sh;
     return out;
 }
 
@@ -1122,6 +1275,12 @@ typedef struct planner {
     program *p;
     int cap;
     int matched;
+    int64_t visits;             /* modules visited by rules: bounded by MAX_INIT_VISITS */
+    /* per module id, made when first needed: */
+    const char **dup;           /* dup[id][i]: child i repeats an earlier child (or NULL) */
+    char *dup_done;
+    int **kidix;                /* hash of child names: index + 1, cap 2^k >= 2n */
+    size_t *kidcap;
 } planner;
 
 static void add_step(planner *pl, module *m, int tid, const initializer *in)
@@ -1134,6 +1293,9 @@ static void add_step(planner *pl, module *m, int tid, const initializer *in)
         error_at(in->loc, "%s needs a tensor with at least 2 dimensions to compute fan in and "
                           "fan out, but '%s' has shape [%lld]",
                  init_names[in->kind], t->name, (long long)t->shape[0]);
+    if (p->nsteps >= MAX_INIT_STEPS)
+        error_at(in->loc, "the init plan has more than %d steps (nngen's limit): narrow the "
+                          "init rules with 'at:' or 'layer:'", MAX_INIT_STEPS);
     if (p->nsteps == pl->cap) {
         int nc = pl->cap ? pl->cap * 2 : 16;
         p->steps = xrealloc_array(p->steps, (size_t)pl->cap, (size_t)nc, sizeof *p->steps);
@@ -1153,13 +1315,28 @@ static const initializer default_init = {I_DEFAULT, {NULL, 0, 0}, 0, 0, 0, 0, 0,
  * then the module itself. */
 static void apply_rule(planner *pl, module *m, const rule *r)
 {
-    for (int i = 0; i < m->nchildren; i++) {
-        int dup = 0;
-        for (int j = 0; j < i && !dup; j++)
-            dup = m->children[j].m == m->children[i].m;
-        if (!dup)
-            apply_rule(pl, m->children[i].m, r);
+    if (++pl->visits > MAX_INIT_VISITS)
+        error_at(r->loc, "the init rules visit more than %d modules in all (nngen's limit): "
+                         "narrow them with 'at:' or use fewer rules", MAX_INIT_VISITS);
+    if (!pl->dup_done[m->id]) {
+        /* only a shared module can be a child twice: mark its later uses */
+        pl->dup_done[m->id] = 1;
+        char *d = NULL;
+        for (int i = 0; i < m->nchildren; i++)
+            if (m->children[i].m->shared_name)
+                for (int j = 0; j < i; j++)
+                    if (m->children[j].m == m->children[i].m) {
+                        if (!d)
+                            d = xalloc((size_t)m->nchildren);
+                        d[i] = 1;
+                        break;
+                    }
+        pl->dup[m->id] = d;
     }
+    const char *dup = pl->dup[m->id];
+    for (int i = 0; i < m->nchildren; i++)
+        if (!dup || !dup[i])
+            apply_rule(pl, m->children[i].m, r);
     if (!m->is_layer || (r->layer >= 0 && (int)m->layer != r->layer))
         return;
     for (int k = 0; k < r->nparams; k++)
@@ -1170,7 +1347,38 @@ static void apply_rule(planner *pl, module *m, const rule *r)
             }
 }
 
-static module *resolve_at(module *m, const rule *r)
+/* The child of m named name, or NULL. */
+static module *find_child(planner *pl, module *m, const char *name)
+{
+    if (m->nchildren <= 8) {
+        for (int i = 0; i < m->nchildren; i++)
+            if (!strcmp(m->children[i].name, name))
+                return m->children[i].m;
+        return NULL;
+    }
+    if (!pl->kidix[m->id]) {
+        size_t cap = 16;
+        while (cap < (size_t)m->nchildren * 2)
+            cap *= 2;
+        int *ix = xalloc(sizeof *ix * cap);
+        for (int i = 0; i < m->nchildren; i++) {
+            size_t h = hash_str(m->children[i].name) & (cap - 1);
+            while (ix[h])
+                h = (h + 1) & (cap - 1);
+            ix[h] = i + 1;
+        }
+        pl->kidix[m->id] = ix;
+        pl->kidcap[m->id] = cap;
+    }
+    const int *ix = pl->kidix[m->id];
+    size_t cap = pl->kidcap[m->id];
+    for (size_t h = hash_str(name) & (cap - 1); ix[h]; h = (h + 1) & (cap - 1))
+        if (!strcmp(m->children[ix[h] - 1].name, name))
+            return m->children[ix[h] - 1].m;
+    return NULL;
+}
+
+static module *resolve_at(planner *pl, module *m, const rule *r)
 {
     if (!r->at || !r->at[0])
         return m;
@@ -1184,17 +1392,17 @@ static module *resolve_at(module *m, const rule *r)
         } else {
             save = NULL;
         }
-        module *next = NULL;
-        for (int i = 0; i < m->nchildren && !next; i++)
-            if (!strcmp(m->children[i].name, tok))
-                next = m->children[i].m;
+        module *next = find_child(pl, m, tok);
         if (!next) {
             const char **names = xalloc(sizeof *names * (size_t)(m->nchildren + 1));
             strbuf b = {0};
             for (int i = 0; i < m->nchildren; i++) {
                 names[i] = m->children[i].name;
-                sb_printf(&b, "%s'%s'", i ? ", " : "", names[i]);
+                if (i < 20)
+                    sb_printf(&b, "%s'%s'", i ? ", " : "", names[i]);
             }
+            if (m->nchildren > 20)
+                sb_printf(&b, ", ... (%d in all)", m->nchildren);
             const char *have = m->nchildren ? xfmt("its children are %s", b.s)
                                             : "it has no children";
             free(b.s);
@@ -1211,7 +1419,7 @@ static void run_rules(planner *pl, module *m, const rule *rules, int n)
 {
     for (int i = 0; i < n; i++) {
         const rule *r = &rules[i];
-        module *target = resolve_at(m, r);
+        module *target = resolve_at(pl, m, r);
         pl->matched = 0;
         apply_rule(pl, target, r);
         if (!pl->matched) {
@@ -1367,7 +1575,7 @@ static void check_names(ctx *c, const ynode *map, const char *what)
                 error_at(l, "%s name '%s' is reserved; choose another name", what, k);
         if (!strcmp(k, "init") || !strcmp(k, "frozen"))
             error_at(l, "%s name '%s' is reserved (a meta key); choose another name", what, k);
-        if (map == c->shared && find_key(c->blocks, k) >= 0)
+        if (map == c->shared && namemap_find(&c->block_ix, k) >= 0)
             error_at(l, "'%s' is both a block and a shared module; names must differ", k);
     }
 }
@@ -1386,7 +1594,7 @@ program *check_program(const char *file, ynode *doc)
     check_keys(doc, top, 10, "the spec");
 
     const ynode *v = map_get(doc, "nngen");
-    loc start = {file, 1, 1};
+    loc start = doc->loc; /* the top-level mapping: where a missing key belongs */
     if (!v)
         error_at(start, "missing 'nngen: 1' (the spec format version) at the top level");
     if (get_int(v, "nngen (the format version)", 0, 1000000) != 1)
@@ -1437,20 +1645,30 @@ program *check_program(const char *file, ynode *doc)
         if (is_null(c.blocks))
             c.blocks = NULL;
         else
-            check_names(&c, c.blocks, "block");
+            expect_kind(c.blocks, Y_MAP, "blocks (a mapping from block names to modules)");
     }
     if ((c.shared = map_get(doc, "shared"))) {
         if (is_null(c.shared))
             c.shared = NULL;
         else
-            check_names(&c, c.shared, "shared");
+            expect_kind(c.shared, Y_MAP, "shared (a mapping from names to modules)");
     }
+    namemap_init(&c.block_ix, c.blocks);
+    namemap_init(&c.shared_ix, c.shared);
+    c.block_uses = xalloc(sizeof *c.block_uses * (size_t)(c.blocks ? c.blocks->n + 1 : 1));
+    c.shared_height = xalloc(sizeof *c.shared_height * (size_t)(c.shared ? c.shared->n + 1 : 1));
+    if (c.blocks)
+        check_names(&c, c.blocks, "block");
+    if (c.shared)
+        check_names(&c, c.shared, "shared");
 
     /* shared modules first, in declaration order */
     int nsh = c.shared ? c.shared->n : 0;
     p->shared = xalloc(sizeof *p->shared * (size_t)(nsh ? nsh : 1));
     for (int i = 0; i < nsh; i++) {
+        c.depth = c.maxdepth = 0;
         module *m = build(&c, c.shared->items[i]);
+        c.shared_height[i] = c.maxdepth;
         if (m->shared_name)
             error_at(c.shared->items[i]->loc, "shared module '%s' is just a ref to '%s': "
                                               "use {ref: %s} directly",
@@ -1464,15 +1682,29 @@ program *check_program(const char *file, ynode *doc)
     const ynode *model = map_get(doc, "model");
     if (!model)
         error_at(start, "missing 'model:' (the network)");
+    c.depth = c.maxdepth = 0;
     p->root = build(&c, model);
     if (p->root->shared_name)
         error_at(model->loc, "the model cannot be a shared module itself; write the module "
                              "directly under 'model:'");
+    /* A block the model never uses is still checked (names, arguments,
+     * cycles); its modules are then dropped. */
+    for (int i = 0; c.blocks && i < c.blocks->n; i++)
+        if (!c.block_uses[i]) {
+            int keep = p->nmodules;
+            c.depth = c.maxdepth = 0;
+            instantiate_block(&c, i, c.blocks->keys[i]->loc);
+            p->nmodules = keep;
+        }
 
     /* forward pass: shapes */
-    fwd f = {p, 0};
+    fwd f = {0};
+    f.p = p;
+    f.argloc = c.argloc;
+    f.inferred_at = xalloc(sizeof *f.inferred_at * (size_t)(p->nmodules + 1));
+    f.cap_bufs = 16;
     p->nbufs = 1;
-    p->buf_numel = xalloc(sizeof *p->buf_numel);
+    p->buf_numel = xalloc(sizeof *p->buf_numel * (size_t)f.cap_bufs);
     p->buf_numel[0] = shape_numel(&p->input);
     int buf = 0;
     p->output = forward(&f, p->root, p->input, &buf, model->loc, "");
@@ -1500,7 +1732,12 @@ program *check_program(const char *file, ynode *doc)
                              "instance)", (long long)MAX_TOTAL_BYTES);
 
     /* the init plan: shared modules, the model, then top-level rules */
-    planner pl = {p, 0, 0};
+    planner pl = {0};
+    pl.p = p;
+    pl.dup = xalloc(sizeof *pl.dup * (size_t)(p->nmodules + 1));
+    pl.dup_done = xalloc((size_t)p->nmodules + 1);
+    pl.kidix = xalloc(sizeof *pl.kidix * (size_t)(p->nmodules + 1));
+    pl.kidcap = xalloc(sizeof *pl.kidcap * (size_t)(p->nmodules + 1));
     for (int i = 0; i < p->nshared; i++)
         construct(&pl, p->shared[i]);
     construct(&pl, p->root);
@@ -1509,17 +1746,22 @@ program *check_program(const char *file, ynode *doc)
         rule *r = parse_rules(&c, v, &cnt);
         run_rules(&pl, p->root, r, cnt);
     }
+    /* distinct custom initializers, in order of first use */
+    size_t hcap = 16;
+    while (hcap < (size_t)p->nsteps * 2)
+        hcap *= 2;
+    int *seen = xalloc(sizeof *seen * hcap);
+    p->custom = xalloc(sizeof *p->custom * (size_t)(p->nsteps + 1));
     for (int i = 0; i < p->nsteps; i++) {
         const char *fn = p->steps[i].init->custom;
         if (!fn)
             continue;
-        int seen = 0;
-        for (int k = 0; k < p->ncustom && !seen; k++)
-            seen = !strcmp(p->custom[k], fn);
-        if (!seen) {
-            p->custom = xrealloc_array((void *)p->custom, (size_t)p->ncustom,
-                                       (size_t)p->ncustom + 1, sizeof *p->custom);
+        size_t h = hash_str(fn) & (hcap - 1);
+        while (seen[h] && strcmp(p->custom[seen[h] - 1], fn) != 0)
+            h = (h + 1) & (hcap - 1);
+        if (!seen[h]) {
             p->custom[p->ncustom++] = fn;
+            seen[h] = p->ncustom;
         }
     }
 

@@ -10,6 +10,8 @@
 typedef struct reader {
     yaml_parser_t parser;
     const char *file;
+    const char *text;
+    size_t len;
     int depth;
 } reader;
 
@@ -23,22 +25,107 @@ static loc mark_loc(const reader *r, yaml_mark_t m)
  * on main's side through this pointer so it can be released. */
 static reader *live_reader;
 
+/* Byte offset of a 1-based line and column (libyaml counts columns in
+ * characters, not bytes). */
+static size_t offset_of(const reader *r, int line, int col)
+{
+    size_t i = 0;
+    for (int l = 1; l < line && i < r->len; i++)
+        if (r->text[i] == '\n')
+            l++;
+    for (int c = 1; c < col && i < r->len; c++) {
+        i++;
+        while (i < r->len && ((unsigned char)r->text[i] & 0xC0) == 0x80)
+            i++;
+    }
+    return i;
+}
+
+/* The location of byte offset off. */
+static loc offset_loc(const reader *r, size_t off)
+{
+    loc l = {r->file, 1, 1};
+    for (size_t i = 0; i < off && i < r->len; i++) {
+        if (r->text[i] == '\n') {
+            l.line++;
+            l.col = 1;
+        } else if (((unsigned char)r->text[i] & 0xC0) != 0x80) {
+            l.col++;
+        }
+    }
+    return l;
+}
+
 static void next(reader *r, yaml_event_t *ev)
 {
-    if (!yaml_parser_parse(&r->parser, ev)) {
-        yaml_parser_t *p = &r->parser;
-        loc l = mark_loc(r, p->problem_mark);
-        const char *problem = p->problem ? p->problem : "malformed YAML";
-        if (p->context)
-            error_at(l, "YAML syntax error: %s %s", problem, p->context);
-        error_at(l, "YAML syntax error: %s", problem);
+    if (yaml_parser_parse(&r->parser, ev))
+        return;
+    yaml_parser_t *p = &r->parser;
+    if (p->error == YAML_MEMORY_ERROR)
+        io_error("out of memory while reading the YAML");
+    const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_READER_ERROR) {
+        /* reader errors carry a byte offset, not a mark */
+        loc l = offset_loc(r, p->problem_offset);
+        if (p->problem_value >= 0 && p->problem_value < 256)
+            error_at(l, "YAML syntax error: %s (byte 0x%02X): a spec must be UTF-8 text", problem,
+                     (unsigned)p->problem_value);
+        error_at(l, "YAML syntax error: %s: a spec must be UTF-8 text", problem);
     }
+    loc l = mark_loc(r, p->problem_mark);
+    size_t off = offset_of(r, l.line, l.col);
+    char c = off < r->len ? r->text[off] : 0;
+    if (strstr(problem, "cannot start any token")) {
+        if (c == '\t')
+            error_at(l, "YAML syntax error: a tab character here: YAML indentation and the space "
+                        "after '-' or ':' must be spaces");
+        if (c)
+            error_at(l, "YAML syntax error: '%c' cannot start a value here (quote the value if "
+                        "it is text)", c);
+    }
+    const char *hint = "";
+    if (strstr(problem, "expected key") || strstr(problem, "expected '-'") ||
+        strstr(problem, "expected <block end>"))
+        hint = " (check the indentation of this line)";
+    else if (strstr(problem, "mapping values are not allowed"))
+        hint = " (a 'key: value' cannot follow a value on the same line: start a new, indented "
+               "line or write {key: value})";
+    const char *ctx = p->context ? p->context : NULL;
+    /* Stuck at the end of the file (only blanks and comments follow) inside
+     * a bracket or a quote: the place to fix is where it opens. */
+    int at_end = 1;
+    for (size_t i = off; i < r->len && at_end; i++) {
+        if (r->text[i] == '#')
+            while (i + 1 < r->len && r->text[i + 1] != '\n')
+                i++;
+        else
+            at_end = r->text[i] == ' ' || r->text[i] == '\n' || r->text[i] == '\r' ||
+                     r->text[i] == '\t';
+    }
+    if (ctx && at_end) {
+        loc open = mark_loc(r, p->context_mark);
+        if (strstr(ctx, "flow sequence"))
+            error_at(open, "YAML syntax error: this '[' is never closed: no matching ']' before "
+                           "the end of the file");
+        if (strstr(ctx, "flow mapping"))
+            error_at(open, "YAML syntax error: this '{' is never closed: no matching '}' before "
+                           "the end of the file");
+        if (strstr(ctx, "quoted scalar"))
+            error_at(open, "YAML syntax error: this quoted string is never closed: no closing "
+                           "quote before the end of the file");
+    }
+    if (ctx && p->context_mark.line != p->problem_mark.line)
+        error_at(l, "YAML syntax error: %s %s that starts at line %d, column %d%s", problem,
+                 ctx, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1, hint);
+    if (ctx)
+        error_at(l, "YAML syntax error: %s %s%s", problem, ctx, hint);
+    error_at(l, "YAML syntax error: %s%s", problem, hint);
 }
 
 static const char anchor_help[] =
-    "YAML anchors and aliases are not supported: to use ONE module in several places "
-    "(tied parameters) declare it under 'shared:' and write '{ref: NAME}'; to make a fresh "
-    "copy each time, define it under 'blocks:' and write its name";
+    "not supported: to use ONE module in several places (tied parameters) declare it under "
+    "'shared:' and write '{ref: NAME}'; to make a fresh copy each time, define it under "
+    "'blocks:' and write its name";
 
 static ynode *parse_node(reader *r, yaml_event_t *ev);
 
@@ -62,9 +149,51 @@ static void parse_seq(reader *r, ynode *n)
     }
 }
 
+/* Keys seen in one mapping: an open-addressing hash set of key indices,
+ * so that a mapping with many keys is checked in linear time. */
+typedef struct keyset {
+    int *slot;                  /* key index + 1; 0 is empty */
+    size_t cap;
+} keyset;
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 14695981039346656037u & (size_t)-1;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * (size_t)1099511628211u;
+    return h;
+}
+
+/* The index of an earlier key equal to keys[k], or -1 after adding it. */
+static int keyset_add(keyset *ks, ynode **keys, int k)
+{
+    if ((size_t)(k + 1) * 2 > ks->cap) {
+        size_t nc = ks->cap ? ks->cap * 2 : 16;
+        int *ns = xalloc(sizeof *ns * nc);
+        for (size_t i = 0; i < ks->cap; i++)
+            if (ks->slot[i]) {
+                size_t h = hash_str(keys[ks->slot[i] - 1]->str) & (nc - 1);
+                while (ns[h])
+                    h = (h + 1) & (nc - 1);
+                ns[h] = ks->slot[i];
+            }
+        ks->slot = ns;
+        ks->cap = nc;
+    }
+    size_t h = hash_str(keys[k]->str) & (ks->cap - 1);
+    while (ks->slot[h]) {
+        if (strcmp(keys[ks->slot[h] - 1]->str, keys[k]->str) == 0)
+            return ks->slot[h] - 1;
+        h = (h + 1) & (ks->cap - 1);
+    }
+    ks->slot[h] = k + 1;
+    return -1;
+}
+
 static void parse_map(reader *r, ynode *n)
 {
     int cap = 0;
+    keyset ks = {NULL, 0};
     for (;;) {
         yaml_event_t ev;
         next(r, &ev);
@@ -75,18 +204,12 @@ static void parse_map(reader *r, ynode *n)
         loc kl = mark_loc(r, ev.start_mark);
         ynode *key = parse_node(r, &ev);
         if (key->kind != Y_SCALAR)
-            error_at(kl, "mapping keys must be plain names, not a %s",
-                     key->kind == Y_SEQ ? "list" : "mapping");
+            error_at(kl, "mapping keys must be plain names, not %s",
+                     key->kind == Y_SEQ ? "a list" : "a mapping");
         if (!key->quoted && strcmp(key->str, "<<") == 0)
-            error_at(kl, "YAML merge keys ('<<') are not supported: use a block under 'blocks:' "
-                         "to reuse a definition");
-        for (int i = 0; i < n->n; i++)
-            if (strcmp(n->keys[i]->str, key->str) == 0)
-                error_at(kl, "duplicate key '%s' (first given at line %d)", key->str,
-                         n->keys[i]->loc.line);
-        yaml_event_t vev;
-        next(r, &vev);
-        ynode *val = parse_node(r, &vev);
+            error_at(kl, "YAML merge keys ('<<') are not supported: to reuse a definition, "
+                         "define it under 'blocks:' and write its name (a fresh copy), or "
+                         "declare it under 'shared:' and write '{ref: NAME}' (the same module)");
         if (n->n == cap) {
             int nc = cap ? cap * 2 : 4;
             n->items = xrealloc_array(n->items, (size_t)cap, (size_t)nc, sizeof *n->items);
@@ -94,7 +217,13 @@ static void parse_map(reader *r, ynode *n)
             cap = nc;
         }
         n->keys[n->n] = key;
-        n->items[n->n++] = val;
+        int dup = keyset_add(&ks, n->keys, n->n);
+        if (dup >= 0)
+            error_at(kl, "duplicate key '%s' (first given at line %d, column %d)", key->str,
+                     n->keys[dup]->loc.line, n->keys[dup]->loc.col);
+        yaml_event_t vev;
+        next(r, &vev);
+        n->items[n->n++] = parse_node(r, &vev);
     }
 }
 
@@ -138,17 +267,28 @@ static ynode *parse_node(reader *r, yaml_event_t *ev)
     default:
         break;
     }
-    int has_anchor = anchor != NULL;
-    const char *tagtext = tag && !implicit ? xstrdup((const char *)tag) : NULL;
+    if (type == YAML_ALIAS_EVENT)
+        anchor = ev->data.alias.anchor;
+    const char *anchortext = anchor ? xstrdup((const char *)anchor) : NULL;
+    const char *tagtext = NULL;
+    if (tag && !implicit) {
+        static const char std[] = "tag:yaml.org,2002:";
+        tagtext = strncmp((const char *)tag, std, sizeof std - 1) == 0
+                      ? xfmt("!!%s", (const char *)tag + sizeof std - 1)
+                      : xstrdup((const char *)tag);
+    }
     yaml_event_delete(ev);
 
-    if (type == YAML_ALIAS_EVENT || has_anchor)
-        error_at(l, "%s", anchor_help);
+    if (type == YAML_ALIAS_EVENT)
+        error_at(l, "YAML aliases ('*%s') are %s", anchortext, anchor_help);
+    if (anchortext)
+        error_at(l, "YAML anchors ('&%s') and aliases are %s", anchortext, anchor_help);
     if (type != YAML_SCALAR_EVENT && type != YAML_SEQUENCE_START_EVENT &&
         type != YAML_MAPPING_START_EVENT)
         error_at(l, "unexpected YAML structure");
     if (tagtext)
-        error_at(l, "YAML tags ('%s') are not supported; write plain values", tagtext);
+        error_at(l, "YAML tags ('%s') are not supported: write plain values (nngen decides the "
+                    "type of each value from where it is used)", tagtext);
     if (type == YAML_SCALAR_EVENT) {
         if (!n->str)
             error_at(l, "NUL character in a string");
@@ -183,6 +323,8 @@ ynode *yaml_load(const char *path, const char *text, size_t len)
     release_reader();
     memset(&r, 0, sizeof r);
     r.file = path;
+    r.text = text;
+    r.len = len;
     if (!yaml_parser_initialize(&r.parser))
         io_error("cannot initialize the YAML parser");
     live_reader = &r;
