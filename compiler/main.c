@@ -1,6 +1,6 @@
 /* main.c: the command line and the pipeline.
  *
- *   read file -> yaml_load -> check_program -> (print | params | emit)
+ *   read file -> yaml_load -> check_program -> (print | params | emit | emit_pytorch | dot)
  *
  * Exit status: 0 success, 1 the spec is wrong, 2 usage error, 3 I/O error.
  * Outputs are written to a temporary file next to the target and renamed
@@ -20,17 +20,22 @@ static const char usage_text[] =
     "  nngen --print SPEC.yaml    print the module tree as PyTorch's print(net) does\n"
     "  nngen --params SPEC.yaml   list every state_dict key with its shape\n"
     "  nngen --check SPEC.yaml    validate the spec only\n"
+    "  nngen --emit pytorch SPEC.yaml -o NET.py\n"
+    "                             write an equivalent torch.nn module (Python): build(),\n"
+    "                             same names, print and initial parameters\n"
+    "  nngen --dot SPEC.yaml      print a Graphviz (dot) picture of the network\n"
     "  nngen --help               show this help\n"
     "  nngen --version            show the version\n"
     "\n"
     "Options:\n"
-    "  -o FILE           where to write the generated C (required to compile)\n"
+    "  -o FILE           where to write the generated C (required to compile) or,\n"
+    "                    with --emit pytorch, the Python file\n"
     "  --header FILE     where to write the generated header (default: OUT with .h)\n"
     "  --no-blas         emit pure C loops for every layer size (no cblas calls)\n"
     "\n"
     "Exit status: 0 success, 1 the spec is wrong, 2 usage error, 3 I/O error.\n";
 
-enum mode { MODE_COMPILE, MODE_PRINT, MODE_PARAMS, MODE_CHECK };
+enum mode { MODE_COMPILE, MODE_PRINT, MODE_PARAMS, MODE_CHECK, MODE_EMIT_PY, MODE_DOT };
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -183,6 +188,17 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
     case MODE_PARAMS:
         print_params(p);
         break;
+    case MODE_DOT:
+        emit_dot(stdout, p);
+        break;
+    case MODE_EMIT_PY: {
+        static outfile op;
+        out_open(&op, out, 0);
+        emit_pytorch(op.f, p);
+        out_finish(&op);
+        out_commit(&op, 0);
+        break;
+    }
     case MODE_COMPILE: {
         const char *hpath = header ? header : default_header(out);
         const char *slash = strrchr(hpath, '/');
@@ -220,11 +236,28 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--version")) {
             printf("nngen %s\n", NNGEN_VERSION);
             return 0;
-        } else if (!strcmp(a, "--print") || !strcmp(a, "--params") || !strcmp(a, "--check")) {
+        } else if (!strcmp(a, "--print") || !strcmp(a, "--params") || !strcmp(a, "--check") ||
+                   !strcmp(a, "--dot")) {
             if (mode_set)
                 return usage_error("more than one mode given (%s)", a);
             mode_set = 1;
-            mode = a[2] == 'c' ? MODE_CHECK : !strcmp(a, "--print") ? MODE_PRINT : MODE_PARAMS;
+            mode = a[2] == 'c' ? MODE_CHECK : !strcmp(a, "--print") ? MODE_PRINT
+                                          : !strcmp(a, "--dot")     ? MODE_DOT
+                                                                    : MODE_PARAMS;
+        } else if (!strcmp(a, "--emit") || !strncmp(a, "--emit=", 7)) {
+            if (mode_set)
+                return usage_error("more than one mode given (%s)", a);
+            const char *fmt = a[6] == '=' ? a + 7 : NULL;
+            if (!fmt) {
+                if (i + 1 >= argc)
+                    return usage_error("%s", "--emit needs a format: --emit pytorch");
+                fmt = argv[++i];
+            }
+            if (strcmp(fmt, "pytorch") != 0)
+                return usage_error("unknown --emit format '%s' (the one format is 'pytorch')",
+                                   fmt);
+            mode_set = 1;
+            mode = MODE_EMIT_PY;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--header")) {
             if (i + 1 >= argc)
                 return usage_error("%s needs a file name", a);
@@ -235,9 +268,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--no-blas")) {
             no_blas = 1;
         } else if (a[0] == '-' && a[1]) {
-            static const char *const opts[] = {"--help", "--version", "--print", "--params",
-                                               "--check", "--header", "--no-blas", "-o"};
-            const char *s = suggest(a, opts, 8);
+            static const char *const opts[] = {"--help",   "--version", "--print",
+                                               "--params", "--check",   "--header",
+                                               "--no-blas", "-o",       "--emit",
+                                               "--dot"};
+            const char *s = suggest(a, opts, 10);
             if (s) {
                 fprintf(stderr, "nngen: error: unknown option '%s' (did you mean '%s'?)\n"
                                 "Try 'nngen --help'.\n", a, s);
@@ -254,7 +289,12 @@ int main(int argc, char **argv)
         return usage_error("%s", "no spec file given");
     if (mode == MODE_COMPILE && !out)
         return usage_error("%s", "no output file: use -o OUT.c (or --print, --params, --check)");
-    if (mode != MODE_COMPILE && (out || header || no_blas))
-        return usage_error("%s", "-o, --header and --no-blas only apply when compiling");
+    if (mode == MODE_EMIT_PY && !out)
+        return usage_error("%s", "no output file: --emit pytorch needs -o NET.py");
+    if (mode == MODE_EMIT_PY && (header || no_blas))
+        return usage_error("%s", "--header and --no-blas only apply when compiling to C");
+    if (mode != MODE_COMPILE && mode != MODE_EMIT_PY && (out || header || no_blas))
+        return usage_error("%s", "-o, --header and --no-blas only apply when compiling "
+                                 "(--dot, --print and --params write to standard output)");
     return run(mode, spec, out, header, no_blas);
 }

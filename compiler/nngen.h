@@ -264,4 +264,12 @@ typedef struct emit_opts {
 } emit_opts;
 void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o);
 
+/* ---- emit_py.c, dot.c: other views of the program ------------------ */
+/* `nngen --emit pytorch`: a Python file building the same torch.nn network. */
+void emit_pytorch(FILE *f, const program *p);
+/* `nngen --dot`: a Graphviz picture of the network. */
+void emit_dot(FILE *f, const program *p);
+/* Decodes the UTF-8 sequence at s into *cp; its length, or 0 if invalid. */
+int utf8_decode(const unsigned char *s, unsigned long *cp);
+
 #endif

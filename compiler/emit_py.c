@@ -1,0 +1,750 @@
+/* emit_py.c: the checked program as a Python file that builds the same
+ * network with torch.nn (`nngen --emit pytorch SPEC -o net.py`).
+ *
+ * The file defines build(seed=None, inits=None) -> nn.Module and a few
+ * constants; with train: also loss_fn(), make_optimizer(params) and
+ * train_step().  The emitted module documents its own API at its top.
+ *
+ * build() is one flat sequence of statements, written by walking the
+ * module tree in PyTorch's construction order (§1.4: the shared modules in
+ * declaration order, then the model; children before their parent) while
+ * consuming the compiler's init plan p->steps in lockstep:
+ *   - a Linear is constructed by nn.Linear(...), whose reset_parameters()
+ *     makes exactly the plan's two default draws (weight, then bias);
+ *   - right after a module is constructed come the steps of its own init:
+ *     rules (their initializer objects belong to that module's rules);
+ *   - the steps left after the model are the top-level init: rules.
+ * Every step is checked against this walk, so the emitted stream of
+ * torch.nn.init calls is the plan's, draw for draw.
+ *
+ * Each module that is shared, has parameters, init rules or `frozen` gets a
+ * variable (the root is `net`, a shared module its shared name, the others
+ * m_ + its path); a parameterless layer used once is written inline in its
+ * parent's constructor.  Everything written is deterministic.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nngen.h"
+
+/* ---- a set of names (open addressing), for unique variable names ------------ */
+
+typedef struct nameset {
+    const char **slot;
+    size_t cap, n;
+} nameset;
+
+static size_t name_hash(const char *s)
+{
+    size_t h = (size_t)2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * (size_t)16777619u;
+    return h;
+}
+
+static int ns_has(const nameset *ns, const char *s)
+{
+    if (!ns->cap)
+        return 0;
+    for (size_t h = name_hash(s) & (ns->cap - 1); ns->slot[h]; h = (h + 1) & (ns->cap - 1))
+        if (!strcmp(ns->slot[h], s))
+            return 1;
+    return 0;
+}
+
+static void ns_add(nameset *ns, const char *s)
+{
+    if ((ns->n + 1) * 2 > ns->cap) {
+        size_t nc = ns->cap ? ns->cap * 2 : 64;
+        const char **old = ns->slot;
+        size_t oc = ns->cap;
+        ns->slot = xalloc(sizeof *ns->slot * nc);
+        ns->cap = nc;
+        ns->n = 0;
+        for (size_t i = 0; i < oc; i++)
+            if (old[i])
+                ns_add(ns, old[i]);
+    }
+    size_t h = name_hash(s) & (ns->cap - 1);
+    while (ns->slot[h])
+        h = (h + 1) & (ns->cap - 1);
+    ns->slot[h] = s;
+    ns->n++;
+}
+
+/* base, or base_2, base_3, ... : the first that is not taken; then taken. */
+static const char *ns_claim(nameset *ns, const char *base)
+{
+    const char *s = base;
+    for (int k = 2; ns_has(ns, s); k++)
+        s = xfmt("%s_%d", base, k);
+    ns_add(ns, s);
+    return s;
+}
+
+/* Names build() and the file use, and Python's keywords. */
+static const char *const reserved[] = {
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+    "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+    "try", "while", "with", "yield", "math", "torch", "nn", "init", "OrderedDict", "seed",
+    "inits", "net", "build", "loss_fn", "make_optimizer", "train_step"};
+
+/* ---- Python text -------------------------------------------------------------- */
+
+int utf8_decode(const unsigned char *s, unsigned long *cp)
+{
+    int n;
+    unsigned long c = s[0], min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        n = 2, c &= 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3, c &= 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/* s with Python escapes, ASCII only: usable inside a '...' literal and, as
+ * it holds no newline, inside a comment. */
+static void py_escape(strbuf *b, const char *s, int quote)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        unsigned long cp;
+        int n = utf8_decode(u, &cp);
+        if (n == 0) {
+            sb_printf(b, "\\x%02x", *u);
+            u++;
+            continue;
+        }
+        u += n;
+        if (cp == '\\' || (quote && cp == '\''))
+            sb_printf(b, "\\%c", (char)cp);
+        else if (cp == '\n')
+            sb_puts(b, "\\n");
+        else if (cp == '\t')
+            sb_puts(b, "\\t");
+        else if (cp < 32 || cp == 127)
+            sb_printf(b, "\\x%02lx", cp);
+        else if (cp < 127)
+            sb_putc(b, (char)cp);
+        else if (cp <= 0xffff)
+            sb_printf(b, "\\u%04lx", cp);
+        else
+            sb_printf(b, "\\U%08lx", cp);
+    }
+}
+
+/* A Python str literal of s. */
+static const char *pystr(const char *s)
+{
+    strbuf b = {0};
+    sb_putc(&b, '\'');
+    py_escape(&b, s, 1);
+    sb_putc(&b, '\'');
+    char *r = xstrdup(b.s);
+    free(b.s);
+    return r;
+}
+
+/* s made safe for a comment. */
+static const char *pycomment(const char *s)
+{
+    strbuf b = {0};
+    py_escape(&b, s, 0);
+    char *r = xstrdup(b.s ? b.s : "");
+    free(b.s);
+    return r;
+}
+
+/* repr() of a double: reads back exactly. */
+static const char *pyfloat(double v)
+{
+    char buf[64];
+    py_float_repr(buf, sizeof buf, v);
+    return xstrdup(buf);
+}
+
+static const char *pyshape(const shape *s)
+{
+    strbuf b = {0};
+    sb_putc(&b, '(');
+    for (int i = 0; i < s->ndim; i++)
+        sb_printf(&b, "%s%lld", i ? ", " : "", (long long)s->d[i]);
+    if (s->ndim == 1)
+        sb_putc(&b, ',');
+    sb_putc(&b, ')');
+    char *r = xstrdup(b.s);
+    free(b.s);
+    return r;
+}
+
+/* ---- the writer ------------------------------------------------------------- */
+
+typedef struct pyw {
+    FILE *f;
+    const program *p;
+    const char **var;           /* by module id: its variable, NULL when written inline */
+    int *uses;                  /* by module id: places in the tree (+1 if declared shared) */
+    char *built;                /* by module id: its construction is written */
+    char *drawn;                /* by tensor id: its default draws are written */
+    int step;                   /* the next init step to write */
+    nameset names;
+    int use_math, use_mixture, use_sequential; /* what the file needs */
+} pyw;
+
+static void W(pyw *w, const char *fmt, ...) PRINTF(2, 3);
+static void W(pyw *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(w->f, fmt, ap);
+    va_end(ap);
+    fputc('\n', w->f);
+}
+
+static NORETURN void plan_mismatch(int line, int step)
+{
+    die_bug(__FILE__, line, xfmt("the init plan does not follow the construction order "
+                                 "(step %d)", step));
+}
+
+static int needs_var(const pyw *w, const module *m)
+{
+    return !m->is_layer || m->nparams > 0 || w->uses[m->id] != 1 || m->shared_name ||
+           m->frozen || m->nrules > 0;
+}
+
+static const char *layer_ctor(const module *m)
+{
+    char num[64];
+    switch (m->layer) {
+    case L_LINEAR:
+        return xfmt("nn.Linear(%lld, %lld%s)", (long long)m->in, (long long)m->out,
+                    m->bias ? "" : ", bias=False");
+    case L_RELU:
+        return "nn.ReLU()";
+    case L_SIGMOID:
+        return "nn.Sigmoid()";
+    case L_TANH:
+        return "nn.Tanh()";
+    case L_IDENTITY:
+        return "nn.Identity()";
+    case L_GELU:
+        return "nn.GELU()";
+    case L_FLATTEN:
+        return "nn.Flatten()";
+    case L_LEAKY_RELU:
+        /* as written: an integer prints as one in torch's extra_repr */
+        if (m->slope_is_int)
+            snprintf(num, sizeof num, "%.0f", m->slope);
+        else
+            py_float_repr(num, sizeof num, m->slope);
+        return xfmt("nn.LeakyReLU(negative_slope=%s)", num);
+    case L_LOG_SOFTMAX:
+        return xfmt("nn.LogSoftmax(dim=%d)", m->dim);
+    case L_SOFTMAX:
+        return xfmt("nn.Softmax(dim=%d)", m->dim);
+    case L_COUNT:
+        break;
+    }
+    unreachable();
+}
+
+/* The expression a parent uses for child m. */
+static const char *child_expr(const pyw *w, const module *m)
+{
+    return w->var[m->id] ? w->var[m->id] : layer_ctor(m);
+}
+
+static const char *where(const module *m)
+{
+    const char *path = m->path[0] ? pycomment(m->path) : "(the model)";
+    if (m->shared_name)
+        return xfmt("%s (shared '%s')", path, m->shared_name);
+    if (m->origin)
+        return xfmt("%s (%s)", path, pycomment(m->origin));
+    return path;
+}
+
+static const char *const nl_names[] = {
+    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"};
+
+static void write_step(pyw *w, const init_step *s)
+{
+    const program *p = w->p;
+    const tensor *t = &p->tensors[s->tensor];
+    const initializer *in = s->init;
+    const char *T = xfmt("%s.%s", w->var[t->owner->id], t->local);
+    const char *call = NULL;
+    const char *I = "        ";
+    switch (in->kind) {
+    case I_DEFAULT:
+        if (!strcmp(t->local, "weight"))
+            call = xfmt("init.kaiming_uniform_(%s, a=math.sqrt(5))", T);
+        else
+            call = xfmt("init.uniform_(%s, -1 / math.sqrt(%lld), 1 / math.sqrt(%lld))", T,
+                        (long long)t->owner->in, (long long)t->owner->in);
+        break;
+    case I_ZEROS:
+        call = xfmt("init.zeros_(%s)", T);
+        break;
+    case I_ONES:
+        call = xfmt("init.ones_(%s)", T);
+        break;
+    case I_CONSTANT:
+        call = xfmt("init.constant_(%s, %s)", T, pyfloat(in->a));
+        break;
+    case I_UNIFORM:
+        call = xfmt("init.uniform_(%s, %s, %s)", T, pyfloat(in->a), pyfloat(in->b));
+        break;
+    case I_NORMAL:
+        call = xfmt("init.normal_(%s, %s, %s)", T, pyfloat(in->a), pyfloat(in->b));
+        break;
+    case I_XAVIER_UNIFORM:
+    case I_XAVIER_NORMAL:
+        call = xfmt("init.xavier_%s_(%s, gain=%s)",
+                    in->kind == I_XAVIER_UNIFORM ? "uniform" : "normal", T, pyfloat(in->a));
+        break;
+    case I_KAIMING_UNIFORM:
+    case I_KAIMING_NORMAL:
+        call = xfmt("init.kaiming_%s_(%s, a=%s, mode='%s', nonlinearity='%s')",
+                    in->kind == I_KAIMING_UNIFORM ? "uniform" : "normal", T, pyfloat(in->a),
+                    in->mode == NN_FAN_OUT ? "fan_out" : "fan_in",
+                    nl_names[in->nonlinearity]);
+        break;
+    case I_TRUNC_NORMAL:
+        call = xfmt("init.trunc_normal_(%s, mean=%s, std=%s, a=%s, b=%s)", T, pyfloat(in->a),
+                    pyfloat(in->b), pyfloat(in->c), pyfloat(in->d));
+        break;
+    case I_MIXTURE: {
+        /* the values nngen-rt uses: p in double, a and b in float */
+        strbuf b = {0};
+        for (int i = 0; i < in->nmix; i++) {
+            const mix_part *mp = &in->mix[i];
+            sb_printf(&b, "%s(%s, '%s', %s, %s)", i ? ", " : "", pyfloat(mp->p),
+                      mp->kind == I_CONSTANT  ? "constant"
+                      : mp->kind == I_UNIFORM ? "uniform"
+                                              : "normal",
+                      pyfloat((float)mp->a), pyfloat((float)mp->b));
+        }
+        call = xfmt("_mixture(%s, [%s])", T, b.s);
+        free(b.s);
+        break;
+    }
+    case I_CUSTOM:
+        call = xfmt("_custom(inits, %s)(%s)", pystr(in->custom), T);
+        break;
+    }
+    W(w, "%s%s  # %s, line %d", I, call, pycomment(t->name), in->loc.line);
+    if (in->has_zero_abs_below)
+        W(w, "%s%s.mul_(%s.abs() >= %s)  # zero_abs_below: %s", I, T, T,
+          pyfloat(in->zero_abs_below), pyfloat(in->zero_abs_below));
+}
+
+static int step_of_rules(const init_step *s, const module *m)
+{
+    for (int r = 0; r < m->nrules; r++)
+        for (int k = 0; k < m->rules[r].nparams; k++)
+            if (m->rules[r].params[k].init == s->init)
+                return 1;
+    return 0;
+}
+
+static int is_positional(const module *m)
+{
+    char num[16];
+    for (int i = 0; i < m->nchildren; i++) {
+        snprintf(num, sizeof num, "%d", i);
+        if (strcmp(m->children[i].name, num) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void write_children(pyw *w, const module *m)
+{
+    const char *I = "        ";
+    const char *v = w->var[m->id];
+    if (is_positional(m)) {
+        strbuf b = {0};
+        sb_printf(&b, "%s%s = nn.Sequential(", I, v);
+        for (int i = 0; i < m->nchildren; i++)
+            sb_printf(&b, "%s%s", i ? ", " : "", child_expr(w, m->children[i].m));
+        sb_puts(&b, ")");
+        if (b.len + 2 + strlen(where(m)) <= 99) {
+            W(w, "%s  # %s", b.s, where(m));
+        } else {
+            W(w, "%s%s = nn.Sequential(  # %s", I, v, where(m));
+            for (int i = 0; i < m->nchildren; i++)
+                W(w, "%s    %s,", I, child_expr(w, m->children[i].m));
+            W(w, "%s)", I);
+        }
+        free(b.s);
+        return;
+    }
+    W(w, "%s%s = _sequential([  # %s", I, v, where(m));
+    for (int i = 0; i < m->nchildren; i++)
+        W(w, "%s    (%s, %s),", I, pystr(m->children[i].name), child_expr(w, m->children[i].m));
+    W(w, "%s])", I);
+}
+
+/* Construct m as PyTorch would (check.c construct()), consuming the plan. */
+static void construct(pyw *w, const module *m)
+{
+    const program *p = w->p;
+    if (w->built[m->id])
+        return;
+    w->built[m->id] = 1;
+    for (int i = 0; i < m->nchildren; i++)
+        construct(w, m->children[i].m);
+    if (m->is_layer) {
+        if (w->var[m->id])
+            W(w, "        %s = %s  # %s", w->var[m->id], layer_ctor(m), where(m));
+        /* the constructor's reset_parameters(): the plan's default draws */
+        for (int i = 0; i < m->nparams; i++) {
+            if (w->step >= p->nsteps)
+                plan_mismatch(__LINE__, w->step);
+            const init_step *s = &p->steps[w->step];
+            if (s->tensor != m->param_ids[i] || s->init->kind != I_DEFAULT ||
+                w->drawn[s->tensor])
+                plan_mismatch(__LINE__, w->step);
+            w->drawn[s->tensor] = 1;
+            w->step++;
+        }
+    } else {
+        write_children(w, m);
+    }
+    int first = 1;
+    while (w->step < p->nsteps && step_of_rules(&p->steps[w->step], m)) {
+        const init_step *s = &p->steps[w->step];
+        if (!w->drawn[s->tensor])
+            plan_mismatch(__LINE__, w->step);
+        if (first)
+            W(w, "        # init: rules of %s", where(m));
+        first = 0;
+        write_step(w, s);
+        w->step++;
+    }
+    if (m->frozen)
+        W(w, "        %s.requires_grad_(False)  # frozen: true", w->var[m->id]);
+}
+
+static void count_uses(pyw *w)
+{
+    const program *p = w->p;
+    for (int i = 0; i < p->nmodules; i++) {
+        const module *m = p->modules[i];
+        for (int k = 0; k < m->nchildren; k++)
+            w->uses[m->children[k].m->id]++;
+    }
+    w->uses[p->root->id]++;
+    for (int i = 0; i < p->nshared; i++)
+        w->uses[p->shared[i]->id]++;
+}
+
+static void name_vars(pyw *w)
+{
+    const program *p = w->p;
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        ns_add(&w->names, reserved[i]);
+    w->var[p->root->id] = "net";
+    for (int i = 0; i < p->nshared; i++) {
+        const char *n = p->shared[i]->shared_name;
+        /* m_... are the path names below; _... are the file's helpers */
+        if (ns_has(&w->names, n) || n[0] == '_' || !strncmp(n, "m_", 2))
+            n = xfmt("shared_%s", n);
+        w->var[p->shared[i]->id] = ns_claim(&w->names, n);
+    }
+    for (int i = 0; i < p->nmodules; i++) {
+        const module *m = p->modules[i];
+        if (w->var[m->id] || !m->path || !needs_var(w, m))
+            continue;
+        strbuf b = {0};
+        sb_puts(&b, "m_");
+        for (const char *c = m->path; *c; c++)
+            sb_putc(&b, (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                                (*c >= '0' && *c <= '9')
+                            ? *c
+                            : '_');
+        w->var[m->id] = ns_claim(&w->names, xstrdup(b.s));
+        free(b.s);
+    }
+}
+
+/* ---- the file ------------------------------------------------------------------ */
+
+static void write_header(pyw *w)
+{
+    const program *p = w->p;
+    const char *n = p->name;
+    W(w, "# Generated by nngen %s from %s: do not edit.", NNGEN_VERSION, pycomment(p->file));
+    W(w, "\"\"\"%s: the network of its nngen spec as a torch.nn module (PyTorch 1.13).", n);
+    W(w, "%s", "");
+    W(w, "    build(seed=None, inits=None) -> torch.nn.Module");
+    W(w, "        The network: the same module tree, child names, state_dict keys and");
+    W(w, "        print(net) as nngen's, shared modules as one object used in several");
+    W(w, "        places.  Modules are constructed and initialized in nngen's order");
+    W(w, "        (SPEC 1.4), so after torch.manual_seed(s), build() draws the same");
+    W(w, "        initial parameters as nngen's %s_init(net, s); build(s) seeds first.", n);
+    W(w, "        With seed=None the global generator is used as it is.");
+    W(w, "    NAME, SEED (the spec's seed: or None), BATCH, INPUT_SHAPE, OUTPUT_SHAPE");
+    W(w, "        (full shapes, batch first: x = torch.randn(INPUT_SHAPE)), LOSS,");
+    W(w, "        CUSTOM_INITS.");
+    if (p->train.loss != LOSS_NONE) {
+        W(w, "    loss_fn() -> nn.Module, the spec's train: loss");
+        W(w, "    make_optimizer(params) -> torch.optim.Optimizer, the spec's optimizer");
+        W(w, "    train_step(net, optimizer, x, target) -> float: zero_grad, forward, loss,");
+        W(w, "        backward, step, as nngen's %s_train_step; returns the loss.", n);
+    } else {
+        W(w, "    loss_fn, make_optimizer, train_step: None (the spec has no train:).");
+    }
+    if (p->ncustom) {
+        W(w, "%s", "");
+        W(w, "Custom initializers ({custom: NAME} in the spec, listed in CUSTOM_INITS) are");
+        W(w, "Python functions the caller passes to build(): inits is a dict {NAME: fn}");
+        W(w, "or any object with an attribute NAME (e.g. an imported module).  fn(param)");
+        W(w, "fills the parameter in place, drawing from torch's global generator; it runs");
+        W(w, "under torch.no_grad(); its C counterpart is void NAME(nn_tensor *, nn_rng *).");
+        W(w, "For example, the seed chapter's my_init:");
+        W(w, "%s", "");
+        W(w, "    def my_init(w):");
+        W(w, "        init.uniform_(w, -10, 10)");
+        W(w, "        w *= w.abs() >= 5");
+        W(w, "    net = build(SEED, inits={'my_init': my_init})");
+    }
+    if (w->use_mixture) {
+        W(w, "%s", "");
+        W(w, "The mixture initializer has no torch.nn.init counterpart: _mixture() below");
+        W(w, "draws exactly as nngen-rt's nn_init_mixture.");
+    }
+    W(w, "\"\"\"");
+    if (w->use_math) {
+        W(w, "import math");
+        W(w, "%s", "");
+    }
+    W(w, "import torch");
+    W(w, "from torch import nn");
+    W(w, "from torch.nn import init");
+    W(w, "%s", "");
+    W(w, "NAME = %s", pystr(n));
+    if (p->has_seed)
+        W(w, "SEED = %llu", (unsigned long long)p->seed);
+    else
+        W(w, "SEED = None");
+    W(w, "BATCH = %lld", (long long)p->batch);
+    W(w, "INPUT_SHAPE = %s", pyshape(&p->input));
+    W(w, "OUTPUT_SHAPE = %s", pyshape(&p->output));
+    W(w, "LOSS = %s", p->train.loss == LOSS_MSE             ? "'mse'"
+                      : p->train.loss == LOSS_CROSS_ENTROPY ? "'cross_entropy'"
+                                                            : "None");
+    strbuf b = {0};
+    for (int i = 0; i < p->ncustom; i++)
+        sb_printf(&b, "%s%s", i ? ", " : "", pystr(p->custom[i]));
+    W(w, "CUSTOM_INITS = (%s%s)", b.s ? b.s : "", p->ncustom == 1 ? "," : "");
+    free(b.s);
+}
+
+static void write_lines(pyw *w, const char *const *text, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        W(w, "%s", text[i]);
+}
+
+static void write_helpers(pyw *w)
+{
+    static const char *const seq[] = {
+        "",
+        "",
+        "def _sequential(children):",
+        "    \"\"\"nn.Sequential(OrderedDict(children)); a name that add_module refuses",
+        "    because nn.Module has an attribute of that name ('training', 'forward',",
+        "    ...) goes straight into _modules, as nngen allows any name without '.'.\"\"\"",
+        "    m = nn.Sequential()",
+        "    for name, child in children:",
+        "        if hasattr(m, name) and name not in m._modules:",
+        "            m._modules[name] = child",
+        "        else:",
+        "            m.add_module(name, child)",
+        "    return m",
+    };
+    static const char *const custom[] = {
+        "",
+        "",
+        "def _custom(inits, name):",
+        "    \"\"\"The caller's custom initializer NAME, from a dict or an object.\"\"\"",
+        "    fn = None",
+        "    if isinstance(inits, dict):",
+        "        fn = inits.get(name)",
+        "    elif inits is not None:",
+        "        fn = getattr(inits, name, None)",
+        "    if not callable(fn):",
+        "        raise ValueError('%s: the spec uses the custom initializer %r: pass '",
+        "                         'build(inits={%r: fn}) with fn(param) filling the tensor '",
+        "                         'in place' % (NAME, name, name))",
+        "    return fn",
+    };
+    static const char *const mixture[] = {
+        "",
+        "",
+        "def _mixture(param, parts):",
+        "    \"\"\"nngen's mixture initializer, drawn as nngen-rt's nn_init_mixture:",
+        "    for each element in order, one float64 uniform [0, 1) u picks the first",
+        "    part k with u < p_0 + ... + p_k (else the last with p > 0), then the part",
+        "    draws the value: constant a (no draw), or uniform [a, b) or normal(a, b)",
+        "    drawn into a float32 scalar tensor.  parts: [(p, kind, a, b), ...].\"\"\"",
+        "    last = max(k for k, part in enumerate(parts) if part[0] > 0)",
+        "    values = []",
+        "    for _ in range(param.numel()):",
+        "        u = torch.empty((), dtype=torch.float64).uniform_().item()",
+        "        cum = 0.0",
+        "        pick = last",
+        "        for k, part in enumerate(parts):",
+        "            cum += part[0]",
+        "            if u < cum:",
+        "                pick = k",
+        "                break",
+        "        _, kind, a, b = parts[pick]",
+        "        if kind == 'constant':",
+        "            values.append(a)",
+        "        elif kind == 'uniform':",
+        "            values.append(torch.empty(()).uniform_(a, b).item())",
+        "        else:",
+        "            values.append(torch.empty(()).normal_(a, b).item())",
+        "    param.copy_(torch.tensor(values, dtype=torch.float32).reshape(param.shape))",
+    };
+    if (w->use_sequential)
+        write_lines(w, seq, sizeof seq / sizeof *seq);
+    if (w->p->ncustom)
+        write_lines(w, custom, sizeof custom / sizeof *custom);
+    if (w->use_mixture)
+        write_lines(w, mixture, sizeof mixture / sizeof *mixture);
+}
+
+/* What the file needs: helpers, imports. */
+static void survey(pyw *w)
+{
+    const program *p = w->p;
+    char *seen = xalloc((size_t)p->ntensors + 1);
+    for (int i = 0; i < p->nsteps; i++) {
+        const init_step *s = &p->steps[i];
+        if (s->init->kind == I_DEFAULT && seen[s->tensor])
+            w->use_math = 1; /* a `default` rule */
+        if (s->init->kind == I_MIXTURE)
+            w->use_mixture = 1;
+        seen[s->tensor] = 1;
+    }
+    for (int i = 0; i < p->nmodules; i++)
+        if (!p->modules[i]->is_layer && !is_positional(p->modules[i]))
+            w->use_sequential = 1;
+}
+
+static void write_build(pyw *w)
+{
+    const program *p = w->p;
+    W(w, "%s", "");
+    W(w, "%s", "");
+    W(w, "def build(seed=None, inits=None):");
+    W(w, "    \"\"\"The network, constructed and initialized as nngen's %s_init does.\"\"\"",
+      p->name);
+    for (int i = 0; i < p->ncustom; i++)
+        W(w, "    _custom(inits, %s)", pystr(p->custom[i]));
+    W(w, "    if seed is not None:");
+    W(w, "        torch.manual_seed(seed)");
+    W(w, "    with torch.no_grad():");
+    if (p->nshared)
+        W(w, "        # shared modules first, in declaration order");
+    for (int i = 0; i < p->nshared; i++)
+        construct(w, p->shared[i]);
+    if (p->nshared)
+        W(w, "        # the model");
+    construct(w, p->root);
+    if (w->step < p->nsteps)
+        W(w, "        # the top-level init:");
+    for (; w->step < p->nsteps; w->step++) {
+        if (!w->drawn[p->steps[w->step].tensor])
+            plan_mismatch(__LINE__, w->step);
+        write_step(w, &p->steps[w->step]);
+    }
+    W(w, "    return net");
+}
+
+static void write_train(pyw *w)
+{
+    const train_cfg *t = &w->p->train;
+    W(w, "%s", "");
+    W(w, "%s", "");
+    if (t->loss == LOSS_NONE) {
+        W(w, "loss_fn = None");
+        W(w, "make_optimizer = None");
+        W(w, "train_step = None");
+        return;
+    }
+    W(w, "def loss_fn():");
+    W(w, "    return %s", t->loss == LOSS_MSE ? "nn.MSELoss()" : "nn.CrossEntropyLoss()");
+    W(w, "%s", "");
+    W(w, "%s", "");
+    W(w, "def make_optimizer(params):");
+    if (t->opt == OPT_SGD)
+        W(w, "    return torch.optim.SGD(params, lr=%s, momentum=%s, dampening=%s, "
+             "weight_decay=%s, nesterov=%s)", pyfloat(t->lr), pyfloat(t->momentum),
+          pyfloat(t->dampening), pyfloat(t->weight_decay), t->nesterov ? "True" : "False");
+    else
+        W(w, "    return torch.optim.Adam(params, lr=%s, betas=(%s, %s), eps=%s, "
+             "weight_decay=%s, amsgrad=%s)", pyfloat(t->lr), pyfloat(t->beta1),
+          pyfloat(t->beta2), pyfloat(t->eps), pyfloat(t->weight_decay),
+          t->amsgrad ? "True" : "False");
+    W(w, "%s", "");
+    W(w, "%s", "");
+    W(w, "def train_step(net, optimizer, x, target):");
+    W(w, "    \"\"\"target: %s.\"\"\"", t->loss == LOSS_MSE
+                                            ? "float32, OUTPUT_SHAPE"
+                                            : "int64 class labels, shape (BATCH,)");
+    W(w, "    optimizer.zero_grad()");
+    W(w, "    loss = loss_fn()(net(x), target)");
+    W(w, "    loss.backward()");
+    W(w, "    optimizer.step()");
+    W(w, "    return loss.item()");
+}
+
+void emit_pytorch(FILE *f, const program *p)
+{
+    pyw w = {0};
+    w.f = f;
+    w.p = p;
+    size_t nm = (size_t)p->nmodules + 1;
+    w.var = xalloc(sizeof *w.var * nm);
+    w.uses = xalloc(sizeof *w.uses * nm);
+    w.built = xalloc(nm);
+    w.drawn = xalloc((size_t)p->ntensors + 1);
+    count_uses(&w);
+    name_vars(&w);
+    survey(&w);
+    write_header(&w);
+    write_helpers(&w);
+    write_build(&w);
+    write_train(&w);
+    if (!p->ncustom) { /* else build() needs the caller's functions */
+        W(&w, "%s", "");
+        W(&w, "%s", "");
+        W(&w, "if __name__ == '__main__':");
+        W(&w, "    print(build(SEED))");
+    }
+}
