@@ -49,7 +49,9 @@ typedef struct ctx {
     namemap block_ix, shared_ix;
     int *block_uses;            /* instances made of each block */
     int *shared_height;         /* module nesting height of each shared module */
-    const char *stack[MAX_NESTING + 1]; /* blocks being instantiated */
+    /* blocks being instantiated: a block whose body is just another block's
+     * name nests no module, so this bound is separate from MAX_NESTING */
+    const char *stack[2 * MAX_NESTING + 1];
     int nstack;
     int depth;                  /* modules enclosing the one being built */
     int maxdepth;               /* deepest module nesting reached (for shared heights) */
@@ -105,8 +107,11 @@ static const char *describe(const ynode *n)
         return "a mapping";
     case Y_SCALAR:
         if (!n->quoted && (n->str[0] == 0 || strcmp(n->str, "~") == 0 ||
-                           strcmp(n->str, "null") == 0))
+                           strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
+                           strcmp(n->str, "NULL") == 0))
             return "nothing (null)";
+        if (n->quoted)
+            return xfmt("the quoted string \"%s\"", n->str);
         return xfmt("'%s'", n->str);
     }
     return "?";
@@ -221,7 +226,9 @@ static double get_num(const ynode *n, const char *what)
     char *end;
     errno = 0;
     double v = strtod(n->str, &end);
-    if (end == n->str || *end || isnan(v) || isinf(v) || errno == ERANGE ||
+    if (end == n->str || (*end && !strpbrk(n->str, "xXnN")))
+        error_at(n->loc, "%s must be a number, got %s", what, describe(n));
+    if (*end || isnan(v) || isinf(v) || errno == ERANGE ||
         /* strtod also takes hex and "inf"; YAML numbers are decimal */
         strpbrk(n->str, "xXnN"))
         error_at(n->loc, "%s must be a finite decimal number, got %s", what, describe(n));
@@ -436,8 +443,8 @@ static module *instantiate_block(ctx *c, int bi, loc use)
             free(b.s);
             error_at(use, "block cycle: %s (a block cannot contain itself)", cyc);
         }
-    if (c->nstack >= MAX_NESTING)
-        error_at(use, "blocks nested deeper than %d levels (nngen's limit)", MAX_NESTING);
+    if (c->nstack >= 2 * MAX_NESTING)
+        error_at(use, "blocks nested deeper than %d levels (nngen's limit)", 2 * MAX_NESTING);
     c->stack[c->nstack++] = name;
     c->block_uses[bi]++;
     module *m = build(c, c->blocks->items[bi]);
@@ -662,6 +669,9 @@ static module *build(ctx *c, const ynode *n)
             const char **names = module_names(c, &cnt);
             error_at(kl, "unknown layer or block '%s'%s", k, did_you_mean(k, names, cnt));
         }
+        /* errors about the module as a whole point at its mapping */
+        if (m->loc.line == kl.line && m->loc.col == kl.col)
+            m->loc = n->loc;
         const ynode *fr = map_get(n, "frozen");
         if (fr && get_bool(fr, "frozen"))
             m->frozen = 1;
@@ -862,15 +872,19 @@ static void parse_init_args(initializer *in, const ynode *v, loc kl)
                 error_at(p->loc, "mixture 'p' must be between 0 and 1, got %g", mp->p);
             sum += mp->p;
             int found = 0;
-            for (int j = 1; j < 4; j++) {
-                const ynode *x = map_get(e, keys[j]);
-                if (!x)
-                    continue;
+            for (int q = 0; q < e->n; q++) {
+                int j = 1;
+                while (j < 4 && strcmp(e->keys[q]->str, keys[j]) != 0)
+                    j++;
+                if (j == 4)
+                    continue; /* 'p' */
+                const ynode *x = e->items[q];
                 if (found++)
-                    error_at(x->loc, "a mixture component has one distribution, not several");
+                    error_at(e->keys[q]->loc, "a mixture component has one distribution, not "
+                                              "several");
                 initializer tmp = {0};
                 tmp.kind = j == 1 ? I_CONSTANT : j == 2 ? I_UNIFORM : I_NORMAL;
-                parse_init_args(&tmp, x, x->loc);
+                parse_init_args(&tmp, x, e->keys[q]->loc);
                 mp->kind = tmp.kind;
                 mp->a = tmp.a;
                 mp->b = tmp.b;
@@ -994,6 +1008,7 @@ typedef struct fwd {
     int cap_ops, cap_bufs;
     int nvisits;                /* module uses walked: bounded by MAX_MODULES */
     const loc *argloc;          /* from ctx: 'in' / 'dim' where written */
+    const ynode *shared_keys;   /* the shared: mapping */
     loc *inferred_at;           /* by module id: the use that fixed a linear's 'in' */
     const module *sh;           /* the outermost shared module being walked, or NULL */
     loc sh_use;                 /* where it is used ({ref: ...}) */
@@ -1038,11 +1053,16 @@ static const char *join(const char *a, const char *b)
  * place to blame is where the shared module is used ({ref: ...}), since
  * its declaration was fine for its first use; otherwise the argument that
  * disagrees when it is written (argloc), else the use. */
-static const char *shared_note(const fwd *f)
+static const char *shape_prefix(const fwd *f, const char *what)
 {
-    return f->sh ? xfmt("shared module '%s' (declared at line %d) is used here, but ",
-                        f->sh->shared_name, f->sh->loc.line)
-                 : "";
+    if (!f->sh)
+        return xfmt("%s: ", what);
+    int line = f->sh->loc.line;
+    for (int i = 0; i < f->p->nshared; i++)
+        if (f->p->shared[i] == f->sh)
+            line = f->shared_keys->keys[i]->loc.line;
+    return xfmt("%s in shared module '%s' (declared at line %d), used here: ", what,
+                f->sh->shared_name, line);
 }
 
 static loc blame(const fwd *f, const module *m, loc use)
@@ -1085,8 +1105,8 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
     case L_LINEAR: {
         int64_t last = in.d[in.ndim - 1];
         if (in.ndim < 2)
-            error_at(blame(f, m, use), "%slinear needs an input with features, got %s",
-                     shared_note(f), sh);
+            error_at(blame(f, m, use), "%s%s needs an input with features, got %s",
+                     shape_prefix(f, "shape mismatch"), what, sh);
         if (m->in == 0) {
             m->in = last;
             f->inferred_at[m->id] = f->sh ? f->sh_use : use;
@@ -1096,17 +1116,17 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
                 why = xfmt("'in: %lld' at line %d", (long long)m->in, f->argloc[m->id].line);
             else
                 why = xfmt("fixed by its first use at line %d", f->inferred_at[m->id].line);
-            error_at(blame(f, m, use), "shape mismatch: %s%s takes %lld input features (%s) "
-                     "but gets input %s with %lld", shared_note(f), what, (long long)m->in,
-                     why, sh, (long long)last);
+            error_at(blame(f, m, use), "%s%s takes %lld input features (%s) but gets input %s "
+                     "with %lld", shape_prefix(f, "shape mismatch"), what, (long long)m->in, why,
+                     sh, (long long)last);
         }
         out.d[out.ndim - 1] = m->out;
         break;
     }
     case L_FLATTEN: {
         if (in.ndim < 2)
-            error_at(blame(f, m, use), "%sflatten needs at least 2 dimensions, got %s",
-                     shared_note(f), sh);
+            error_at(blame(f, m, use), "%s%s needs at least 2 dimensions, got %s",
+                     shape_prefix(f, "shape mismatch"), what, sh);
         int64_t n = 1;
         for (int i = 1; i < in.ndim; i++)
             n *= in.d[i];
@@ -1118,8 +1138,8 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
     case L_SOFTMAX:
         if (m->dim < -in.ndim || m->dim >= in.ndim)
             error_at(blame(f, m, use), "%s%s: dim=%d is out of range for its input %s "
-                     "(expected %d..%d)", shared_note(f), what, m->dim, sh, -in.ndim,
-                     in.ndim - 1);
+                     "(expected %d..%d)", shape_prefix(f, "shape mismatch"), what, m->dim, sh,
+                     -in.ndim, in.ndim - 1);
         break;
     case L_RELU:
     case L_SIGMOID:
@@ -1133,8 +1153,8 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
     }
     if (shape_numel(&out) > MAX_TENSOR_ELEMS)
         error_at(f->sh ? f->sh_use : use, "%sthe output of %s, %s, has more than %lld "
-                 "elements (nngen's limit)", shared_note(f), what, shape_text(&out),
-                 MAX_TENSOR_ELEMS);
+                 "elements (nngen's limit)", shape_prefix(f, "too large"), what,
+                 shape_text(&out), MAX_TENSOR_ELEMS);
     add_op(f, m, path, &in, &out, *buf);
     *buf = p->ops[p->nops - 1].out_buf;
     f->sh = outer_sh;
@@ -1406,9 +1426,11 @@ static module *resolve_at(planner *pl, module *m, const rule *r)
             const char *have = m->nchildren ? xfmt("its children are %s", b.s)
                                             : "it has no children";
             free(b.s);
+            /* no "did you mean '0'" for a position */
+            int numeric = tok[0] && strspn(tok, "0123456789") == strlen(tok);
             error_at(r->at_loc, "init rule 'at: \"%s\"': no child '%s' in module '%s' (%s)%s",
                      r->at, tok, m->path[0] ? m->path : "(root)", have,
-                     did_you_mean(tok, names, m->nchildren));
+                     numeric ? "" : did_you_mean(tok, names, m->nchildren));
         }
         m = next;
     }
@@ -1540,9 +1562,11 @@ static void parse_train(program *p, const ynode *n)
             t->amsgrad = get_bool(x, "amsgrad");
     }
     if (t->lr < 0)
-        error_at(map_get(a, "lr") ? map_get(a, "lr")->loc : o->loc, "lr must be >= 0");
+        error_at(map_get(a, "lr") ? map_get(a, "lr")->loc : o->loc, "lr must be >= 0, got %g",
+                 t->lr);
     if (t->weight_decay < 0)
-        error_at(map_get(a, "weight_decay")->loc, "weight_decay must be >= 0");
+        error_at(map_get(a, "weight_decay")->loc, "weight_decay must be >= 0, got %g",
+                 t->weight_decay);
 }
 
 /* ---- top level ----------------------------------------------------------------- */
@@ -1701,6 +1725,7 @@ program *check_program(const char *file, ynode *doc)
     fwd f = {0};
     f.p = p;
     f.argloc = c.argloc;
+    f.shared_keys = c.shared;
     f.inferred_at = xalloc(sizeof *f.inferred_at * (size_t)(p->nmodules + 1));
     f.cap_bufs = 16;
     p->nbufs = 1;
