@@ -2,13 +2,13 @@
 """`nngen --emit pytorch` against the PyTorch oracle (tests/torch/nnspec.py).
 
 usage: test_emitpy.py --nngen NNGEN [--rt-lib LIB --include DIR --driver DRIVER_C]
-                      [--cc CC] [--keep] SPEC|DIR ...
+                      [--cc CC] [--extra-cflags FLAGS] [--keep] SPEC|DIR ...
 
 For every spec (a directory means all of its **/*.yaml) it runs
 `nngen --emit pytorch SPEC -o W/NAME.py`, imports the file and checks, one
 line per check (PASS|FAIL|SKIP SPEC: CHECK[: why]):
 
-  emit         nngen exits 0 and leaves exactly the one output file
+  emit         nngen exits 0, silent, and leaves exactly the one output file
   determinism  a second run gives byte-identical output
   import       the file imports and build() runs
   names        state_dict keys and named_parameters names, in order, as the
@@ -119,9 +119,10 @@ def run(cmd, timeout=300):
     return r.returncode, r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace')
 
 
-def must(cmd, what):
+def must(cmd, what, quiet=False):
+    """stdout of cmd; CheckError if it fails (or, quiet, writes to stderr)."""
     rc, out, err = run(cmd)
-    if rc != 0:
+    if rc != 0 or (quiet and err):
         raise CheckError('%s failed (exit %d): %s\n%s' % (what, rc, ' '.join(cmd),
                                                           '\n'.join(err.splitlines()[:6])))
     return out
@@ -216,7 +217,7 @@ class Driver(object):
         out_c = os.path.join(d, 'net.c')
         must([args.nngen, spec_path, '-o', out_c], 'nngen (C)')
         exe = os.path.join(d, 'driver')
-        must([args.cc, '-std=c99', '-O1', '-I' + d, '-I' + args.include,
+        must([args.cc, '-std=c99', '-O1'] + args.extra_cflags + ['-I' + d, '-I' + args.include,
               '-DNET_H="net.h"', '-DNET=%s' % name, args.driver, out_c,
               args.rt_lib, '-lopenblas', '-lm', '-o', exe], 'cc driver.c net.c')
         self.exe = exe
@@ -246,7 +247,8 @@ def _check_spec(args, path, label, res, work):
         os.makedirs(d)
         out = os.path.join(d, stem + '.py')
         try:
-            must([args.nngen, '--emit', 'pytorch', path, '-o', out], 'nngen --emit pytorch')
+            must([args.nngen, '--emit', 'pytorch', path, '-o', out], 'nngen --emit pytorch',
+                 quiet=True)
             left = sorted(os.listdir(d))
             if left != [stem + '.py']:
                 raise CheckError('the output directory holds %s' % left)
@@ -515,10 +517,13 @@ def main():
     ap.add_argument('--include', help='directory holding nngen/rt.h')
     ap.add_argument('--driver', help='tests/conform/driver.c')
     ap.add_argument('--cc', default=os.environ.get('CC', 'cc'))
+    ap.add_argument('--extra-cflags', default='',
+                    help='added to the C compile and link (e.g. sanitizer flags)')
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('specs', nargs='+')
     args = ap.parse_args()
     args.nngen = os.path.abspath(args.nngen)
+    args.extra_cflags = args.extra_cflags.split()
     torch.set_num_threads(1)
     res = Result()
     specs = collect(args.specs)
