@@ -110,41 +110,75 @@ typedef struct layout {
     int64_t dy;                       /* the loss gradient (training only) */
     int64_t *buf_off;                 /* activation buffer offsets within act */
     int64_t scratch_each;
+    const char **bufname;             /* C expression of each activation buffer */
     int64_t header_bytes;
     int64_t total_bytes;
 } layout;
 
 static int fused_with_next(const program *p, int i);
 
-static layout plan_layout(const program *p)
+/* Training layout: every activation that backward reads has its own
+ * buffer (buffer 0 is the input, read through the pointer X0), plus two
+ * scratch buffers for the gradients flowing back.
+ * Inference layout (--inference): no gradients; each layer's output goes
+ * to one of two buffers used in turn, and the last layer writes straight
+ * into the caller's y. */
+static layout plan_layout(const program *p, const emit_opts *o)
 {
     layout L = {0};
     L.data = p->param_floats;
-    L.grad = p->param_floats;
     L.buf_off = xalloc(sizeof *L.buf_off * (size_t)p->nbufs);
+    L.bufname = xalloc(sizeof *L.bufname * (size_t)p->nbufs);
+    L.bufname[0] = "X0";
     int64_t maxbuf = 0;
+    for (int i = 1; i < p->nbufs; i++)
+        if (p->buf_numel[i] > maxbuf)
+            maxbuf = p->buf_numel[i];
+    /* a linear layer's output is never stored when its activation runs in
+       its epilogue */
     char *dead = xalloc((size_t)p->nbufs + 1);
     for (int i = 0; i < p->nops; i++)
         if (fused_with_next(p, i))
             dead[p->ops[i].out_buf] = 1;
-    for (int i = 0; i < p->nbufs; i++) {
-        L.buf_off[i] = L.act;
-        if (!dead[i])
-            L.act += align16(p->buf_numel[i]);
-        if (p->buf_numel[i] > maxbuf)
-            maxbuf = p->buf_numel[i];
+    if (o->inference) {
+        int last_real = -1, turn = 0;
+        for (int i = 0; i < p->nops; i++)
+            if (p->ops[i].out_buf != p->ops[i].in_buf)
+                last_real = p->ops[i].out_buf;
+        for (int i = 0; i < p->nops; i++) {
+            int b = p->ops[i].out_buf;
+            if (b == p->ops[i].in_buf || L.bufname[b] || dead[b])
+                continue;
+            if (b == last_real)
+                L.bufname[b] = "Y";
+            else {
+                L.bufname[b] = turn ? "A + PING" : "A";
+                turn ^= 1;
+            }
+        }
+        L.scratch_each = align16(maxbuf);
+        L.act = 2 * L.scratch_each; /* the two turns */
+    } else {
+        L.act = align16(p->buf_numel[0]); /* P_forward's copy of x */
+        for (int i = 1; i < p->nbufs; i++) {
+            L.buf_off[i] = L.act;
+            L.bufname[i] = xfmt("A + %lld", (long long)L.act);
+            if (!dead[i])
+                L.act += align16(p->buf_numel[i]);
+        }
+        L.grad = p->param_floats;
+        L.scratch_each = align16(maxbuf > p->buf_numel[0] ? maxbuf : p->buf_numel[0]);
+        L.scratch = 2 * L.scratch_each;
+        int copies = 0;
+        if (p->train.opt == OPT_SGD && p->train.momentum != 0)
+            copies = 1;
+        else if (p->train.opt == OPT_ADAM)
+            copies = p->train.amsgrad ? 3 : 2;
+        L.opt = copies * p->param_floats;
+        L.dy = p->train.loss != LOSS_NONE ? align16(shape_numel(&p->output)) : 0;
     }
-    L.scratch_each = align16(maxbuf);
-    L.scratch = 2 * L.scratch_each;
     /* the struct: nn_model, the tensor array and a few pointers; generous for
        any ABI, checked by a compile-time assertion in the output */
-    int copies = 0;
-    if (p->train.opt == OPT_SGD && p->train.momentum != 0)
-        copies = 1;
-    else if (p->train.opt == OPT_ADAM)
-        copies = p->train.amsgrad ? 3 : 2;
-    L.opt = copies * p->param_floats;
-    L.dy = p->train.loss != LOSS_NONE ? align16(shape_numel(&p->output)) : 0;
     L.header_bytes = (256 + 128 * (int64_t)p->ntensors + 63) / 64 * 64;
     L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch + L.opt + L.dy);
     return L;
@@ -262,9 +296,7 @@ static const char *op_comment(const op *o)
  * after P_forward) so that a train step copies nothing. */
 static const char *act(const layout *L, int buf)
 {
-    if (buf == 0)
-        return "X0";
-    return xfmt("A + %lld", (long long)L->buf_off[buf]);
+    return L->bufname[buf];
 }
 
 /* An elementwise activation that can run in the epilogue of the linear
@@ -841,11 +873,15 @@ static void emit_header(emitter *e, FILE *h, const layout *L)
     fprintf(h, "/* the same, continuing the caller's generator (like torch's global one) */\n");
     fprintf(h, "void %s_init_rng(%s *net, nn_rng *rng);\n", n, n);
     fprintf(h, "void %s_forward(%s *net, const float *x, float *y);\n", n, n);
-    fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx); /* adds to parameter "
-               "grads; dx may be NULL */\n", n, n);
-    fprintf(h, "void %s_zero_grad(%s *net);\n", n, n);
+    if (e->o->inference) {
+        fprintf(h, "/* emitted with --inference: forward only (no backward, no training) */\n");
+    } else {
+        fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx); /* adds to "
+                   "parameter grads; dx may be NULL */\n", n, n);
+        fprintf(h, "void %s_zero_grad(%s *net);\n", n, n);
+    }
     fprintf(h, "nn_model *%s_model(%s *net);\n", n, n);
-    if (p->train.loss != LOSS_NONE) {
+    if (p->train.loss != LOSS_NONE && !e->o->inference) {
         const char *T = p->train.loss == LOSS_MSE ? "float" : "int32_t";
         fprintf(h, "\n/* training (spec 'train:'): target is %s */\n",
                 p->train.loss == LOSS_MSE ? "float[BATCH * OUT_SIZE] (mse)"
@@ -869,7 +905,7 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     emitter ee = {c, 0, p, o, p->name};
     emitter *e = &ee;
     const char *n = p->name;
-    layout L = plan_layout(p);
+    layout L = plan_layout(p, o);
     emit_header(e, h, &L);
 
     const char *base = strrchr(p->file, '/') ? strrchr(p->file, '/') + 1 : p->file;
@@ -889,7 +925,9 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "#define DATA_FLOATS %lld", (long long)L.data);
     E(e, "#define GRAD_FLOATS %lld", (long long)L.grad);
     E(e, "#define ACT_FLOATS %lld", (long long)L.act);
-    E(e, "#define SCRATCH_FLOATS %lld", (long long)L.scratch_each);
+    E(e, "#define SCRATCH_FLOATS %lld", (long long)(L.scratch / 2));
+    if (o->inference)
+        E(e, "#define PING %lld /* the second activation buffer */", (long long)L.scratch_each);
     E(e, "#define OPT_FLOATS %lld", (long long)L.opt);
     E(e, "#define DY_FLOATS %lld", (long long)L.dy);
     NL(e);
@@ -966,11 +1004,22 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
 
     /* forward: every stored activation keeps its own buffer for backward */
     int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
-    E(e, "/* the forward pass from X0 (buffer 0); returns the output buffer */");
-    open_block(e, xfmt("static const float *fwd(%s *net, const float *X0)\n", n));
-    E(e, "const float *D = net->data;");
-    E(e, "float *A = net->act;");
-    E(e, "(void)D; (void)A;");
+    if (o->inference) {
+        E(e, "/* the forward pass: layers write to the two buffers in turn, the last one");
+        E(e, "   into y */");
+        open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+        E(e, "const float *D = net->data;");
+        E(e, "float *A = net->act;");
+        E(e, "const float *X0 = x;");
+        E(e, "float *Y = y;");
+        E(e, "(void)D; (void)A; (void)Y;");
+    } else {
+        E(e, "/* the forward pass from X0 (buffer 0); returns the output buffer */");
+        open_block(e, xfmt("static const float *fwd(%s *net, const float *X0)\n", n));
+        E(e, "const float *D = net->data;");
+        E(e, "float *A = net->act;");
+        E(e, "(void)D; (void)A;");
+    }
     for (int i = 0; i < p->nops; i++) {
         if (fused_with_next(p, i)) {
             emit_forward_op(e, &L, &p->ops[i], &p->ops[i + 1]);
@@ -978,6 +1027,13 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
         } else {
             emit_forward_op(e, &L, &p->ops[i], NULL);
         }
+    }
+    if (o->inference) {
+        if (strcmp(act(&L, last), "Y") != 0) /* no layer does any work */
+            E(e, "memcpy(y, %s, sizeof(float) * %lld);", act(&L, last),
+              (long long)shape_numel(&p->output));
+        close_block(e);
+        return;
     }
     E(e, "return %s;", act(&L, last));
     close_block(e);

@@ -15,7 +15,7 @@
 
 static const char usage_text[] =
     "Usage:\n"
-    "  nngen SPEC.yaml -o OUT.c [--header OUT.h] [--no-blas]\n"
+    "  nngen SPEC.yaml -o OUT.c [--header OUT.h] [--no-blas] [--inference]\n"
     "                             compile SPEC to C99 (OUT.c and OUT.h)\n"
     "  nngen --print SPEC.yaml    print the module tree as PyTorch's print(net) does\n"
     "  nngen --params SPEC.yaml   list every state_dict key with its shape\n"
@@ -32,6 +32,8 @@ static const char usage_text[] =
     "                    with --emit pytorch, the Python file\n"
     "  --header FILE     where to write the generated header (default: OUT with .h)\n"
     "  --no-blas         emit pure C loops for every layer size (no cblas calls)\n"
+    "  --inference       emit forward only: no gradients or training, activation\n"
+    "                    buffers reused between layers (smallest instance)\n"
     "\n"
     "Exit status: 0 success, 1 the spec is wrong, 2 usage error, 3 I/O error.\n";
 
@@ -156,7 +158,7 @@ static void print_params(const program *p)
 }
 
 static int run(enum mode mode, const char *spec, const char *out, const char *header,
-               int no_blas)
+               int no_blas, int inference)
 {
     size_t len = 0;
     char *text = read_file(spec, &len);
@@ -202,7 +204,11 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
     case MODE_COMPILE: {
         const char *hpath = header ? header : default_header(out);
         const char *slash = strrchr(hpath, '/');
-        emit_opts o = {no_blas, slash ? slash + 1 : hpath};
+        emit_opts o;
+        memset(&o, 0, sizeof o);
+        o.no_blas = no_blas;
+        o.inference = inference;
+        o.header_name = slash ? slash + 1 : hpath;
         static outfile oc, oh;
         out_open(&oc, out, 0);
         out_open(&oh, hpath, 1);
@@ -226,7 +232,7 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
 int main(int argc, char **argv)
 {
     enum mode mode = MODE_COMPILE;
-    int mode_set = 0, no_blas = 0;
+    int mode_set = 0, no_blas = 0, inference = 0;
     const char *spec = NULL, *out = NULL, *header = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -267,12 +273,14 @@ int main(int argc, char **argv)
                 header = argv[++i];
         } else if (!strcmp(a, "--no-blas")) {
             no_blas = 1;
+        } else if (!strcmp(a, "--inference")) {
+            inference = 1;
         } else if (a[0] == '-' && a[1]) {
             static const char *const opts[] = {"--help",   "--version", "--print",
                                                "--params", "--check",   "--header",
                                                "--no-blas", "-o",       "--emit",
-                                               "--dot"};
-            const char *s = suggest(a, opts, 10);
+                                               "--dot",    "--inference"};
+            const char *s = suggest(a, opts, 11);
             if (s) {
                 fprintf(stderr, "nngen: error: unknown option '%s' (did you mean '%s'?)\n"
                                 "Try 'nngen --help'.\n", a, s);
@@ -291,10 +299,12 @@ int main(int argc, char **argv)
         return usage_error("%s", "no output file: use -o OUT.c (or --print, --params, --check)");
     if (mode == MODE_EMIT_PY && !out)
         return usage_error("%s", "no output file: --emit pytorch needs -o NET.py");
-    if (mode == MODE_EMIT_PY && (header || no_blas))
-        return usage_error("%s", "--header and --no-blas only apply when compiling to C");
-    if (mode != MODE_COMPILE && mode != MODE_EMIT_PY && (out || header || no_blas))
-        return usage_error("%s", "-o, --header and --no-blas only apply when compiling "
-                                 "(--dot, --print and --params write to standard output)");
-    return run(mode, spec, out, header, no_blas);
+    if (mode == MODE_EMIT_PY && (header || no_blas || inference))
+        return usage_error("%s", "--header, --no-blas and --inference only apply when compiling "
+                                 "to C");
+    if (mode != MODE_COMPILE && mode != MODE_EMIT_PY && (out || header || no_blas || inference))
+        return usage_error("%s", "-o, --header, --no-blas and --inference only apply when "
+                                 "compiling (--dot, --print and --params write to standard "
+                                 "output)");
+    return run(mode, spec, out, header, no_blas, inference);
 }

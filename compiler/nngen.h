@@ -260,6 +260,7 @@ nn_model *build_view(const program *p);
 /* ---- emit.c ---------------------------------------------------------- */
 typedef struct emit_opts {
     int no_blas;
+    int inference;              /* forward only: no gradients, activations reused */
     const char *header_name;    /* as #included by the .c */
 } emit_opts;
 void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o);

@@ -1,0 +1,82 @@
+"""--inference: for every spec, the forward-only code must compute exactly
+what the training code computes (same kernels, reused buffers), compile under
+the strict flags, and need no more bytes.
+usage: check_inference.py NNGEN RT_LIB INCLUDE_DIR SPECS_DIR [--extra-cflags F]"""
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"]
+
+
+def main():
+    nngen, rt, inc, specs = sys.argv[1:5]
+    extra = sys.argv[6].split() if len(sys.argv) > 6 and sys.argv[5] == "--extra-cflags" else []
+    here = os.path.dirname(os.path.abspath(__file__))
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in sorted(glob.glob(os.path.join(specs, "**", "*.yaml"), recursive=True)):
+            rel = os.path.relpath(spec, specs)
+            outs = {}
+            try:
+                for mode in ("train", "inference"):
+                    d = os.path.join(tmp, rel.replace("/", "_") + "." + mode)
+                    os.makedirs(d)
+                    c = os.path.join(d, "net.c")
+                    cmd = [nngen, spec, "-o", c] + (["--inference"] if mode == "inference" else [])
+                    subprocess.run(cmd, check=True, capture_output=True, text=True)
+                    name = None
+                    with open(os.path.join(d, "net.h")) as f:
+                        for line in f:
+                            if line.startswith("#define ") and line.split()[1].endswith("_BATCH"):
+                                name = line.split()[1][:-len("_BATCH")]
+                    objs = []
+                    custom = os.path.splitext(spec)[0] + ".c"
+                    srcs = [c, os.path.join(here, "fwd.c")]
+                    stub = os.path.join(d, "stub.c")
+                    with open(c) as f:
+                        text = f.read()
+                    if "custom initializers" in open(os.path.join(d, "net.h")).read():
+                        # custom init functions: a stub that draws uniform values
+                        fns = [l.split("(")[0].split()[-1] for l in open(os.path.join(d, "net.h"))
+                               if l.startswith("void ") and "(nn_tensor *param, nn_rng *rng)" in l]
+                        with open(stub, "w") as f:
+                            f.write('#include "net.h"\n')
+                            for fn in fns:
+                                f.write("void %s(nn_tensor *p, nn_rng *r) "
+                                        "{ nn_init_uniform(p, r, -1.0f, 1.0f); }\n" % fn)
+                        srcs.append(stub)
+                    del text, custom
+                    for src in srcs:
+                        o = os.path.join(d, os.path.basename(src) + ".o")
+                        subprocess.run(["cc"] + STRICT + extra + ["-I", inc, "-I", d,
+                                        '-DNET_H="net.h"', "-DNET=" + name, "-c", src, "-o", o],
+                                       check=True, capture_output=True, text=True)
+                        objs.append(o)
+                    exe = os.path.join(d, "fwd")
+                    subprocess.run(["cc"] + extra + ["-o", exe] + objs + [rt, "-lopenblas", "-lm"],
+                                   check=True, capture_output=True, text=True)
+                    outs[mode] = subprocess.run([exe, "7"], check=True, capture_output=True,
+                                                text=True).stdout.splitlines()
+            except subprocess.CalledProcessError as e:
+                failed += 1
+                print("FAIL %s: %s\n%s%s" % (rel, " ".join(e.cmd), e.stdout or "", e.stderr or ""))
+                continue
+            tb, ib = int(outs["train"][0].split()[1]), int(outs["inference"][0].split()[1])
+            if outs["train"][1:] != outs["inference"][1:]:
+                failed += 1
+                print("FAIL %s: the forward outputs differ" % rel)
+            elif ib > tb:
+                failed += 1
+                print("FAIL %s: --inference needs %d bytes, more than training's %d" % (rel, ib, tb))
+            else:
+                passed += 1
+                print("PASS %s: identical outputs, %d bytes (training %d)" % (rel, ib, tb))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
