@@ -13,6 +13,9 @@ typedef struct reader {
     const char *text;
     size_t len;
     int depth;
+    /* the collections being read: for "never closed" at the end of input */
+    char flow[MAX_NESTING + 1]; /* '[' or '{' for flow style, 0 for block */
+    loc open[MAX_NESTING + 1];
 } reader;
 
 static loc mark_loc(const reader *r, yaml_mark_t m)
@@ -102,18 +105,13 @@ static void next(reader *r, yaml_event_t *ev)
             at_end = r->text[i] == ' ' || r->text[i] == '\n' || r->text[i] == '\r' ||
                      r->text[i] == '\t';
     }
-    if (ctx && at_end) {
-        loc open = mark_loc(r, p->context_mark);
-        if (strstr(ctx, "flow sequence"))
-            error_at(open, "YAML syntax error: this '[' is never closed: no matching ']' before "
-                           "the end of the file");
-        if (strstr(ctx, "flow mapping"))
-            error_at(open, "YAML syntax error: this '{' is never closed: no matching '}' before "
-                           "the end of the file");
-        if (strstr(ctx, "quoted scalar"))
-            error_at(open, "YAML syntax error: this quoted string is never closed: no closing "
-                           "quote before the end of the file");
-    }
+    if (at_end && ctx && strstr(ctx, "quoted scalar"))
+        error_at(mark_loc(r, p->context_mark), "YAML syntax error: this quoted string is never "
+                 "closed: no closing quote before the end of the file");
+    if (at_end && r->depth > 0 && r->flow[r->depth])
+        error_at(r->open[r->depth], "YAML syntax error: this '%c' is never closed: no matching "
+                 "'%c' before the end of the file", r->flow[r->depth],
+                 r->flow[r->depth] == '[' ? ']' : '}');
     if (ctx && p->context_mark.line != p->problem_mark.line)
         error_at(l, "YAML syntax error: %s %s that starts at line %d, column %d%s", problem,
                  ctx, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1, hint);
@@ -234,7 +232,7 @@ static ynode *parse_node(reader *r, yaml_event_t *ev)
     yaml_event_type_t type = ev->type;
     loc l = mark_loc(r, ev->start_mark);
     const unsigned char *anchor = NULL, *tag = NULL;
-    int implicit = 1;
+    int implicit = 1, flow = 0;
     ynode *n = xalloc(sizeof *n);
     n->loc = l;
     switch (type) {
@@ -256,12 +254,14 @@ static ynode *parse_node(reader *r, yaml_event_t *ev)
         anchor = ev->data.sequence_start.anchor;
         tag = ev->data.sequence_start.tag;
         implicit = ev->data.sequence_start.implicit;
+        flow = ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE;
         n->kind = Y_SEQ;
         break;
     case YAML_MAPPING_START_EVENT:
         anchor = ev->data.mapping_start.anchor;
         tag = ev->data.mapping_start.tag;
         implicit = ev->data.mapping_start.implicit;
+        flow = ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
         n->kind = Y_MAP;
         break;
     default:
@@ -296,6 +296,8 @@ static ynode *parse_node(reader *r, yaml_event_t *ev)
     }
     if (++r->depth > MAX_NESTING)
         error_at(l, "nesting deeper than %d levels (nngen's limit)", MAX_NESTING);
+    r->flow[r->depth] = flow ? (type == YAML_SEQUENCE_START_EVENT ? '[' : '{') : 0;
+    r->open[r->depth] = l;
     if (type == YAML_SEQUENCE_START_EVENT)
         parse_seq(r, n);
     else
