@@ -25,9 +25,12 @@ line per check (PASS|FAIL|SKIP SPEC: CHECK[: why]):
                initializers: not applicable (SKIP), unless the test knows a
                Python function for the name and its declarative equivalent
                (my_init: uniform(-10, 10) then zero_abs_below 5), which then
-               must give the same bits.  Specs with mixture (nnspec has none):
-               against nngen's own C code (driver.c `init S`): bit-identical
-               for uniform/constant parts, 1e-6 relative with normal parts.
+               must give the same bits.  Specs with mixture: not applicable
+               (nnspec has no mixture), see the next check.
+  init vs C seed=S  build(S) against nngen's own C code (P_init through
+               tests/conform/driver.c `init S`; custom initializers stand-ins
+               in both languages): bit-identical, or 1e-6 relative (the
+               conformance criterion) when a normal-family draw is involved.
   forward      with nnspec's parameters loaded: the output and every
                parameter gradient for a random input are bit-identical
   train        specs with train: loss_fn, make_optimizer (same defaults) and
@@ -82,6 +85,13 @@ def _my_init(w):
     torch.nn.init.uniform_(w, -10, 10)
     w *= w.abs() >= 5
 
+
+def STUB_INIT(w):
+    """Stands in for a custom initializer (C: nn_init_uniform(p, r, -0.5f, 0.5f))."""
+    torch.nn.init.uniform_(w, -0.5, 0.5)
+
+
+NORMAL_FAMILY = {'normal', 'xavier_normal', 'kaiming_normal', 'trunc_normal'}
 
 CUSTOM_EQUIV = {
     'my_init': (_my_init, {'uniform': [-10, 10], 'zero_abs_below': 5}),
@@ -177,11 +187,12 @@ def inits_of(obj, acc):
         for k, v in obj.items():
             if k == 'custom' and isinstance(v, str):
                 acc.add('custom:' + v)
-            elif k == 'mixture':
-                acc.add('mixture')
-                inits_of(v, acc)
-            else:
-                inits_of(v, acc)
+                continue
+            if k in nnspec.INIT_NAMES:
+                acc.add(k)
+            if isinstance(v, str) and v in nnspec.INIT_NAMES:
+                acc.add(v)
+            inits_of(v, acc)
     elif isinstance(obj, list):
         for v in obj:
             inits_of(v, acc)
@@ -211,20 +222,83 @@ def load_module(path, tag):
 class Driver(object):
     """nngen's C code for a spec, built with tests/conform/driver.c."""
 
-    def __init__(self, args, spec_path, name, work):
+    def __init__(self, args, spec_path, name, customs, work):
         d = os.path.join(work, 'c')
         os.makedirs(d, exist_ok=True)
         out_c = os.path.join(d, 'net.c')
         must([args.nngen, spec_path, '-o', out_c], 'nngen (C)')
+        srcs = [args.driver, out_c]
+        if customs:
+            # the C counterparts of the test's Python stand-ins (STUB_INIT)
+            stubs = os.path.join(d, 'custom.c')
+            with open(stubs, 'w') as f:
+                f.write('#include <nngen/rt.h>\n')
+                for c in customs:
+                    f.write('void %s(nn_tensor *p, nn_rng *r);\n'
+                            'void %s(nn_tensor *p, nn_rng *r) { nn_init_uniform(p, r, -0.5f, '
+                            '0.5f); }\n' % (c, c))
+            srcs.append(stubs)
         exe = os.path.join(d, 'driver')
         must([args.cc, '-std=c99', '-O1'] + args.extra_cflags + ['-I' + d, '-I' + args.include,
-              '-DNET_H="net.h"', '-DNET=%s' % name, args.driver, out_c,
-              args.rt_lib, '-lopenblas', '-lm', '-o', exe], 'cc driver.c net.c')
+              '-DNET_H="net.h"', '-DNET=%s' % name] + srcs +
+             [args.rt_lib, '-lopenblas', '-lm', '-o', exe], 'cc driver.c net.c')
         self.exe = exe
 
     def init(self, seed):
-        out = must([self.exe, 'init', str(seed)], 'driver init')
-        return nnspec.parse_dump(out)
+        """[(name, [floats])] from `driver init SEED`: the dump format of
+        tests/conform (NAME NUMEL, then one %a value per line), read here
+        with the count split off the right, as a name may hold spaces."""
+        lines = must([self.exe, 'init', str(seed)], 'driver init').splitlines()
+        out, i = [], 0
+        try:
+            while i < len(lines):
+                name, n = lines[i].rsplit(' ', 1)
+                n = int(n)
+                out.append((name, [nnspec.parse_float(v) for v in lines[i + 1:i + 1 + n]]))
+                if len(out[-1][1]) != n:
+                    raise ValueError('%s: %d values, want %d' % (name, len(out[-1][1]), n))
+                i += 1 + n
+        except ValueError as e:
+            raise CheckError('driver init: line %d: %s' % (i + 1, e))
+        return out
+
+
+def check_init_vs_c(args, path, label, res, work, mod, spec, used, customs):
+    """build(S) against nngen's C init (tests/conform/driver.c `init S`)."""
+    driver = None
+    normal = bool(used & NORMAL_FAMILY) or any(
+        isinstance(c, dict) and 'normal' in c for c in _mixture_parts(spec))
+    for seed in SEEDS:
+        check = 'init vs C seed=%d' % seed
+        if not args.rt_lib:
+            res.skip(label, check, 'needs --rt-lib, --include and --driver')
+            continue
+        try:
+            if driver is False:
+                raise CheckError('not run: the C code did not build')
+            if driver is None:
+                driver = False
+                driver = Driver(args, path, mod.NAME, customs, work)
+            net = mod.build(seed, inits={c: STUB_INIT for c in customs})
+            got = [(n, p.detach().reshape(-1).tolist()) for n, p in net.named_parameters()]
+            want = driver.init(seed)
+            msgs = []
+            if [n for n, _ in got] != [n for n, _ in want]:
+                msgs.append('names %s, C %s' % ([n for n, _ in got], [n for n, _ in want]))
+            for (n, a), (_, b) in zip(got, want):
+                if normal:
+                    m = close(n, a, b, TOL_NORMAL)
+                else:
+                    m = None if [f32bits(v) for v in a] == [f32bits(v) for v in b] else \
+                        '%s: not bit-identical to the C init' % n
+                if m:
+                    msgs.append(m)
+            if msgs:
+                res.fail(label, check, '\n'.join(msgs[:5]))
+            else:
+                res.ok(label, check, 'tol %g' % TOL_NORMAL if normal else 'bit-identical')
+        except (CheckError, nnspec.NNSpecError) as e:
+            res.fail(label, check, e)
 
 
 def check_spec(args, path, label, res):
@@ -274,7 +348,7 @@ def _check_spec(args, path, label, res, work):
         ref_err = '%s: %s' % (type(e).__name__, e)
     used = inits_of(spec, set()) if spec is not None else set()
     customs = sorted(u[7:] for u in used if u.startswith('custom:'))
-    stub_inits = {n: (lambda w: torch.nn.init.uniform_(w, -0.5, 0.5)) for n in customs}
+    stub_inits = {n: STUB_INIT for n in customs}
 
     # ---- import
     try:
@@ -317,6 +391,8 @@ def _check_spec(args, path, label, res, work):
         msgs.append('print(net) differs from torch print(model)')
     res.fail(label, 'print', '\n'.join(msgs)) if msgs else res.ok(label, 'print')
 
+    check_init_vs_c(args, path, label, res, work, mod, spec, used, customs)
+
     if ref is None:
         for check in ('sharing', 'frozen', 'init', 'forward'):
             res.skip(label, check, 'nnspec cannot build this spec (%s)' % ref_err)
@@ -357,38 +433,13 @@ def _check_spec(args, path, label, res, work):
     res.ok(label, 'constants') if gotc == want else res.fail(
         label, 'constants', 'got %s, want %s' % (gotc, want))
 
-    # ---- init
-    driver = None
+    # ---- init: against the oracle (torch), then against nngen's C code
     for seed in SEEDS:
         check = 'init seed=%d' % seed
         try:
             if 'mixture' in used:
-                if not args.rt_lib:
-                    res.skip(label, check, 'mixture: needs --rt-lib/--include/--driver')
-                    continue
-                if driver is None:
-                    driver = Driver(args, path, ref.name, work)
-                got = [(n, p.detach().reshape(-1).tolist())
-                       for n, p in mod.build(seed, inits=stub_inits).named_parameters()]
-                want = driver.init(seed)
-                normal = any(isinstance(c, dict) and 'normal' in c
-                             for c in _mixture_parts(spec))
-                msgs = []
-                if [n for n, _ in got] != [n for n, _ in want]:
-                    msgs.append('names %s, C %s' % ([n for n, _ in got], [n for n, _ in want]))
-                for (n, a), (_, b) in zip(got, want):
-                    if normal:
-                        m = close(n, a, b, TOL_NORMAL)
-                    else:
-                        m = None if [f32bits(v) for v in a] == [f32bits(v) for v in b] else \
-                            '%s: not bit-identical to the C init' % n
-                    if m:
-                        msgs.append(m)
-                if msgs:
-                    res.fail(label, check, '\n'.join(msgs[:5]))
-                else:
-                    res.ok(label, check, 'vs nngen C, %s' % ('tol %g' % TOL_NORMAL if normal
-                                                             else 'bit-identical'))
+                res.skip(label, check, 'not applicable: mixture has no torch counterpart '
+                         '(see "init vs C")')
                 continue
             inits = None
             oracle = path
