@@ -34,6 +34,8 @@ const char *const layer_classes[L_COUNT] = {
 #define MAX_MODULES (1 << 20)       /* module instances, and module uses in the forward pass */
 #define MAX_INIT_VISITS (1 << 24)   /* modules visited by all init rules together */
 #define MAX_INIT_STEPS (1 << 23)    /* initializer calls in the init plan */
+#define MAX_PATH_LEN 512            /* characters of a module path ("0.block1.2") */
+#define MAX_PATH_BYTES (64 << 20)   /* all module paths of the forward pass together */
 
 /* Names of a YAML mapping (blocks:, shared:) looked up by hash. */
 typedef struct namemap {
@@ -1007,6 +1009,7 @@ typedef struct fwd {
     program *p;
     int cap_ops, cap_bufs;
     int nvisits;                /* module uses walked: bounded by MAX_MODULES */
+    int64_t path_bytes;         /* bounded by MAX_PATH_BYTES */
     const loc *argloc;          /* from ctx: 'in' / 'dim' where written */
     const ynode *shared_keys;   /* the shared: mapping */
     loc *inferred_at;           /* by module id: the use that fixed a linear's 'in' */
@@ -1091,9 +1094,20 @@ static shape forward(fwd *f, module *m, shape in, int *buf, loc use, const char 
         }
     }
     if (!m->is_layer) {
-        for (int i = 0; i < m->nchildren; i++)
-            in = forward(f, m->children[i].m, in, buf, m->children[i].loc,
-                         join(path, m->children[i].name));
+        for (int i = 0; i < m->nchildren; i++) {
+            const char *cp = join(path, m->children[i].name);
+            size_t len = strlen(cp);
+            loc cl = f->sh ? f->sh_use : m->children[i].loc;
+            if (len > MAX_PATH_LEN)
+                error_at(cl, "the module path '%.40s...' is %zu characters long, more than "
+                             "nngen's limit of %d: use shorter names", cp, len, MAX_PATH_LEN);
+            f->path_bytes += (int64_t)len + 1;
+            if (f->path_bytes > MAX_PATH_BYTES)
+                error_at(cl, "the module paths of this network take more than %d bytes "
+                             "(nngen's limit): use shorter names or fewer modules",
+                         MAX_PATH_BYTES);
+            in = forward(f, m->children[i].m, in, buf, m->children[i].loc, cp);
+        }
         f->sh = outer_sh;
         return in;
     }

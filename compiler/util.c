@@ -112,14 +112,22 @@ void sb_vprintf(strbuf *b, const char *fmt, va_list ap)
      * format string" about the instrumented path */
     if (!fmt)
         return;
+    /* format straight into the free space; only a longer result needs a
+     * second pass (measuring with vsnprintf(NULL, 0) first is slow in glibc) */
+    sb_reserve(b, 128);
+    size_t room = b->cap - b->len;
     va_list aq;
     va_copy(aq, ap);
-    int n = vsnprintf(NULL, 0, fmt, aq);
+    int n = vsnprintf(b->s + b->len, room, fmt, aq);
     va_end(aq);
-    if (n < 0)
+    if (n < 0) {
+        b->s[b->len] = 0;
         return;
-    sb_reserve(b, (size_t)n);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    }
+    if ((size_t)n >= room) {
+        sb_reserve(b, (size_t)n);
+        vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    }
     b->len += (size_t)n;
 }
 
