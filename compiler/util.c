@@ -8,12 +8,29 @@
 
 /* ---- arena ------------------------------------------------------------ */
 /* Every allocation of one compilation is kept on a list and released at
- * the end, so error paths (which longjmp to main) leak nothing. */
+ * the end, so error paths (which longjmp to main) leak nothing.  Small
+ * objects are carved out of 64 KiB blocks (a spec near the module limit
+ * makes millions of them); under AddressSanitizer every object gets its
+ * own allocation so that overruns are still caught. */
 
 typedef struct chunk {
     struct chunk *next;
-    /* payload follows, aligned for any object */
+    size_t cap, used;           /* payload bytes; the payload follows, 16-aligned */
 } chunk;
+
+#define CHUNK_HEAD ((sizeof(chunk) + 15) & ~(size_t)15)
+#define ARENA_BLOCK ((size_t)64 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_BUMP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_BUMP 0
+#endif
+#endif
+#ifndef ARENA_BUMP
+#define ARENA_BUMP 1
+#endif
 
 static chunk *arena;
 
@@ -25,15 +42,29 @@ NORETURN static void out_of_memory(void)
 
 void *xalloc(size_t n)
 {
-    size_t head = (sizeof(chunk) + 15) & ~(size_t)15;
-    if (n > SIZE_MAX - head)
+    if (n > SIZE_MAX - CHUNK_HEAD - 16)
         out_of_memory();
-    chunk *c = calloc(1, head + (n ? n : 1));
+    size_t need = ((n ? n : 1) + 15) & ~(size_t)15;
+    if (ARENA_BUMP && arena && arena->cap - arena->used >= need) {
+        void *p = (char *)arena + CHUNK_HEAD + arena->used;
+        arena->used += need;
+        return p; /* zero: blocks come from calloc and are never reused */
+    }
+    size_t cap = ARENA_BUMP && need <= ARENA_BLOCK / 4 ? ARENA_BLOCK : need;
+    chunk *c = calloc(1, CHUNK_HEAD + cap);
     if (!c)
         out_of_memory();
-    c->next = arena;
-    arena = c;
-    return (char *)c + head;
+    c->cap = cap;
+    c->used = need;
+    if (cap == need && arena) {
+        /* a big object: keep the current block in front for small ones */
+        c->next = arena->next;
+        arena->next = c;
+    } else {
+        c->next = arena;
+        arena = c;
+    }
+    return (char *)c + CHUNK_HEAD;
 }
 
 void *xrealloc_array(void *p, size_t old_n, size_t new_n, size_t size)
