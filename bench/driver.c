@@ -10,7 +10,9 @@
  *   driver peak [SCALE]          sgemm GFLOP/s for a few shapes (SCALE=1 full,
  *                                 smaller for --check)
  *   driver bench MIN_S BATCHES   time train step, forward, phases; one line
- *                                 "key value" per result, times in seconds
+ *                                 "key median best" per result, seconds
+ *   driver loop MODE SECONDS     only MODE (train|forward|backward) in a loop,
+ *                                 for perf record / valgrind
  * Every timing: warm-up, then BATCHES batches of n calls each (n chosen so a
  * batch lasts >= MIN_S / BATCHES), median of the per-call time of each batch.
  * The inputs cycle over a pool of POOL different random batches so the
@@ -182,13 +184,11 @@ static void report(const char *key, double med, double best)
     fflush(stdout);
 }
 
-static void bench(double min_s, int batches)
+static void setup(void)
 {
     size_t nx = (size_t)POOL * N_(_BATCH) * N_(_IN_SIZE);
     size_t nt = (size_t)POOL * N_(_BATCH) * TGT_PER_EX;
     size_t ny = (size_t)N_(_BATCH) * N_(_OUT_SIZE);
-    double med, best, t_train, t_loss, t_bwd, t_zero, b_train, b_loss, b_bwd, b_zero;
-    long rss0, rss1;
     xs = malloc(sizeof *xs * nx);
     ts = malloc(sizeof *ts * nt);
     ys = malloc(sizeof *ys * ny);
@@ -201,7 +201,14 @@ static void bench(double min_s, int batches)
     for (size_t j = 0; j < nt; j++) ts[j] = rndf();
 #endif
     for (size_t j = 0; j < ny; j++) dys[j] = rndf() / (float)ny;
+}
 
+static void bench(double min_s, int batches)
+{
+    double med, best, t_train, t_loss, t_bwd, t_zero, b_train, b_loss, b_bwd, b_zero;
+    long rss0, rss1;
+
+    setup();
     /* memory: resident growth from before P_create to after 3 train steps */
     rss0 = rss_bytes();
     net = N_(_create)();
@@ -238,6 +245,23 @@ int main(int argc, char **argv)
         return 0;
     }
 #ifdef NET
+    if (argc >= 4 && !strcmp(argv[1], "loop")) {
+        /* for profilers: only this call, in a loop, for SECONDS */
+        double min_s = atof(argv[3]), t0;
+        long calls = 0;
+        step_fn fn = !strcmp(argv[2], "train") ? do_train : !strcmp(argv[2], "forward") ? do_forward
+                   : !strcmp(argv[2], "backward") ? do_backward : NULL;
+        if (!fn) { fprintf(stderr, "loop: train | forward | backward\n"); return 2; }
+        setup();
+        net = N_(_create)();
+        if (!net) { fprintf(stderr, "create failed\n"); return 1; }
+        N_(_init)(net, 0);
+        t0 = now();
+        while (now() - t0 < min_s)
+            for (int k = 0; k < 16; k++) fn(calls++);
+        printf("%s %.9g per call, %ld calls\n", argv[2], (now() - t0) / (double)calls, calls);
+        return 0;
+    }
     if (argc >= 4 && !strcmp(argv[1], "bench")) {
         bench(atof(argv[2]), atoi(argv[3]));
         return 0;
