@@ -69,11 +69,26 @@ static void next(reader *r, yaml_event_t *ev)
     const char *problem = p->problem ? p->problem : "malformed YAML";
     if (p->error == YAML_READER_ERROR) {
         /* reader errors carry a byte offset, not a mark */
-        loc l = offset_loc(r, p->problem_offset);
-        if (p->problem_value >= 0 && p->problem_value < 256)
-            error_at(l, "YAML syntax error: %s (byte 0x%02X): a spec must be UTF-8 text", problem,
-                     (unsigned)p->problem_value);
-        error_at(l, "YAML syntax error: %s: a spec must be UTF-8 text", problem);
+        size_t off = p->problem_offset;
+        if (strstr(problem, "trailing") || strstr(problem, "incomplete")) {
+            /* blame the byte that starts the broken sequence */
+            size_t k = off;
+            while (k > 0 && off - k < 3 && off <= r->len &&
+                   ((unsigned char)r->text[k] & 0xC0) != 0xC0)
+                k--;
+            if (k < r->len && ((unsigned char)r->text[k] & 0xC0) == 0xC0)
+                error_at(offset_loc(r, k), "YAML syntax error: byte 0x%02X starts a UTF-8 "
+                         "sequence that is not complete: a spec must be UTF-8 text",
+                         (unsigned)(unsigned char)r->text[k]);
+        }
+        loc l = offset_loc(r, off);
+        if (strstr(problem, "leading") && p->problem_value >= 0 && p->problem_value < 256)
+            error_at(l, "YAML syntax error: byte 0x%02X is not valid UTF-8: a spec must be UTF-8 "
+                        "text", (unsigned)p->problem_value);
+        if (p->problem_value >= 0)
+            error_at(l, "YAML syntax error: %s (0x%02X)%s", problem, (unsigned)p->problem_value,
+                     strstr(problem, "UTF-8") ? ": a spec must be UTF-8 text" : "");
+        error_at(l, "YAML syntax error: %s", problem);
     }
     loc l = mark_loc(r, p->problem_mark);
     size_t off = offset_of(r, l.line, l.col);
