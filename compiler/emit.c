@@ -1007,11 +1007,12 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     if (o->inference) {
         E(e, "/* the forward pass: layers write to the two buffers in turn, the last one");
         E(e, "   into y */");
-        open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+        open_block(e, xfmt("void %s_forward(%s *net, const float *input, float *output)\n", n,
+                           n));
         E(e, "const float *D = net->data;");
         E(e, "float *A = net->act;");
-        E(e, "const float *X0 = x;");
-        E(e, "float *Y = y;");
+        E(e, "const float *X0 = input;");
+        E(e, "float *Y = output;");
         E(e, "(void)D; (void)A; (void)Y;");
     } else {
         E(e, "/* the forward pass from X0 (buffer 0); returns the output buffer */");
@@ -1030,7 +1031,7 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     }
     if (o->inference) {
         if (strcmp(act(&L, last), "Y") != 0) /* no layer does any work */
-            E(e, "memcpy(y, %s, sizeof(float) * %lld);", act(&L, last),
+            E(e, "memcpy(Y, %s, sizeof(float) * %lld);", act(&L, last),
               (long long)shape_numel(&p->output));
         close_block(e);
         return;

@@ -9,7 +9,6 @@ compiles NAME.c with
     -std=c99 -Wall -Wextra -Wpedantic -Werror                (SPEC section 3)
     -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Wshadow -Wconversion
 
-except for the known issue in KNOWN (reported, counted in a note).
 
 --expect-blas / --expect-loops NAME,...: the generated file of that spec
 does / does not call cblas_sgemm (the rows*in*out >= 32768 rule).
@@ -29,11 +28,9 @@ import tempfile
 # the default output, and the other kinds of output nngen can produce
 VARIANTS = [[], ["--no-blas"], ["--inference"], ["--inference", "--no-blas"]]
 
-# Known and reported, not fixed here (the compiler is not ours to change):
-# the --inference forward declares `x` and `y` in each layer's block, which
-# shadow P_forward's parameters x and y, so -Wshadow warns.  Those outputs
-# are compiled without -Wshadow; the warnings are counted in a note.
-KNOWN = {"--inference": ["-Wshadow"]}
+# Flags left off for some variants (none now: the --inference -Wshadow
+# warnings this once listed are fixed in the compiler).
+KNOWN = {}
 
 FLAG_SETS = [
     ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"],
