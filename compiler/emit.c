@@ -367,37 +367,38 @@ static void reduce_geometry(const op *o, int64_t *outer, int64_t *size, int64_t 
         *inner *= o->in.d[i];
 }
 
-/* Forward of op o.  For a linear layer, act (if not NULL) is the activation
- * that follows it, computed in the same pass into that activation's buffer. */
-static void emit_forward_op(emitter *e, const layout *L, const op *o, const op *act_op)
+/* Each op's forward and backward is a static kernel function whose
+ * pointer parameters are restrict-qualified (the buffers never overlap),
+ * so the C compiler vectorizes the loops without runtime alias checks;
+ * fwd() and bwd() call them with pointers into the instance.  Kernels of
+ * op i are named f<i> and b<i>. */
+
+/* Forward kernel of op o.  For a linear layer, act_op (if not NULL) is the
+ * activation that follows it, computed in the same pass into that
+ * activation's buffer. */
+static void emit_forward_kernel(emitter *e, int idx, const op *o, const op *act_op)
 {
-    const program *p = e->p;
     const module *m = o->m;
-    if (m->layer == L_IDENTITY || m->layer == L_FLATTEN) {
-        E(e, "/* %s: no work (a view of its input) */", op_comment(o));
-        return;
-    }
-    open_block(e, xfmt("/* %s%s%s */ ", op_comment(o), act_op ? ", then " : "",
-                       act_op ? op_comment(act_op) : ""));
-    E(e, "const float *x = %s;", act(L, o->in_buf));
-    E(e, "float *y = %s;", act(L, act_op ? act_op->out_buf : o->out_buf));
     int64_t n = shape_numel(&o->in);
+    E(e, "/* %s%s%s */", op_comment(o), act_op ? ", then " : "",
+      act_op ? op_comment(act_op) : "");
+    if (m->layer == L_LINEAR)
+        E(e, "static void f%d(const float *restrict x, float *restrict y, const float *restrict w%s)",
+          idx, m->bias ? ", const float *restrict b" : "");
+    else
+        E(e, "static void f%d(const float *restrict x, float *restrict y)", idx);
+    open_block(e, "");
     switch (m->layer) {
     case L_LINEAR: {
-        const tensor *w = &p->tensors[m->param_ids[0]];
-        const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
-        E(e, "const float *w = D + %lld;", (long long)w->offset);
-        if (b)
-            E(e, "const float *b = D + %lld;", (long long)b->offset);
         if (use_blas(e, o)) {
             /* y = b (broadcast), then y += x w^T */
-            if (b)
+            if (m->bias)
                 E(e, "for (int r = 0; r < %lld; r++) memcpy(y + r * %lld, b, %lld * "
                      "sizeof(float));", rows, out, out);
             E(e, "cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, %lld, %lld, %lld, 1.0f, "
                  "x, %lld, w, %lld, %s, y, %lld);",
-              rows, out, in, in, in, b ? "1.0f" : "0.0f", out);
+              rows, out, in, in, in, m->bias ? "1.0f" : "0.0f", out);
             if (act_op)
                 E(e, "for (int k = 0; k < %lld; k++) y[k] = %s;", rows * out,
                   activation_expr(act_op->m, "y[k]"));
@@ -407,7 +408,7 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o, const op *
             E(e, "        float s = 0.0f;");
             E(e, "        for (int i = 0; i < %lld; i++)", in);
             E(e, "            s += x[r * %lld + i] * w[o * %lld + i];", in, in);
-            if (b)
+            if (m->bias)
                 E(e, "        s += b[o];");
             E(e, "        y[r * %lld + o] = %s;", out, act_op ? activation_expr(act_op->m, "s")
                                                              : "s");
@@ -416,17 +417,11 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o, const op *
         break;
     }
     case L_RELU:
-        E(e, "for (int i = 0; i < %lld; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;", (long long)n);
-        break;
     case L_LEAKY_RELU:
-        E(e, "for (int i = 0; i < %lld; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * %s;",
-          (long long)n, flit(m->slope));
-        break;
     case L_SIGMOID:
-        E(e, "for (int i = 0; i < %lld; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));", (long long)n);
-        break;
     case L_TANH:
-        E(e, "for (int i = 0; i < %lld; i++) y[i] = tanhf(x[i]);", (long long)n);
+        E(e, "for (int i = 0; i < %lld; i++) y[i] = %s;", (long long)n,
+          activation_expr(m, "x[i]"));
         break;
     case L_GELU:
         E(e, "for (int i = 0; i < %lld; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * "
@@ -466,31 +461,54 @@ static void emit_forward_op(emitter *e, const layout *L, const op *o, const op *
         unreachable();
     }
     close_block(e);
+    NL(e);
 }
 
-/* Gradient of op o: gy (gradient of its output) -> gx (of its input, may be
- * "NULL"-guarded by the caller), and parameter gradients added into G. */
-/* Backward of op o: gy (gradient of its output) -> gx (of its input) and the
- * parameter gradients in G.  set_w / set_b: this op is the first in backward
- * order to touch that gradient, so when the caller asks (set != 0: a train
- * step, which does not zero the gradients first) it writes instead of adding. */
-static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w, int set_b)
+static void emit_forward_call(emitter *e, const layout *L, int idx, const op *o,
+                              const op *act_op)
+{
+    const program *p = e->p;
+    const module *m = o->m;
+    if (m->layer == L_IDENTITY || m->layer == L_FLATTEN) {
+        E(e, "/* %s: no work (a view of its input) */", op_comment(o));
+        return;
+    }
+    const char *x = act(L, o->in_buf), *y = act(L, act_op ? act_op->out_buf : o->out_buf);
+    if (m->layer == L_LINEAR) {
+        const tensor *w = &p->tensors[m->param_ids[0]];
+        if (m->bias)
+            E(e, "f%d(%s, %s, D + %lld, D + %lld);", idx, x, y, (long long)w->offset,
+              (long long)p->tensors[m->param_ids[1]].offset);
+        else
+            E(e, "f%d(%s, %s, D + %lld);", idx, x, y, (long long)w->offset);
+    } else {
+        E(e, "f%d(%s, %s);", idx, x, y);
+    }
+}
+
+/* Backward kernel of op o: gy (gradient of its output) -> gx (of its input;
+ * NULL when nobody needs it) and the parameter gradients.  set_w / set_b:
+ * this op is the first in backward order to touch that gradient, so when
+ * the caller asks (set != 0: a train step, which does not zero the
+ * gradients first) it writes instead of adding. */
+static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, int set_b)
 {
     const program *p = e->p;
     const module *m = o->m;
     int64_t n = shape_numel(&o->in);
-    open_block(e, xfmt("/* %s */ ", op_comment(o)));
+    E(e, "/* backward of %s */", op_comment(o));
     switch (m->layer) {
     case L_LINEAR: {
         const tensor *w = &p->tensors[m->param_ids[0]];
         const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
         int gw = w->requires_grad, gb = b && b->requires_grad;
-        E(e, "const float *w = D + %lld;", (long long)w->offset);
-        if (gw)
-            E(e, "const float *x = %s;", act(L, o->in_buf));
+        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
+             "w%s%s%s%s)", idx, gw ? ", const float *restrict x" : "",
+          gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
+          (gw && set_w) || (gb && set_b) ? ", int set" : "");
+        open_block(e, "");
         if (gb) {
-            E(e, "float *gb = G + %lld;", (long long)b->offset);
             if (set_b)
                 E(e, "if (set) memset(gb, 0, sizeof(float) * %lld);", out);
             E(e, "for (int r = 0; r < %lld; r++)", rows);
@@ -499,15 +517,13 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w
         if (use_blas(e, o)) {
             if (gw)
                 E(e, "cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, %lld, %lld, %lld, "
-                     "1.0f, gy, %lld, x, %lld, %s, G + %lld, %lld);",
-                  out, in, rows, out, in, set_w ? "set ? 0.0f : 1.0f" : "1.0f",
-                  (long long)w->offset, in);
+                     "1.0f, gy, %lld, x, %lld, %s, gw, %lld);",
+                  out, in, rows, out, in, set_w ? "set ? 0.0f : 1.0f" : "1.0f", in);
             E(e, "if (gx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, %lld, "
                  "%lld, %lld, 1.0f, gy, %lld, w, %lld, 0.0f, gx, %lld);",
               rows, in, out, out, in, in);
         } else {
             if (gw) {
-                E(e, "float *gw = G + %lld;", (long long)w->offset);
                 if (set_w)
                     E(e, "if (set) memset(gw, 0, sizeof(float) * %lld);", out * in);
                 E(e, "for (int r = 0; r < %lld; r++)", rows);
@@ -529,29 +545,50 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w
             E(e, "        }");
             E(e, "}");
         }
-        break;
+        close_block(e);
+        NL(e);
+        return;
     }
     case L_RELU:
-        E(e, "const float *y = %s;", act(L, o->out_buf));
+    case L_SIGMOID:
+    case L_TANH:
+    case L_SOFTMAX:
+    case L_LOG_SOFTMAX:
+        /* these read their output */
+        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
+             "y)", idx);
+        break;
+    case L_LEAKY_RELU:
+        /* with a positive slope, x > 0 exactly when y > 0: the output is read,
+           which is what is stored when the activation is fused */
+        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
+             "v)", idx);
+        break;
+    case L_GELU:
+        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
+             "x)", idx);
+        break;
+    case L_IDENTITY:
+    case L_FLATTEN:
+    case L_COUNT:
+        unreachable();
+    }
+    open_block(e, "");
+    switch (m->layer) {
+    case L_RELU:
         E(e, "for (int i = 0; i < %lld; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;", (long long)n);
         break;
     case L_LEAKY_RELU:
-        /* with a positive slope, x > 0 exactly when y > 0: read the output,
-           which is what is stored when the activation is fused */
-        E(e, "const float *v = %s;", act(L, m->slope > 0 ? o->out_buf : o->in_buf));
         E(e, "for (int i = 0; i < %lld; i++) gx[i] = v[i] > 0.0f ? gy[i] : gy[i] * %s;",
           (long long)n, flit(m->slope));
         break;
     case L_SIGMOID:
-        E(e, "const float *y = %s;", act(L, o->out_buf));
         E(e, "for (int i = 0; i < %lld; i++) gx[i] = gy[i] * (1.0f - y[i]) * y[i];", (long long)n);
         break;
     case L_TANH:
-        E(e, "const float *y = %s;", act(L, o->out_buf));
         E(e, "for (int i = 0; i < %lld; i++) gx[i] = gy[i] * (1.0f - y[i] * y[i]);", (long long)n);
         break;
     case L_GELU:
-        E(e, "const float *x = %s;", act(L, o->in_buf));
         E(e, "for (int i = 0; i < %lld; i++) {", (long long)n);
         E(e, "    float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));");
         E(e, "    float pdf = expf(-0.5f * x[i] * x[i]) * 0.39894228040143268f;");
@@ -562,7 +599,6 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w
     case L_LOG_SOFTMAX: {
         int64_t outer, size, inner;
         reduce_geometry(o, &outer, &size, &inner);
-        E(e, "const float *y = %s;", act(L, o->out_buf));
         E(e, "for (int a = 0; a < %lld; a++)", (long long)outer);
         E(e, "    for (int c = 0; c < %lld; c++) {", (long long)inner);
         E(e, "        int base = a * %lld + c;", (long long)(size * inner));
@@ -583,12 +619,43 @@ static void emit_backward_op(emitter *e, const layout *L, const op *o, int set_w
         E(e, "    }");
         break;
     }
+    case L_LINEAR:
     case L_IDENTITY:
     case L_FLATTEN:
     case L_COUNT:
         unreachable();
     }
     close_block(e);
+    NL(e);
+}
+
+/* The call of op o's backward kernel inside bwd(): gradients flow from gy
+ * to gx. */
+static void emit_backward_call(emitter *e, const layout *L, int idx, const op *o, int set_w,
+                               int set_b)
+{
+    const program *p = e->p;
+    const module *m = o->m;
+    if (m->layer != L_LINEAR) {
+        const char *saved = m->layer == L_GELU || (m->layer == L_LEAKY_RELU && m->slope <= 0)
+                                ? act(L, o->in_buf)
+                                : act(L, o->out_buf);
+        E(e, "b%d(gy, gx, %s);", idx, saved);
+        return;
+    }
+    const tensor *w = &p->tensors[m->param_ids[0]];
+    const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
+    int gw = w->requires_grad, gb = b && b->requires_grad;
+    strbuf args = {0};
+    sb_printf(&args, "gy, gx, D + %lld", (long long)w->offset);
+    if (gw)
+        sb_printf(&args, ", %s, G + %lld", act(L, o->in_buf), (long long)w->offset);
+    if (gb)
+        sb_printf(&args, ", G + %lld", (long long)b->offset);
+    if ((gw && set_w) || (gb && set_b))
+        sb_puts(&args, ", set");
+    E(e, "b%d(%s);", idx, args.s);
+    free(args.s);
 }
 
 /* ---- init ---------------------------------------------------------------------- */
@@ -770,16 +837,55 @@ static void emit_train(emitter *e, const layout *L)
         E(e, "/* torch.optim.Adam(lr=%g, betas=(%g, %g), eps=%g, weight_decay=%g, amsgrad=%s) */",
           t->lr, t->beta1, t->beta2, t->eps, t->weight_decay, t->amsgrad ? "True" : "False");
     }
-    open_block(e, xfmt("static void opt_step(%s *net)\n", n));
-    E(e, "float *P = net->data;");
-    E(e, "const float *G = net->grad;");
-    if (t->opt == OPT_SGD && t->momentum != 0) {
-        E(e, "float *M = net->opt; /* momentum buffers */");
-        E(e, "const int first = net->steps == 0;");
+    /* one kernel per run of trainable parameters, restrict-qualified so it
+       vectorizes; the run lengths are multiples of 16 */
+    int sgd_m = t->opt == OPT_SGD && t->momentum != 0;
+    for (int r = 0; r < nruns; r++) {
+        long long len = (long long)(re[r] - rs[r]);
+        if (t->opt == OPT_SGD)
+            E(e, "static void opt%d(float *restrict P, const float *restrict G%s)", r,
+              sgd_m ? ", float *restrict M, int first" : "");
+        else
+            E(e, "static void opt%d(float *restrict P, const float *restrict G, float *restrict M, "
+                 "float *restrict V%s, float neg_step_size, float bc2_sqrt)", r,
+              t->amsgrad ? ", float *restrict VMAX" : "");
+        open_block(e, "");
+        const char *g = t->weight_decay != 0 ? xfmt("(G[i] + %s * P[i])", flit(t->weight_decay))
+                                             : "G[i]";
+        if (t->opt == OPT_SGD) {
+            const char *upd = t->nesterov ? xfmt("P[i] = P[i] + %s * (%s + %s * M[i]);",
+                                                 flit(-t->lr), g, flit(t->momentum))
+                                          : xfmt("P[i] = P[i] + %s * M[i];", flit(-t->lr));
+            if (sgd_m) {
+                E(e, "if (first) /* the momentum buffer starts as a copy of the gradient */");
+                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = %s; %s }", len, g, upd);
+                E(e, "else");
+                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = M[i] * %s + %s * %s; %s }", len,
+                  flit(t->momentum), flit(1.0 - t->dampening), g, upd);
+            } else {
+                E(e, "for (int i = 0; i < %lld; i++) P[i] = P[i] + %s * %s;", len, flit(-t->lr),
+                  g);
+            }
+        } else {
+            E(e, "for (int i = 0; i < %lld; i++) {", len);
+            E(e, "    float g = %s;", g);
+            E(e, "    M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
+            E(e, "    V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
+            if (t->amsgrad) {
+                E(e, "    VMAX[i] = V[i] > VMAX[i] ? V[i] : VMAX[i];");
+                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(VMAX[i]) / bc2_sqrt + "
+                     "%s));", flit(t->eps));
+            } else {
+                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(V[i]) / bc2_sqrt + %s));",
+                  flit(t->eps));
+            }
+            E(e, "}");
+        }
+        close_block(e);
+        NL(e);
     }
-    if (t->opt == OPT_ADAM) {
-        E(e, "float *M = net->opt, *V = net->opt + %lld;%s", (long long)PF,
-          t->amsgrad ? xfmt(" float *VMAX = net->opt + %lld;", (long long)(2 * PF)) : "");
+    open_block(e, xfmt("static void opt_step(%s *net)\n", n));
+    if (t->opt == OPT_ADAM && nruns) {
         E(e, "const double step = (double)(net->steps + 1);");
         E(e, "const double bc1 = 1.0 - pow(%s, step), bc2 = 1.0 - pow(%s, step);",
           dlit(t->beta1), dlit(t->beta2));
@@ -787,38 +893,15 @@ static void emit_train(emitter *e, const layout *L)
         E(e, "const float bc2_sqrt = (float)sqrt(bc2);");
     }
     for (int r = 0; r < nruns; r++) {
-        open_block(e, xfmt("for (int i = %lld; i < %lld; i++) ", (long long)rs[r],
-                           (long long)re[r]));
-        if (t->weight_decay != 0)
-            E(e, "float g = G[i] + %s * P[i];", flit(t->weight_decay));
+        long long st = (long long)rs[r];
+        if (t->opt == OPT_SGD)
+            E(e, "opt%d(net->data + %lld, net->grad + %lld%s);", r, st, st,
+              sgd_m ? xfmt(", net->opt + %lld, net->steps == 0", st) : "");
         else
-            E(e, "float g = G[i];");
-        if (t->opt == OPT_SGD) {
-            if (t->momentum != 0) {
-                E(e, "M[i] = first ? g : M[i] * %s + %s * g;", flit(t->momentum),
-                  flit(1.0 - t->dampening));
-                if (t->nesterov)
-                    E(e, "g = g + %s * M[i];", flit(t->momentum));
-                else
-                    E(e, "g = M[i];");
-            }
-            E(e, "P[i] = P[i] + %s * g;", flit(-t->lr));
-        } else {
-            E(e, "M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
-            E(e, "V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
-            if (t->amsgrad) {
-                E(e, "if (V[i] > VMAX[i]) VMAX[i] = V[i];");
-                E(e, "P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(VMAX[i]) / bc2_sqrt + %s));",
-                  flit(t->eps));
-            } else {
-                E(e, "P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(V[i]) / bc2_sqrt + %s));",
-                  flit(t->eps));
-            }
-        }
-        close_block(e);
+            E(e, "opt%d(net->data + %lld, net->grad + %lld, net->opt + %lld, net->opt + %lld%s, "
+                 "neg_step_size, bc2_sqrt);", r, st, st, st, (long long)(PF + st),
+              t->amsgrad ? xfmt(", net->opt + %lld", (long long)(2 * PF + st)) : "");
     }
-    if (!nruns)
-        E(e, "(void)P; (void)G;");
     E(e, "net->steps++;");
     close_block(e);
     NL(e);
@@ -1004,6 +1087,16 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
 
     /* forward: every stored activation keeps its own buffer for backward */
     int last = p->nops ? p->ops[p->nops - 1].out_buf : 0;
+    E(e, "/* ---- forward kernels ---- */");
+    NL(e);
+    for (int i = 0; i < p->nops; i++) {
+        const op *oi = &p->ops[i];
+        if (oi->m->layer == L_IDENTITY || oi->m->layer == L_FLATTEN)
+            continue;
+        int fused = fused_with_next(p, i);
+        emit_forward_kernel(e, i, oi, fused ? &p->ops[i + 1] : NULL);
+        i += fused;
+    }
     if (o->inference) {
         E(e, "/* the forward pass: layers write to the two buffers in turn, the last one");
         E(e, "   into y */");
@@ -1022,12 +1115,9 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
         E(e, "(void)D; (void)A;");
     }
     for (int i = 0; i < p->nops; i++) {
-        if (fused_with_next(p, i)) {
-            emit_forward_op(e, &L, &p->ops[i], &p->ops[i + 1]);
-            i++;
-        } else {
-            emit_forward_op(e, &L, &p->ops[i], NULL);
-        }
+        int fused = fused_with_next(p, i);
+        emit_forward_call(e, &L, i, &p->ops[i], fused ? &p->ops[i + 1] : NULL);
+        i += fused;
     }
     if (o->inference) {
         if (strcmp(act(&L, last), "Y") != 0) /* no layer does any work */
@@ -1052,6 +1142,23 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
        upstream has a trainable parameter, only dx is left to compute.
        set != 0 (a train step): the first op to touch a gradient writes it
        instead of adding, so the gradients need no zeroing beforehand. */
+    /* set_w[i] / set_b[i]: op i is the first in backward order to touch its
+       weight / bias gradient */
+    char *touched = xalloc((size_t)p->ntensors + 1);
+    char *set_w = xalloc((size_t)p->nops + 1), *set_b = xalloc((size_t)p->nops + 1);
+    for (int i = p->nops - 1; i >= 0; i--) {
+        const module *m = p->ops[i].m;
+        for (int k = 0; k < m->nparams; k++) {
+            char *flag = k == 0 ? &set_w[i] : &set_b[i];
+            *flag = !touched[m->param_ids[k]];
+            touched[m->param_ids[k]] = 1;
+        }
+    }
+    E(e, "/* ---- backward kernels ---- */");
+    NL(e);
+    for (int i = 0; i < p->nops; i++)
+        if (p->ops[i].m->layer != L_IDENTITY && p->ops[i].m->layer != L_FLATTEN)
+            emit_backward_kernel(e, i, &p->ops[i], set_w[i], set_b[i]);
     E(e, "/* the backward pass of the last forward from X0 */");
     open_block(e, xfmt("static void bwd(%s *net, const float *X0, const float *dy, float *dx, "
                        "int set)\n", n));
@@ -1062,14 +1169,13 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "const float *gy = dy;");
     E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)gy; (void)X0; (void)set;");
     E(e, "nn_model_attach_grads(&net->model);");
-    char *touched = xalloc((size_t)p->ntensors + 1);
     int pp = 0; /* which scratch buffer the next gx goes to */
     for (int i = p->nops - 1; i >= 0; i--) {
-        const op *o = &p->ops[i];
-        if (o->m->layer == L_IDENTITY || o->m->layer == L_FLATTEN) {
+        const op *oi = &p->ops[i];
+        if (oi->m->layer == L_IDENTITY || oi->m->layer == L_FLATTEN) {
             if (i == 0)
                 E(e, "if (dx) memcpy(dx, gy, sizeof(float) * %lld);",
-                  (long long)shape_numel(&o->in));
+                  (long long)shape_numel(&oi->in));
             continue;
         }
         /* trainable parameters in this op or before it / strictly before it */
@@ -1080,15 +1186,6 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
                     *(j < i ? &before : &here) = 1;
         if (!here && !before)
             E(e, "if (!dx) return; /* nothing from here on needs a gradient */");
-        int set_w = 0, set_b = 0;
-        if (o->m->nparams > 0) {
-            set_w = !touched[o->m->param_ids[0]];
-            touched[o->m->param_ids[0]] = 1;
-        }
-        if (o->m->nparams > 1) {
-            set_b = !touched[o->m->param_ids[1]];
-            touched[o->m->param_ids[1]] = 1;
-        }
         open_block(e, "");
         if (i == 0)
             E(e, "float *gx = dx;");
@@ -1096,9 +1193,9 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
             E(e, "float *gx = dx ? S%d : NULL; /* only dx needs it */", pp);
         else
             E(e, "float *gx = S%d;", pp);
-        if (o->m->layer != L_LINEAR && i == 0)
+        if (oi->m->layer != L_LINEAR && i == 0)
             E(e, "if (gx)");
-        emit_backward_op(e, &L, o, set_w, set_b);
+        emit_backward_call(e, &L, i, oi, set_w[i], set_b[i]);
         if (i > 0)
             E(e, "gy = gx;");
         else
