@@ -153,6 +153,41 @@ def cpu_times():
     return (sum(v[:8]) - idle, sum(v[:8]))
 
 
+class LoadMeter:
+    """Share of the machine's CPU used by processes other than this benchmark
+    (and its waited-for children) between start() and stop()."""
+
+    def start(self):
+        self.t, self.cpu, self.ours = time.time(), cpu_times(), self._ours()
+        return self
+
+    @staticmethod
+    def _ours():
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime + sum(os.times()[:2])
+
+    def stop(self):
+        cpu, wall = cpu_times(), time.time() - self.t
+        if not cpu or not self.cpu or wall <= 0:
+            return None
+        busy = (cpu[0] - self.cpu[0]) / os.sysconf("SC_CLK_TCK")
+        return max(0.0, busy - (self._ours() - self.ours)) / (wall * os.cpu_count())
+
+
+def wait_idle(limit, quiet=0.10):
+    """Wait (at most limit seconds) until other processes use < quiet of the
+    machine over one second. Returns the seconds waited, or None on timeout."""
+    t0 = time.time()
+    while True:
+        m = LoadMeter().start()
+        time.sleep(1.0)
+        f = m.stop()
+        if f is None or f < quiet:
+            return time.time() - t0
+        if time.time() - t0 > limit:
+            return None
+
+
 def machine_info(threads):
     model = "?"
     try:
@@ -283,6 +318,9 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="OpenBLAS / torch threads (default: all cores)")
     ap.add_argument("--only", default="", help="subset of networks, e.g. ab")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="before each measurement wait up to S s for other processes "
+                    "to leave the CPUs idle (default 0: do not wait)")
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -291,7 +329,13 @@ def main():
         return 0
 
     t_start = time.time()
-    cpu0 = cpu_times()
+    meter_all = LoadMeter().start()
+    waits = []
+
+    def settle():
+        if args.wait_idle > 0:
+            w = wait_idle(args.wait_idle)
+            waits.append(w)
     build = args.build if os.path.isabs(args.build) else os.path.join(os.getcwd(), args.build)
     if not os.path.isdir(build) and os.path.isdir(os.path.join(ROOT, args.build)):
         build = os.path.join(ROOT, args.build)
@@ -337,6 +381,7 @@ def main():
 
     try:
         # ---- sgemm peak (and OpenBLAS identity), plain driver without a net
+        settle()
         peak_bin = os.path.join(work, "peak")
         run([cc, "-std=c99", "-O2", "-o", peak_bin, os.path.join(HERE, "driver.c"),
              "-lopenblas", "-lm"])
@@ -357,6 +402,7 @@ def main():
             csrc = os.path.join(work, n["name"] + ".c")
             run([nngen, spec, "-o", csrc])
             budget = CHECK_BUDGET if args.check else BUDGET[n["key"]]
+            r["load"] = []
             for label, flags in flagsets:
                 exe = os.path.join(work, "%s_%s" % (n["name"], re.sub(r"[^A-Za-z0-9]+", "", label)))
                 cmd = [cc, "-std=c99"] + flags + [
@@ -366,7 +412,10 @@ def main():
                     cmd.append("-DLOSS_CE")
                 cmd += ["-o", exe, os.path.join(HERE, "driver.c"), csrc, rtlib, "-lopenblas", "-lm"]
                 run(cmd)
+                settle()
+                meter = LoadMeter().start()
                 out = run([exe, "bench", str(budget[0]), str(budget[1])], env=env)
+                r["load"].append(meter.stop())
                 with open(exe + ".out", "w") as f:
                     f.write(out)
                 r["nngen"][label] = parse_kv(out)
@@ -386,8 +435,11 @@ def main():
                            momentum=n["momentum"], threads=th, budget=budget)
                 tenv = dict(env)
                 tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
+                settle()
+                meter = LoadMeter().start()
                 tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
                             json.dumps(cfg)], env=tenv)
+                r["load"].append(meter.stop())
                 r["torch_by_threads"][th] = json.loads(tout)
             # memory from the all-cores process; time: the faster configuration
             r["torch"] = dict(r["torch_by_threads"][threads])
@@ -403,14 +455,8 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------ report
-    cpu1 = cpu_times()
+    foreign = meter_all.stop()
     wall = time.time() - t_start
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ours = ru.ru_utime + ru.ru_stime + sum(os.times()[:2])
-    foreign = None
-    if cpu0 and cpu1:
-        busy = (cpu1[0] - cpu0[0]) / os.sysconf("SC_CLK_TCK")
-        foreign = max(0.0, busy - ours) / (wall * os.cpu_count())
     P = print
     P("nngen benchmark%s: generated C vs PyTorch eager, CPU" % (" (--check: tiny sizes)" if args.check else ""))
     P("machine : %s, %d cores (%s), Linux %s" % (model, cores, cpuflags, platform.release()))
@@ -429,14 +475,23 @@ def main():
       % (peak_gf, threads,
          ", ".join("%s %.0f" % (k[6:], v[2]) for k, v in pk.items() if k.startswith("sgemm_")),
          pk1["peak_gflops"][0]))
+    noisy = [r["net"]["title"][:3] for r in results
+             if any(x is not None and x > 0.10 for x in r["load"])]
     if foreign is not None:
         P("other load: %.0f%% of the machine was used by processes outside this benchmark during the run%s"
-          % (100 * foreign, " -- NUMBERS ARE NOISY, rerun on an idle machine" if foreign > 0.10 else ""))
+          % (100 * foreign, "; the rows of %s were measured while other processes used > 10%% "
+             "-- NOISY, rerun on an idle machine (--wait-idle 600 helps)" % " ".join(noisy)
+             if noisy else ""))
+    if waits:
+        P("waited for idle CPUs before each measurement: %.0f s in all%s" % (
+            sum(w for w in waits if w is not None),
+            ", %d waits timed out" % sum(w is None for w in waits) if None in waits else ""))
     P("")
 
     thcols = "".join("%12s" % ("torch %dT" % th) for th in torch_threads)
-    hdr = "%-38s %-7s %-18s %11s%s %9s %-14s %8s %6s" % (
-        "network", "mode", "nngen flags", "nngen", thcols, "speedup", "target", "GFLOP/s", "%peak")
+    hdr = "%-38s %-7s %-18s %11s%s %9s %-14s %8s %6s %5s" % (
+        "network", "mode", "nngen flags", "nngen", thcols, "speedup", "target", "GFLOP/s", "%peak",
+        "load")
     P(hdr)
     P("-" * len(hdr))
     for r in results:
@@ -453,9 +508,13 @@ def main():
                     tstr = ">=%gx %s" % (tgt, "met" if speed >= tgt else "NOT met")
                 tcells = "".join("%12s" % (fmt_time(r["torch_by_threads"][th][mode][BEST]) if i == 0 else "")
                                  for th in torch_threads)
-                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%%" % (
+                ld = ""
+                if mode == "train" and i == 0:
+                    lv = [x for x in r["load"] if x is not None]
+                    ld = "%4.0f%%" % (100 * max(lv)) if lv else "?"
+                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%% %5s" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
-                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf))
+                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf, ld))
         P("")
 
     P("memory")
@@ -496,6 +555,7 @@ def main():
       % ("3" if args.check else "3-7", flagsets[0][0]))
     P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
       "but the first; %peak = of the sgemm peak above.")
+    P("load: the most other processes used of the machine during one of the network's measurements.")
     P("dRSS: growth of resident memory (/proc/self/statm) from before creating the model to after 3 "
       "train steps; torch peak dRSS: max statm sampled after forward+loss, backward and step.")
     P("elapsed: %.0f s" % wall)
