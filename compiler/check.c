@@ -399,6 +399,7 @@ static void layer_args(ctx *c, module *m, const ynode *v, loc key_loc)
         }
         m->slope = get_num(v, "leaky_relu 'negative_slope'");
         m->slope_is_int = is_int_text(v->str);
+        m->slope_text = v->str;
         return;
     case L_LOG_SOFTMAX:
     case L_SOFTMAX:
@@ -1195,8 +1196,14 @@ static void make_extra(module *m)
         m->extra = linear_extra(m);
         return;
     case L_LEAKY_RELU:
-        if (m->slope_is_int)
-            snprintf(num, sizeof num, "%lld", (long long)m->slope);
+        if (m->slope_is_int) { /* Python prints an int argument as an int, digits exact */
+            const char *t = m->slope_text;
+            int neg = *t == '-';
+            t += *t == '-' || *t == '+';
+            while (t[0] == '0' && t[1])
+                t++;
+            snprintf(num, sizeof num, "%s%s", neg && strcmp(t, "0") ? "-" : "", t);
+        }
         else
             py_float_repr(num, sizeof num, m->slope);
         m->extra = xfmt("negative_slope=%s", num);

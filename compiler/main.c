@@ -56,6 +56,7 @@ static char *read_file(const char *path, size_t *len)
     strbuf b = {0};
     char chunk[65536];
     size_t n;
+    errno = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (b.len + n > MAX_SPEC_BYTES) {
             fclose(f);
@@ -66,11 +67,11 @@ static char *read_file(const char *path, size_t *len)
         for (size_t i = 0; i < n; i++)
             sb_putc(&b, chunk[i]);
     }
-    int bad = ferror(f);
+    int bad = ferror(f), err = errno; /* EISDIR for a directory */
     fclose(f);
     if (bad) {
         free(b.s);
-        errno = EIO;
+        errno = err ? err : EIO;
         return NULL;
     }
     if (!b.s)

@@ -166,6 +166,7 @@ struct module {
     int bias;
     double slope;               /* leaky_relu */
     int slope_is_int;
+    const char *slope_text;     /* leaky_relu: the slope as written (for an int) */
     int dim;                    /* softmax, log_softmax */
     /* meta */
     int frozen;
