@@ -9,14 +9,16 @@
  * Usage:
  *   driver peak [SCALE]          sgemm GFLOP/s for a few shapes (SCALE=1 full,
  *                                 smaller for --check)
- *   driver bench MIN_S BATCHES   time train step, forward, phases; one line
+ *   driver bench MIN_S BATCHES [POOL]  time train step, forward, phases; one line
  *                                 "key median best" per result, seconds
  *   driver loop MODE SECONDS     only MODE (train|forward|backward) in a loop,
  *                                 for perf record / valgrind
  * Every timing: warm-up, then BATCHES batches of n calls each (n chosen so a
  * batch lasts >= MIN_S / BATCHES), median of the per-call time of each batch.
- * The inputs cycle over a pool of POOL different random batches so the
- * network never converges to zero gradients (denormals) on one fixed batch.
+ * The inputs cycle over a pool of POOL different random batches (random
+ * targets; POOL is the 3rd bench argument, default 8) so that the network
+ * does not memorize its data: the loss and the gradients stay O(1) instead
+ * of collapsing towards tiny and denormal values over millions of steps.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -43,7 +45,7 @@ extern char *openblas_get_config(void);
 extern char *openblas_get_corename(void);
 extern int openblas_get_num_threads(void);
 
-#define POOL 8
+static long POOL = 8;
 
 static double now(void)
 {
@@ -216,6 +218,7 @@ static void bench(double min_s, int batches)
     N_(_init)(net, 0);
     for (int k = 0; k < 3; k++) sink = N_(_train_step)(net, XS(k), TS(k));
     rss1 = rss_bytes();
+    printf("pool %ld\n", POOL);
     printf("bytes %lu\n", (unsigned long)N_(_BYTES));
     printf("rss_delta %ld\n", rss1 - rss0);
     printf("loss_after_3 %.6g\n", (double)sink);
@@ -263,6 +266,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 4 && !strcmp(argv[1], "bench")) {
+        if (argc >= 5 && atol(argv[4]) > 0) POOL = atol(argv[4]);
         bench(atof(argv[2]), atoi(argv[3]));
         return 0;
     }

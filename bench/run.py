@@ -28,7 +28,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-POOL = 8  # distinct input batches cycled through (same in driver.c)
+POOL_BYTES = 16 << 20  # inputs + targets cycled through, per network
+
+
+def pool_size(net):
+    """Distinct random batches the benchmark cycles through (both sides):
+    ~16 MiB of data, at least 8 and at most 1024 batches, so that a network
+    cannot memorize them during the run (loss and gradients stay O(1))."""
+    per = 4 * net["batch"] * (net["dims"][0] + (1 if net["loss"] == "cross_entropy" else net["dims"][-1]))
+    return max(8, min(1024, POOL_BYTES // per))
 BEST = 1  # timings are [median, best] per call
 
 # ---------------------------------------------------------------- networks
@@ -227,7 +235,7 @@ def torch_worker(cfg):
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    d, b = cfg["dims"], cfg["batch"]
+    d, b, POOL = cfg["dims"], cfg["batch"], cfg["pool"]
     xs = [torch.randn(b, d[0]) for _ in range(POOL)]
     if cfg["loss"] == "cross_entropy":
         ts = [torch.randint(0, d[-1], (b,)) for _ in range(POOL)]
@@ -414,7 +422,7 @@ def main():
                 run(cmd)
                 settle()
                 meter = LoadMeter().start()
-                out = run([exe, "bench", str(budget[0]), str(budget[1])], env=env)
+                out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))], env=env)
                 r["load"].append(meter.stop())
                 with open(exe + ".out", "w") as f:
                     f.write(out)
@@ -432,7 +440,7 @@ def main():
             r["torch_by_threads"] = {}
             for th in torch_threads:
                 cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
-                           momentum=n["momentum"], threads=th, budget=budget)
+                           momentum=n["momentum"], threads=th, budget=budget, pool=pool_size(n))
                 tenv = dict(env)
                 tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
                 settle()
