@@ -174,11 +174,16 @@ static volatile float sink;
 #define TGT_PER_EX N_(_OUT_SIZE)
 #endif
 
-static void do_train(long i) { sink = N_(_train_step)(net, XS(i), TS(i)); }
 static void do_forward(long i) { N_(_forward)(net, XS(i), ys); }
+#ifndef FORWARD_ONLY
+static void do_train(long i) { sink = N_(_train_step)(net, XS(i), TS(i)); }
 static void do_loss(long i) { sink = N_(_loss)(net, XS(i), TS(i)); }
 static void do_backward(long i) { (void)i; N_(_backward)(net, dys, NULL); }
 static void do_zero(long i) { (void)i; N_(_zero_grad)(net); }
+#else
+#define do_train NULL
+#define do_backward NULL
+#endif
 
 static void report(const char *key, double med, double best)
 {
@@ -216,6 +221,22 @@ static void bench(double min_s, int batches)
     net = N_(_create)();
     if (!net) { fprintf(stderr, "create failed\n"); exit(1); }
     N_(_init)(net, 0);
+#ifdef FORWARD_ONLY
+    /* an inference build (nngen --inference): forward only */
+    for (int k = 0; k < 3; k++) N_(_forward)(net, XS(k), ys);
+    sink = ys[0];
+    rss1 = rss_bytes();
+    printf("pool %ld\n", POOL);
+    printf("bytes %lu\n", (unsigned long)N_(_BYTES));
+    printf("rss_delta %ld\n", rss1 - rss0);
+    (void)med; (void)t_train; (void)t_loss; (void)t_bwd; (void)t_zero;
+    (void)b_train; (void)b_loss; (void)b_bwd; (void)b_zero;
+    med = time_it(do_forward, min_s, batches, &best);
+    report("forward", med, best);
+    printf("final_loss %.6g\n", (double)sink);
+    N_(_destroy)(net);
+    return;
+#else
     for (int k = 0; k < 3; k++) sink = N_(_train_step)(net, XS(k), TS(k));
     rss1 = rss_bytes();
     printf("pool %ld\n", POOL);
@@ -238,6 +259,7 @@ static void bench(double min_s, int batches)
     report("phase_opt_rest", t_train - t_zero - t_loss - t_bwd, b_train - b_zero - b_loss - b_bwd);
     printf("final_loss %.6g\n", (double)sink);
     N_(_destroy)(net);
+#endif
 }
 #endif
 
@@ -252,8 +274,9 @@ int main(int argc, char **argv)
         /* for profilers: only this call, in a loop, for SECONDS */
         double min_s = atof(argv[3]), t0;
         long calls = 0;
-        step_fn fn = !strcmp(argv[2], "train") ? do_train : !strcmp(argv[2], "forward") ? do_forward
-                   : !strcmp(argv[2], "backward") ? do_backward : NULL;
+        step_fn fn = !strcmp(argv[2], "train") ? (step_fn)do_train
+                   : !strcmp(argv[2], "forward") ? (step_fn)do_forward
+                   : !strcmp(argv[2], "backward") ? (step_fn)do_backward : (step_fn)NULL;
         if (!fn) { fprintf(stderr, "loop: train | forward | backward\n"); return 2; }
         setup();
         net = N_(_create)();

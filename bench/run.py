@@ -176,8 +176,8 @@ class LoadMeter:
 
     def stop(self):
         cpu, wall = cpu_times(), time.time() - self.t
-        if not cpu or not self.cpu or wall <= 0:
-            return None
+        if not cpu or not self.cpu or wall < 0.5:
+            return None  # too short for 10 ms ticks to say anything
         busy = (cpu[0] - self.cpu[0]) / os.sysconf("SC_CLK_TCK")
         return max(0.0, busy - (self._ours() - self.ours)) / (wall * os.cpu_count())
 
@@ -428,15 +428,28 @@ def main():
                     f.write(out)
                 r["nngen"][label] = parse_kv(out)
             if has_inference:
+                # forward-only variant: its P_BYTES, and its forward timed (-O2)
                 try:
                     isrc = os.path.join(work, n["name"] + "_inf.c")
                     run([nngen, spec, "-o", isrc, "--inference"])
-                    with open(os.path.join(work, n["name"] + "_inf.h")) as f:
-                        m = re.search(r"#define\s+%s_BYTES\s+(\d+)" % n["name"], f.read())
-                    r["inference_bytes"] = int(m.group(1)) if m else None
+                    exe = os.path.join(work, n["name"] + "_inf_O2")
+                    run([cc, "-std=c99", "-O2", "-I", include, "-I", work, "-DNET=" + n["name"],
+                         "-DNET_HEADER=\"%s_inf.h\"" % n["name"], "-DFORWARD_ONLY"]
+                        + (["-DLOSS_CE"] if n["loss"] == "cross_entropy" else [])
+                        + ["-o", exe, os.path.join(HERE, "driver.c"), isrc, rtlib,
+                           "-lopenblas", "-lm"])
+                    settle()
+                    meter = LoadMeter().start()
+                    out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))],
+                              env=env)
+                    r["load"].append(meter.stop())
+                    with open(exe + ".out", "w") as f:
+                        f.write(out)
+                    r["inference"] = parse_kv(out)
                 except (RuntimeError, OSError) as e:
-                    r["inference_bytes"] = None
                     r["inference_error"] = str(e).splitlines()[0]
+                    print("bench: --inference variant of %s failed: %s" % (n["name"], r["inference_error"]),
+                          file=sys.stderr)
             r["torch_by_threads"] = {}
             for th in torch_threads:
                 cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
@@ -523,6 +536,12 @@ def main():
                 P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%% %5s" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
                     label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf, ld))
+            if mode == "forward" and "inference" in r:
+                t = r["inference"]["forward"][BEST]
+                gf = r["flops"][mode] / t * 1e-9
+                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%%" % (
+                    "", "", "-O2 --inference", fmt_time(t), " " * (12 * len(torch_threads)),
+                    tt / t, "", gf, 100.0 * gf / peak_gf))
         P("")
 
     P("memory")
@@ -533,7 +552,7 @@ def main():
     P("-" * len(mh))
     for r in results:
         res = r["nngen"][flagsets[0][0]]
-        inf = r.get("inference_bytes")
+        inf = int(r["inference"]["bytes"][0]) if "inference" in r else None
         P("%-38s %10s %11s %11s %16s %12s %11s" % (
             r["net"]["title"], fmt_bytes(int(res["bytes"][0])), fmt_bytes(int(res["rss_delta"][0])),
             fmt_bytes(r["torch"]["rss_delta"]), fmt_bytes(r["torch"]["rss_peak_delta"]),
@@ -579,6 +598,9 @@ def main():
                     print("bench: bad nngen result %s %s %s" % (r["net"]["title"], label, k),
                           file=sys.stderr)
                     ok = False
+        if has_inference and not ("inference" in r and r["inference"]["forward"][BEST] > 0):
+            print("bench: no --inference result for %s" % r["net"]["title"], file=sys.stderr)
+            ok = False
         for k in ("train", "forward"):
             if not r["torch"][k][BEST] > 0:
                 print("bench: bad torch result %s %s" % (r["net"]["title"], k), file=sys.stderr)
