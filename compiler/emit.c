@@ -273,10 +273,15 @@ static int use_blas(const emitter *e, const op *o)
     return rows * o->m->in * o->m->out >= BLAS_MIN_MACS;
 }
 
+static int use_saxpy(const emitter *e, const tensor *t);
+
 static int any_blas(const emitter *e)
 {
     for (int i = 0; i < e->p->nops; i++)
         if (use_blas(e, &e->p->ops[i]))
+            return 1;
+    for (int k = 0; k < e->p->ntensors; k++)
+        if (use_saxpy(e, &e->p->tensors[k]))
             return 1;
     return 0;
 }
@@ -742,25 +747,101 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
 
 /* ---- training: loss, optimizer, the step ---------------------------------------- */
 
-/* Runs of trainable parameter floats [start, end) in the data/grad blocks,
- * adjacent tensors merged (the padding between tensors is zero in data and
- * grad, and every update below keeps a zero at zero). */
-static int trainable_runs(const program *p, int64_t *start, int64_t *end)
+/* Plain SGD (no momentum, no weight decay) on a large tensor is one
+ * cblas_saxpy: OpenBLAS runs it on all cores, and the loop is memory-bound. */
+#define SAXPY_MIN_FLOATS 65536
+
+static int use_saxpy(const emitter *e, const tensor *t)
 {
-    int n = 0;
-    for (int i = 0; i < p->ntensors; i++) {
-        const tensor *t = &p->tensors[i];
-        if (!t->requires_grad)
-            continue;
-        int64_t a = t->offset, b = t->offset + align16(t->numel);
-        if (n && end[n - 1] == a)
-            end[n - 1] = b;
-        else {
-            start[n] = a;
-            end[n++] = b;
-        }
+    const train_cfg *c = &e->p->train;
+    return !e->o->no_blas && !e->o->inference && c->opt == OPT_SGD && c->momentum == 0 &&
+           c->weight_decay == 0 && t->requires_grad && t->numel >= SAXPY_MIN_FLOATS;
+}
+
+/* The optimizer, one kernel per trainable tensor (restrict-qualified, so it
+ * vectorizes; lengths are rounded up to 16: the padding is zero in data and
+ * grad, and every update keeps a zero at zero).  bwd() calls a tensor's
+ * kernel in a train step as soon as its gradient is complete, while it is
+ * still in cache. */
+static void emit_opt_kernels(emitter *e)
+{
+    const program *p = e->p;
+    const train_cfg *t = &p->train;
+    if (t->opt == OPT_SGD) {
+        E(e, "/* ---- torch.optim.SGD(lr=%g, momentum=%g, dampening=%g, weight_decay=%g, "
+             "nesterov=%s) ---- */", t->lr, t->momentum, t->dampening, t->weight_decay,
+          t->nesterov ? "True" : "False");
+    } else {
+        E(e, "/* ---- torch.optim.Adam(lr=%g, betas=(%g, %g), eps=%g, weight_decay=%g, "
+             "amsgrad=%s) ---- */",
+          t->lr, t->beta1, t->beta2, t->eps, t->weight_decay, t->amsgrad ? "True" : "False");
     }
-    return n;
+    NL(e);
+    int sgd_m = t->opt == OPT_SGD && t->momentum != 0;
+    for (int k = 0; k < p->ntensors; k++) {
+        const tensor *ts = &p->tensors[k];
+        if (!ts->requires_grad)
+            continue;
+        long long len = (long long)align16(ts->numel);
+        E(e, "/* %s */", ts->name);
+        if (t->opt == OPT_SGD)
+            E(e, "static void opt%d(float *restrict P, const float *restrict G%s)", k,
+              sgd_m ? ", float *restrict M, int first" : "");
+        else
+            E(e, "static void opt%d(float *restrict P, const float *restrict G, float *restrict M, "
+                 "float *restrict V%s, float neg_step_size, float bc2_sqrt)", k,
+              t->amsgrad ? ", float *restrict VMAX" : "");
+        open_block(e, "");
+        const char *g = t->weight_decay != 0 ? xfmt("(G[i] + %s * P[i])", flit(t->weight_decay))
+                                             : "G[i]";
+        if (use_saxpy(e, ts)) {
+            E(e, "cblas_saxpy(%lld, %s, G, 1, P, 1);", len, flit(-t->lr));
+        } else if (t->opt == OPT_SGD) {
+            const char *upd = t->nesterov ? xfmt("P[i] = P[i] + %s * (%s + %s * M[i]);",
+                                                 flit(-t->lr), g, flit(t->momentum))
+                                          : xfmt("P[i] = P[i] + %s * M[i];", flit(-t->lr));
+            if (sgd_m) {
+                E(e, "if (first) /* the momentum buffer starts as a copy of the gradient */");
+                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = %s; %s }", len, g, upd);
+                E(e, "else");
+                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = M[i] * %s + %s * %s; %s }", len,
+                  flit(t->momentum), flit(1.0 - t->dampening), g, upd);
+            } else {
+                E(e, "for (int i = 0; i < %lld; i++) P[i] = P[i] + %s * %s;", len, flit(-t->lr),
+                  g);
+            }
+        } else {
+            E(e, "for (int i = 0; i < %lld; i++) {", len);
+            E(e, "    float g = %s;", g);
+            E(e, "    M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
+            E(e, "    V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
+            if (t->amsgrad) {
+                E(e, "    VMAX[i] = V[i] > VMAX[i] ? V[i] : VMAX[i];");
+                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(VMAX[i]) / bc2_sqrt + "
+                     "%s));", flit(t->eps));
+            } else {
+                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(V[i]) / bc2_sqrt + %s));",
+                  flit(t->eps));
+            }
+            E(e, "}");
+        }
+        close_block(e);
+        NL(e);
+    }
+}
+
+/* The call of tensor k's optimizer kernel, inside bwd(). */
+static const char *opt_call(const emitter *e, int k)
+{
+    const program *p = e->p;
+    const train_cfg *t = &p->train;
+    long long off = (long long)p->tensors[k].offset, PF = (long long)p->param_floats;
+    if (t->opt == OPT_SGD)
+        return xfmt("opt%d(net->data + %lld, net->grad + %lld%s);", k, off, off,
+                    t->momentum != 0 ? xfmt(", net->opt + %lld, net->steps == 0", off) : "");
+    return xfmt("opt%d(net->data + %lld, net->grad + %lld, net->opt + %lld, net->opt + %lld%s, "
+                "net->neg_step_size, net->bc2_sqrt);", k, off, off, off, PF + off,
+                t->amsgrad ? xfmt(", net->opt + %lld", 2 * PF + off) : "");
 }
 
 static void emit_train(emitter *e, const layout *L)
@@ -824,97 +905,25 @@ static void emit_train(emitter *e, const layout *L)
     close_block(e);
     NL(e);
 
-    /* the optimizer */
-    int64_t *rs = xalloc(sizeof *rs * (size_t)(p->ntensors + 1));
-    int64_t *re = xalloc(sizeof *re * (size_t)(p->ntensors + 1));
-    int nruns = trainable_runs(p, rs, re);
-    int64_t PF = p->param_floats;
-    if (t->opt == OPT_SGD) {
-        E(e, "/* torch.optim.SGD(lr=%g, momentum=%g, dampening=%g, weight_decay=%g, "
-             "nesterov=%s) */", t->lr, t->momentum, t->dampening, t->weight_decay,
-          t->nesterov ? "True" : "False");
-    } else {
-        E(e, "/* torch.optim.Adam(lr=%g, betas=(%g, %g), eps=%g, weight_decay=%g, amsgrad=%s) */",
-          t->lr, t->beta1, t->beta2, t->eps, t->weight_decay, t->amsgrad ? "True" : "False");
-    }
-    /* one kernel per run of trainable parameters, restrict-qualified so it
-       vectorizes; the run lengths are multiples of 16 */
-    int sgd_m = t->opt == OPT_SGD && t->momentum != 0;
-    for (int r = 0; r < nruns; r++) {
-        long long len = (long long)(re[r] - rs[r]);
-        if (t->opt == OPT_SGD)
-            E(e, "static void opt%d(float *restrict P, const float *restrict G%s)", r,
-              sgd_m ? ", float *restrict M, int first" : "");
-        else
-            E(e, "static void opt%d(float *restrict P, const float *restrict G, float *restrict M, "
-                 "float *restrict V%s, float neg_step_size, float bc2_sqrt)", r,
-              t->amsgrad ? ", float *restrict VMAX" : "");
-        open_block(e, "");
-        const char *g = t->weight_decay != 0 ? xfmt("(G[i] + %s * P[i])", flit(t->weight_decay))
-                                             : "G[i]";
-        if (t->opt == OPT_SGD) {
-            const char *upd = t->nesterov ? xfmt("P[i] = P[i] + %s * (%s + %s * M[i]);",
-                                                 flit(-t->lr), g, flit(t->momentum))
-                                          : xfmt("P[i] = P[i] + %s * M[i];", flit(-t->lr));
-            if (sgd_m) {
-                E(e, "if (first) /* the momentum buffer starts as a copy of the gradient */");
-                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = %s; %s }", len, g, upd);
-                E(e, "else");
-                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = M[i] * %s + %s * %s; %s }", len,
-                  flit(t->momentum), flit(1.0 - t->dampening), g, upd);
-            } else {
-                E(e, "for (int i = 0; i < %lld; i++) P[i] = P[i] + %s * %s;", len, flit(-t->lr),
-                  g);
-            }
-        } else {
-            E(e, "for (int i = 0; i < %lld; i++) {", len);
-            E(e, "    float g = %s;", g);
-            E(e, "    M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
-            E(e, "    V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
-            if (t->amsgrad) {
-                E(e, "    VMAX[i] = V[i] > VMAX[i] ? V[i] : VMAX[i];");
-                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(VMAX[i]) / bc2_sqrt + "
-                     "%s));", flit(t->eps));
-            } else {
-                E(e, "    P[i] = P[i] + neg_step_size * (M[i] / (sqrtf(V[i]) / bc2_sqrt + %s));",
-                  flit(t->eps));
-            }
-            E(e, "}");
-        }
-        close_block(e);
-        NL(e);
-    }
-    open_block(e, xfmt("static void opt_step(%s *net)\n", n));
-    if (t->opt == OPT_ADAM && nruns) {
-        E(e, "const double step = (double)(net->steps + 1);");
-        E(e, "const double bc1 = 1.0 - pow(%s, step), bc2 = 1.0 - pow(%s, step);",
-          dlit(t->beta1), dlit(t->beta2));
-        E(e, "const float neg_step_size = (float)-(%s / bc1);", dlit(t->lr));
-        E(e, "const float bc2_sqrt = (float)sqrt(bc2);");
-    }
-    for (int r = 0; r < nruns; r++) {
-        long long st = (long long)rs[r];
-        if (t->opt == OPT_SGD)
-            E(e, "opt%d(net->data + %lld, net->grad + %lld%s);", r, st, st,
-              sgd_m ? xfmt(", net->opt + %lld, net->steps == 0", st) : "");
-        else
-            E(e, "opt%d(net->data + %lld, net->grad + %lld, net->opt + %lld, net->opt + %lld%s, "
-                 "neg_step_size, bc2_sqrt);", r, st, st, st, (long long)(PF + st),
-              t->amsgrad ? xfmt(", net->opt + %lld", (long long)(2 * PF + st)) : "");
-    }
-    E(e, "net->steps++;");
-    close_block(e);
-    NL(e);
-
     open_block(e, xfmt("float %s_train_step(%s *net, const float *x, const %s *target)\n", n, n,
                        T));
     E(e, "int bad;");
     E(e, "/* x is read in place (no copy); the first write of each gradient replaces");
-    E(e, "   it, so zero_grad costs nothing */");
+    E(e, "   it, so zero_grad costs nothing; bwd() updates each parameter as soon as");
+    E(e, "   its gradient is complete */");
     E(e, "float loss = loss_fn(fwd(net, x), target, net->dy, &bad);");
     E(e, "if (bad) return loss;");
+    if (t->opt == OPT_ADAM) {
+        E(e, "{");
+        E(e, "    const double step = (double)(net->steps + 1);");
+        E(e, "    const double bc1 = 1.0 - pow(%s, step), bc2 = 1.0 - pow(%s, step);",
+          dlit(t->beta1), dlit(t->beta2));
+        E(e, "    net->neg_step_size = (float)-(%s / bc1);", dlit(t->lr));
+        E(e, "    net->bc2_sqrt = (float)sqrt(bc2);");
+        E(e, "}");
+    }
     E(e, "bwd(net, x, net->dy, NULL, 1);");
-    E(e, "opt_step(net);");
+    E(e, "net->steps++;");
     E(e, "return loss;");
     close_block(e);
 }
@@ -1027,6 +1036,8 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "    float *opt;     /* optimizer state */");
     E(e, "    float *dy;      /* gradient of the loss */");
     E(e, "    long steps;     /* optimizer steps taken */");
+    E(e, "    float neg_step_size, bc2_sqrt; /* Adam: this step's -lr / (1 - beta1^t), "
+         "sqrt(1 - beta2^t) */");
     E(e, "};");
     E(e, "typedef char %s_header_fits[sizeof(struct %s) <= HEADER_BYTES ? 1 : -1];", n, n);
     NL(e);
@@ -1154,6 +1165,16 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
             touched[m->param_ids[k]] = 1;
         }
     }
+    if (p->train.loss != LOSS_NONE)
+        emit_opt_kernels(e);
+    /* first_use[k]: the first op (forward order) using tensor k: the last in
+       backward order, after which its gradient is complete */
+    int *first_use = xalloc(sizeof *first_use * (size_t)(p->ntensors + 1));
+    for (int k = 0; k < p->ntensors; k++)
+        first_use[k] = -1;
+    for (int i = p->nops - 1; i >= 0; i--)
+        for (int k = 0; k < p->ops[i].m->nparams; k++)
+            first_use[p->ops[i].m->param_ids[k]] = i;
     E(e, "/* ---- backward kernels ---- */");
     NL(e);
     for (int i = 0; i < p->nops; i++)
@@ -1196,6 +1217,13 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
         if (oi->m->layer != L_LINEAR && i == 0)
             E(e, "if (gx)");
         emit_backward_call(e, &L, i, oi, set_w[i], set_b[i]);
+        if (p->train.loss != LOSS_NONE)
+            for (int k = 0; k < oi->m->nparams; k++) {
+                int tid = oi->m->param_ids[k];
+                if (first_use[tid] == i && p->tensors[tid].requires_grad)
+                    E(e, "if (set) %s /* %s is complete: step */", opt_call(e, tid),
+                      p->tensors[tid].name);
+            }
         if (i > 0)
             E(e, "gy = gx;");
         else
