@@ -86,6 +86,23 @@ def spec_text(net):
     return "\n".join(lines) + "\n"
 
 
+INF = "-O2 --inference"
+
+
+def merge_best(store, key, new):
+    """Keep, per timing, the round with the best (smallest) time; anything
+    else (memory, pool, losses) from the first round."""
+    old = store.get(key)
+    if old is None:
+        store[key] = new
+        return
+    for k, v in new.items():
+        if (isinstance(v, list) and len(v) == 2 and k in old and isinstance(old[k], list)
+                and (k in ("train", "forward") or k.startswith("phase_"))):
+            if v[BEST] < old[k][BEST]:
+                old[k] = v
+
+
 def flops(net):
     """2*M*N*K per matmul. forward: 1 per linear; backward: dW for every
     linear and dX for every linear but the first."""
@@ -329,6 +346,9 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each measurement wait up to S s for other processes "
                     "to leave the CPUs idle (default 0: do not wait)")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="measure everything N times, alternating nngen and torch, and keep "
+                    "the best (default 2; 1 with --check)")
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -373,6 +393,7 @@ def main():
     has_inference = "--inference" in help_text
     cc_version = run([cc, "--version"]).splitlines()[0]
     flagsets = FLAGSETS[:1] if args.check else FLAGSETS
+    rounds = args.rounds or (1 if args.check else 2)
     # --check: one torch configuration only (each torch process costs ~1 s to import)
     torch_threads = [threads] + ([1] if threads != 1 and not args.check else [])
 
@@ -401,73 +422,73 @@ def main():
             if threads != 1 and not args.check else pk
         peak_gf = max(peak_gf, pk1["peak_gflops"][0])
 
+        # ---- build everything first
         results = []
         for n in nets:
-            r = {"net": n, "nngen": {}, "flops": flops(n)}
+            r = {"net": n, "nngen": {}, "flops": flops(n), "load": [], "exe": {},
+                 "torch_by_threads": {}, "budget": CHECK_BUDGET if args.check else BUDGET[n["key"]]}
             spec = os.path.join(work, n["name"] + ".yaml")
             with open(spec, "w") as f:
                 f.write(spec_text(n))
             csrc = os.path.join(work, n["name"] + ".c")
             run([nngen, spec, "-o", csrc])
-            budget = CHECK_BUDGET if args.check else BUDGET[n["key"]]
-            r["load"] = []
-            for label, flags in flagsets:
-                exe = os.path.join(work, "%s_%s" % (n["name"], re.sub(r"[^A-Za-z0-9]+", "", label)))
-                cmd = [cc, "-std=c99"] + flags + [
-                    "-I", include, "-I", work, "-DNET=" + n["name"],
-                    "-DNET_HEADER=\"%s.h\"" % n["name"]]
-                if n["loss"] == "cross_entropy":
-                    cmd.append("-DLOSS_CE")
-                cmd += ["-o", exe, os.path.join(HERE, "driver.c"), csrc, rtlib, "-lopenblas", "-lm"]
-                run(cmd)
-                settle()
-                meter = LoadMeter().start()
-                out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))], env=env)
-                r["load"].append(meter.stop())
-                with open(exe + ".out", "w") as f:
-                    f.write(out)
-                r["nngen"][label] = parse_kv(out)
+            variants = [(label, flags, csrc, n["name"] + ".h", []) for label, flags in flagsets]
             if has_inference:
                 # forward-only variant: its P_BYTES, and its forward timed (-O2)
                 try:
                     isrc = os.path.join(work, n["name"] + "_inf.c")
                     run([nngen, spec, "-o", isrc, "--inference"])
-                    exe = os.path.join(work, n["name"] + "_inf_O2")
-                    run([cc, "-std=c99", "-O2", "-I", include, "-I", work, "-DNET=" + n["name"],
-                         "-DNET_HEADER=\"%s_inf.h\"" % n["name"], "-DFORWARD_ONLY"]
-                        + (["-DLOSS_CE"] if n["loss"] == "cross_entropy" else [])
-                        + ["-o", exe, os.path.join(HERE, "driver.c"), isrc, rtlib,
-                           "-lopenblas", "-lm"])
+                    variants.append((INF, ["-O2"], isrc, n["name"] + "_inf.h", ["-DFORWARD_ONLY"]))
+                except RuntimeError as e:
+                    r["inference_error"] = str(e).splitlines()[0]
+                    print("bench: nngen --inference failed for %s: %s" % (n["name"], r["inference_error"]),
+                          file=sys.stderr)
+            for label, flags, src, hdr, defs in variants:
+                exe = os.path.join(work, "%s_%s" % (n["name"], re.sub(r"[^A-Za-z0-9]+", "", label)))
+                cmd = [cc, "-std=c99"] + flags + defs + [
+                    "-I", include, "-I", work, "-DNET=" + n["name"], "-DNET_HEADER=\"%s\"" % hdr]
+                if n["loss"] == "cross_entropy":
+                    cmd.append("-DLOSS_CE")
+                cmd += ["-o", exe, os.path.join(HERE, "driver.c"), src, rtlib, "-lopenblas", "-lm"]
+                run(cmd)
+                r["exe"][label] = exe
+            results.append(r)
+
+        # ---- measure: rounds alternate nngen and torch; each number is the best of the rounds
+        for rnd in range(rounds):
+            for r in results:
+                n, budget = r["net"], r["budget"]
+                for label, exe in r["exe"].items():
                     settle()
                     meter = LoadMeter().start()
-                    out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))],
-                              env=env)
+                    out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))], env=env)
                     r["load"].append(meter.stop())
-                    with open(exe + ".out", "w") as f:
+                    with open("%s.round%d.out" % (exe, rnd), "w") as f:
                         f.write(out)
-                    r["inference"] = parse_kv(out)
-                except (RuntimeError, OSError) as e:
-                    r["inference_error"] = str(e).splitlines()[0]
-                    print("bench: --inference variant of %s failed: %s" % (n["name"], r["inference_error"]),
-                          file=sys.stderr)
-            r["torch_by_threads"] = {}
-            for th in torch_threads:
-                cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
-                           momentum=n["momentum"], threads=th, budget=budget, pool=pool_size(n))
-                tenv = dict(env)
-                tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
-                settle()
-                meter = LoadMeter().start()
-                tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
-                            json.dumps(cfg)], env=tenv)
-                r["load"].append(meter.stop())
-                r["torch_by_threads"][th] = json.loads(tout)
+                    merge_best(r["nngen"], label, parse_kv(out))
+                for th in torch_threads:
+                    cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
+                               momentum=n["momentum"], threads=th, budget=budget, pool=pool_size(n))
+                    tenv = dict(env)
+                    tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
+                    settle()
+                    meter = LoadMeter().start()
+                    tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
+                                json.dumps(cfg)], env=tenv)
+                    r["load"].append(meter.stop())
+                    merge_best(r["torch_by_threads"], th, json.loads(tout))
+        for r in results:
+            if INF in r["nngen"]:
+                r["inference"] = r["nngen"].pop(INF)
+            for res in r["nngen"].values():
+                # the optimizer step as the rest of the best train step
+                res["phase_opt_rest"] = [0.0, res["train"][BEST] - sum(
+                    res[k][BEST] for k in ("phase_zero_grad", "phase_forward_loss", "phase_backward"))]
             # memory from the all-cores process; time: the faster configuration
             r["torch"] = dict(r["torch_by_threads"][threads])
             for mode in ("train", "forward"):
                 r["torch"][mode] = min((t[mode] for t in r["torch_by_threads"].values()),
                                        key=lambda v: v[BEST])
-            results.append(r)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print("bench: %s" % e, file=sys.stderr)
         return 1
@@ -538,10 +559,11 @@ def main():
                     label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf, ld))
             if mode == "forward" and "inference" in r:
                 t = r["inference"]["forward"][BEST]
+                speed = tt / t
                 gf = r["flops"][mode] / t * 1e-9
                 P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%%" % (
                     "", "", "-O2 --inference", fmt_time(t), " " * (12 * len(torch_threads)),
-                    tt / t, "", gf, 100.0 * gf / peak_gf))
+                    speed, "", gf, 100.0 * gf / peak_gf))
         P("")
 
     P("memory")
@@ -578,8 +600,8 @@ def main():
             cell("phase_backward"), cell("phase_opt_rest")))
     P("")
     P("Times are per call: the best of %s batches of calls (each batch >= budget/batches s, "
-      "after a warm-up); speedup = faster torch configuration / nngen; targets judged on %s."
-      % ("3" if args.check else "3-7", flagsets[0][0]))
+      "after a warm-up) over %d round(s); speedup = faster torch configuration / nngen; "
+      "targets judged on %s." % ("3" if args.check else "3-7", rounds, flagsets[0][0]))
     P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
       "but the first; %peak = of the sgemm peak above.")
     P("load: the most other processes used of the machine during one of the network's measurements.")
