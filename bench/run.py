@@ -481,9 +481,11 @@ def main():
             if INF in r["nngen"]:
                 r["inference"] = r["nngen"].pop(INF)
             for res in r["nngen"].values():
-                # the optimizer step as the rest of the best train step
-                res["phase_opt_rest"] = [0.0, res["train"][BEST] - sum(
-                    res[k][BEST] for k in ("phase_zero_grad", "phase_forward_loss", "phase_backward"))]
+                # what the train step spends beyond P_loss and P_backward: the
+                # optimizer step (static in the generated file), plus zeroing
+                # the gradients if the step does that
+                res["phase_rest"] = [0.0, res["train"][BEST] - sum(
+                    res[k][BEST] for k in ("phase_forward_loss", "phase_backward"))]
             # memory from the all-cores process; time: the faster configuration
             r["torch"] = dict(r["torch_by_threads"][threads])
             for mode in ("train", "forward"):
@@ -582,10 +584,10 @@ def main():
             ("error" if has_inference else "n/a"), fmt_bytes(r["torch"]["param_bytes"])))
     P("")
 
-    P("nngen train step by phase (%s; each phase timed alone in a loop; opt = train - the others)"
-      % flagsets[0][0])
-    ph = "%-38s %10s %14s %14s %14s %14s" % (
-        "network", "train", "zero_grad", "forward+loss", "backward", "opt step")
+    P("nngen train step by phase (%s; each public function timed alone in its own loop; "
+      "rest = train - P_loss - P_backward)" % flagsets[0][0])
+    ph = "%-38s %12s %14s %14s %14s   %-12s" % (
+        "network", "P_train_step", "P_loss", "P_backward", "rest (opt)", "P_zero_grad")
     P(ph)
     P("-" * len(ph))
     for r in results:
@@ -595,9 +597,9 @@ def main():
         def cell(k):
             v = res[k][BEST]
             return "%s %3.0f%%" % (fmt_time(v), 100.0 * v / tr) if tr > 0 else fmt_time(v)
-        P("%-38s %10s %14s %14s %14s %14s" % (
-            r["net"]["title"], fmt_time(tr), cell("phase_zero_grad"), cell("phase_forward_loss"),
-            cell("phase_backward"), cell("phase_opt_rest")))
+        P("%-38s %12s %14s %14s %14s   %-12s" % (
+            r["net"]["title"], fmt_time(tr), cell("phase_forward_loss"),
+            cell("phase_backward"), cell("phase_rest"), fmt_time(res["phase_zero_grad"][BEST])))
     P("")
     P("Times are per call: the best of %s batches of calls (each batch >= budget/batches s, "
       "after a warm-up) over %d round(s); speedup = faster torch configuration / nngen; "
