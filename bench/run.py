@@ -392,6 +392,8 @@ def main():
                                stderr=subprocess.STDOUT, universal_newlines=True).stdout
     has_inference = "--inference" in help_text
     cc_version = run([cc, "--version"]).splitlines()[0]
+    nngen_version = subprocess.run([nngen, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   universal_newlines=True).stdout.strip().splitlines()[:1] or ["?"]
     flagsets = FLAGSETS[:1] if args.check else FLAGSETS
     rounds = args.rounds or (1 if args.check else 2)
     # --check: one torch configuration only (each torch process costs ~1 s to import)
@@ -512,8 +514,8 @@ def main():
     P("torch   : %s (its matmuls also go to this OpenBLAS); timed with set_num_threads(%s) "
       "(OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = same), one fresh process each"
       % (tv, " and ".join(str(t) for t in torch_threads)))
-    P("C       : %s; nngen from %s; --inference: %s" % (
-        cc_version, build,
+    P("C       : %s; %s from %s; --inference: %s" % (
+        cc_version, nngen_version[0], build,
         "yes" if has_inference else "not supported (absent from nngen --help)"))
     P("sgemm peak: %.1f GFLOP/s (best of: %d threads %s [MxNxK GFLOP/s]; 1 thread %.1f)"
       % (peak_gf, threads,
