@@ -11,7 +11,7 @@ compiles NAME.c with
 
 
 --expect-blas / --expect-loops NAME,...: the generated file of that spec
-does / does not call cblas_sgemm (the rows*in*out >= 32768 rule).
+does / does not call cblas_sgemm (the rows*in*out >= 1024 rule).
 
 usage: strict.py --nngen NNGEN --cc CC [--cc-arg ARG ...] --include DIR
                  [--blas-include DIR] [--expect-blas N,..] [--expect-loops N,..]
