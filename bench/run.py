@@ -464,7 +464,7 @@ def main():
                     settle()
                     meter = LoadMeter().start()
                     out = run([exe, "bench", str(budget[0]), str(budget[1]), str(pool_size(n))], env=env)
-                    r["load"].append(meter.stop())
+                    r["load"].append((rnd, meter.stop()))
                     with open("%s.round%d.out" % (exe, rnd), "w") as f:
                         f.write(out)
                     merge_best(r["nngen"], label, parse_kv(out))
@@ -477,7 +477,7 @@ def main():
                     meter = LoadMeter().start()
                     tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
                                 json.dumps(cfg)], env=tenv)
-                    r["load"].append(meter.stop())
+                    r["load"].append((rnd, meter.stop()))
                     merge_best(r["torch_by_threads"], th, json.loads(tout))
         for r in results:
             if INF in r["nngen"]:
@@ -521,11 +521,20 @@ def main():
       % (peak_gf, threads,
          ", ".join("%s %.0f" % (k[6:], v[2]) for k, v in pk.items() if k.startswith("sgemm_")),
          pk1["peak_gflops"][0]))
+    def quietest(r):
+        """The foreign load of the quietest round: per round the most that
+        other processes used during one of the network's measurements."""
+        per = {}
+        for rnd, x in r["load"]:
+            if x is not None:
+                per[rnd] = max(per.get(rnd, 0.0), x)
+        return min(per.values()) if per else None
+
     noisy = [r["net"]["title"][:3] for r in results
-             if any(x is not None and x > 0.10 for x in r["load"])]
+             if quietest(r) is not None and quietest(r) > 0.10]
     if foreign is not None:
         P("other load: %.0f%% of the machine was used by processes outside this benchmark during the run%s"
-          % (100 * foreign, "; the rows of %s were measured while other processes used > 10%% "
+          % (100 * foreign, "; in every round, rows of %s were measured while other processes used > 10%% "
              "-- NOISY, rerun on an idle machine (--wait-idle 600 helps)" % " ".join(noisy)
              if noisy else ""))
     if waits:
@@ -556,8 +565,8 @@ def main():
                                  for th in torch_threads)
                 ld = ""
                 if mode == "train" and i == 0:
-                    lv = [x for x in r["load"] if x is not None]
-                    ld = "%4.0f%%" % (100 * max(lv)) if lv else "?"
+                    q = quietest(r)
+                    ld = "%4.0f%%" % (100 * q) if q is not None else "?"
                 P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%% %5s" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
                     label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf, ld))
@@ -608,7 +617,8 @@ def main():
       "targets judged on %s." % ("3" if args.check else "3-7", rounds, flagsets[0][0]))
     P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
       "but the first; %peak = of the sgemm peak above.")
-    P("load: the most other processes used of the machine during one of the network's measurements.")
+    P("load: the most other processes used of the machine during one of the network's measurements, "
+      "in its quietest round.")
     P("dRSS: growth of resident memory (/proc/self/statm) from before creating the model to after 3 "
       "train steps; torch peak dRSS: max statm sampled after forward+loss, backward and step.")
     P("elapsed: %.0f s" % wall)
