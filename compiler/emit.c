@@ -987,8 +987,11 @@ static void emit_header(emitter *e, FILE *h, const layout *L)
     if (e->o->inference) {
         fprintf(h, "/* emitted with --inference: forward only (no backward, no training) */\n");
     } else {
-        fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx); /* adds to "
-                   "parameter grads; dx may be NULL */\n", n, n);
+        fprintf(h, "/* backward of the last %s_forward%s%s%s: adds to the parameter grads;\n"
+                   "   dx may be NULL and must not overlap dy */\n", n,
+                p->train.loss != LOSS_NONE ? " or " : "", p->train.loss != LOSS_NONE ? n : "",
+                p->train.loss != LOSS_NONE ? "_loss" : "");
+        fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx);\n", n, n);
         fprintf(h, "void %s_zero_grad(%s *net);\n", n, n);
     }
     fprintf(h, "nn_model *%s_model(%s *net);\n", n, n);
