@@ -77,6 +77,7 @@ except ImportError as _e:
 
 sys.path.insert(0, os.path.join(HERE, '..', 'torch'))
 import nnspec  # noqa: E402
+from harness import Result  # noqa: E402
 
 SEEDS = [0, 1, 42, 1234]
 CFLAGS = ['-std=c99', '-Wall', '-Wextra', '-Wpedantic', '-Werror', '-O1']
@@ -85,26 +86,6 @@ TOL_FWD = 1e-5
 TOL_TRAIN = 1e-4
 
 
-class Result(object):
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-        self.skipped = 0
-
-    def ok(self, spec, check, detail=''):
-        self.passed += 1
-        print('PASS %s: %s%s' % (spec, check, (' (%s)' % detail) if detail else ''))
-
-    def fail(self, spec, check, why):
-        self.failed += 1
-        why = why.rstrip()
-        if '\n' in why:
-            why = why.replace('\n', '\n    ')
-        print('FAIL %s: %s: %s' % (spec, check, why))
-
-    def skip(self, spec, check, why):
-        self.skipped += 1
-        print('SKIP %s: %s: %s' % (spec, check, why))
 
 
 class CheckError(Exception):
@@ -606,12 +587,9 @@ def main():
         res.fail('-', 'specs', 'no spec found in %s' % ' '.join(args.specs))
     for path, label in specs:
         check_spec(args, path, label, res)
-    line = '%d passed, %d failed' % (res.passed, res.failed)
-    if res.skipped:
-        line += ', %d skipped' % res.skipped
-    print(line)
+    status = res.summary()
     sys.stdout.flush()
-    return 1 if res.failed else 0
+    return status
 
 
 if __name__ == '__main__':

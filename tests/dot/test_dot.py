@@ -38,31 +38,17 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'torch'))
+from harness import Result  # noqa: E402  (plain Python: no torch needed)
 
 try:
     import torch
-    sys.path.insert(0, os.path.join(HERE, '..', 'torch'))
     import nnspec
 except ImportError:
     torch = None
     nnspec = None
 
 
-class Result(object):
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-
-    def ok(self, spec, check, detail=''):
-        self.passed += 1
-        print('PASS %s: %s%s' % (spec, check, (' (%s)' % detail) if detail else ''))
-
-    def fail(self, spec, check, why):
-        self.failed += 1
-        print('FAIL %s: %s: %s' % (spec, check, str(why).rstrip().replace('\n', '\n    ')))
-
-    def skip(self, spec, check, why):
-        self.skipped += 1
-        print('SKIP %s: %s: %s' % (spec, check, why))
 
 
 class DotError(Exception):
@@ -403,11 +389,9 @@ def main():
         res.fail('-', 'specs', 'no spec found in %s' % ' '.join(args.specs))
     for path, label in specs:
         check_spec(args, path, label, res)
-    line = '%d passed, %d failed' % (res.passed, res.failed)
-    if res.skipped:
-        line += ', %d skipped' % res.skipped
-    print(line)
-    return 1 if res.failed else 0
+    status = res.summary()
+    sys.stdout.flush()
+    return status
 
 
 if __name__ == '__main__':

@@ -73,6 +73,7 @@ except ImportError as _e:
 
 sys.path.insert(0, os.path.join(HERE, '..', 'torch'))
 import nnspec  # noqa: E402
+from harness import Result  # noqa: E402
 
 SEEDS = [0, 42]
 TRAIN_STEPS = 3
@@ -98,21 +99,6 @@ CUSTOM_EQUIV = {
 }
 
 
-class Result(object):
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-
-    def ok(self, spec, check, detail=''):
-        self.passed += 1
-        print('PASS %s: %s%s' % (spec, check, (' (%s)' % detail) if detail else ''))
-
-    def fail(self, spec, check, why):
-        self.failed += 1
-        print('FAIL %s: %s: %s' % (spec, check, str(why).rstrip().replace('\n', '\n    ')))
-
-    def skip(self, spec, check, why):
-        self.skipped += 1
-        print('SKIP %s: %s: %s' % (spec, check, why))
 
 
 class CheckError(Exception):
@@ -585,11 +571,9 @@ def main():
             check_spec(args, path, label, res)
         except CheckError as e:
             res.fail(label, 'run', e)
-    line = '%d passed, %d failed' % (res.passed, res.failed)
-    if res.skipped:
-        line += ', %d skipped' % res.skipped
-    print(line)
-    return 1 if res.failed else 0
+    status = res.summary()
+    sys.stdout.flush()
+    return status
 
 
 if __name__ == '__main__':
