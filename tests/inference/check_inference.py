@@ -33,22 +33,20 @@ def main():
                             if line.startswith("#define ") and line.split()[1].endswith("_BATCH"):
                                 name = line.split()[1][:-len("_BATCH")]
                     objs = []
-                    custom = os.path.splitext(spec)[0] + ".c"
                     srcs = [c, os.path.join(here, "fwd.c")]
                     stub = os.path.join(d, "stub.c")
-                    with open(c) as f:
-                        text = f.read()
-                    if "custom initializers" in open(os.path.join(d, "net.h")).read():
-                        # custom init functions: a stub that draws uniform values
-                        fns = [l.split("(")[0].split()[-1] for l in open(os.path.join(d, "net.h"))
-                               if l.startswith("void ") and "(nn_tensor *param, nn_rng *rng)" in l]
+                    with open(os.path.join(d, "net.h")) as f:
+                        header = f.read().splitlines()
+                    # custom init functions named in the spec: a stub that draws uniform values
+                    fns = [l.split("(")[0].split()[-1] for l in header
+                           if l.startswith("void ") and "(nn_tensor *param, nn_rng *rng)" in l]
+                    if fns:
                         with open(stub, "w") as f:
                             f.write('#include "net.h"\n')
                             for fn in fns:
                                 f.write("void %s(nn_tensor *p, nn_rng *r) "
                                         "{ nn_init_uniform(p, r, -1.0f, 1.0f); }\n" % fn)
                         srcs.append(stub)
-                    del text, custom
                     for src in srcs:
                         o = os.path.join(d, os.path.basename(src) + ".o")
                         subprocess.run(["cc"] + STRICT + extra + ["-I", inc, "-I", d,
