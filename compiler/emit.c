@@ -277,15 +277,12 @@ static int use_blas(const emitter *e, const op *o)
     return rows * o->m->in * o->m->out >= BLAS_MIN_MACS;
 }
 
-static int use_saxpy(const emitter *e, const tensor *t);
-
+/* Whether the output calls nn_sgemm (the runtime's, which calls
+   cblas_sgemm on CPUs without AVX-512). */
 static int any_blas(const emitter *e)
 {
     for (int i = 0; i < e->p->nops; i++)
         if (use_blas(e, &e->p->ops[i]))
-            return 1;
-    for (int k = 0; k < e->p->ntensors; k++)
-        if (use_saxpy(e, &e->p->tensors[k]))
             return 1;
     return 0;
 }
@@ -405,9 +402,8 @@ static void emit_forward_kernel(emitter *e, int idx, const op *o, const op *act_
             if (m->bias)
                 E(e, "for (int r = 0; r < %lld; r++) memcpy(y + r * %lld, b, %lld * "
                      "sizeof(float));", rows, out, out);
-            E(e, "cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, %lld, %lld, %lld, 1.0f, "
-                 "x, %lld, w, %lld, %s, y, %lld);",
-              rows, out, in, in, in, m->bias ? "1.0f" : "0.0f", out);
+            E(e, "nn_sgemm(0, 1, %lld, %lld, %lld, x, %lld, w, %lld, %d, y, %lld);", rows, out,
+              in, in, in, m->bias ? 1 : 0, out);
             if (act_op)
                 E(e, "for (int k = 0; k < %lld; k++) y[k] = %s;", rows * out,
                   activation_expr(act_op->m, "y[k]"));
@@ -525,12 +521,10 @@ static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, in
         }
         if (use_blas(e, o)) {
             if (gw)
-                E(e, "cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, %lld, %lld, %lld, "
-                     "1.0f, gy, %lld, x, %lld, %s, gw, %lld);",
-                  out, in, rows, out, in, set_w ? "set ? 0.0f : 1.0f" : "1.0f", in);
-            E(e, "if (gx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, %lld, "
-                 "%lld, %lld, 1.0f, gy, %lld, w, %lld, 0.0f, gx, %lld);",
-              rows, in, out, out, in, in);
+                E(e, "nn_sgemm(1, 0, %lld, %lld, %lld, gy, %lld, x, %lld, %s, gw, %lld);", out, in,
+                  rows, out, in, set_w ? "!set" : "1", in);
+            E(e, "if (gx) nn_sgemm(0, 0, %lld, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", rows,
+              in, out, out, in, in);
         } else {
             if (gw) {
                 if (set_w)
@@ -766,15 +760,15 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
 
 /* ---- training: loss, optimizer, the step ---------------------------------------- */
 
-/* Plain SGD (no momentum, no weight decay) on a large tensor is one
- * cblas_saxpy: OpenBLAS runs it on all cores, and the loop is memory-bound. */
-#define SAXPY_MIN_FLOATS 65536
+/* Optimizer kernels of tensors this large run on the runtime's threads
+ * (nn_parallel), each thread on its own slice; smaller ones on the caller.
+ * Not with --no-blas, which promises code without the runtime's threads. */
+#define PAR_MIN_FLOATS 32768
 
-static int use_saxpy(const emitter *e, const tensor *t)
+static int use_parallel_opt(const emitter *e, const tensor *t)
 {
-    const train_cfg *c = &e->p->train;
-    return !e->o->no_blas && !e->o->inference && c->opt == OPT_SGD && c->momentum == 0 &&
-           c->weight_decay == 0 && t->requires_grad && t->numel >= SAXPY_MIN_FLOATS;
+    return !e->o->no_blas && !e->o->inference && t->requires_grad &&
+           align16(t->numel) >= PAR_MIN_FLOATS;
 }
 
 /* The optimizer, one kernel per trainable tensor (restrict-qualified, so it
@@ -782,6 +776,8 @@ static int use_saxpy(const emitter *e, const tensor *t)
  * grad, and every update keeps a zero at zero).  bwd() calls a tensor's
  * kernel in a train step as soon as its gradient is complete, while it is
  * still in cache. */
+static const char *opt_call_range(const emitter *e, int k, const char *lo, const char *n);
+
 static void emit_opt_kernels(emitter *e)
 {
     const program *p = e->p;
@@ -804,33 +800,30 @@ static void emit_opt_kernels(emitter *e)
         long long len = (long long)align16(ts->numel);
         E(e, "/* %s */", ts->name);
         if (t->opt == OPT_SGD)
-            E(e, "static void opt%d(float *restrict P, const float *restrict G%s)", k,
+            E(e, "static void opt%d(float *restrict P, const float *restrict G%s, int n)", k,
               sgd_m ? ", float *restrict M, int first" : "");
         else
             E(e, "static void opt%d(float *restrict P, const float *restrict G, float *restrict M, "
-                 "float *restrict V%s, float neg_step_size, float bc2_sqrt)", k,
+                 "float *restrict V%s, float neg_step_size, float bc2_sqrt, int n)", k,
               t->amsgrad ? ", float *restrict VMAX" : "");
         open_block(e, "");
         const char *g = t->weight_decay != 0 ? xfmt("(G[i] + %s * P[i])", flit(t->weight_decay))
                                              : "G[i]";
-        if (use_saxpy(e, ts)) {
-            E(e, "cblas_saxpy(%lld, %s, G, 1, P, 1);", len, flit(-t->lr));
-        } else if (t->opt == OPT_SGD) {
+        if (t->opt == OPT_SGD) {
             const char *upd = t->nesterov ? xfmt("P[i] = P[i] + %s * (%s + %s * M[i]);",
                                                  flit(-t->lr), g, flit(t->momentum))
                                           : xfmt("P[i] = P[i] + %s * M[i];", flit(-t->lr));
             if (sgd_m) {
                 E(e, "if (first) /* the momentum buffer starts as a copy of the gradient */");
-                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = %s; %s }", len, g, upd);
+                E(e, "    for (int i = 0; i < n; i++) { M[i] = %s; %s }", g, upd);
                 E(e, "else");
-                E(e, "    for (int i = 0; i < %lld; i++) { M[i] = M[i] * %s + %s * %s; %s }", len,
+                E(e, "    for (int i = 0; i < n; i++) { M[i] = M[i] * %s + %s * %s; %s }",
                   flit(t->momentum), flit(1.0 - t->dampening), g, upd);
             } else {
-                E(e, "for (int i = 0; i < %lld; i++) P[i] = P[i] + %s * %s;", len, flit(-t->lr),
-                  g);
+                E(e, "for (int i = 0; i < n; i++) P[i] = P[i] + %s * %s;", flit(-t->lr), g);
             }
         } else {
-            E(e, "for (int i = 0; i < %lld; i++) {", len);
+            E(e, "for (int i = 0; i < n; i++) {");
             E(e, "    float g = %s;", g);
             E(e, "    M[i] = M[i] * %s + %s * g;", flit(t->beta1), flit(1.0 - t->beta1));
             E(e, "    V[i] = V[i] * %s + %s * g * g;", flit(t->beta2), flit(1.0 - t->beta2));
@@ -846,21 +839,45 @@ static void emit_opt_kernels(emitter *e)
         }
         close_block(e);
         NL(e);
+        if (use_parallel_opt(e, ts)) {
+            /* thread t of nt updates 16-float blocks [len16 t / nt, len16 (t+1) / nt) */
+            long long len16 = len / 16;
+            E(e, "static void opt%d_part(void *ctx, int t, int nt)", k);
+            open_block(e, "");
+            E(e, "%s *net = ctx;", e->n);
+            E(e, "int lo = (int)(%lldLL * t / nt * 16), hi = (int)(%lldLL * (t + 1) / nt * 16);",
+              len16, len16);
+            E(e, "%s", opt_call_range(e, k, "lo", "hi - lo"));
+            close_block(e);
+            NL(e);
+        }
     }
 }
 
-/* The call of tensor k's optimizer kernel, inside bwd(). */
-static const char *opt_call(const emitter *e, int k)
+/* The call of tensor k's optimizer kernel on floats [lo, lo + n) (lo NULL: 0). */
+static const char *opt_call_range(const emitter *e, int k, const char *lo, const char *n)
 {
     const program *p = e->p;
     const train_cfg *t = &p->train;
     long long off = (long long)p->tensors[k].offset, PF = (long long)p->param_floats;
+    const char *plus = lo ? xfmt(" + %s", lo) : "";
+#define AT(region, o) xfmt("net->%s + %lld%s", region, (long long)(o), plus)
     if (t->opt == OPT_SGD)
-        return xfmt("opt%d(net->data + %lld, net->grad + %lld%s);", k, off, off,
-                    t->momentum != 0 ? xfmt(", net->opt + %lld, net->steps == 0", off) : "");
-    return xfmt("opt%d(net->data + %lld, net->grad + %lld, net->opt + %lld, net->opt + %lld%s, "
-                "net->neg_step_size, net->bc2_sqrt);", k, off, off, off, PF + off,
-                t->amsgrad ? xfmt(", net->opt + %lld", 2 * PF + off) : "");
+        return xfmt("opt%d(%s, %s%s, %s);", k, AT("data", off), AT("grad", off),
+                    t->momentum != 0 ? xfmt(", %s, net->steps == 0", AT("opt", off)) : "", n);
+    return xfmt("opt%d(%s, %s, %s, %s%s, net->neg_step_size, net->bc2_sqrt, %s);", k,
+                AT("data", off), AT("grad", off), AT("opt", off), AT("opt", PF + off),
+                t->amsgrad ? xfmt(", %s", AT("opt", 2 * PF + off)) : "", n);
+#undef AT
+}
+
+/* The call of tensor k's optimizer, inside bwd(). */
+static const char *opt_call(const emitter *e, int k)
+{
+    const tensor *ts = &e->p->tensors[k];
+    if (use_parallel_opt(e, ts))
+        return xfmt("nn_parallel(opt%d_part, net);", k);
+    return opt_call_range(e, k, NULL, xfmt("%lld", (long long)align16(ts->numel)));
 }
 
 static void emit_train(emitter *e, const layout *L)
@@ -1025,14 +1042,12 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     const char *base = strrchr(p->file, '/') ? strrchr(p->file, '/') + 1 : p->file;
     E(e, "/* Generated by nngen %s from %s. Do not edit.", NNGEN_VERSION, base);
     E(e, " * Build: cc -std=c99 -c %s.c  (link with -lnngen-rt%s -lm) */", n,
-      any_blas(e) ? " -lopenblas" : "");
+      any_blas(e) ? " -lopenblas -lpthread" : "");
     E(e, "#include \"%s\"", o->header_name);
     NL(e);
     E(e, "#include <math.h>");
     E(e, "#include <stdlib.h>");
     E(e, "#include <string.h>");
-    if (any_blas(e))
-        E(e, "#include <cblas.h>");
     NL(e);
     E(e, "/* memory layout, in floats from the start of each region */");
     E(e, "#define HEADER_BYTES %lld", (long long)L.header_bytes);

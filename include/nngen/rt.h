@@ -222,6 +222,32 @@ void nn_init_zero_abs_below(nn_tensor *t, float threshold);
 /* Layer defaults (reset_parameters of the torch layer). */
 void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */, nn_rng *r);
 
+/* ------------------------------------------------------------------ */
+/* Matrix product (what the generated code multiplies with)            */
+
+/* c = op(a) op(b), or c += op(a) op(b) when accumulate, all row-major:
+   op(a) is m x k, a[i*lda + p] (or a[p*lda + i] when trans_a);
+   op(b) is k x n, b[p*ldb + j] (or b[j*ldb + p] when trans_b);
+   c is m x n, c[i*ldc + j].  The result equals cblas_sgemm(CblasRowMajor,
+   ..., alpha 1, beta accumulate) up to the order of the additions.
+   Implementation, chosen once per process: on x86-64 CPUs with AVX-512F,
+   nngen's own kernel on nn_num_threads() threads; elsewhere, or with
+   NNGEN_GEMM=cblas in the environment, or while another thread is inside
+   nn_sgemm, cblas_sgemm.  Safe to call from several threads at once. */
+void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+              const float *b, int ldb, int accumulate, float *c, int ldc);
+const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
+/* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
+   NNGEN_NUM_THREADS from the environment, else the number of online CPUs
+   (at most 16). */
+void nn_set_num_threads(int n);
+int  nn_num_threads(void);
+/* fn(ctx, t, nt) for t = 0 .. nt-1 on nn_num_threads() threads (t = 0 on
+   the caller), returning when all are done; nt = 1 (the caller alone) while
+   another thread is using the threads.  The generated train step runs its
+   optimizer on large tensors this way. */
+void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -302,7 +302,7 @@ class Spec(object):
         if check_no_blas:
             rc, out, err = run(['nm', '-u', net_o])
             if rc == 0:
-                bad = [l.split()[-1] for l in out.splitlines() if 'cblas_' in l]
+                bad = [l.split()[-1] for l in out.splitlines() if 'cblas_' in l or 'nn_sgemm' in l]
                 if bad:
                     raise CheckError('--no-blas code references %s' % ', '.join(bad))
         drv_o = os.path.join(d, 'driver.o')

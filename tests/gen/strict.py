@@ -88,11 +88,11 @@ def main():
                                                                      r.stderr))
                     break
                 with open(out) as f:
-                    uses_blas = "cblas_sgemm" in f.read()
+                    uses_blas = "nn_sgemm(" in f.read()
                 if not extra:
                     blas_of[stem] = uses_blas
                 elif "--no-blas" in extra and uses_blas:
-                    failures.append("%s: the output calls cblas_sgemm" % label)
+                    failures.append("%s: the output calls nn_sgemm" % label)
                 units.append((label, out))
 
         for name in filter(None, a.expect_blas.split(",")):

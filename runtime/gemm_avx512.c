@@ -1,0 +1,296 @@
+/* nngen-rt: single-precision GEMM for CPUs with AVX-512F.
+ *
+ * Built with -mavx512f -mfma; nn_sgemm (gemm.c) calls it only after
+ * __builtin_cpu_supports("avx512f") (which also checks that the OS saves
+ * the zmm state).
+ *
+ * Problem, in "roles" (the three products the generated code needs map onto
+ * it without copying the big operand):
+ *     C(i, j) (+)= sum_k A(i, k) B(k, j),   i < I, j < J, k < K
+ *     A(i, k) = a[i*ais + k*aks]    read in place, one element at a time
+ *                                   (broadcast), MR = 6 rows of it per tile
+ *     B(k, j) = b[k*bks + j*bjs]    packed per KC x NC block into panels of
+ *                                   KC rows x NR = 64 columns (zero padded)
+ *     C(i, j) = c[i*cis + j*cjs]
+ * The micro-kernel keeps a 6 x 64 tile of C in 24 zmm registers: per k, 4
+ * vector loads of the panel, 6 broadcasts of A and 24 FMAs.
+ *
+ * Which operand plays A: the one read along a contiguous or short stride,
+ * so it needs no packing.  For nn_sgemm(trans_b = 1) (the forward pass,
+ * x w^T with w stored out x in) the roles are transposed: A = w (rows of w
+ * are contiguous along k), B = x^T (packed: the small operand), and C is
+ * written transposed (cjs = ldc).
+ *
+ * Threads: the work is split along i (each thread packs all of B) when B is
+ * the smaller operand, otherwise along j (each thread packs its own columns
+ * of B and reads all of A).  No barrier inside: fork, compute, join.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "gemm_internal.h"
+
+#define MR 6
+#define NRV 4           /* zmm vectors per tile row */
+#define NR (16 * NRV)   /* columns per packed panel */
+#define KC 256          /* rows of B per packed block */
+#define NC 256          /* columns of B per packed block */
+
+#if KC * NC != NN_PACK_FLOATS
+#error "NN_PACK_FLOATS must be KC * NC"
+#endif
+
+typedef struct job {
+    long I, J, K;
+    const float *a;
+    long ais, aks;
+    const float *b;
+    long bks, bjs;
+    float *c;
+    long cis, cjs;
+    int beta;           /* 1: C += ..., 0: C = ... */
+    int split_i;
+} job;
+
+/* In place: r[q] lane l  <-  r[l] lane q. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int q = 0; q < 16; q += 2) {
+        t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+    }
+    for (int q = 0; q < 16; q += 4) {
+        r[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xee);
+        r[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+    }
+    for (int q = 0; q < 4; q++) {
+        t[q] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);
+        t[q + 4] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0xdd);
+        t[q + 8] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0x88);
+        t[q + 12] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0xdd);
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0x88);
+        r[q + 4] = _mm512_shuffle_f32x4(t[q + 4], t[q + 12], 0x88);
+        r[q + 8] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0xdd);
+        r[q + 12] = _mm512_shuffle_f32x4(t[q + 4], t[q + 12], 0xdd);
+    }
+}
+
+/* Pack B(k0 .. k0+kc, j0 .. j0+nc) into panels of kc x NR: panel p holds
+   columns j0 + p*NR ..; element (k, jj) at p*kc*NR + k*NR + jj.  Columns at
+   or past J are zero. */
+static void pack_b(const job *jb, long k0, long kc, long j0, long nc, float *dst)
+{
+    long np = (nc + NR - 1) / NR;
+    for (long p = 0; p < np; p++) {
+        float *d = dst + p * kc * NR;
+        long jb0 = j0 + p * NR;
+        long w = jb->J - jb0 < NR ? jb->J - jb0 : NR;
+        if (jb->bjs == 1) {
+            /* rows of B are contiguous: copy w floats per k */
+            __mmask16 mk[NRV];
+            for (int v = 0; v < NRV; v++) {
+                long left = w - 16 * v;
+                mk[v] = left >= 16 ? (__mmask16)0xffff
+                        : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+            }
+            for (long k = 0; k < kc; k++) {
+                const float *s = jb->b + (k0 + k) * jb->bks + jb0;
+                for (int v = 0; v < NRV; v++)
+                    _mm512_storeu_ps(d + k * NR + 16 * v, _mm512_maskz_loadu_ps(mk[v], s + 16 * v));
+            }
+        } else {
+            /* columns of B are contiguous (the forward pass: bks == 1):
+               whole 16 x 16 blocks are transposed through registers, the
+               rest (k tail, partial vector, padding) element by element */
+            long kfull = jb->bks == 1 ? kc / 16 * 16 : 0;
+            int vfull = (int)(w / 16);
+            for (long k = 0; k < kfull; k += 16)
+                for (int v = 0; v < vfull; v++) {
+                    __m512 r[16];
+                    for (int q = 0; q < 16; q++)
+                        r[q] = _mm512_loadu_ps(jb->b + (jb0 + 16 * v + q) * jb->bjs + k0 + k);
+                    transpose16(r);
+                    for (int q = 0; q < 16; q++)
+                        _mm512_storeu_ps(d + (k + q) * NR + 16 * v, r[q]);
+                }
+            for (long k = 0; k < kc; k++)
+                for (long jj = k < kfull ? 16 * vfull : 0; jj < NR; jj++)
+                    d[k * NR + jj] = jj < w ? jb->b[(k0 + k) * jb->bks + (jb0 + jj) * jb->bjs]
+                                            : 0.0f;
+        }
+    }
+}
+
+/* The micro-kernel: tile of mr rows x nv vectors; written for constant mr
+   and nv (each instance below), so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void
+kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, const float *bp,
+       float *c, long cis, long cjs, long w, int beta)
+{
+    __m512 acc[MR][NRV];
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (long k = 0; k < kc; k++) {
+        __m512 bv[NRV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bv[v] = _mm512_loadu_ps(bp + k * NR + 16 * v);
+        const float *ak = a + k * aks;
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(ak[i * ais]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+    }
+    if (cjs == 1) {
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            long left = w - 16 * v;
+            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+#pragma GCC unroll 6
+            for (int i = 0; i < mr; i++) {
+                float *p = c + i * cis + 16 * v;
+                __m512 r = acc[i][v];
+                if (beta)
+                    r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
+                _mm512_mask_storeu_ps(p, m, r);
+            }
+        }
+    } else {
+        /* transposed C: through a small buffer */
+        float t[MR][NR];
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                _mm512_storeu_ps(&t[i][16 * v], acc[i][v]);
+        for (long j = 0; j < w; j++)
+            for (int i = 0; i < mr; i++) {
+                float *p = c + i * cis + j * cjs;
+                *p = beta ? *p + t[i][j] : t[i][j];
+            }
+    }
+}
+
+typedef void (*kernel_fn)(long, const float *, long, long, const float *, float *, long, long,
+                          long, int);
+#define K1(R, V)                                                                              \
+    static void k##R##V(long kc, const float *a, long ais, long aks, const float *bp,        \
+                        float *c, long cis, long cjs, long w, int beta)                       \
+    {                                                                                         \
+        kernel(R, V, kc, a, ais, aks, bp, c, cis, cjs, w, beta);                              \
+    }
+#define KROW(R) K1(R, 1) K1(R, 2) K1(R, 3) K1(R, 4)
+KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6)
+static const kernel_fn kernels[MR + 1][NRV + 1] = {
+    {0},
+    {0, k11, k12, k13, k14},
+    {0, k21, k22, k23, k24},
+    {0, k31, k32, k33, k34},
+    {0, k41, k42, k43, k44},
+    {0, k51, k52, k53, k54},
+    {0, k61, k62, k63, k64},
+};
+
+/* Thread t's share [lo, hi) of n units. */
+static void share(long n, int t, int nt, long *lo, long *hi)
+{
+    *lo = n * t / nt;
+    *hi = n * (t + 1) / nt;
+}
+
+static void run(void *ctx, int t, int nt)
+{
+    const job *jb = ctx;
+    float *pk = nn__pack_buffer(t);
+    long i_lo = 0, i_hi = jb->I, j_lo = 0, j_hi = jb->J;
+    if (jb->split_i) {
+        long tiles = (jb->I + MR - 1) / MR, lo, hi;
+        share(tiles, t, nt, &lo, &hi);
+        i_lo = lo * MR;
+        i_hi = hi * MR < jb->I ? hi * MR : jb->I;
+    } else {
+        long panels = (jb->J + NR - 1) / NR, lo, hi;
+        share(panels, t, nt, &lo, &hi);
+        j_lo = lo * NR;
+        j_hi = hi * NR < jb->J ? hi * NR : jb->J;
+    }
+    if (i_lo >= i_hi || j_lo >= j_hi)
+        return;
+    /* k blocks of equal size (<= KC) */
+    long nkb = (jb->K + KC - 1) / KC;
+    for (long kb = 0; kb < nkb; kb++) {
+        long k0 = jb->K * kb / nkb, kc = jb->K * (kb + 1) / nkb - k0;
+        int beta = kb ? 1 : jb->beta;
+        for (long j0 = j_lo; j0 < j_hi; j0 += NC) {
+            long nc = j_hi - j0 < NC ? j_hi - j0 : NC;
+            pack_b(jb, k0, kc, j0, nc, pk);
+            for (long i0 = i_lo; i0 < i_hi; i0 += MR) {
+                int mr = (int)(i_hi - i0 < MR ? i_hi - i0 : MR);
+                const float *a = jb->a + i0 * jb->ais + k0 * jb->aks;
+                for (long jj = 0; jj < nc; jj += NR) {
+                    long w = nc - jj < NR ? nc - jj : NR;
+                    int nv = (int)((w + 15) / 16);
+                    kernels[mr][nv](kc, a, jb->ais, jb->aks, pk + (jj / NR) * kc * NR,
+                                    jb->c + i0 * jb->cis + (j0 + jj) * jb->cjs, jb->cis, jb->cjs,
+                                    w, beta);
+                }
+            }
+        }
+    }
+}
+
+void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc)
+{
+    job jb;
+    jb.K = k;
+    jb.beta = beta != 0.0f;
+    if (!trans_b) {
+        /* C = op(A) B: A plays A, B is packed row by row */
+        jb.I = m;
+        jb.J = n;
+        jb.a = a;
+        jb.ais = trans_a ? 1 : lda;
+        jb.aks = trans_a ? lda : 1;
+        jb.b = b;
+        jb.bks = ldb;
+        jb.bjs = 1;
+        jb.c = c;
+        jb.cis = ldc;
+        jb.cjs = 1;
+    } else {
+        /* C^T = B op(A)^T: rows of B (contiguous along k) play A, op(A)^T
+           is packed, C is written transposed */
+        jb.I = n;
+        jb.J = m;
+        jb.a = b;
+        jb.ais = ldb;
+        jb.aks = 1;
+        jb.b = a;
+        jb.bks = trans_a ? lda : 1;
+        jb.bjs = trans_a ? 1 : lda;
+        jb.c = c;
+        jb.cis = 1;
+        jb.cjs = ldc;
+    }
+    jb.split_i = jb.J < jb.I;
+    if (k == 0) {
+        /* nothing to multiply: C = beta C */
+        if (!jb.beta)
+            for (long i = 0; i < m; i++)
+                memset(c + i * ldc, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    nn__pool_run(run, &jb);
+}

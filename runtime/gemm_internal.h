@@ -1,0 +1,24 @@
+/* nngen-rt internal: the thread pool and the AVX-512 sgemm, shared by gemm.c
+ * (dispatch, pool) and gemm_avx512.c (kernels; built with -mavx512f -mfma and
+ * only called after the CPU has been checked). */
+#ifndef NNGEN_GEMM_INTERNAL_H
+#define NNGEN_GEMM_INTERNAL_H
+
+#define NN_MAX_THREADS 16
+
+/* Packing buffer of each pool slot, in floats: KC * NC of gemm_avx512.c. */
+#define NN_PACK_FLOATS (256 * 256)
+
+/* fn(ctx, t, nt) for t = 0 .. nt-1 (nt = the thread count), t = 0 on the
+   calling thread, which must hold the pool (nn_sgemm takes it; a caller
+   that finds it taken by another thread does not come here).
+   nn__pack_buffer(t) is slot t's packing buffer, NN_PACK_FLOATS floats. */
+typedef void (*nn_task_fn)(void *ctx, int t, int nt);
+void nn__pool_run(nn_task_fn fn, void *ctx);
+float *nn__pack_buffer(int t);
+
+/* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
+void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc);
+
+#endif
