@@ -398,13 +398,15 @@ static void emit_forward_kernel(emitter *e, int idx, const op *o, const op *act_
     case L_LINEAR: {
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
         if (use_blas(e, o)) {
-            /* y = b (broadcast), then y += x w^T */
-            if (m->bias)
-                E(e, "for (int r = 0; r < %lld; r++) memcpy(y + r * %lld, b, %lld * "
-                     "sizeof(float));", rows, out, out);
-            E(e, "nn_sgemm(0, 1, %lld, %lld, %lld, x, %lld, w, %lld, %d, y, %lld);", rows, out,
-              in, in, in, m->bias ? 1 : 0, out);
-            if (act_op)
+            /* the runtime applies the bias and a relu / leaky relu as it
+               stores y; other activations follow in a pass of their own */
+            int fused = act_op && (act_op->m->layer == L_RELU || act_op->m->layer == L_LEAKY_RELU);
+            E(e, "nn_linear_forward(%lld, %lld, %lld, x, w, %s, %s, %s, y);", rows, in, out,
+              m->bias ? "b" : "NULL",
+              !fused ? "NN_ACT_NONE"
+              : act_op->m->layer == L_RELU ? "NN_ACT_RELU" : "NN_ACT_LEAKY_RELU",
+              fused && act_op->m->layer == L_LEAKY_RELU ? flit(act_op->m->slope) : "0.0f");
+            if (act_op && !fused)
                 E(e, "for (int k = 0; k < %lld; k++) y[k] = %s;", rows * out,
                   activation_expr(act_op->m, "y[k]"));
         } else {

@@ -208,6 +208,40 @@ void nn__pool_run(nn_task_fn fn, void *ctx)
         cpu_relax();
 }
 
+void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
+                       const float *b, int act, float slope, float *y)
+{
+    pthread_once(&once, setup);
+    if (rows <= 0 || out <= 0)
+        return;
+#if NN_HAVE_AVX512_KERNEL
+    if (use_avx512 && in > 0 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
+        long macs = (long)rows * out * in;
+        pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+        nn__linear_avx512(rows, in, out, x, w, b, act, slope, y);
+        __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+        return;
+    }
+#endif
+    /* y = b (broadcast), y += x w^T, then the activation in place */
+    for (long r = 0; r < rows; r++) {
+        if (b)
+            memcpy(y + r * out, b, sizeof(float) * (size_t)out);
+        else
+            memset(y + r * out, 0, sizeof(float) * (size_t)out);
+    }
+    if (in > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in,
+                    1.0f, y, out);
+    long n = (long)rows * out;
+    if (act == NN_ACT_RELU)
+        for (long i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    else if (act == NN_ACT_LEAKY_RELU)
+        for (long i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : y[i] * slope;
+}
+
 void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx)
 {
     pthread_once(&once, setup);

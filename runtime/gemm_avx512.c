@@ -28,17 +28,17 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include <nngen/rt.h>
+
 #include "gemm_internal.h"
 
 #define MR 6
 #define NRV 4           /* zmm vectors per tile row */
 #define NR (16 * NRV)   /* columns per packed panel */
-#define KC 256          /* rows of B per packed block */
 #define NC 256          /* columns of B per packed block */
-
-#if KC * NC != NN_PACK_FLOATS
-#error "NN_PACK_FLOATS must be KC * NC"
-#endif
+#define KC_MAX 1024     /* rows of B per packed block: as many as fit in the
+                           pack buffer (NN_PACK_FLOATS, sized for L2) up to
+                           this, so the 6 x kc slice of A stays in L1 */
 
 typedef struct job {
     long I, J, K;
@@ -50,6 +50,10 @@ typedef struct job {
     long cis, cjs;
     int beta;           /* 1: C += ..., 0: C = ... */
     int split_i;
+    const float *bias;  /* epilogue (bias indexed by i), when has_epi */
+    int act;
+    float slope;
+    int has_epi;
 } job;
 
 /* In place: r[q] lane l  <-  r[l] lane q. */
@@ -126,11 +130,32 @@ static void pack_b(const job *jb, long k0, long kc, long j0, long nc, float *dst
     }
 }
 
+/* What the last k block applies before storing: + bias[i] (bias of the
+   tile's first row; NULL: none), then the activation. */
+typedef struct epilogue {
+    const float *bias;
+    int act;            /* NN_ACT_* */
+    float slope;
+} epilogue;
+
+/* relu: x > 0 ? x : 0 (max_ps returns its second operand, 0, for NaN);
+   leaky: x > 0 ? x : slope x (NaN stays NaN) -- as the generated loops. */
+static inline __m512 activate(__m512 x, const epilogue *ep, __m512 zero)
+{
+    if (ep->act == NN_ACT_RELU)
+        return _mm512_max_ps(x, zero);
+    if (ep->act == NN_ACT_LEAKY_RELU) {
+        __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ);
+        return _mm512_mask_blend_ps(pos, _mm512_mul_ps(x, _mm512_set1_ps(ep->slope)), x);
+    }
+    return x;
+}
+
 /* The micro-kernel: tile of mr rows x nv vectors; written for constant mr
    and nv (each instance below), so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void
 kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, const float *bp,
-       float *c, long cis, long cjs, long w, int beta)
+       float *c, long cis, long cjs, long w, int beta, const epilogue *ep)
 {
     __m512 acc[MR][NRV];
 #pragma GCC unroll 6
@@ -152,6 +177,7 @@ kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, 
                 acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
     }
+    __m512 zero = _mm512_setzero_ps();
     if (cjs == 1) {
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
@@ -163,32 +189,48 @@ kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, 
                 __m512 r = acc[i][v];
                 if (beta)
                     r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
+                if (ep) {
+                    if (ep->bias)
+                        r = _mm512_add_ps(r, _mm512_set1_ps(ep->bias[i]));
+                    r = activate(r, ep, zero);
+                }
                 _mm512_mask_storeu_ps(p, m, r);
             }
         }
     } else {
-        /* transposed C: through a small buffer */
-        float t[MR][NR];
-#pragma GCC unroll 6
-        for (int i = 0; i < mr; i++)
+        /* transposed C (cis == 1): per 16 columns, transpose the tile so
+           that vector q holds column j = 16v + q's mr values (lanes < mr),
+           which are contiguous in memory */
+        __mmask16 mi = (__mmask16)((1u << mr) - 1u);
+        __m512 bias = ep && ep->bias ? _mm512_maskz_loadu_ps(mi, ep->bias) : zero;
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++)
-                _mm512_storeu_ps(&t[i][16 * v], acc[i][v]);
-        for (long j = 0; j < w; j++)
-            for (int i = 0; i < mr; i++) {
-                float *p = c + i * cis + j * cjs;
-                *p = beta ? *p + t[i][j] : t[i][j];
+        for (int v = 0; v < nv; v++) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++)
+                r[q] = q < mr ? acc[q][v] : zero;
+            transpose16(r);
+            long cols = w - 16 * v < 16 ? w - 16 * v : 16;
+            for (long q = 0; q < cols; q++) {
+                float *p = c + (16 * v + q) * cjs;
+                __m512 x = r[q];
+                if (beta)
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mi, p));
+                if (ep)
+                    x = activate(_mm512_add_ps(x, bias), ep, zero);
+                _mm512_mask_storeu_ps(p, mi, x);
             }
+        }
     }
 }
 
 typedef void (*kernel_fn)(long, const float *, long, long, const float *, float *, long, long,
-                          long, int);
+                          long, int, const epilogue *);
 #define K1(R, V)                                                                              \
     static void k##R##V(long kc, const float *a, long ais, long aks, const float *bp,        \
-                        float *c, long cis, long cjs, long w, int beta)                       \
+                        float *c, long cis, long cjs, long w, int beta, const epilogue *ep)   \
     {                                                                                         \
-        kernel(R, V, kc, a, ais, aks, bp, c, cis, cjs, w, beta);                              \
+        kernel(R, V, kc, a, ais, aks, bp, c, cis, cjs, w, beta, ep);                          \
     }
 #define KROW(R) K1(R, 1) K1(R, 2) K1(R, 3) K1(R, 4)
 KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6)
@@ -227,11 +269,16 @@ static void run(void *ctx, int t, int nt)
     }
     if (i_lo >= i_hi || j_lo >= j_hi)
         return;
-    /* k blocks of equal size (<= KC) */
-    long nkb = (jb->K + KC - 1) / KC;
+    /* k blocks of equal size, each at most kmax rows: a block of B
+       (kc x nc, nc rounded up to whole panels) must fit the pack buffer */
+    long ncr = ((j_hi - j_lo < NC ? j_hi - j_lo : NC) + NR - 1) / NR * NR;
+    long kmax = NN_PACK_FLOATS / ncr < KC_MAX ? NN_PACK_FLOATS / ncr : KC_MAX;
+    long nkb = (jb->K + kmax - 1) / kmax;
     for (long kb = 0; kb < nkb; kb++) {
         long k0 = jb->K * kb / nkb, kc = jb->K * (kb + 1) / nkb - k0;
         int beta = kb ? 1 : jb->beta;
+        epilogue epi = {NULL, jb->act, jb->slope};
+        int last = kb == nkb - 1 && jb->has_epi;
         for (long j0 = j_lo; j0 < j_hi; j0 += NC) {
             long nc = j_hi - j0 < NC ? j_hi - j0 : NC;
             pack_b(jb, k0, kc, j0, nc, pk);
@@ -241,19 +288,21 @@ static void run(void *ctx, int t, int nt)
                 for (long jj = 0; jj < nc; jj += NR) {
                     long w = nc - jj < NR ? nc - jj : NR;
                     int nv = (int)((w + 15) / 16);
+                    epi.bias = jb->bias ? jb->bias + i0 : NULL;
                     kernels[mr][nv](kc, a, jb->ais, jb->aks, pk + (jj / NR) * kc * NR,
                                     jb->c + i0 * jb->cis + (j0 + jj) * jb->cjs, jb->cis, jb->cjs,
-                                    w, beta);
+                                    w, beta, last ? &epi : NULL);
                 }
             }
         }
     }
 }
 
-void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                      const float *b, int ldb, float beta, float *c, int ldc)
+static void setup_job(job *jbp, int trans_a, int trans_b, int m, int n, int k, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     job jb;
+    memset(&jb, 0, sizeof jb);
     jb.K = k;
     jb.beta = beta != 0.0f;
     if (!trans_b) {
@@ -285,12 +334,34 @@ void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float
         jb.cjs = ldc;
     }
     jb.split_i = jb.J < jb.I;
+    *jbp = jb;
+}
+
+void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc)
+{
     if (k == 0) {
         /* nothing to multiply: C = beta C */
-        if (!jb.beta)
+        if (beta == 0.0f)
             for (long i = 0; i < m; i++)
                 memset(c + i * ldc, 0, sizeof(float) * (size_t)n);
         return;
     }
+    job jb;
+    setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    nn__pool_run(run, &jb);
+}
+
+void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
+                       const float *bias, int act, float slope, float *y)
+{
+    /* y = x w^T: the transposed roles (i = output feature), so the bias is
+       indexed by i */
+    job jb;
+    setup_job(&jb, 0, 1, rows, out, in, x, in, w, in, 0.0f, y, out);
+    jb.bias = bias;
+    jb.act = act;
+    jb.slope = slope;
+    jb.has_epi = 1;
     nn__pool_run(run, &jb);
 }

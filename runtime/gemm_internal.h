@@ -6,8 +6,9 @@
 
 #define NN_MAX_THREADS 16
 
-/* Packing buffer of each pool slot, in floats: KC * NC of gemm_avx512.c. */
-#define NN_PACK_FLOATS (256 * 256)
+/* Packing buffer of each pool slot, in floats (512 KiB: a block of B that
+   stays in a core's L2). */
+#define NN_PACK_FLOATS (512 * 256)
 
 /* fn(ctx, t, nt) for t = 0 .. nt-1 (nt = the thread count), t = 0 on the
    calling thread, which must hold the pool (nn_sgemm takes it; a caller
@@ -20,5 +21,8 @@ float *nn__pack_buffer(int t);
 /* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc);
+/* nn_linear_forward for in >= 1, same CPUs. */
+void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
+                       const float *bias, int act, float slope, float *y);
 
 #endif

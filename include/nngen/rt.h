@@ -237,6 +237,15 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
 const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
+
+/* One linear layer's forward, y = act(x w^T + b), as nn_sgemm computes it:
+   x is rows x in, w is out x in (torch's layout), b has out floats (or is
+   NULL), y is rows x out.  act NN_ACT_RELU is y > 0 ? y : 0 and
+   NN_ACT_LEAKY_RELU is y > 0 ? y : slope * y, applied as the result is
+   stored. */
+enum { NN_ACT_NONE = 0, NN_ACT_RELU = 1, NN_ACT_LEAKY_RELU = 2 };
+void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
+                       const float *b, int act, float slope, float *y);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
    (at most 16). */
