@@ -34,7 +34,6 @@ typedef struct emitter {
     const program *p;
     const emit_opts *o;
     const char *n;              /* the spec's name: prefix of every symbol */
-    const char *tile_step;      /* per op: its weight is stepped by nn_sgemm_tiles */
 } emitter;
 
 static void E(emitter *e, const char *fmt, ...) PRINTF(2, 3);
@@ -511,15 +510,10 @@ static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, in
         const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
         int gw = w->requires_grad, gb = b && b->requires_grad;
-        int tiles = e->tile_step && e->tile_step[idx];
-        /* with a fused step, the step callback writes w and reads gw behind
-           these pointers' backs: no restrict on them (they are only passed on) */
-        const char *rq = tiles ? "" : "restrict ";
-        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *%s"
-             "w%s%s%s%s%s)", idx, rq, gw ? ", const float *restrict x" : "",
-          gw ? xfmt(", float *%sgw", rq) : "", gb ? ", float *restrict gb" : "",
-          (gw && set_w) || (gb && set_b) ? ", int set" : "",
-          tiles ? ", nn_tile_fn step, void *ctx" : "");
+        E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
+             "w%s%s%s%s)", idx, gw ? ", const float *restrict x" : "",
+          gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
+          (gw && set_w) || (gb && set_b) ? ", int set" : "");
         open_block(e, "");
         if (gb) {
             if (set_b)
@@ -528,16 +522,11 @@ static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, in
             E(e, "    for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
         }
         if (use_blas(e, o)) {
-            /* gx first: with a fused step, the weight changes during the
-               gradient's nn_sgemm_tiles */
-            E(e, "if (gx) nn_sgemm(0, 0, %lld, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", rows,
-              in, out, out, in, in);
-            if (gw && tiles)
-                E(e, "nn_sgemm_tiles(1, %lld, %lld, %lld, gy, %lld, x, %lld, %s, gw, %lld, step, "
-                     "ctx);", out, in, rows, out, in, set_w ? "!set" : "1", in);
-            else if (gw)
+            if (gw)
                 E(e, "nn_sgemm(1, 0, %lld, %lld, %lld, gy, %lld, x, %lld, %s, gw, %lld);", out, in,
                   rows, out, in, set_w ? "!set" : "1", in);
+            E(e, "if (gx) nn_sgemm(0, 0, %lld, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", rows,
+              in, out, out, in, in);
         } else {
             if (gw) {
                 if (set_w)
@@ -685,8 +674,6 @@ static void emit_backward_call(emitter *e, const layout *L, int idx, const op *o
         sb_printf(&args, ", G + %lld", (long long)b->offset);
     if ((gw && set_w) || (gb && set_b))
         sb_puts(&args, ", set");
-    if (e->tile_step && e->tile_step[idx])
-        sb_printf(&args, ", set ? opt%d_tile : NULL, net", m->param_ids[0]);
     E(e, "b%d(%s);", idx, args.s);
     free(args.s);
 }
@@ -854,22 +841,7 @@ static void emit_opt_kernels(emitter *e)
         }
         close_block(e);
         NL(e);
-        int fused_op = -1;
-        for (int i = 0; i < p->nops; i++)
-            if (e->tile_step[i] && p->ops[i].m->param_ids[0] == k)
-                fused_op = i;
-        if (fused_op >= 0) {
-            long long in = (long long)p->ops[fused_op].m->in;
-            E(e, "static void opt%d_tile(void *ctx, int i0, int rows, int j0, int cols)", k);
-            open_block(e, "");
-            E(e, "%s *net = ctx;", e->n);
-            E(e, "for (int r = i0; r < i0 + rows; r++) {");
-            E(e, "    int lo = r * %lld + j0;", in);
-            E(e, "    %s", opt_call_range(e, k, "lo", "cols"));
-            E(e, "}");
-            close_block(e);
-            NL(e);
-        } else if (use_parallel_opt(e, ts)) {
+        if (use_parallel_opt(e, ts)) {
             /* thread t of nt updates 16-float blocks [len16 t / nt, len16 (t+1) / nt) */
             long long len16 = len / 16;
             E(e, "static void opt%d_part(void *ctx, int t, int nt)", k);
@@ -1063,7 +1035,7 @@ static void emit_header(emitter *e, FILE *h, const layout *L)
 
 void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
 {
-    emitter ee = {c, 0, p, o, p->name, NULL};
+    emitter ee = {c, 0, p, o, p->name};
     emitter *e = &ee;
     const char *n = p->name;
     layout L = plan_layout(p, o);
@@ -1232,6 +1204,8 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
             touched[m->param_ids[k]] = 1;
         }
     }
+    if (p->train.loss != LOSS_NONE)
+        emit_opt_kernels(e);
     /* first_use[k]: the first op (forward order) using tensor k: the last in
        backward order, after which its gradient is complete */
     int *first_use = xalloc(sizeof *first_use * (size_t)(p->ntensors + 1));
@@ -1240,18 +1214,6 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     for (int i = p->nops - 1; i >= 0; i--)
         for (int k = 0; k < p->ops[i].m->nparams; k++)
             first_use[p->ops[i].m->param_ids[k]] = i;
-    /* a train step updates a weight block by block inside the nn_sgemm that
-       completes its gradient (nn_sgemm_tiles), while the block is in cache */
-    char *tile_step = xalloc((size_t)p->nops + 1);
-    for (int i = 0; i < p->nops; i++) {
-        const op *o = &p->ops[i];
-        tile_step[i] = p->train.loss != LOSS_NONE && o->m->layer == L_LINEAR && use_blas(e, o) &&
-                       p->tensors[o->m->param_ids[0]].requires_grad &&
-                       first_use[o->m->param_ids[0]] == i;
-    }
-    e->tile_step = tile_step;
-    if (p->train.loss != LOSS_NONE)
-        emit_opt_kernels(e);
     E(e, "/* ---- backward kernels ---- */");
     NL(e);
     for (int i = 0; i < p->nops; i++)
@@ -1297,10 +1259,7 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
         if (p->train.loss != LOSS_NONE)
             for (int k = 0; k < oi->m->nparams; k++) {
                 int tid = oi->m->param_ids[k];
-                if (k == 0 && tile_step[i])
-                    E(e, "/* %s: stepped block by block inside nn_sgemm_tiles */",
-                      p->tensors[tid].name);
-                else if (first_use[tid] == i && p->tensors[tid].requires_grad)
+                if (first_use[tid] == i && p->tensors[tid].requires_grad)
                     E(e, "if (set) %s /* %s is complete: step */", opt_call(e, tid),
                       p->tensors[tid].name);
             }

@@ -254,9 +254,8 @@ void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx)
     __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
 }
 
-static void sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                  const float *b, int ldb, int accumulate, float *c, int ldc, nn_tile_fn done,
-                  void *ctx)
+void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+              const float *b, int ldb, int accumulate, float *c, int ldc)
 {
     pthread_once(&once, setup);
     if (m <= 0 || n <= 0)
@@ -266,7 +265,7 @@ static void sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a,
         long macs = (long)m * n * (k > 0 ? k : 1);
         pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
         nn__sgemm_avx512(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate ? 1.0f : 0.0f,
-                         c, ldc, done, ctx);
+                         c, ldc);
         __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
         return;
     }
@@ -274,18 +273,4 @@ static void sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a,
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
                 accumulate ? 1.0f : 0.0f, c, ldc);
-    if (done)
-        done(ctx, 0, m, 0, n);
-}
-
-void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-              const float *b, int ldb, int accumulate, float *c, int ldc)
-{
-    sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, NULL, NULL);
-}
-
-void nn_sgemm_tiles(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
-                    int ldb, int accumulate, float *c, int ldc, nn_tile_fn done, void *ctx)
-{
-    sgemm(trans_a, 0, m, n, k, a, lda, b, ldb, accumulate, c, ldc, done, ctx);
 }

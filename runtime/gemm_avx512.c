@@ -54,8 +54,6 @@ typedef struct job {
     int act;
     float slope;
     int has_epi;
-    nn_tile_fn done;    /* called per finished tile (C not transposed) */
-    void *done_ctx;
 } job;
 
 /* In place: r[q] lane l  <-  r[l] lane q. */
@@ -294,8 +292,6 @@ static void run(void *ctx, int t, int nt)
                     kernels[mr][nv](kc, a, jb->ais, jb->aks, pk + (jj / NR) * kc * NR,
                                     jb->c + i0 * jb->cis + (j0 + jj) * jb->cjs, jb->cis, jb->cjs,
                                     w, beta, last ? &epi : NULL);
-                    if (jb->done && kb == nkb - 1)
-                        jb->done(jb->done_ctx, (int)i0, mr, (int)(j0 + jj), (int)w);
                 }
             }
         }
@@ -342,22 +338,17 @@ static void setup_job(job *jbp, int trans_a, int trans_b, int m, int n, int k, c
 }
 
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                      const float *b, int ldb, float beta, float *c, int ldc, nn_tile_fn done,
-                      void *ctx)
+                      const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (k == 0) {
         /* nothing to multiply: C = beta C */
         if (beta == 0.0f)
             for (long i = 0; i < m; i++)
                 memset(c + i * ldc, 0, sizeof(float) * (size_t)n);
-        if (done)
-            done(ctx, 0, m, 0, n);
         return;
     }
     job jb;
     setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
-    jb.done = done;
-    jb.done_ctx = ctx;
     nn__pool_run(run, &jb);
 }
 

@@ -4,8 +4,6 @@
 #ifndef NNGEN_GEMM_INTERNAL_H
 #define NNGEN_GEMM_INTERNAL_H
 
-#include <nngen/rt.h>
-
 #define NN_MAX_THREADS 16
 
 /* Packing buffer of each pool slot, in floats (512 KiB: a block of B that
@@ -20,11 +18,9 @@ typedef void (*nn_task_fn)(void *ctx, int t, int nt);
 void nn__pool_run(nn_task_fn fn, void *ctx);
 float *nn__pack_buffer(int t);
 
-/* The same contract as nn_sgemm_tiles (rt.h; trans_b == 0 when done is
-   not NULL), for CPUs with AVX-512F. */
+/* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                      const float *b, int ldb, float beta, float *c, int ldc, nn_tile_fn done,
-                      void *ctx);
+                      const float *b, int ldb, float beta, float *c, int ldc);
 /* nn_linear_forward for in >= 1, same CPUs. */
 void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
                        const float *bias, int act, float slope, float *y);

@@ -237,15 +237,6 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
 const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
-/* nn_sgemm (trans_b must be 0), then done(ctx, i0, rows, j0, cols) for
-   each block of c as soon as it holds its final value, while it is still in
-   cache: the blocks are disjoint and cover c once; done may run on any of
-   the threads, at the same time for different blocks.  The generated train
-   step passes its optimizer here, so each weight is updated right after its
-   gradient is computed. */
-typedef void (*nn_tile_fn)(void *ctx, int i0, int rows, int j0, int cols);
-void nn_sgemm_tiles(int trans_a, int m, int n, int k, const float *a, int lda, const float *b,
-                    int ldb, int accumulate, float *c, int ldc, nn_tile_fn done, void *ctx);
 
 /* One linear layer's forward, y = act(x w^T + b), as nn_sgemm computes it:
    x is rows x in, w is out x in (torch's layout), b has out floats (or is
