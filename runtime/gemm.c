@@ -13,10 +13,12 @@
  * for up to SPIN_NS after their last job (the generated code calls nn_sgemm
  * several times per train step, tens of microseconds apart), then sleep on
  * a condition variable.  The caller runs share 0 itself and spins until
- * every worker has reported.  After fork() the child starts with no
+ * every worker has reported.  Every wait loop turns from pause to
+ * sched_yield() after a few microseconds (see relax()).  After fork() the child starts with no
  * workers (pthread_atfork).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -67,6 +69,19 @@ static int threads_set;   /* atomic: nn_set_num_threads value, 0 = default */
 static int use_avx512 = -1;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* One turn of a wait loop: the pause instruction for the first
+   YIELD_AFTER turns, then sched_yield(): when there are more runnable
+   threads than cores, the thread waited for may be the one descheduled,
+   and spinning would only keep it off the core for a whole time slice. */
+#define YIELD_AFTER 2048
+static void relax(int spins)
+{
+    if (spins < YIELD_AFTER)
+        cpu_relax();
+    else
+        sched_yield();
+}
+
 static long now_ns(void)
 {
     struct timespec ts;
@@ -88,7 +103,7 @@ static void *worker(void *arg)
         for (int spins = 0;; spins++) {
             if (__atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) != seen)
                 break;
-            cpu_relax();
+            relax(spins);
             if ((spins & 255) == 255 && now_ns() - t0 > SPIN_NS) {
                 pthread_mutex_lock(&pool.mu);
                 pool.sleepers++;
@@ -204,8 +219,8 @@ void nn__pool_run(nn_task_fn fn, void *ctx)
         pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
     fn(ctx, 0, nt);
-    while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0)
-        cpu_relax();
+    for (int spins = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0; spins++)
+        relax(spins);
 }
 
 void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
