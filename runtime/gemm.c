@@ -275,6 +275,8 @@ void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int
     pthread_once(&once, setup);
     if (m <= 0 || n <= 0)
         return;
+    if (k < 0)
+        k = 0;
 #if NN_HAVE_AVX512_KERNEL
     if (use_avx512 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
         long macs = (long)m * n * (k > 0 ? k : 1);

@@ -228,7 +228,8 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
 /* c = op(a) op(b), or c += op(a) op(b) when accumulate, all row-major:
    op(a) is m x k, a[i*lda + p] (or a[p*lda + i] when trans_a);
    op(b) is k x n, b[p*ldb + j] (or b[j*ldb + p] when trans_b);
-   c is m x n, c[i*ldc + j].  The result equals cblas_sgemm(CblasRowMajor,
+   c is m x n, c[i*ldc + j]; m, n <= 0: nothing; k <= 0: c = 0 (or
+   unchanged when accumulate).  The result equals cblas_sgemm(CblasRowMajor,
    ..., alpha 1, beta accumulate) up to the order of the additions.
    Implementation, chosen once per process: on x86-64 CPUs with AVX-512F,
    nngen's own kernel on nn_num_threads() threads; elsewhere, or with
