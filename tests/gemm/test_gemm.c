@@ -1,0 +1,1311 @@
+/* Unit tests of nn_sgemm, nn_sgemm_impl, nn_set_num_threads / nn_num_threads,
+ * nn_parallel and nn_linear_forward (runtime/gemm.c, runtime/gemm_avx512.c).
+ *
+ * Oracle: a plain double-precision triple loop over op(A) and op(B) (never
+ * cblas), compared with the tolerance 1e-5 * (1 + sum_p |op(A)(i,p)| |op(B)(p,j)|
+ * (+ |old C(i,j)| when accumulating)); with small-integer inputs the product
+ * is exact in float and the comparison is exact.  Every call also checks:
+ *   - A and B are not written (bitwise copies);
+ *   - the padding of A and B (columns past the logical width when the leading
+ *     dimension is larger) holds NaN, so reading it poisons the result;
+ *   - C has a guard row above and below and guard columns j >= n (ldc > n),
+ *     all of which must keep their bits;
+ *   - accumulate = 0 starts from a C full of NaN (must be ignored),
+ *     accumulate = 1 from random values (must be added).
+ * A and B end exactly where an inaccessible (PROT_NONE) region begins, and
+ * start after an inaccessible page with NaN in front of them, so any read past
+ * either end faults or poisons the result, sanitizer or not (masked AVX-512
+ * loads are invisible to AddressSanitizer but not to page protection).  C is
+ * allocated to its exact extent for AddressSanitizer.
+ *
+ * The same program runs twice (tests/gemm/meson.build): as is (nngen's AVX-512
+ * kernel where the CPU has it) and with NNGEN_GEMM=cblas.  It prints which
+ * implementation it checks.
+ *
+ * Run with CK_FORK=no (one process: the pool persists from test to test, and
+ * LeakSanitizer sees everything); the fork tests fork their own children. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nngen/rt.h>
+
+/* set by tests/gemm/meson.build when the runtime was built with the kernel */
+#ifndef NN_HAVE_AVX512_KERNEL
+#define NN_HAVE_AVX512_KERNEL 0
+#endif
+
+#define GUARD (-7777.5f)
+#define MAXT 64 /* more nn_parallel shares than any sane pool */
+
+/* ------------------------------------------------------------------ */
+/* random numbers (per caller state, so threads do not share one)       */
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t next(uint64_t *s)
+{
+    *s = mix(*s);
+    return *s;
+}
+
+/* exact: an integer in [-4, 4] (products and sums stay exact in float);
+   else uniform in [-1, 1) */
+static float rnd(uint64_t *s, int exact)
+{
+    uint64_t r = next(s);
+    if (exact)
+        return (float)((int)(r % 9u) - 4);
+    return (float)((double)(r >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+static uint64_t seed_of(int a, int b, int c, int d, int e, int f)
+{
+    uint64_t s = 12345;
+    s = mix(s ^ (uint64_t)a);
+    s = mix(s ^ (uint64_t)b);
+    s = mix(s ^ (uint64_t)c);
+    s = mix(s ^ (uint64_t)d);
+    s = mix(s ^ (uint64_t)e);
+    return mix(s ^ (uint64_t)f);
+}
+
+/* ------------------------------------------------------------------ */
+/* one product: operands, oracle, checks                                */
+
+typedef struct {
+    int ta, tb, m, n, k, lda, ldb, ldc, exact;
+    float *a, *b, *cbase, *c; /* c = cbase + ldc: one guard row above */
+    void *abase, *bbase;      /* fence_alloc mappings of a and b */
+    size_t alen, blen;
+    float *acopy, *bcopy, *cold;
+    size_t na, nb, nc;
+    double *ref, *bound; /* m x n: op(A) op(B), sum of |op(A)| |op(B)| */
+    uint64_t rng;
+} prob;
+
+/* floats spanned by a rows x cols matrix with leading dimension ld (at
+   least one, so that there is always a valid pointer) */
+static size_t span(int rows, int cols, int ld)
+{
+    return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 1;
+}
+
+/* count floats that end where an inaccessible region of at least
+   fence_bytes begins, after an inaccessible page and NaN; mapped from
+   /dev/zero (POSIX, no MAP_ANONYMOUS needed).  *base, *len: for fence_free. */
+static float *fence_alloc(size_t count, size_t fence_bytes, void **base, size_t *len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data = (count * sizeof(float) + pg - 1) / pg * pg;
+    size_t fence = (fence_bytes + pg - 1) / pg * pg;
+    if (fence < pg)
+        fence = pg;
+    size_t total = pg + data + fence;
+    int fd = open("/dev/zero", O_RDWR);
+    if (fd < 0)
+        return NULL;
+    char *b = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (b == MAP_FAILED)
+        return NULL;
+    if (mprotect(b, pg, PROT_NONE) != 0 || mprotect(b + pg + data, fence, PROT_NONE) != 0) {
+        munmap(b, total);
+        return NULL;
+    }
+    float *x = (float *)(void *)(b + pg + data) - count;
+    for (float *q = (float *)(void *)(b + pg); q < x; q++)
+        *q = NAN;
+    *base = b;
+    *len = total;
+    return x;
+}
+
+static void fence_free(void *base, size_t len)
+{
+    if (base)
+        munmap(base, len);
+}
+
+static float *fill_matrix(int rows, int cols, int ld, size_t *count, uint64_t *s, int exact,
+                          void **base, size_t *len)
+{
+    size_t cnt = span(rows, cols, ld);
+    /* the fence covers two rows more, so reading "the next row" faults */
+    float *x = fence_alloc(cnt, (size_t)ld * sizeof(float) * 2, base, len);
+    if (!x)
+        return NULL;
+    for (size_t q = 0; q < cnt; q++)
+        x[q] = NAN; /* padding: must never be read */
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            x[(size_t)r * ld + c] = rnd(s, exact);
+    *count = cnt;
+    return x;
+}
+
+static void prob_free(prob *p)
+{
+    fence_free(p->abase, p->alen);
+    fence_free(p->bbase, p->blen);
+    free(p->cbase);
+    free(p->acopy);
+    free(p->bcopy);
+    free(p->cold);
+    free(p->ref);
+    free(p->bound);
+    memset(p, 0, sizeof *p);
+}
+
+/* xa, xb, xc: how much larger than needed lda, ldb, ldc are.  Returns 0, or
+   -1 when out of memory. */
+static int prob_init(prob *p, int ta, int tb, int m, int n, int k, int xa, int xb, int xc,
+                     int exact, uint64_t seed)
+{
+    memset(p, 0, sizeof *p);
+    p->ta = ta;
+    p->tb = tb;
+    p->m = m;
+    p->n = n;
+    p->k = k;
+    p->exact = exact;
+    p->rng = seed;
+    int ar = ta ? k : m, ac = ta ? m : k; /* A as stored */
+    int br = tb ? n : k, bc = tb ? k : n; /* B as stored */
+    p->lda = (ac > 1 ? ac : 1) + xa;
+    p->ldb = (bc > 1 ? bc : 1) + xb;
+    p->ldc = (n > 1 ? n : 1) + xc;
+    p->a = fill_matrix(ar, ac, p->lda, &p->na, &p->rng, exact, &p->abase, &p->alen);
+    p->b = fill_matrix(br, bc, p->ldb, &p->nb, &p->rng, exact, &p->bbase, &p->blen);
+    p->nc = (size_t)(m + 2) * (size_t)p->ldc;
+    p->cbase = malloc(p->nc * sizeof(float));
+    p->cold = malloc(p->nc * sizeof(float));
+    p->acopy = malloc(p->na * sizeof(float));
+    p->bcopy = malloc(p->nb * sizeof(float));
+    size_t mn = (size_t)(m > 0 ? m : 1) * (size_t)(n > 0 ? n : 1);
+    p->ref = calloc(mn, sizeof(double));
+    p->bound = calloc(mn, sizeof(double));
+    double *oa = malloc((size_t)(m > 0 ? m : 1) * (size_t)(k > 0 ? k : 1) * sizeof(double));
+    double *ob = malloc((size_t)(k > 0 ? k : 1) * (size_t)(n > 0 ? n : 1) * sizeof(double));
+    double *aa = malloc((size_t)(k > 0 ? k : 1) * (size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (!p->a || !p->b || !p->cbase || !p->cold || !p->acopy || !p->bcopy || !p->ref ||
+        !p->bound || !oa || !ob || !aa) {
+        free(oa);
+        free(ob);
+        free(aa);
+        prob_free(p);
+        return -1;
+    }
+    p->c = p->cbase + p->ldc;
+    memcpy(p->acopy, p->a, p->na * sizeof(float));
+    memcpy(p->bcopy, p->b, p->nb * sizeof(float));
+
+    /* the oracle: op(A) (m x k) and op(B) (k x n) in double, row-major,
+       then ref(i, j) = sum_p op(A)(i, p) op(B)(p, j) */
+    for (int i = 0; i < m; i++)
+        for (int q = 0; q < k; q++)
+            oa[(size_t)i * k + q] =
+                ta ? p->a[(size_t)q * p->lda + i] : p->a[(size_t)i * p->lda + q];
+    for (int q = 0; q < k; q++)
+        for (int j = 0; j < n; j++) {
+            ob[(size_t)q * n + j] =
+                tb ? p->b[(size_t)j * p->ldb + q] : p->b[(size_t)q * p->ldb + j];
+            aa[(size_t)q * n + j] = fabs(ob[(size_t)q * n + j]);
+        }
+    for (int i = 0; i < m; i++) {
+        double *r = p->ref + (size_t)i * n, *s = p->bound + (size_t)i * n;
+        for (int q = 0; q < k; q++) {
+            double x = oa[(size_t)i * k + q], ax = fabs(x);
+            const double *y = ob + (size_t)q * n, *ay = aa + (size_t)q * n;
+            for (int j = 0; j < n; j++) {
+                r[j] += x * y[j];
+                s[j] += ax * ay[j];
+            }
+        }
+    }
+    free(oa);
+    free(ob);
+    free(aa);
+    return 0;
+}
+
+/* Calls nn_sgemm on p (C filled afresh) and checks everything.  Returns 0,
+   or 1 with a message in err.  Thread-safe (touches only p). */
+static int prob_run(prob *p, int acc, char *err, size_t errlen)
+{
+    int m = p->m, n = p->n, ldc = p->ldc;
+    for (size_t q = 0; q < p->nc; q++)
+        p->cbase[q] = GUARD;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            p->c[(size_t)i * ldc + j] = acc ? rnd(&p->rng, p->exact) : NAN;
+    memcpy(p->cold, p->cbase, p->nc * sizeof(float));
+
+    nn_sgemm(p->ta, p->tb, m, n, p->k, p->a, p->lda, p->b, p->ldb, acc, p->c, ldc);
+
+#define CASE_FMT "nn_sgemm(%s) ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d acc=%d threads=%d: "
+#define CASE_ARGS                                                                           \
+    nn_sgemm_impl(), p->ta, p->tb, m, n, p->k, p->lda, p->ldb, ldc, acc, nn_num_threads()
+    if (memcmp(p->a, p->acopy, p->na * sizeof(float)) != 0) {
+        snprintf(err, errlen, CASE_FMT "A was written", CASE_ARGS);
+        return 1;
+    }
+    if (memcmp(p->b, p->bcopy, p->nb * sizeof(float)) != 0) {
+        snprintf(err, errlen, CASE_FMT "B was written", CASE_ARGS);
+        return 1;
+    }
+    for (size_t q = 0; q < p->nc; q++) {
+        long row = (long)(q / (size_t)ldc) - 1, col = (long)(q % (size_t)ldc);
+        float got = p->cbase[q];
+        if (row < 0 || row >= m || col >= n) {
+            if (memcmp(&got, &p->cold[q], sizeof got) != 0) {
+                snprintf(err, errlen,
+                         CASE_FMT "guard at row %ld col %ld (outside the %d x %d result) "
+                                  "changed to %.9g",
+                         CASE_ARGS, row, col, m, n, (double)got);
+                return 1;
+            }
+            continue;
+        }
+        size_t r = (size_t)row * (size_t)n + (size_t)col;
+        double old = acc ? (double)p->cold[q] : 0.0;
+        double want = p->ref[r] + old;
+        double tol = p->exact ? 0.0 : 1e-5 * (1.0 + p->bound[r] + fabs(old));
+        double d = fabs((double)got - want);
+        if (!(d <= tol)) {
+            snprintf(err, errlen, CASE_FMT "C(%ld, %ld) = %.9g, want %.9g (error %.3g, tol %.3g)",
+                     CASE_ARGS, row, col, (double)got, want, d, tol);
+            return 1;
+        }
+    }
+#undef CASE_FMT
+#undef CASE_ARGS
+    return 0;
+}
+
+/* The case the main thread is running, for the crash handler. */
+static char current_case[256];
+
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes better */
+static void on_crash(int sig)
+{
+    static const char pre[] = "\n*** crashed (out-of-bounds access?); the last case the main "
+                              "thread started: ";
+    ssize_t w = write(2, pre, sizeof pre - 1);
+    w = write(2, current_case, strlen(current_case));
+    w = write(2, "\n", 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+#endif
+
+/* ck_assert wrappers for the main thread */
+static void run_checked(prob *p, int acc)
+{
+    char err[512];
+    snprintf(current_case, sizeof current_case,
+             "nn_sgemm ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d acc=%d threads=%d", p->ta,
+             p->tb, p->m, p->n, p->k, p->lda, p->ldb, p->ldc, acc, nn_num_threads());
+    int bad = prob_run(p, acc, err, sizeof err);
+    ck_assert_msg(!bad, "%s", err);
+}
+
+static void init_checked(prob *p, int ta, int tb, int m, int n, int k, int xa, int xb, int xc,
+                         int exact)
+{
+    ck_assert_msg(prob_init(p, ta, tb, m, n, k, xa, xb, xc, exact,
+                            seed_of(ta * 2 + tb, m, n, k, xa * 64 + xb, xc)) == 0,
+                  "out of memory");
+}
+
+/* build, run with accumulate 0 and 1, free */
+static void check_case(int ta, int tb, int m, int n, int k, int xa, int xb, int xc, int exact)
+{
+    prob p;
+    init_checked(&p, ta, tb, m, n, k, xa, xb, xc, exact);
+    run_checked(&p, 0);
+    run_checked(&p, 1);
+    prob_free(&p);
+}
+
+static const int extras[4] = {0, 1, 3, 17};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts;
+    ts.tv_sec = us / 1000000;
+    ts.tv_nsec = (us % 1000000) * 1000;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int default_threads_expected(void)
+{
+    const char *env = getenv("NNGEN_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1)
+            return v > 16 ? 16 : (int)v;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > 16 ? 16 : (int)n;
+}
+
+static void restore_threads(void)
+{
+    nn_set_num_threads(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* dispatch and thread count                                            */
+
+static int cpu_has_avx512(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int forced_cblas(void)
+{
+    const char *env = getenv("NNGEN_GEMM");
+    return env && strcmp(env, "cblas") == 0;
+}
+
+START_TEST(test_impl)
+{
+    const char *impl = nn_sgemm_impl();
+    ck_assert_ptr_nonnull(impl);
+    const char *want = NN_HAVE_AVX512_KERNEL && cpu_has_avx512() && !forced_cblas() ? "avx512"
+                                                                                   : "cblas";
+    ck_assert_str_eq(impl, want);
+    ck_assert_str_eq(nn_sgemm_impl(), impl); /* decided once */
+}
+END_TEST
+
+START_TEST(test_num_threads)
+{
+    int def = default_threads_expected();
+    nn_set_num_threads(0);
+    ck_assert_int_eq(nn_num_threads(), def);
+    for (int t = 1; t <= 16; t++) {
+        nn_set_num_threads(t);
+        ck_assert_int_eq(nn_num_threads(), t);
+    }
+    nn_set_num_threads(-5);
+    ck_assert_int_eq(nn_num_threads(), def);
+    nn_set_num_threads(3);
+    nn_set_num_threads(0);
+    ck_assert_int_eq(nn_num_threads(), def);
+    /* far above the pool's size: whatever it is clamped to, it is >= 1 and
+       nn_parallel / nn_sgemm keep working (test_parallel_threads) */
+    nn_set_num_threads(1000);
+    ck_assert_int_ge(nn_num_threads(), 1);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* shapes                                                               */
+
+/* every m < 14 (all residues mod 6 twice), n around the vector and panel
+   widths, small k */
+START_TEST(test_small_shapes)
+{
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+                             31, 32, 33, 47, 48, 49, 63, 64, 65};
+    static const int ks[] = {1, 2, 5, 16, 17};
+    int cnt = 0;
+    for (int t = 0; t < 4; t++)
+        for (int m = 1; m <= 13; m++)
+            for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
+                for (size_t ik = 0; ik < sizeof ks / sizeof ks[0]; ik++, cnt++)
+                    check_case(t >> 1, t & 1, m, ns[in], ks[ik], extras[cnt % 4],
+                               extras[(cnt / 4) % 4], extras[(cnt / 16) % 4], 0);
+}
+END_TEST
+
+/* m, n = 1 .. 70 (every residue mod 6 and mod 16 and mod 64 in both
+   roles: the kernel's rows are m, or n when trans_b), exact */
+START_TEST(test_remainders)
+{
+    static const int ks[] = {1, 2, 3, 4, 7, 16, 17};
+    int cnt = 0;
+    for (int t = 0; t < 4; t++)
+        for (int m = 1; m <= 70; m++)
+            for (int n = 1; n <= 70; n++, cnt++)
+                check_case(t >> 1, t & 1, m, n, ks[cnt % 7], extras[cnt % 4],
+                           extras[(cnt / 3) % 4], extras[(cnt / 5) % 4], 1);
+}
+END_TEST
+
+/* k across the kernel's k blocks (as many rows as fit the pack buffer for
+   the block's width: 512, 682 or 1024) and the 16-row transposes of the
+   packing; every other case on one thread (a thread's block width depends
+   on its share of the columns) */
+START_TEST(test_k_sweep)
+{
+    static const int ks[] = {1,   2,   3,   15,  16,  17,  31,  32,  33,  63,   64,   65,
+                             127, 128, 129, 255, 256, 257, 300, 511, 512, 513,  682,  683,
+                             767, 768, 769, 1023, 1024, 1025, 1500, 2047, 2048, 2049};
+    static const int ks_big[] = {255, 256, 257, 511, 512, 513, 682, 683, 1023, 1024, 1025, 2049};
+    static const int mn[][2] = {{1, 1}, {6, 64}, {7, 65}, {13, 17}};
+    static const int mn_big[][2] = {{17, 130}, {130, 17}, {6, 256}, {256, 6}};
+    int cnt = 0;
+    for (int t = 0; t < 4; t++) {
+        for (size_t s = 0; s < sizeof mn / sizeof mn[0]; s++)
+            for (size_t ik = 0; ik < sizeof ks / sizeof ks[0]; ik++, cnt++) {
+                nn_set_num_threads(cnt & 1);
+                check_case(t >> 1, t & 1, mn[s][0], mn[s][1], ks[ik], extras[cnt % 4],
+                           extras[(cnt / 2) % 4], extras[(cnt / 3) % 4], cnt % 5 == 0);
+            }
+        for (size_t s = 0; s < sizeof mn_big / sizeof mn_big[0]; s++)
+            for (size_t ik = 0; ik < sizeof ks_big / sizeof ks_big[0]; ik++, cnt++) {
+                nn_set_num_threads(cnt & 1);
+                check_case(t >> 1, t & 1, mn_big[s][0], mn_big[s][1], ks_big[ik],
+                           extras[cnt % 4], extras[(cnt / 2) % 4], extras[(cnt / 3) % 4],
+                           cnt % 5 == 0);
+            }
+    }
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* k = 0: C = 0 (from NaN) or C unchanged; m = 0 or n = 0: nothing written */
+START_TEST(test_degenerate)
+{
+    static const int mn[][2] = {{1, 1}, {5, 3}, {6, 64}, {7, 65}, {13, 130}, {300, 70},
+                                {70, 300}};
+    for (int t = 0; t < 4; t++) {
+        for (size_t s = 0; s < sizeof mn / sizeof mn[0]; s++)
+            for (int x = 0; x < 2; x++)
+                check_case(t >> 1, t & 1, mn[s][0], mn[s][1], 0, 3 * x, 2 * x, 5 * x, 1);
+        check_case(t >> 1, t & 1, 0, 5, 7, 0, 0, 0, 1);
+        check_case(t >> 1, t & 1, 5, 0, 7, 0, 0, 2, 1);
+        check_case(t >> 1, t & 1, 0, 0, 7, 0, 0, 0, 1);
+        check_case(t >> 1, t & 1, 0, 0, 0, 0, 0, 0, 1);
+    }
+}
+END_TEST
+
+/* a few hundred rows and columns: the 256-column packing blocks in both
+   roles, threads split along either dimension, 1 to 3 threads */
+START_TEST(test_medium_shapes)
+{
+    static const int shapes[][3] = {
+        {300, 257, 129}, {257, 300, 255}, {255, 513, 64},  {64, 300, 513}, {199, 67, 300},
+        {67, 199, 300},  {384, 384, 65},  {1, 700, 300},   {700, 1, 300},  {5, 1000, 100},
+        {1000, 5, 100},  {128, 256, 256}, {97, 129, 257},
+    };
+    int cnt = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++, cnt++) {
+            prob p;
+            init_checked(&p, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                         extras[cnt % 4], extras[(cnt + 1) % 4], extras[(cnt + 2) % 4], 0);
+            for (int th = 1; th <= 3; th++) {
+                nn_set_num_threads(th);
+                run_checked(&p, (th + cnt) & 1);
+            }
+            nn_set_num_threads(0);
+            run_checked(&p, 0);
+            prob_free(&p);
+        }
+}
+END_TEST
+
+/* the shapes of an MNIST MLP step, and one large product, all trans
+   combinations, 1 to 3 threads */
+START_TEST(test_large_shapes)
+{
+    static const int shapes[][3] = {
+        {64, 256, 784}, {256, 784, 64}, {64, 784, 256}, {256, 1024, 1024},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            prob p;
+            init_checked(&p, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                         (int)s & 1, 0, t == 3 ? 3 : 0, 0);
+            for (int th = 1; th <= 3; th++) {
+                nn_set_num_threads(th);
+                run_checked(&p, th == 2);
+            }
+            nn_set_num_threads(0);
+            prob_free(&p);
+        }
+}
+END_TEST
+
+/* products just above the size the pool is used for, with fewer row tiles
+   or column panels than threads (some threads get nothing to do) */
+START_TEST(test_thread_edges)
+{
+    static const int shapes[][3] = {
+        {7, 3, 12500}, {3, 7, 12500}, {3, 65, 1400}, {65, 3, 1400},
+        {3, 130, 700}, {130, 3, 700}, {12, 128, 171}, {128, 12, 171},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            prob p;
+            init_checked(&p, t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], 1, 2,
+                         1, 0);
+            for (int th = 1; th <= 5; th++) {
+                nn_set_num_threads(th);
+                run_checked(&p, th & 1);
+            }
+            nn_set_num_threads(0);
+            prob_free(&p);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* nn_linear_forward: y = act(x w^T + b)                                */
+
+/* One call on fresh operands (x, w, b fenced like A and B; y between
+   guards and full of NaN beforehand); 0, or 1 with a message. */
+static int linear_case(int rows, int in, int out, int has_bias, int act, float slope,
+                       uint64_t seed, char *err, size_t errlen)
+{
+    enum { G = 32 };
+    uint64_t rng = seed;
+    size_t nx, nw, nb, ny = (size_t)rows * (size_t)out;
+    void *xb = NULL, *wb = NULL, *bb = NULL;
+    size_t xl = 0, wl = 0, bl = 0;
+    int rc = 1;
+    float *x = fill_matrix(rows, in, in > 1 ? in : 1, &nx, &rng, 0, &xb, &xl);
+    float *w = fill_matrix(out, in, in > 1 ? in : 1, &nw, &rng, 0, &wb, &wl);
+    float *b = has_bias ? fill_matrix(1, out, out, &nb, &rng, 0, &bb, &bl) : NULL;
+    float *ybase = malloc((ny + 2 * G) * sizeof(float));
+    float *xc = malloc(nx * sizeof(float)), *wc = malloc(nw * sizeof(float));
+    if (!x || !w || (has_bias && !b) || !ybase || !xc || !wc) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    memcpy(xc, x, nx * sizeof(float));
+    memcpy(wc, w, nw * sizeof(float));
+    float *y = ybase + G;
+    for (size_t q = 0; q < ny + 2 * G; q++)
+        ybase[q] = GUARD;
+    for (size_t q = 0; q < ny; q++)
+        y[q] = NAN; /* y is output only */
+
+    nn_linear_forward(rows, in, out, x, w, b, act, slope, y);
+
+#define LIN_FMT "nn_linear_forward(%s) rows=%d in=%d out=%d bias=%d act=%d slope=%g threads=%d: "
+#define LIN_ARGS nn_sgemm_impl(), rows, in, out, has_bias, act, (double)slope, nn_num_threads()
+    if (memcmp(x, xc, nx * sizeof(float)) != 0 || memcmp(w, wc, nw * sizeof(float)) != 0) {
+        snprintf(err, errlen, LIN_FMT "x or w was written", LIN_ARGS);
+        goto done;
+    }
+    for (int g = 0; g < G; g++)
+        if (ybase[g] != GUARD || y[ny + (size_t)g] != GUARD) {
+            snprintf(err, errlen, LIN_FMT "guard %s y written", LIN_ARGS,
+                     ybase[g] != GUARD ? "before" : "after");
+            goto done;
+        }
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < out; o++) {
+            double sum = b ? b[o] : 0.0, bound = b ? fabs(b[o]) : 0.0;
+            for (int i = 0; i < in; i++) {
+                double xv = x[(size_t)r * in + i], wv = w[(size_t)o * in + i];
+                sum += xv * wv;
+                bound += fabs(xv * wv);
+            }
+            double want = sum;
+            if (act == NN_ACT_RELU)
+                want = sum > 0 ? sum : 0;
+            else if (act == NN_ACT_LEAKY_RELU)
+                want = sum > 0 ? sum : slope * sum;
+            double tol = 1e-5 * (1.0 + bound);
+            double got = y[(size_t)r * out + o], d = fabs(got - want);
+            if (!(d <= tol)) {
+                snprintf(err, errlen, LIN_FMT "y(%d, %d) = %.9g, want %.9g (error %.3g, tol %.3g)",
+                         LIN_ARGS, r, o, got, want, d, tol);
+                goto done;
+            }
+        }
+#undef LIN_FMT
+#undef LIN_ARGS
+    rc = 0;
+done:
+    fence_free(xb, xl);
+    fence_free(wb, wl);
+    fence_free(bb, bl);
+    free(ybase);
+    free(xc);
+    free(wc);
+    return rc;
+}
+
+static void linear_checked(int rows, int in, int out, int has_bias, int act, float slope)
+{
+    char err[512];
+    snprintf(current_case, sizeof current_case,
+             "nn_linear_forward rows=%d in=%d out=%d bias=%d act=%d threads=%d", rows, in, out,
+             has_bias, act, nn_num_threads());
+    int bad = linear_case(rows, in, out, has_bias, act, slope,
+                          seed_of(rows, in, out, has_bias, act, 7), err, sizeof err);
+    ck_assert_msg(!bad, "%s", err);
+}
+
+/* every row count mod 6 and output count mod 64 (the outputs are the
+   kernel's rows here), with and without bias, each activation */
+START_TEST(test_linear_small)
+{
+    static const int outs[] = {1, 2, 5, 6, 7, 12, 13, 16, 17, 31, 64, 65, 100};
+    static const int ins[] = {0, 1, 5, 17, 300};
+    static const float slopes[] = {0.01f, 0.2f, -0.5f};
+    int cnt = 0;
+    for (int rows = 1; rows <= 13; rows++)
+        for (size_t io = 0; io < sizeof outs / sizeof outs[0]; io++)
+            for (size_t ii = 0; ii < sizeof ins / sizeof ins[0]; ii++, cnt++)
+                linear_checked(rows, ins[ii], outs[io], cnt % 4 != 3, cnt % 3, slopes[cnt % 3]);
+    for (int rows = 60; rows <= 70; rows++)
+        for (int out = 1; out <= 70; out += 3, cnt++)
+            linear_checked(rows, 9, out, cnt & 1, cnt % 3, 0.1f);
+}
+END_TEST
+
+/* layer-sized shapes, 1 to 3 threads (the bias follows each thread's
+   share of the outputs) */
+START_TEST(test_linear_large)
+{
+    static const int shapes[][3] = {
+        {64, 784, 256}, {64, 256, 10}, {200, 300, 257}, {7, 12500, 3}, {3, 700, 130},
+        {130, 700, 3},  {1, 1000, 1000},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int th = 1; th <= 3; th++) {
+            nn_set_num_threads(th);
+            linear_checked(shapes[s][0], shapes[s][1], shapes[s][2], th != 3, (int)(s + th) % 3,
+                           0.125f);
+        }
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* nn_parallel                                                          */
+
+typedef struct {
+    pthread_t caller;
+    long delay_us;    /* shares t > 0 sleep this long before finishing */
+    int count[MAXT];  /* atomic: runs of share t */
+    int nt_of[MAXT];
+    int done[MAXT];
+    pthread_t who[MAXT];
+    int bad;          /* atomic: calls with t or nt out of range */
+} par_ctx;
+
+static void par_fn(void *vctx, int t, int nt)
+{
+    par_ctx *x = vctx;
+    if (t < 0 || t >= nt || nt > MAXT) {
+        __atomic_add_fetch(&x->bad, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_add_fetch(&x->count[t], 1, __ATOMIC_RELAXED);
+    x->nt_of[t] = nt;
+    x->who[t] = pthread_self();
+    if (t > 0 && x->delay_us > 0)
+        sleep_us(x->delay_us);
+    x->done[t] = 1;
+}
+
+/* nn_parallel once; 0 when every share ran once, t = 0 on this thread, all
+   done on return; *nt_out = nt.  With distinct, the shares must have run on
+   distinct threads. */
+static int par_check(long delay_us, int distinct, int *nt_out, char *err, size_t errlen)
+{
+    par_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return 1;
+    }
+    x->caller = pthread_self();
+    x->delay_us = delay_us;
+    nn_parallel(par_fn, x);
+    int nt = x->nt_of[0], rc = 1;
+    *nt_out = nt;
+    if (x->bad)
+        snprintf(err, errlen, "nn_parallel: %d calls with t or nt out of range", x->bad);
+    else if (x->count[0] != 1)
+        snprintf(err, errlen, "nn_parallel: share 0 ran %d times", x->count[0]);
+    else if (nt < 1)
+        snprintf(err, errlen, "nn_parallel: nt = %d", nt);
+    else if (!pthread_equal(x->who[0], x->caller))
+        snprintf(err, errlen, "nn_parallel: share 0 did not run on the calling thread");
+    else {
+        rc = 0;
+        for (int t = 0; t < MAXT && !rc; t++) {
+            int want = t < nt;
+            if (x->count[t] != want) {
+                snprintf(err, errlen, "nn_parallel (nt = %d): share %d ran %d times", nt, t,
+                         x->count[t]);
+                rc = 1;
+            } else if (want && x->nt_of[t] != nt) {
+                snprintf(err, errlen, "nn_parallel: share %d got nt = %d, share 0 nt = %d", t,
+                         x->nt_of[t], nt);
+                rc = 1;
+            } else if (want && !x->done[t]) {
+                snprintf(err, errlen, "nn_parallel (nt = %d) returned before share %d finished",
+                         nt, t);
+                rc = 1;
+            }
+            for (int u = 0; u < t && want && distinct && !rc; u++)
+                if (pthread_equal(x->who[u], x->who[t])) {
+                    snprintf(err, errlen, "nn_parallel: shares %d and %d ran on the same thread",
+                             u, t);
+                    rc = 1;
+                }
+        }
+    }
+    free(x);
+    return rc;
+}
+
+static void parallel_counts(const int *counts, size_t ncounts)
+{
+    char err[256];
+    for (size_t i = 0; i < ncounts; i++) {
+        nn_set_num_threads(counts[i]);
+        for (int rep = 0; rep < 3; rep++) {
+            int nt;
+            ck_assert_msg(par_check(rep == 0 ? 2000 : 0, 1, &nt, err, sizeof err) == 0,
+                          "threads %d: %s", counts[i], err);
+            ck_assert_msg(nt == nn_num_threads(), "nn_parallel nt = %d, nn_num_threads() = %d",
+                          nt, nn_num_threads());
+        }
+        /* and the pool still multiplies correctly with this many threads */
+        prob p;
+        init_checked(&p, (int)i & 1, 1, 130, 200, 150, 0, 0, 1, 0);
+        run_checked(&p, (int)(i >> 1) & 1);
+        prob_free(&p);
+    }
+    nn_set_num_threads(0);
+}
+
+START_TEST(test_parallel_threads)
+{
+    static const int counts[] = {1, 2, 3, 1, 3, 2, 0};
+    parallel_counts(counts, sizeof counts / sizeof counts[0]);
+}
+END_TEST
+
+/* More pool threads than this machine may have cores.  Last in the suite:
+   a worker once started takes part in every later job (gemm.c waits for
+   pool.workers, not nt - 1), even after nn_set_num_threads lowers the
+   count, which makes every later nn_parallel slow on a small machine. */
+START_TEST(test_parallel_wide)
+{
+    static const int counts[] = {4, 8, 16, 1000, 2, 5};
+    parallel_counts(counts, sizeof counts / sizeof counts[0]);
+}
+END_TEST
+
+/* many short jobs back to back (the workers' spin and sleep paths),
+   changing the thread count, interleaved with threaded products */
+START_TEST(test_parallel_many)
+{
+    char err[256];
+    prob p;
+    init_checked(&p, 1, 0, 96, 200, 150, 0, 0, 0, 0);
+    for (int i = 0; i < 600; i++) {
+        if (i % 100 == 0)
+            nn_set_num_threads(1 + (i / 100) % 3);
+        if (i % 100 == 50)
+            sleep_us(1500); /* let the workers go to sleep */
+        int nt;
+        ck_assert_msg(par_check(0, 1, &nt, err, sizeof err) == 0, "job %d: %s", i, err);
+        ck_assert_int_eq(nt, nn_num_threads());
+        if (i % 20 == 0)
+            run_checked(&p, i & 1);
+    }
+    prob_free(&p);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* nn_parallel and nn_sgemm called from inside an nn_parallel share: the
+   inner nn_parallel runs alone on the caller, the inner products are right */
+typedef struct {
+    prob p[MAXT];
+    int nprob;
+    int fail;  /* atomic */
+    char err[MAXT][512];
+} nest_ctx;
+
+static void nest_fn(void *vctx, int t, int nt)
+{
+    nest_ctx *x = vctx;
+    (void)nt;
+    if (t >= x->nprob)
+        return;
+    int inner;
+    if (par_check(t ? 500 : 0, 1, &inner, x->err[t], sizeof x->err[t]) != 0) {
+        __atomic_add_fetch(&x->fail, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (inner != 1) {
+        snprintf(x->err[t], sizeof x->err[t], "nested nn_parallel got nt = %d, want 1", inner);
+        __atomic_add_fetch(&x->fail, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (int acc = 0; acc < 2; acc++)
+        if (prob_run(&x->p[t], acc, x->err[t], sizeof x->err[t]) != 0) {
+            __atomic_add_fetch(&x->fail, 1, __ATOMIC_RELAXED);
+            return;
+        }
+}
+
+START_TEST(test_parallel_nested)
+{
+    nest_ctx *x = calloc(1, sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    nn_set_num_threads(3);
+    x->nprob = 3;
+    for (int t = 0; t < x->nprob; t++)
+        ck_assert(prob_init(&x->p[t], t & 1, (t >> 1) & 1, 100 + t, 90 + 7 * t, 120, t, 0, 1, 0,
+                            seed_of(77, t, 0, 0, 0, 0)) == 0);
+    for (int rep = 0; rep < 3; rep++) {
+        nn_parallel(nest_fn, x);
+        for (int t = 0; t < x->nprob; t++)
+            ck_assert_msg(x->fail == 0 || x->err[t][0] == '\0', "share %d: %s", t, x->err[t]);
+        ck_assert_int_eq(x->fail, 0);
+    }
+    for (int t = 0; t < x->nprob; t++)
+        prob_free(&x->p[t]);
+    free(x);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* several threads at once                                              */
+
+#define NHAMMER 4
+
+typedef struct {
+    int id, iters;
+    pthread_barrier_t *start;
+    int fail;
+    int alone;    /* nn_parallel calls that got nt = 1 while nn_num_threads() > 1 */
+    char err[512];
+} hammer_arg;
+
+static void *hammer(void *varg)
+{
+    hammer_arg *h = varg;
+    prob p[4];
+    int ok = 1;
+    for (int t = 0; t < 4; t++)
+        if (prob_init(&p[t], t >> 1, t & 1, 90 + 11 * h->id + t, 150 - 9 * h->id + 3 * t,
+                      100 + 13 * t, t & 1, h->id & 1, 2, 0, seed_of(h->id, t, 1, 2, 3, 4)) != 0)
+            ok = 0;
+    pthread_barrier_wait(h->start);
+    if (!ok) {
+        snprintf(h->err, sizeof h->err, "out of memory");
+        h->fail = 1;
+    }
+    for (int i = 0; i < h->iters && !h->fail; i++) {
+        if (prob_run(&p[i % 4], (i / 4) & 1, h->err, sizeof h->err) != 0) {
+            h->fail = 1;
+            break;
+        }
+        int nt;
+        if (par_check(i % 8 == 0 ? 300 : 0, 1, &nt, h->err, sizeof h->err) != 0) {
+            h->fail = 1;
+            break;
+        }
+        if (nt != 1 && nt != nn_num_threads()) {
+            snprintf(h->err, sizeof h->err, "nn_parallel nt = %d, nn_num_threads() = %d", nt,
+                     nn_num_threads());
+            h->fail = 1;
+        }
+        if (nt == 1 && nn_num_threads() > 1)
+            h->alone++;
+    }
+    for (int t = 0; t < 4; t++)
+        prob_free(&p[t]);
+    return NULL;
+}
+
+static void run_hammer(int threads, int iters)
+{
+    pthread_t th[NHAMMER];
+    hammer_arg args[NHAMMER];
+    pthread_barrier_t start;
+    nn_set_num_threads(threads);
+    ck_assert_int_eq(pthread_barrier_init(&start, NULL, NHAMMER), 0);
+    for (int i = 0; i < NHAMMER; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].id = i;
+        args[i].iters = iters;
+        args[i].start = &start;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hammer, &args[i]), 0);
+    }
+    int alone = 0;
+    for (int i = 0; i < NHAMMER; i++) {
+        pthread_join(th[i], NULL);
+        alone += args[i].alone;
+    }
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < NHAMMER; i++)
+        ck_assert_msg(!args[i].fail, "thread %d: %s", i, args[i].err);
+    printf("  concurrency (%d pool threads): %d of %d nn_parallel calls found the pool busy\n",
+           threads, alone, NHAMMER * iters);
+    nn_set_num_threads(0);
+}
+
+START_TEST(test_concurrent)
+{
+    run_hammer(2, 60);
+    run_hammer(3, 40);
+    run_hammer(1, 20);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* fork                                                                 */
+
+/* In the child: products on the (new) pool and nn_parallel with every
+   share; returns the exit status (0: all right). */
+static int child_checks(prob *p)
+{
+    char err[512];
+    int nt;
+    /* a hang (say, waiting for workers that did not survive the fork) ends
+       in SIGALRM; not Check's handler, which would SIGKILL the process group */
+    signal(SIGALRM, SIG_DFL);
+    alarm(20);
+    if (par_check(1000, 1, &nt, err, sizeof err) != 0) {
+        fprintf(stderr, "child: %s\n", err);
+        return 2;
+    }
+    if (nt != nn_num_threads()) {
+        fprintf(stderr, "child: nn_parallel nt = %d, nn_num_threads() = %d\n", nt,
+                nn_num_threads());
+        return 3;
+    }
+    for (int acc = 0; acc < 2; acc++)
+        if (prob_run(p, acc, err, sizeof err) != 0) {
+            fprintf(stderr, "child: %s\n", err);
+            return 4;
+        }
+    nn_set_num_threads(3);
+    if (prob_run(p, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "child: %s\n", err);
+        return 5;
+    }
+    for (int i = 0; i < 50; i++) {
+        if (par_check(0, 1, &nt, err, sizeof err) != 0) {
+            fprintf(stderr, "child: %s\n", err);
+            return 6;
+        }
+        if (nt != 3) {
+            fprintf(stderr, "child: nn_parallel nt = %d after nn_set_num_threads(3)\n", nt);
+            return 7;
+        }
+    }
+    return 0;
+}
+
+/* Forks a child that runs child_checks; 0 when it succeeded, else 1 with a
+   message in err. */
+static int fork_and_check(prob *p, char *err, size_t errlen)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0)
+        _exit(child_checks(p));
+    int status;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (w != pid)
+        snprintf(err, errlen, "waitpid: %s", strerror(errno));
+    else if (WIFSIGNALED(status))
+        snprintf(err, errlen, "child killed by signal %d%s", WTERMSIG(status),
+                 WTERMSIG(status) == SIGALRM ? " (hung for 20 s)" : "");
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        snprintf(err, errlen, "child failed with status %d (see its message above)",
+                 WEXITSTATUS(status));
+    else
+        return 0;
+    return 1;
+}
+
+START_TEST(test_fork)
+{
+    prob p;
+    char err[512];
+    int nt;
+    init_checked(&p, 0, 1, 200, 300, 300, 0, 1, 2, 0);
+    /* start the pool's workers in the parent first */
+    nn_set_num_threads(2);
+    run_checked(&p, 0);
+    ck_assert_msg(par_check(0, 1, &nt, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(fork_and_check(&p, err, sizeof err) == 0, "%s", err);
+    /* the parent's pool still works */
+    run_checked(&p, 1);
+    ck_assert_msg(par_check(500, 1, &nt, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(nt, 2);
+    prob_free(&p);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* A thread that holds the pool, deterministically: it is inside an
+   nn_parallel share 0 until released. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inside, release;
+} hold_ctx;
+
+static void hold_fn(void *vctx, int t, int nt)
+{
+    hold_ctx *h = vctx;
+    (void)nt;
+    if (t != 0)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->inside = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->release)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void *holder(void *vctx)
+{
+    nn_parallel(hold_fn, vctx);
+    return NULL;
+}
+
+static void hold_start(hold_ctx *h, pthread_t *th)
+{
+    memset(h, 0, sizeof *h);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    ck_assert_int_eq(pthread_create(th, NULL, holder, h), 0);
+    pthread_mutex_lock(&h->mu);
+    while (!h->inside)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void hold_stop(hold_ctx *h, pthread_t th)
+{
+    pthread_mutex_lock(&h->mu);
+    h->release = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+}
+
+/* While another thread holds the pool: nn_parallel runs share 0 alone on
+   the caller (nt = 1), nn_sgemm and nn_linear_forward still compute
+   (cblas) */
+START_TEST(test_pool_held)
+{
+    hold_ctx h;
+    pthread_t th;
+    char err[512];
+    int nt, bad_par, bad_gemm, bad_lin;
+    prob p;
+    nn_set_num_threads(3);
+    init_checked(&p, 0, 1, 150, 200, 300, 1, 0, 2, 0);
+    hold_start(&h, &th);
+    bad_par = par_check(0, 1, &nt, err, sizeof err);
+    if (!bad_par && nt != 1) {
+        snprintf(err, sizeof err, "nn_parallel nt = %d while another thread holds the pool", nt);
+        bad_par = 1;
+    }
+    char err2[512], err3[512];
+    bad_gemm = prob_run(&p, 0, err2, sizeof err2) || prob_run(&p, 1, err2, sizeof err2);
+    bad_lin = linear_case(64, 300, 130, 1, NN_ACT_RELU, 0.0f, 5, err3, sizeof err3);
+    hold_stop(&h, th); /* before any assertion can leave the test */
+    ck_assert_msg(!bad_par, "%s", err);
+    ck_assert_msg(!bad_gemm, "%s", err2);
+    ck_assert_msg(!bad_lin, "%s", err3);
+    /* and free again */
+    ck_assert_msg(par_check(0, 1, &nt, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(nt, 3);
+    run_checked(&p, 1);
+    prob_free(&p);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* fork while another thread holds the pool: the child starts with a free
+   pool and no workers */
+START_TEST(test_fork_while_held)
+{
+    hold_ctx h;
+    pthread_t th;
+    char err[512];
+    prob p;
+    nn_set_num_threads(2);
+    init_checked(&p, 1, 1, 160, 140, 200, 0, 2, 0, 0);
+    hold_start(&h, &th);
+    int bad = fork_and_check(&p, err, sizeof err);
+    hold_stop(&h, th);
+    ck_assert_msg(!bad, "%s", err);
+    prob_free(&p);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* fork at arbitrary moments while another thread keeps using the pool (the
+   child may inherit it held, workers mid-job): the child must start with a
+   free pool */
+typedef struct {
+    int stop; /* atomic */
+    int fail;
+    long rounds;
+    char err[512];
+    prob p;
+} busy_arg;
+
+static void *busy(void *varg)
+{
+    busy_arg *b = varg;
+    while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) {
+        int nt;
+        if (par_check(50, 0, &nt, b->err, sizeof b->err) != 0 ||
+            prob_run(&b->p, (int)(b->rounds & 1), b->err, sizeof b->err) != 0) {
+            b->fail = 1;
+            break;
+        }
+        b->rounds++;
+    }
+    return NULL;
+}
+
+START_TEST(test_fork_while_busy)
+{
+    busy_arg *b = calloc(1, sizeof *b);
+    ck_assert_ptr_nonnull(b);
+    prob p;
+    init_checked(&p, 1, 0, 150, 120, 200, 0, 0, 0, 0);
+    ck_assert(prob_init(&b->p, 0, 0, 40, 70, 90, 0, 0, 0, 0, 99) == 0);
+    nn_set_num_threads(2);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, busy, b), 0);
+    char err[512];
+    int bad = 0;
+    for (int i = 0; i < 4 && !bad; i++) {
+        sleep_us(2000 + 1300 * i);
+        bad = fork_and_check(&p, err, sizeof err);
+    }
+    /* stop the busy thread before any assertion can leave this test */
+    __atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    ck_assert_msg(!bad, "%s", err);
+    ck_assert_msg(!b->fail, "busy thread: %s", b->err);
+    ck_assert_int_gt(b->rounds, 0);
+    prob_free(&b->p);
+    prob_free(&p);
+    free(b);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+int main(void)
+{
+    const char *env = getenv("NNGEN_GEMM");
+    const char *impl = nn_sgemm_impl();
+    printf("nn_sgemm implementation under test: %s  (NNGEN_GEMM=%s, CPU AVX-512F+FMA: %s, "
+           "kernel built: %s, nn_num_threads() = %d)\n",
+           impl, env ? env : "(unset)", cpu_has_avx512() ? "yes" : "no",
+           NN_HAVE_AVX512_KERNEL ? "yes" : "no", nn_num_threads());
+    if (strcmp(impl, "cblas") == 0 && !forced_cblas())
+        printf("NOTE: no AVX-512 kernel here: this run checks the cblas fallback, not "
+               "nngen's kernel\n");
+    fflush(stdout);
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes better */
+    signal(SIGSEGV, on_crash);
+    signal(SIGBUS, on_crash);
+#endif
+
+    Suite *s = suite_create("gemm");
+    TCase *tc_api = tcase_create("api");
+    TCase *tc_shapes = tcase_create("shapes");
+    TCase *tc_pool = tcase_create("pool");
+    TCase *tcs[] = {tc_api, tc_shapes, tc_pool};
+    for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
+        tcase_add_checked_fixture(tcs[i], NULL, restore_threads);
+        tcase_set_timeout(tcs[i], 120);
+        suite_add_tcase(s, tcs[i]);
+    }
+    tcase_add_test(tc_api, test_impl);
+    tcase_add_test(tc_api, test_num_threads);
+    tcase_add_test(tc_shapes, test_small_shapes);
+    tcase_add_test(tc_shapes, test_remainders);
+    tcase_add_test(tc_shapes, test_k_sweep);
+    tcase_add_test(tc_shapes, test_degenerate);
+    tcase_add_test(tc_shapes, test_medium_shapes);
+    tcase_add_test(tc_shapes, test_large_shapes);
+    tcase_add_test(tc_shapes, test_thread_edges);
+    tcase_add_test(tc_shapes, test_linear_small);
+    tcase_add_test(tc_shapes, test_linear_large);
+    tcase_add_test(tc_pool, test_parallel_threads);
+    tcase_add_test(tc_pool, test_parallel_many);
+    tcase_add_test(tc_pool, test_parallel_nested);
+    tcase_add_test(tc_pool, test_concurrent);
+    tcase_add_test(tc_pool, test_pool_held);
+    tcase_add_test(tc_pool, test_fork);
+    tcase_add_test(tc_pool, test_fork_while_busy);
+    tcase_add_test(tc_pool, test_fork_while_held);
+    tcase_add_test(tc_pool, test_parallel_wide);
+
+    SRunner *sr = srunner_create(s);
+    double t0 = now_s();
+    srunner_run_all(sr, CK_VERBOSE);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    printf("gemm (%s): %.1f s\n", impl, now_s() - t0);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
