@@ -92,6 +92,7 @@ static uint64_t seed_of(int a, int b, int c, int d, int e, int f)
 
 typedef struct {
     int ta, tb, m, n, k, lda, ldb, ldc, exact;
+    int m_arg, n_arg, k_arg;  /* passed to nn_sgemm: m, n, k unless a test says */
     float *a, *b, *cbase, *c; /* c = cbase + ldc: one guard row above */
     void *abase, *bbase;      /* fence_alloc mappings of a and b */
     size_t alen, blen;
@@ -186,6 +187,9 @@ static int prob_init(prob *p, int ta, int tb, int m, int n, int k, int xa, int x
     p->n = n;
     p->k = k;
     p->exact = exact;
+    p->m_arg = m;
+    p->n_arg = n;
+    p->k_arg = k;
     p->rng = seed;
     int ar = ta ? k : m, ac = ta ? m : k; /* A as stored */
     int br = tb ? n : k, bc = tb ? k : n; /* B as stored */
@@ -258,11 +262,14 @@ static int prob_run(prob *p, int acc, char *err, size_t errlen)
             p->c[(size_t)i * ldc + j] = acc ? rnd(&p->rng, p->exact) : NAN;
     memcpy(p->cold, p->cbase, p->nc * sizeof(float));
 
-    nn_sgemm(p->ta, p->tb, m, n, p->k, p->a, p->lda, p->b, p->ldb, acc, p->c, ldc);
+    nn_sgemm(p->ta, p->tb, p->m_arg, p->n_arg, p->k_arg, p->a, p->lda, p->b, p->ldb, acc, p->c,
+             ldc);
+    int none = p->m_arg <= 0 || p->n_arg <= 0; /* nothing may be written */
 
 #define CASE_FMT "nn_sgemm(%s) ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldc=%d acc=%d threads=%d: "
 #define CASE_ARGS                                                                           \
-    nn_sgemm_impl(), p->ta, p->tb, m, n, p->k, p->lda, p->ldb, ldc, acc, nn_num_threads()
+    nn_sgemm_impl(), p->ta, p->tb, p->m_arg, p->n_arg, p->k_arg, p->lda, p->ldb, ldc, acc,  \
+        nn_num_threads()
     if (memcmp(p->a, p->acopy, p->na * sizeof(float)) != 0) {
         snprintf(err, errlen, CASE_FMT "A was written", CASE_ARGS);
         return 1;
@@ -274,12 +281,12 @@ static int prob_run(prob *p, int acc, char *err, size_t errlen)
     for (size_t q = 0; q < p->nc; q++) {
         long row = (long)(q / (size_t)ldc) - 1, col = (long)(q % (size_t)ldc);
         float got = p->cbase[q];
-        if (row < 0 || row >= m || col >= n) {
+        if (none || row < 0 || row >= m || col >= n) {
             if (memcmp(&got, &p->cold[q], sizeof got) != 0) {
                 snprintf(err, errlen,
                          CASE_FMT "guard at row %ld col %ld (outside the %d x %d result) "
                                   "changed to %.9g",
-                         CASE_ARGS, row, col, m, n, (double)got);
+                         CASE_ARGS, row, col, none ? 0 : m, none ? 0 : n, (double)got);
                 return 1;
             }
             continue;
@@ -502,7 +509,8 @@ START_TEST(test_k_sweep)
 }
 END_TEST
 
-/* k = 0: C = 0 (from NaN) or C unchanged; m = 0 or n = 0: nothing written */
+/* k <= 0: C = 0 (from NaN) or C unchanged; m <= 0 or n <= 0: nothing
+   written (rt.h) */
 START_TEST(test_degenerate)
 {
     static const int mn[][2] = {{1, 1}, {5, 3}, {6, 64}, {7, 65}, {13, 130}, {300, 70},
@@ -515,6 +523,18 @@ START_TEST(test_degenerate)
         check_case(t >> 1, t & 1, 5, 0, 7, 0, 0, 2, 1);
         check_case(t >> 1, t & 1, 0, 0, 7, 0, 0, 0, 1);
         check_case(t >> 1, t & 1, 0, 0, 0, 0, 0, 0, 1);
+        /* negative sizes, on operands of a valid 7 x 9 x 5 (or k = 0) call */
+        static const int neg[][3] = {{-1, 9, 5}, {7, -3, 5}, {-2, -2, 5}, {7, 9, -4}, {-1, 9, -1}};
+        for (size_t q = 0; q < sizeof neg / sizeof neg[0]; q++) {
+            prob p;
+            init_checked(&p, t >> 1, t & 1, 7, 9, neg[q][2] < 0 ? 0 : 5, 1, 0, 2, 1);
+            p.m_arg = neg[q][0];
+            p.n_arg = neg[q][1];
+            p.k_arg = neg[q][2];
+            run_checked(&p, 0);
+            run_checked(&p, 1);
+            prob_free(&p);
+        }
     }
 }
 END_TEST
