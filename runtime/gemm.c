@@ -52,17 +52,30 @@ float *nn__pack_buffer(int t)
     return pack[t];
 }
 
+/* The current job is published in one word, (generation << 8) | nt, so a
+   worker reads the generation and the thread count of the same job; fn and
+   ctx are read only by the job's participants (workers 1 .. nt-1), whom the
+   caller waits for before it writes the next job. */
+#define JOB(gen, nt) (((unsigned long long)(gen) << 8) | (unsigned long long)(nt))
+#define JOB_GEN(j) ((j) >> 8)
+#define JOB_NT(j) ((int)((j)&0xff))
+
 static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned gen;       /* atomic: bumped once per job */
-    int pending;        /* atomic: workers yet to finish the current job */
-    int sleepers;       /* under mu */
-    int workers;        /* started; only the pool holder changes it */
+    unsigned long long job;  /* atomic */
+    int pending;             /* atomic: participants yet to finish the job */
+    int workers;             /* started; only the pool holder changes it */
     nn_task_fn fn;
     void *ctx;
-    int nt;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 1};
+} pool;
+
+/* Each worker sleeps on its own condition variable, so a job wakes only
+   its participants. */
+static struct slot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sleeping;            /* under mu */
+    unsigned long long start_gen;  /* the generation current when started */
+} slots[NN_MAX_THREADS];
 
 static int held;          /* atomic try-lock: 1 while a caller owns the pool */
 static int threads_set;   /* atomic: nn_set_num_threads value, 0 = default */
@@ -89,46 +102,58 @@ static long now_ns(void)
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* The generation current when worker t was started: it must not take the
-   generation it reads when it first runs, which may already be its first
-   job's. */
-static unsigned start_gen[NN_MAX_THREADS];
-
 static void *worker(void *arg)
 {
     int tid = (int)(size_t)arg;
-    unsigned seen = start_gen[tid];
+    struct slot *sl = &slots[tid];
+    unsigned long long seen = sl->start_gen;  /* not its first read: that may be
+                                                 its first job's generation */
+    int spin = 0;
     for (;;) {
         long t0 = now_ns();
+        unsigned long long j;
         for (int spins = 0;; spins++) {
-            if (__atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) != seen)
+            j = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE);
+            if (JOB_GEN(j) != seen)
                 break;
-            relax(spins);
-            if ((spins & 255) == 255 && now_ns() - t0 > SPIN_NS) {
-                pthread_mutex_lock(&pool.mu);
-                pool.sleepers++;
-                while (__atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) == seen)
-                    pthread_cond_wait(&pool.cv, &pool.mu);
-                pool.sleepers--;
-                pthread_mutex_unlock(&pool.mu);
-                break;
+            if (spin) {
+                relax(spins);
+                if ((spins & 255) == 255 && now_ns() - t0 > SPIN_NS)
+                    spin = 0;
+                continue;
             }
+            pthread_mutex_lock(&sl->mu);
+            sl->sleeping = 1;
+            while (JOB_GEN(j = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&sl->cv, &sl->mu);
+            sl->sleeping = 0;
+            pthread_mutex_unlock(&sl->mu);
+            break;
         }
-        seen = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE);
-        if (tid < pool.nt)
-            pool.fn(pool.ctx, tid, pool.nt);
-        __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+        seen = JOB_GEN(j);
+        spin = tid < JOB_NT(j);
+        if (spin) {
+            pool.fn(pool.ctx, tid, JOB_NT(j));
+            __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+        }
     }
     return NULL;
+}
+
+static void init_slots(void)
+{
+    for (int t = 0; t < NN_MAX_THREADS; t++) {
+        pthread_mutex_init(&slots[t].mu, NULL);
+        pthread_cond_init(&slots[t].cv, NULL);
+        slots[t].sleeping = 0;
+    }
 }
 
 static void after_fork_child(void)
 {
     /* the workers did not survive the fork */
-    pthread_mutex_init(&pool.mu, NULL);
-    pthread_cond_init(&pool.cv, NULL);
+    init_slots();
     pool.workers = 0;
-    pool.sleepers = 0;
     pool.pending = 0;
     held = 0;
 }
@@ -162,6 +187,7 @@ static void setup(void)
     (void)want;
     use_avx512 = 0;
 #endif
+    init_slots();
     pthread_atfork(NULL, NULL, after_fork_child);
 }
 
@@ -191,12 +217,13 @@ static int pool_job_threads;
 void nn__pool_run(nn_task_fn fn, void *ctx)
 {
     int nt = pool_job_threads;
+    unsigned long long gen = JOB_GEN(__atomic_load_n(&pool.job, __ATOMIC_RELAXED));
     while (pool.workers < nt - 1) {
         pthread_t th;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        start_gen[pool.workers + 1] = __atomic_load_n(&pool.gen, __ATOMIC_RELAXED);
+        slots[pool.workers + 1].start_gen = gen;
         int rc = pthread_create(&th, &at, worker, (void *)(size_t)(pool.workers + 1));
         pthread_attr_destroy(&at);
         if (rc != 0)
@@ -205,19 +232,20 @@ void nn__pool_run(nn_task_fn fn, void *ctx)
     }
     if (nt > pool.workers + 1)
         nt = pool.workers + 1;
-    if (nt <= 1 || pool.workers == 0) {
+    if (nt <= 1) {
         fn(ctx, 0, 1);
         return;
     }
     pool.fn = fn;
     pool.ctx = ctx;
-    pool.nt = nt;
-    __atomic_store_n(&pool.pending, pool.workers, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&pool.gen, 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&pool.mu);
-    if (pool.sleepers)
-        pthread_cond_broadcast(&pool.cv);
-    pthread_mutex_unlock(&pool.mu);
+    __atomic_store_n(&pool.pending, nt - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.job, JOB(gen + 1, nt), __ATOMIC_RELEASE);
+    for (int t = 1; t < nt; t++) {
+        pthread_mutex_lock(&slots[t].mu);
+        if (slots[t].sleeping)
+            pthread_cond_signal(&slots[t].cv);
+        pthread_mutex_unlock(&slots[t].mu);
+    }
     fn(ctx, 0, nt);
     for (int spins = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0; spins++)
         relax(spins);
