@@ -262,10 +262,12 @@ static void run(void *ctx, int t, int nt)
         i_lo = lo * MR;
         i_hi = hi * MR < jb->I ? hi * MR : jb->I;
     } else {
-        long panels = (jb->J + NR - 1) / NR, lo, hi;
-        share(panels, t, nt, &lo, &hi);
-        j_lo = lo * NR;
-        j_hi = hi * NR < jb->J ? hi * NR : jb->J;
+        /* in units of one vector, not one panel: 784 columns split as
+           384 + 400, where whole panels would give 384 + 448 */
+        long vecs = (jb->J + 15) / 16, lo, hi;
+        share(vecs, t, nt, &lo, &hi);
+        j_lo = lo * 16;
+        j_hi = hi * 16 < jb->J ? hi * 16 : jb->J;
     }
     if (i_lo >= i_hi || j_lo >= j_hi)
         return;
