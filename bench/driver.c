@@ -3,12 +3,21 @@
  *
  * Built by bench/run.py once per network and flag set:
  *   cc -std=c99 FLAGS -I include -I WORK -DNET=P -DNET_HEADER='"P.h"' [-DLOSS_CE]
- *      bench/driver.c WORK/P.c build/runtime/libnngen-rt.a -lopenblas -lm
- * Without -DNET it is the peak-only driver.
+ *      bench/driver.c WORK/P.c build/runtime/libnngen-rt.a -lopenblas -lm -lpthread
+ * Without -DNET it is the peak-only driver (still linked with libnngen-rt.a,
+ * for nn_sgemm).
  *
  * Usage:
- *   driver peak [SCALE]          sgemm GFLOP/s for a few shapes (SCALE=1 full,
- *                                 smaller for --check)
+ *   driver peak [SCALE [WHICH]]  sgemm GFLOP/s for a few shapes (SCALE=1 full,
+ *                                 smaller for --check), of cblas_sgemm (OpenBLAS,
+ *                                 OPENBLAS_NUM_THREADS threads) and of the
+ *                                 runtime's nn_sgemm (NNGEN_NUM_THREADS threads),
+ *                                 same shapes and data; WHICH = both (default),
+ *                                 cblas or nn (run.py runs each in its own
+ *                                 process: the other library's idle threads
+ *                                 may still spin for a while after a call).
+ *                                 nn also prints nn_sgemm_relerr_MxNxK: how far
+ *                                 nn_sgemm's product is from one cblas_sgemm's.
  *   driver bench MIN_S BATCHES [POOL]  time train step, forward, phases; one line
  *                                 "key median best" per result, seconds
  *   driver loop MODE SECONDS     only MODE (train|forward|backward) in a loop,
@@ -27,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 #include <cblas.h>
+#include <nngen/rt.h>
 
 #ifdef NET
 #include NET_HEADER
@@ -119,7 +129,8 @@ static double time_it(step_fn fn, double min_s, int batches, double *best)
     return batches % 2 ? per[batches / 2] : 0.5 * (per[batches / 2 - 1] + per[batches / 2]);
 }
 
-/* ---- sgemm peak ---- */
+/* ---- sgemm peak: cblas_sgemm and nn_sgemm, C = A B (row-major, no
+   transposes, beta 0), same shapes and inputs ---- */
 static float *gm_a, *gm_b, *gm_c;
 static int gm_m, gm_n, gm_k;
 static void gemm_call(long i)
@@ -128,17 +139,24 @@ static void gemm_call(long i)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gm_m, gm_n, gm_k, 1.0f,
                 gm_a, gm_k, gm_b, gm_n, 0.0f, gm_c, gm_n);
 }
+static void nn_gemm_call(long i)
+{
+    (void)i;
+    nn_sgemm(0, 0, gm_m, gm_n, gm_k, gm_a, gm_k, gm_b, gm_n, 0, gm_c, gm_n);
+}
 
-static void peak(double scale)
+static void peak(double scale, int do_cblas, int do_nn)
 {
     /* M, N, K */
     static const int shapes[][3] = {{1024, 1024, 1024}, {4096, 4096, 256}, {256, 4096, 4096}, {2048, 2048, 2048}};
-    double best_all = 0.0;
+    double best_cblas = 0.0, best_nn = 0.0;
     printf("openblas_config %s\n", openblas_get_config());
     printf("openblas_core %s\n", openblas_get_corename());
     printf("openblas_threads %d\n", openblas_get_num_threads());
+    printf("nn_sgemm_impl %s\n", nn_sgemm_impl());
+    printf("nn_threads %d\n", nn_num_threads());
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        double med, best, gf;
+        double med, best, gf, min_s = scale >= 1.0 ? 0.4 : 0.02;
         gm_m = (int)(shapes[s][0] * scale);
         gm_n = (int)(shapes[s][1] * scale);
         gm_k = (int)(shapes[s][2] * scale);
@@ -151,13 +169,38 @@ static void peak(double scale)
         if (!gm_a || !gm_b || !gm_c) { fprintf(stderr, "out of memory\n"); exit(1); }
         for (size_t j = 0; j < (size_t)gm_m * gm_k; j++) gm_a[j] = rndf();
         for (size_t j = 0; j < (size_t)gm_k * gm_n; j++) gm_b[j] = rndf();
-        med = time_it(gemm_call, scale >= 1.0 ? 0.4 : 0.02, 5, &best);
-        gf = 2.0 * gm_m * gm_n * gm_k / best * 1e-9;
-        printf("sgemm_%dx%dx%d %.6g %.6g %.3f\n", gm_m, gm_n, gm_k, med, best, gf);
-        if (gf > best_all) best_all = gf;
+        if (do_cblas) {
+            med = time_it(gemm_call, min_s, 5, &best);
+            gf = 2.0 * gm_m * gm_n * gm_k / best * 1e-9;
+            printf("cblas_sgemm_%dx%dx%d %.6g %.6g %.3f\n", gm_m, gm_n, gm_k, med, best, gf);
+            if (gf > best_cblas) best_cblas = gf;
+        }
+        if (do_nn) {
+            /* the timed nn_sgemm must compute the same product as one
+               (untimed) cblas_sgemm: largest difference relative to the
+               largest |element| of cblas's product */
+            double dmax = 0.0, cmax = 0.0;
+            float *ref = malloc(sizeof(float) * (size_t)gm_m * gm_n);
+            if (!ref) { fprintf(stderr, "out of memory\n"); exit(1); }
+            med = time_it(nn_gemm_call, min_s, 5, &best);
+            gf = 2.0 * gm_m * gm_n * gm_k / best * 1e-9;
+            printf("nn_sgemm_%dx%dx%d %.6g %.6g %.3f\n", gm_m, gm_n, gm_k, med, best, gf);
+            if (gf > best_nn) best_nn = gf;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gm_m, gm_n, gm_k, 1.0f,
+                        gm_a, gm_k, gm_b, gm_n, 0.0f, ref, gm_n);
+            for (size_t j = 0; j < (size_t)gm_m * gm_n; j++) {
+                double d = (double)gm_c[j] - (double)ref[j], r = ref[j] < 0 ? -ref[j] : ref[j];
+                if (d < 0) d = -d;
+                if (!(d <= dmax)) dmax = d; /* also catches NaN */
+                if (r > cmax) cmax = r;
+            }
+            printf("nn_sgemm_relerr_%dx%dx%d %.3g\n", gm_m, gm_n, gm_k, cmax > 0 ? dmax / cmax : dmax);
+            free(ref);
+        }
         free(gm_a); free(gm_b); free(gm_c);
     }
-    printf("peak_gflops %.3f\n", best_all);
+    if (do_cblas) printf("peak_gflops_cblas %.3f\n", best_cblas);
+    if (do_nn) printf("peak_gflops_nn %.3f\n", best_nn);
 }
 
 #ifdef NET
@@ -266,7 +309,11 @@ static void bench(double min_s, int batches)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "peak")) {
-        peak(argc >= 3 ? atof(argv[2]) : 1.0);
+        const char *which = argc >= 4 ? argv[3] : "both";
+        int c = !strcmp(which, "both") || !strcmp(which, "cblas");
+        int n = !strcmp(which, "both") || !strcmp(which, "nn");
+        if (!c && !n) { fprintf(stderr, "peak: WHICH is both, cblas or nn\n"); return 2; }
+        peak(argc >= 3 ? atof(argv[2]) : 1.0, c, n);
         return 0;
     }
 #ifdef NET
@@ -294,6 +341,10 @@ int main(int argc, char **argv)
         return 0;
     }
 #endif
-    fprintf(stderr, "usage: %s peak [SCALE] | bench MIN_SECONDS BATCHES\n", argv[0]);
+    fprintf(stderr, "usage: %s peak [SCALE [both|cblas|nn]] | bench MIN_SECONDS BATCHES [POOL]"
+#ifdef NET
+            " | loop MODE SECONDS"
+#endif
+            "\n", argv[0]);
     return 2;
 }

@@ -2,15 +2,23 @@
 """nngen vs PyTorch eager on CPU, in one run.
 
     /usr/bin/python3 bench/run.py [--check] [--build DIR] [--keep DIR] [--threads N]
+                                  [--torch-coretype NAME[,NAME...]]
 
 Compiles each benchmark network with DIR/compiler/nngen, links it with
 bench/driver.c and DIR/runtime/libnngen-rt.a, times P_train_step and
 P_forward, times the same network in PyTorch eager (one fresh Python
-subprocess per network), and prints a table. See bench/README.md.
+subprocess per network and configuration), measures the sgemm peak of
+OpenBLAS (cblas_sgemm) and of the runtime (nn_sgemm), and prints a table.
+See bench/README.md.
 
 --check   tiny sizes and few repetitions (< 30 s): proves the benchmark
           still builds and runs end to end; exit 0 on success.
 --keep D  keep specs, generated C, binaries and raw outputs in D (for perf).
+--threads N  OPENBLAS_NUM_THREADS, NNGEN_NUM_THREADS (C driver) and torch
+          threads (default: all cores).
+--torch-coretype NAME,...  also time torch (and cblas_sgemm's peak) with
+          OPENBLAS_CORETYPE=NAME (e.g. SkylakeX; "auto": unset, OpenBLAS
+          detects the CPU); the speedup uses the fastest torch configuration.
 Targets are reported as met / not met; unmet targets do not fail the run.
 """
 import argparse
@@ -146,11 +154,11 @@ def parse_kv(text):
 def fmt_time(s):
     if s is None:
         return "-"
-    if s < 1e-6:
+    if abs(s) < 1e-6:  # the unit by magnitude: "rest" can be negative under load
         return "%.1f ns" % (s * 1e9)
-    if s < 1e-3:
+    if abs(s) < 1e-3:
         return "%.2f us" % (s * 1e6)
-    if s < 1.0:
+    if abs(s) < 1.0:
         return "%.2f ms" % (s * 1e3)
     return "%.3f s" % s
 
@@ -241,6 +249,23 @@ def machine_info(threads):
 
 
 # ---------------------------------------------------------------- torch side
+def openblas_core_in_process():
+    """The OpenBLAS kernel set (openblas_get_corename) of the libopenblas this
+    process has loaded (torch's), or "?": shows whether OPENBLAS_CORETYPE
+    took effect."""
+    try:
+        import ctypes
+        with open("/proc/self/maps") as f:
+            libs = sorted({l.split()[-1] for l in f if "libopenblas" in l and "/" in l})
+        if not libs:
+            return "?"
+        lib = ctypes.CDLL(libs[0])  # already loaded: the same instance
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError, ValueError):
+        return "?"
+
+
 def torch_worker(cfg):
     """Runs in a fresh /usr/bin/python3 subprocess: memory first, then timing."""
     import torch
@@ -325,6 +350,7 @@ def torch_worker(cfg):
     return {
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "openblas_core": openblas_core_in_process(),
         "rss_delta": rss1 - rss0,
         "rss_peak_delta": peak - rss0,
         "param_bytes": sum(p.numel() * 4 for p in model.parameters()),
@@ -341,7 +367,12 @@ def main():
     ap.add_argument("--build", default="build", help="meson build dir (default: build)")
     ap.add_argument("--keep", metavar="DIR", help="keep the work files in DIR")
     ap.add_argument("--threads", type=int, default=0,
-                    help="OpenBLAS / torch threads (default: all cores)")
+                    help="OpenBLAS / nn_sgemm (NNGEN_NUM_THREADS) / torch threads (default: all cores)")
+    ap.add_argument("--torch-coretype", default="", metavar="NAME[,NAME...]",
+                    help="also time torch with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX; 'auto': "
+                    "unset, OpenBLAS detects the CPU), and cblas_sgemm's peak likewise; the "
+                    "speedup uses the fastest torch configuration (default: none, only the "
+                    "environment as is)")
     ap.add_argument("--only", default="", help="subset of networks, e.g. ab")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
                     help="before each measurement wait up to S s for other processes "
@@ -381,6 +412,21 @@ def main():
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = str(threads)
     env["OMP_NUM_THREADS"] = str(threads)
+    env["NNGEN_NUM_THREADS"] = str(threads)
+    # torch configurations: OPENBLAS_CORETYPE (None: the environment as is)
+    coretypes = []
+    for ct in args.torch_coretype.split(","):
+        ct = ct.strip()
+        if ct and ct not in coretypes:
+            coretypes.append(ct)
+
+    def with_coretype(e, ct):
+        e = dict(e)
+        if ct == "auto":
+            e.pop("OPENBLAS_CORETYPE", None)
+        elif ct is not None:
+            e["OPENBLAS_CORETYPE"] = ct
+        return e
 
     if args.keep:
         work = os.path.abspath(args.keep)
@@ -396,8 +442,9 @@ def main():
                                    universal_newlines=True).stdout.strip().splitlines()[:1] or ["?"]
     flagsets = FLAGSETS[:1] if args.check else FLAGSETS
     rounds = args.rounds or (1 if args.check else 2)
-    # --check: one torch configuration only (each torch process costs ~1 s to import)
+    # --check: one thread count only (each torch process costs ~1 s to import)
     torch_threads = [threads] + ([1] if threads != 1 and not args.check else [])
+    torch_cfgs = [(ct, th) for ct in [None] + coretypes for th in torch_threads]
 
     nets = []
     for n in NETS:
@@ -411,24 +458,62 @@ def main():
         nets.append(n)
 
     try:
-        # ---- sgemm peak (and OpenBLAS identity), plain driver without a net
-        settle()
+        # ---- sgemm peaks (and OpenBLAS identity), plain driver without a net:
+        # cblas_sgemm and nn_sgemm each in its own process (the other library's
+        # idle threads may spin for a while after a call), with `threads` and
+        # with 1 thread; cblas_sgemm also with each --torch-coretype.  Measured
+        # in every round (below), keeping each shape's best.
         peak_bin = os.path.join(work, "peak")
-        run([cc, "-std=c99", "-O2", "-o", peak_bin, os.path.join(HERE, "driver.c"),
-             "-lopenblas", "-lm"])
-        pk = parse_kv(run([peak_bin, "peak", "0.125" if args.check else "1"], env=env))
-        peak_gf = pk["peak_gflops"][0]
-        env1 = dict(env)
-        env1["OPENBLAS_NUM_THREADS"] = "1"
-        pk1 = parse_kv(run([peak_bin, "peak", "0.125" if args.check else "1"], env=env1)) \
-            if threads != 1 and not args.check else pk
-        peak_gf = max(peak_gf, pk1["peak_gflops"][0])
+        run([cc, "-std=c99", "-O2", "-I", include, "-o", peak_bin, os.path.join(HERE, "driver.c"),
+             rtlib, "-lopenblas", "-lm", "-lpthread"])
+        peak_scale = "0.125" if args.check else "1"
+        peak_threads = [threads] + ([1] if threads != 1 and not args.check else [])
+        # dicts: lib "cblas"/"nn", coretype (None: environment), th, out (parse_kv)
+        peaks = [dict(lib=lib, coretype=ct, th=th, out=None)
+                 for lib, ct in [("cblas", None), ("nn", None)] + [("cblas", ct) for ct in coretypes]
+                 for th in peak_threads]
+
+        def measure_peaks(rnd):
+            for p in peaks:
+                penv = with_coretype(env, p["coretype"])
+                penv["OPENBLAS_NUM_THREADS"] = penv["NNGEN_NUM_THREADS"] = str(p["th"])
+                settle()
+                out = run([peak_bin, "peak", peak_scale, p["lib"]], env=penv)
+                if args.keep:
+                    with open(os.path.join(work, "peak_%s_%s_%dT.round%d.out" % (
+                            p["lib"], p["coretype"] or "env", p["th"], rnd)), "w") as f:
+                        f.write(out)
+                new = parse_kv(out)
+                if p["out"] is None:
+                    p["out"] = new
+                    continue
+                for k, v in new.items():  # best GFLOP/s per shape, worst error
+                    if re.match(r"(cblas|nn)_sgemm_\d+x\d+x\d+$", k) and v[2] > p["out"][k][2]:
+                        p["out"][k] = v
+                    elif k.startswith("peak_gflops_"):
+                        p["out"][k] = [max(v[0], p["out"][k][0])]
+                    elif k.startswith("nn_sgemm_relerr_") and not v[0] <= p["out"][k][0]:
+                        p["out"][k] = v
+
+
+
+        def peak_label(p):
+            if p["lib"] == "nn":
+                return "nn_sgemm[%s]" % p["out"].get("nn_sgemm_impl", "?")
+            core = p["out"].get("openblas_core", "?")
+            if p["coretype"] is None or p["coretype"] == core:
+                return "cblas[%s]" % core
+            return "cblas[%s -> %s]" % ("auto" if p["coretype"] == "auto" else
+                                        "OPENBLAS_CORETYPE=" + p["coretype"], core)
+
+        def peak_gf(p):
+            return p["out"]["peak_gflops_" + p["lib"]][0]
 
         # ---- build everything first
         results = []
         for n in nets:
             r = {"net": n, "nngen": {}, "flops": flops(n), "load": [], "exe": {},
-                 "torch_by_threads": {}, "budget": CHECK_BUDGET if args.check else BUDGET[n["key"]]}
+                 "torch_by_cfg": {}, "budget": CHECK_BUDGET if args.check else BUDGET[n["key"]]}
             spec = os.path.join(work, n["name"] + ".yaml")
             with open(spec, "w") as f:
                 f.write(spec_text(n))
@@ -451,13 +536,16 @@ def main():
                     "-I", include, "-I", work, "-DNET=" + n["name"], "-DNET_HEADER=\"%s\"" % hdr]
                 if n["loss"] == "cross_entropy":
                     cmd.append("-DLOSS_CE")
-                cmd += ["-o", exe, os.path.join(HERE, "driver.c"), src, rtlib, "-lopenblas", "-lm"]
+                cmd += ["-o", exe, os.path.join(HERE, "driver.c"), src, rtlib, "-lopenblas", "-lm",
+                        "-lpthread"]
                 run(cmd)
                 r["exe"][label] = exe
             results.append(r)
 
-        # ---- measure: rounds alternate nngen and torch; each number is the best of the rounds
+        # ---- measure: rounds alternate sgemm peaks, nngen and torch; each
+        # number is the best of the rounds
         for rnd in range(rounds):
+            measure_peaks(rnd)
             for r in results:
                 n, budget = r["net"], r["budget"]
                 for label, exe in r["exe"].items():
@@ -468,17 +556,24 @@ def main():
                     with open("%s.round%d.out" % (exe, rnd), "w") as f:
                         f.write(out)
                     merge_best(r["nngen"], label, parse_kv(out))
-                for th in torch_threads:
+                for ct, th in torch_cfgs:
                     cfg = dict(dims=n["dims"], batch=n["batch"], loss=n["loss"], lr=n["lr"],
                                momentum=n["momentum"], threads=th, budget=budget, pool=pool_size(n))
-                    tenv = dict(env)
+                    tenv = with_coretype(env, ct)
                     tenv["OPENBLAS_NUM_THREADS"] = tenv["OMP_NUM_THREADS"] = str(th)
                     settle()
                     meter = LoadMeter().start()
                     tout = run([sys.executable, os.path.abspath(__file__), "--torch-worker",
                                 json.dumps(cfg)], env=tenv)
                     r["load"].append((rnd, meter.stop()))
-                    merge_best(r["torch_by_threads"], th, json.loads(tout))
+                    merge_best(r["torch_by_cfg"], (ct, th), json.loads(tout))
+        pk = peaks[0]["out"]  # OpenBLAS identity as the environment has it
+        pkn = [p for p in peaks if p["lib"] == "nn"][0]["out"]
+        nn_impl = pkn.get("nn_sgemm_impl", "?")
+        best_peak = max(peaks, key=peak_gf)
+        peak_gf_best = peak_gf(best_peak)
+        relerr = max((v[0] for p in peaks for k, v in p["out"].items()
+                      if k.startswith("nn_sgemm_relerr_")), default=float("nan"))
         for r in results:
             if INF in r["nngen"]:
                 r["inference"] = r["nngen"].pop(INF)
@@ -488,11 +583,14 @@ def main():
                 # the gradients if the step does that
                 res["phase_rest"] = [0.0, res["train"][BEST] - sum(
                     res[k][BEST] for k in ("phase_forward_loss", "phase_backward"))]
-            # memory from the all-cores process; time: the faster configuration
-            r["torch"] = dict(r["torch_by_threads"][threads])
+            # memory from the all-cores process in the environment as is;
+            # time: the fastest configuration
+            r["torch"] = dict(r["torch_by_cfg"][(None, threads)])
+            r["torch_fastest"] = {}
             for mode in ("train", "forward"):
-                r["torch"][mode] = min((t[mode] for t in r["torch_by_threads"].values()),
-                                       key=lambda v: v[BEST])
+                c = min(torch_cfgs, key=lambda c: r["torch_by_cfg"][c][mode][BEST])
+                r["torch_fastest"][mode] = c
+                r["torch"][mode] = r["torch_by_cfg"][c][mode]
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print("bench: %s" % e, file=sys.stderr)
         return 1
@@ -504,23 +602,63 @@ def main():
     foreign = meter_all.stop()
     wall = time.time() - t_start
     P = print
+
+    def cfg_name(c):
+        """Column name of a torch configuration (coretype, threads)."""
+        return "%s %dT" % ("torch" if c[0] is None else c[0], c[1])
+
     P("nngen benchmark%s: generated C vs PyTorch eager, CPU" % (" (--check: tiny sizes)" if args.check else ""))
     P("machine : %s, %d cores (%s), Linux %s" % (model, cores, cpuflags, platform.release()))
-    P("OpenBLAS: %s; core %s; OPENBLAS_NUM_THREADS=%d set by bench for the C driver%s" % (
-        pk.get("openblas_config", "?"), pk.get("openblas_core", "?"), threads,
-        "; OPENBLAS_CORETYPE=%s from the environment" % os.environ["OPENBLAS_CORETYPE"]
-        if os.environ.get("OPENBLAS_CORETYPE") else ""))
+    own = ("OPENBLAS_NUM_THREADS", "NNGEN_NUM_THREADS", "OMP_NUM_THREADS")
+    inherited = ["%s=%s" % (k, v) for k, v in sorted(os.environ.items())
+                 if k.startswith(("OPENBLAS_", "NNGEN_", "GOTO_")) and k not in own]
+    P("OpenBLAS: %s; core %s; OPENBLAS_NUM_THREADS=%d and NNGEN_NUM_THREADS=%d set by bench for the "
+      "C driver%s" % (
+          pk.get("openblas_config", "?"), pk.get("openblas_core", "?"), threads, threads,
+          "; %s from the environment" % " ".join(inherited) if inherited else ""))
+    nn_th = int(pkn["nn_threads"][0]) if "nn_threads" in pkn else -1
+    P("nngen-rt: nn_sgemm_impl() = %s, nn_num_threads() = %d%s; the generated code multiplies with nn_sgemm"
+      % (nn_impl, nn_th, "" if nn_th == threads else " (NOT the %d asked for)" % threads))
     tv = results[0]["torch"].get("torch_version", "?") if results else "?"
     P("torch   : %s (its matmuls also go to this OpenBLAS); timed with set_num_threads(%s) "
       "(OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = same), one fresh process each"
       % (tv, " and ".join(str(t) for t in torch_threads)))
+    if coretypes:
+        descr = []
+        for ct in [None] + coretypes:
+            got = sorted({r["torch_by_cfg"][c].get("openblas_core", "?")
+                          for r in results for c in torch_cfgs if c[0] == ct})
+            what = ("the environment as is" if ct is None else
+                    "OPENBLAS_CORETYPE unset" if ct == "auto" else "OPENBLAS_CORETYPE=" + ct)
+            descr.append("'%s NT' = %s (torch's OpenBLAS core: %s)" % (
+                "torch" if ct is None else ct, what, "/".join(got)))
+        P("          columns: " + "; ".join(descr))
     P("C       : %s; %s from %s; --inference: %s" % (
         cc_version, nngen_version[0], build,
         "yes" if has_inference else "not supported (absent from nngen --help)"))
-    P("sgemm peak: %.1f GFLOP/s (best of: %d threads %s [MxNxK GFLOP/s]; 1 thread %.1f)"
-      % (peak_gf, threads,
-         ", ".join("%s %.0f" % (k[6:], v[2]) for k, v in pk.items() if k.startswith("sgemm_")),
-         pk1["peak_gflops"][0]))
+    # sgemm peaks: one line per library (and OpenBLAS core); the per-shape
+    # numbers of the `threads` run, the best of the 1-thread run
+    groups = []
+    for p in peaks:
+        key = (p["lib"], p["coretype"])
+        if key not in [g[0] for g in groups]:
+            groups.append((key, [q for q in peaks if (q["lib"], q["coretype"]) == key]))
+    labels = {key: peak_label(ps[0]) for key, ps in groups}
+    lw = max(len(v) for v in labels.values())
+    for gi, (key, ps) in enumerate(groups):
+        parts = []
+        for q in ps:
+            if q["th"] == threads:
+                parts.append("%d thread%s: %s" % (q["th"], "s" if q["th"] != 1 else "", ", ".join(
+                    "%s %.0f" % (k.split("_", 2)[2], v[2]) for k, v in q["out"].items()
+                    if re.match(r"(cblas|nn)_sgemm_\d+x\d+x\d+$", k))))
+            else:
+                parts.append("%d thread%s %.1f" % (q["th"], "s" if q["th"] != 1 else "", peak_gf(q)))
+        P("%s%-*s %6.1f GFLOP/s (%s)" % ("sgemm peak: " if gi == 0 else " " * 12, lw, labels[key],
+                                          max(peak_gf(q) for q in ps), "; ".join(parts)))
+    P("            [MxNxK GFLOP/s, best batch]; nn_sgemm's products differ from cblas_sgemm's by at most "
+      "%.1g (relative to the largest element); %%peak below is of the fastest: %s, %.1f GFLOP/s"
+      % (relerr, labels[(best_peak["lib"], best_peak["coretype"])], peak_gf_best))
     def quietest(r):
         """The foreign load of the quietest round: per round the most that
         other processes used during one of the network's measurements."""
@@ -543,8 +681,12 @@ def main():
             ", %d waits timed out" % sum(w is None for w in waits) if None in waits else ""))
     P("")
 
-    thcols = "".join("%12s" % ("torch %dT" % th) for th in torch_threads)
-    hdr = "%-38s %-7s %-18s %11s%s %9s %-14s %8s %6s %5s" % (
+    # torch columns: one per configuration, the fastest per row marked *
+    cw = {c: max(11, len(cfg_name(c)) + 1) for c in torch_cfgs}
+    mark = len(torch_cfgs) > 1
+    thcols = "".join("%*s " % (cw[c], cfg_name(c)) for c in torch_cfgs)
+    blank = " " * sum(cw[c] + 1 for c in torch_cfgs)
+    hdr = "%-38s %-7s %-18s %11s %s%9s %-14s %8s %6s %5s" % (
         "network", "mode", "nngen flags", "nngen", thcols, "speedup", "target", "GFLOP/s", "%peak",
         "load")
     P(hdr)
@@ -561,22 +703,24 @@ def main():
                 tstr = ""
                 if tgt is not None and i == 0:
                     tstr = ">=%gx %s" % (tgt, "met" if speed >= tgt else "NOT met")
-                tcells = "".join("%12s" % (fmt_time(r["torch_by_threads"][th][mode][BEST]) if i == 0 else "")
-                                 for th in torch_threads)
+                tcells = "".join(
+                    "%*s%s" % (cw[c], fmt_time(r["torch_by_cfg"][c][mode][BEST]),
+                               "*" if mark and c == r["torch_fastest"][mode] else " ")
+                    if i == 0 else " " * (cw[c] + 1) for c in torch_cfgs)
                 ld = ""
                 if mode == "train" and i == 0:
                     q = quietest(r)
                     ld = "%4.0f%%" % (100 * q) if q is not None else "?"
-                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%% %5s" % (
+                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%% %5s" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
-                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf, ld))
+                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf_best, ld))
             if mode == "forward" and "inference" in r:
                 t = r["inference"]["forward"][BEST]
                 speed = tt / t
                 gf = r["flops"][mode] / t * 1e-9
-                P("%-38s %-7s %-18s %11s%s %8.2fx %-14s %8.2f %5.1f%%" % (
-                    "", "", "-O2 --inference", fmt_time(t), " " * (12 * len(torch_threads)),
-                    speed, "", gf, 100.0 * gf / peak_gf))
+                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%%" % (
+                    "", "", "-O2 --inference", fmt_time(t), blank,
+                    speed, "", gf, 100.0 * gf / peak_gf_best))
         P("")
 
     P("memory")
@@ -613,10 +757,16 @@ def main():
             cell("phase_backward"), cell("phase_rest"), fmt_time(res["phase_zero_grad"][BEST])))
     P("")
     P("Times are per call: the best of %s batches of calls (each batch >= budget/batches s, "
-      "after a warm-up) over %d round(s); speedup = faster torch configuration / nngen; "
-      "targets judged on %s." % ("3" if args.check else "3-7", rounds, flagsets[0][0]))
+      "after a warm-up) over %d round(s); speedup = %s / nngen; targets judged on %s." % (
+          "3" if args.check else "3-7", rounds,
+          "fastest torch configuration (marked *)" if mark else "torch", flagsets[0][0]))
+    if mark:
+        P("fastest torch configuration: %s." % "; ".join(
+            "%s train %s, forward %s" % (r["net"]["title"][:3], cfg_name(r["torch_fastest"]["train"]),
+                                         cfg_name(r["torch_fastest"]["forward"])) for r in results))
     P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
-      "but the first; %peak = of the sgemm peak above.")
+      "but the first; %%peak = of the fastest sgemm this machine has, as measured above: %s, %.1f GFLOP/s."
+      % (labels[(best_peak["lib"], best_peak["coretype"])], peak_gf_best))
     P("load: the most other processes used of the machine during one of the network's measurements, "
       "in its quietest round.")
     P("dRSS: growth of resident memory (/proc/self/statm) from before creating the model to after 3 "
@@ -625,6 +775,14 @@ def main():
 
     # sanity for --check (and full runs): every number present and finite
     ok = True
+    if not relerr <= 1e-4:
+        print("bench: nn_sgemm's product differs from cblas_sgemm's by %g (relative)" % relerr,
+              file=sys.stderr)
+        ok = False
+    for p in peaks:
+        if not peak_gf(p) > 0:
+            print("bench: bad sgemm peak %s %d threads" % (peak_label(p), p["th"]), file=sys.stderr)
+            ok = False
     for r in results:
         for label, _ in flagsets:
             res = r["nngen"][label]
