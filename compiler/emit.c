@@ -18,14 +18,21 @@
 #include "nngen.h"
 
 /* Linear layers whose multiply-adds (rows * in * out) reach this many go to
- * cblas_sgemm; smaller ones are emitted as loops with constant bounds.
- * Measured on the project's 2-core machine (OpenBLAS 0.3.21, 2 threads,
- * cc -O2; forward + backward of two equal linear layers, best of 7, us):
- *     MACs per layer    64   256   512  1024  2048  8192  32768
- *     cblas_sgemm     0.37  0.45  0.48  0.53  0.69  1.53   3.11
- *     loops           0.08  0.28  0.55  0.72  1.43  5.23  16.25
- * so the call pays from about 1024 multiply-adds on (at 1024 the two are
- * within 10 % in some shapes; below 512 the loops win clearly). */
+ * the runtime's nn_linear_forward / nn_sgemm; smaller ones are emitted as
+ * loops with constant bounds.  Measured on the project's 2-core machine
+ * (cc -O2; forward + backward of two equal linear layers, best of 7, us):
+ *     MACs per layer        64   256   512  1024  2048  8192  32768
+ *     cblas_sgemm         0.37  0.45  0.48  0.53  0.69  1.53   3.11
+ *     loops               0.08  0.28  0.55  0.72  1.43  5.23  16.25
+ * (OpenBLAS 0.3.21, 2 threads), and later, with nngen's own AVX-512 kernel
+ * behind nn_sgemm (batch 4, n x n layers):
+ *     MACs per layer             256   484   676  1024  1444  4096
+ *     nn_sgemm (avx512)         0.46  0.56  0.63  0.59  0.80  1.18
+ *     loops                     0.14  0.76  1.11  0.87  2.10  3.56
+ * so the call pays from about 512 multiply-adds on either path; 1024 keeps
+ * a margin for the cblas path (at 1024 the two are within 10 % in some
+ * shapes there) and costs at most a few tenths of a microsecond per layer
+ * between 512 and 1024 on the AVX-512 path. */
 #define BLAS_MIN_MACS 1024
 
 typedef struct emitter {
