@@ -284,6 +284,17 @@ static int use_blas(const emitter *e, const op *o)
     return rows * o->m->in * o->m->out >= BLAS_MIN_MACS;
 }
 
+/* Op i is a large linear layer whose input is the output of a ReLU (op
+   i-1): its input gradient is computed with that ReLU's backward applied as
+   it is stored (nn_sgemm_relu_mask, the mask being the ReLU's output = this
+   layer's input), and the ReLU's own backward is skipped. */
+static int relu_into(const emitter *e, int i)
+{
+    const program *p = e->p;
+    return i >= 1 && p->ops[i].m->layer == L_LINEAR && use_blas(e, &p->ops[i]) &&
+           p->ops[i - 1].m->layer == L_RELU && p->ops[i].in_buf == p->ops[i - 1].out_buf;
+}
+
 /* Whether the output calls nn_sgemm (the runtime's, which calls
    cblas_sgemm on CPUs without AVX-512). */
 static int any_blas(const emitter *e)
@@ -517,10 +528,12 @@ static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, in
         const tensor *b = m->bias ? &p->tensors[m->param_ids[1]] : NULL;
         long long rows = (long long)(n / m->in), in = (long long)m->in, out = (long long)m->out;
         int gw = w->requires_grad, gb = b && b->requires_grad;
+        int masked = relu_into(e, idx);
         E(e, "static void b%d(const float *restrict gy, float *restrict gx, const float *restrict "
-             "w%s%s%s%s)", idx, gw ? ", const float *restrict x" : "",
+             "w%s%s%s%s%s)", idx, gw ? ", const float *restrict x" : "",
           gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
-          (gw && set_w) || (gb && set_b) ? ", int set" : "");
+          (gw && set_w) || (gb && set_b) ? ", int set" : "",
+          masked ? ", const float *restrict mask" : "");
         open_block(e, "");
         if (gb) {
             if (set_b)
@@ -532,8 +545,14 @@ static void emit_backward_kernel(emitter *e, int idx, const op *o, int set_w, in
             if (gw)
                 E(e, "nn_sgemm(1, 0, %lld, %lld, %lld, gy, %lld, x, %lld, %s, gw, %lld);", out, in,
                   rows, out, in, set_w ? "!set" : "1", in);
-            E(e, "if (gx) nn_sgemm(0, 0, %lld, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", rows,
-              in, out, out, in, in);
+            if (masked)
+                E(e, "if (gx) /* with the backward of the ReLU before this layer */");
+            if (masked)
+                E(e, "    nn_sgemm_relu_mask(%lld, %lld, %lld, gy, %lld, w, %lld, gx, %lld, mask, "
+                     "%lld);", rows, in, out, out, in, in, in);
+            else
+                E(e, "if (gx) nn_sgemm(0, 0, %lld, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);",
+                  rows, in, out, out, in, in);
         } else {
             if (gw) {
                 if (set_w)
@@ -681,6 +700,8 @@ static void emit_backward_call(emitter *e, const layout *L, int idx, const op *o
         sb_printf(&args, ", G + %lld", (long long)b->offset);
     if ((gw && set_w) || (gb && set_b))
         sb_puts(&args, ", set");
+    if (relu_into(e, idx))
+        sb_printf(&args, ", %s", act(L, o->in_buf));
     E(e, "b%d(%s);", idx, args.s);
     free(args.s);
 }
@@ -1224,7 +1245,8 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "/* ---- backward kernels ---- */");
     NL(e);
     for (int i = 0; i < p->nops; i++)
-        if (p->ops[i].m->layer != L_IDENTITY && p->ops[i].m->layer != L_FLATTEN)
+        if (p->ops[i].m->layer != L_IDENTITY && p->ops[i].m->layer != L_FLATTEN &&
+            !(i + 1 < p->nops && relu_into(e, i + 1)))
             emit_backward_kernel(e, i, &p->ops[i], set_w[i], set_b[i]);
     E(e, "/* the backward pass of the last forward from X0 */");
     open_block(e, xfmt("static void bwd(%s *net, const float *X0, const float *dy, float *dx, "
@@ -1240,6 +1262,14 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     for (int i = p->nops - 1; i >= 0; i--) {
         const op *oi = &p->ops[i];
         if (oi->m->layer == L_IDENTITY || oi->m->layer == L_FLATTEN) {
+            if (i == 0)
+                E(e, "if (dx) memcpy(dx, gy, sizeof(float) * %lld);",
+                  (long long)shape_numel(&oi->in));
+            continue;
+        }
+        if (i + 1 < p->nops && relu_into(e, i + 1)) {
+            /* gy already holds this ReLU's input gradient (see relu_into) */
+            E(e, "/* backward of %s: applied by b%d */", op_comment(oi), i + 1);
             if (i == 0)
                 E(e, "if (dx) memcpy(dx, gy, sizeof(float) * %lld);",
                   (long long)shape_numel(&oi->in));

@@ -285,6 +285,30 @@ void nn_linear_forward(int rows, int in, int out, const float *x, const float *w
             y[i] = y[i] > 0.0f ? y[i] : y[i] * slope;
 }
 
+void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                        float *c, int ldc, const float *mask, int ldm)
+{
+    pthread_once(&once, setup);
+    if (m <= 0 || n <= 0)
+        return;
+    if (k < 0)
+        k = 0;
+#if NN_HAVE_AVX512_KERNEL
+    if (use_avx512 && k > 0 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
+        long macs = (long)m * n * k;
+        pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+        nn__sgemm_relu_avx512(m, n, k, a, lda, b, ldb, c, ldc, mask, ldm);
+        __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+        return;
+    }
+#endif
+    nn_sgemm(0, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++)
+            if (!(mask[i * ldm + j] > 0.0f))
+                c[i * ldc + j] = 0.0f;
+}
+
 void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx)
 {
     pthread_once(&once, setup);

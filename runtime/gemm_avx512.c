@@ -54,6 +54,8 @@ typedef struct job {
     int act;
     float slope;
     int has_epi;
+    const float *mask;  /* relu mask of C (not transposed), rows ldm apart */
+    long ldm;
 } job;
 
 /* In place: r[q] lane l  <-  r[l] lane q. */
@@ -136,6 +138,9 @@ typedef struct epilogue {
     const float *bias;
     int act;            /* NN_ACT_* */
     float slope;
+    const float *mask;  /* C not transposed: c = mask > 0 ? c : 0, mask at
+                           the tile's first element, rows ldm apart */
+    long ldm;
 } epilogue;
 
 /* relu: x > 0 ? x : 0 (max_ps returns its second operand, 0, for NaN);
@@ -193,6 +198,10 @@ kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, 
                     if (ep->bias)
                         r = _mm512_add_ps(r, _mm512_set1_ps(ep->bias[i]));
                     r = activate(r, ep, zero);
+                    if (ep->mask) {
+                        __m512 y = _mm512_maskz_loadu_ps(m, ep->mask + i * ep->ldm + 16 * v);
+                        r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), r);
+                    }
                 }
                 _mm512_mask_storeu_ps(p, m, r);
             }
@@ -279,7 +288,7 @@ static void run(void *ctx, int t, int nt)
     for (long kb = 0; kb < nkb; kb++) {
         long k0 = jb->K * kb / nkb, kc = jb->K * (kb + 1) / nkb - k0;
         int beta = kb ? 1 : jb->beta;
-        epilogue epi = {NULL, jb->act, jb->slope};
+        epilogue epi = {NULL, jb->act, jb->slope, NULL, jb->ldm};
         int last = kb == nkb - 1 && jb->has_epi;
         for (long j0 = j_lo; j0 < j_hi; j0 += NC) {
             long nc = j_hi - j0 < NC ? j_hi - j0 : NC;
@@ -291,6 +300,7 @@ static void run(void *ctx, int t, int nt)
                     long w = nc - jj < NR ? nc - jj : NR;
                     int nv = (int)((w + 15) / 16);
                     epi.bias = jb->bias ? jb->bias + i0 : NULL;
+                    epi.mask = jb->mask ? jb->mask + i0 * jb->ldm + j0 + jj : NULL;
                     kernels[mr][nv](kc, a, jb->ais, jb->aks, pk + (jj / NR) * kc * NR,
                                     jb->c + i0 * jb->cis + (j0 + jj) * jb->cjs, jb->cis, jb->cjs,
                                     w, beta, last ? &epi : NULL);
@@ -351,6 +361,18 @@ void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float
     }
     job jb;
     setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    nn__pool_run(run, &jb);
+}
+
+void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                           float *c, int ldc, const float *mask, int ldm)
+{
+    job jb;
+    setup_job(&jb, 0, 0, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
+    jb.act = NN_ACT_NONE;
+    jb.mask = mask;
+    jb.ldm = ldm;
+    jb.has_epi = 1;
     nn__pool_run(run, &jb);
 }
 

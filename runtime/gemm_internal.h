@@ -21,6 +21,9 @@ float *nn__pack_buffer(int t);
 /* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc);
+/* nn_sgemm_relu_mask for k >= 1, same CPUs. */
+void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                           float *c, int ldc, const float *mask, int ldm);
 /* nn_linear_forward for in >= 1, same CPUs. */
 void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
                        const float *bias, int act, float slope, float *y);

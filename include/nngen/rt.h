@@ -247,6 +247,12 @@ const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
 enum { NN_ACT_NONE = 0, NN_ACT_RELU = 1, NN_ACT_LEAKY_RELU = 2 };
 void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
                        const float *b, int act, float slope, float *y);
+/* c = (a b) masked by a ReLU: c[i][j] = mask[i*ldm + j] > 0 ? (a b)[i][j] : 0,
+   with a m x k, b k x n, both not transposed (nn_sgemm(0, 0, ...) without
+   accumulate).  The input gradient of a linear layer whose input is a
+   ReLU's output (mask), with that ReLU's backward applied as it is stored. */
+void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                        float *c, int ldc, const float *mask, int ldm);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
    (at most 16). */

@@ -737,6 +737,103 @@ START_TEST(test_linear_large)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* nn_sgemm_relu_mask: c = (a b) where mask > 0, else 0                 */
+
+static int relu_mask_case(int m, int n, int k, int ldc, int ldm, int threads, uint64_t seed,
+                          char *err, size_t errlen)
+{
+    enum { G = 32 };
+    uint64_t rng = seed;
+    size_t na, nb, nmask = (size_t)m * (size_t)ldm, nc = (size_t)m * (size_t)ldc;
+    void *abase = NULL, *bbase = NULL;
+    size_t al = 0, bl = 0;
+    int rc = 1;
+    float *a = fill_matrix(m, k, k > 1 ? k : 1, &na, &rng, 0, &abase, &al);
+    float *b = fill_matrix(k, n, n, &nb, &rng, 0, &bbase, &bl);
+    float *mask = malloc(nmask * sizeof(float));
+    float *cbase = malloc((nc + 2 * G) * sizeof(float));
+    if (!a || !b || !mask || !cbase) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    /* the mask: positive, zero, negative, -0.0 and NaN (only > 0 passes) */
+    for (size_t q = 0; q < nmask; q++) {
+        uint64_t r = next(&rng) % 8;
+        mask[q] = r < 4 ? 0.5f + (float)r : r == 4 ? 0.0f : r == 5 ? -0.0f : r == 6 ? -1.0f : NAN;
+    }
+    float *c = cbase + G;
+    for (size_t q = 0; q < nc + 2 * G; q++)
+        cbase[q] = GUARD;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = NAN; /* output only */
+    nn_set_num_threads(threads);
+    nn_sgemm_relu_mask(m, n, k, a, k > 1 ? k : 1, b, n, c, ldc, mask, ldm);
+    nn_set_num_threads(0);
+#define RM_FMT "nn_sgemm_relu_mask(%s) m=%d n=%d k=%d ldc=%d ldm=%d threads=%d: "
+#define RM_ARGS nn_sgemm_impl(), m, n, k, ldc, ldm, threads
+    for (int g = 0; g < G; g++)
+        if (cbase[g] != GUARD || c[nc + (size_t)g] != GUARD) {
+            snprintf(err, errlen, RM_FMT "a guard around c was written", RM_ARGS);
+            goto done;
+        }
+    for (int i = 0; i < m; i++) {
+        for (int j = n; j < ldc; j++)
+            if (c[(size_t)i * ldc + j] != GUARD) {
+                snprintf(err, errlen, RM_FMT "c(%d, %d) past n was written", RM_ARGS, i, j);
+                goto done;
+            }
+        for (int j = 0; j < n; j++) {
+            double sum = 0.0, bound = 0.0;
+            for (int p = 0; p < k; p++) {
+                double t = (double)a[(size_t)i * (k > 1 ? k : 1) + p] * b[(size_t)p * n + j];
+                sum += t;
+                bound += fabs(t);
+            }
+            float mv = mask[(size_t)i * ldm + j];
+            double want = mv > 0.0f ? sum : 0.0;
+            double got = c[(size_t)i * ldc + j], d = fabs(got - want);
+            if (!(d <= 1e-5 * (1.0 + bound)) || (!(mv > 0.0f) && (got != 0.0 || signbit(got)))) {
+                snprintf(err, errlen, RM_FMT "c(%d, %d) = %.9g, want %.9g (mask %g)", RM_ARGS, i,
+                         j, got, want, (double)mv);
+                goto done;
+            }
+        }
+    }
+#undef RM_FMT
+#undef RM_ARGS
+    rc = 0;
+done:
+    fence_free(abase, al);
+    fence_free(bbase, bl);
+    free(mask);
+    free(cbase);
+    return rc;
+}
+
+/* masked-out elements are +0.0 (as the generated ReLU backward writes),
+   every tile remainder, leading dimensions larger than n, 1-3 threads */
+START_TEST(test_relu_mask)
+{
+    static const int shapes[][3] = {{1, 1, 1},   {5, 17, 3},   {6, 64, 10},  {7, 65, 33},
+                                    {13, 100, 1}, {64, 784, 256}, {64, 256, 10}, {8, 40, 24},
+                                    {33, 130, 300}, {4, 16, 0}};
+    char err[512];
+    int cnt = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int th = 1; th <= 3; th++, cnt++) {
+            int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            int ldc = n + extras[cnt % 4], ldm = n + extras[(cnt + 1) % 4];
+            snprintf(current_case, sizeof current_case, "nn_sgemm_relu_mask m=%d n=%d k=%d", m, n,
+                     k);
+            int bad = relu_mask_case(m, n, k, ldc, ldm, th, seed_of(m, n, k, ldc, ldm, th), err,
+                                     sizeof err);
+            ck_assert_msg(!bad, "%s", err);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* nn_parallel                                                          */
 
 typedef struct {
@@ -1311,6 +1408,7 @@ int main(void)
     tcase_add_test(tc_shapes, test_thread_edges);
     tcase_add_test(tc_shapes, test_linear_small);
     tcase_add_test(tc_shapes, test_linear_large);
+    tcase_add_test(tc_shapes, test_relu_mask);
     tcase_add_test(tc_pool, test_parallel_threads);
     tcase_add_test(tc_pool, test_parallel_many);
     tcase_add_test(tc_pool, test_parallel_nested);
