@@ -8,14 +8,18 @@
  * inside nn_sgemm with the pool also goes to cblas, so nn_sgemm is safe to
  * call from several threads at once.
  *
- * The pool: nt - 1 worker threads, started on first use and never stopped.
- * A job is published by bumping a generation counter; workers spin on it
- * for up to SPIN_NS after their last job (the generated code calls nn_sgemm
- * several times per train step, tens of microseconds apart), then sleep on
- * a condition variable.  The caller runs share 0 itself and spins until
- * every worker has reported.  Every wait loop turns from pause to
- * sched_yield() after a few microseconds (see relax()).  After fork() the child starts with no
- * workers (pthread_atfork).
+ * The pool: up to nn_num_threads() - 1 worker threads, started on first use
+ * and never stopped.  A job is published in one word (generation and thread
+ * count); its participants spin on it for up to SPIN_NS after their last
+ * job (the generated code calls nn_sgemm several times per train step, tens
+ * of microseconds apart), then sleep on their own condition variable, so a
+ * job wakes only the workers it uses.  The caller runs share 0 itself and
+ * waits until every participant has reported.  Every wait loop turns from
+ * pause to sched_yield() after a few microseconds (see relax()).  After
+ * fork() the child starts with no workers (pthread_atfork).
+ *
+ * Memory: each thread's packing buffer is static, NN_PACK_FLOATS floats
+ * (512 KiB); only the buffers of threads that ran are ever touched.
  */
 #include <pthread.h>
 #include <sched.h>
