@@ -15,7 +15,7 @@
  * of microseconds apart), then sleep on their own condition variable, so a
  * job wakes only the workers it uses.  The caller runs share 0 itself and
  * waits until every participant has reported.  Every wait loop turns from
- * pause to sched_yield() after a few microseconds (see relax()).  After
+ * pause to sched_yield() after YIELD_NS (see relax()).  After
  * fork() the child starts with no workers (pthread_atfork).
  *
  * Memory: each thread's packing buffer is static, NN_PACK_FLOATS floats
@@ -86,24 +86,40 @@ static int threads_set;   /* atomic: nn_set_num_threads value, 0 = default */
 static int use_avx512 = -1;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-/* One turn of a wait loop: the pause instruction for the first
-   YIELD_AFTER turns, then sched_yield(): when there are more runnable
-   threads than cores, the thread waited for may be the one descheduled,
-   and spinning would only keep it off the core for a whole time slice. */
-#define YIELD_AFTER 2048
-static void relax(int spins)
+/* One turn of a wait loop: the pause instruction while the wait is
+   younger than YIELD_NS (a turn of the clock every 256 turns), then
+   sched_yield(): when there are more runnable threads than cores, the
+   thread waited for may be the one descheduled, and spinning would only
+   keep it off the core for a whole time slice.  Not sooner: a worker that
+   has turned to sched_yield() notices its next job later, and the serial
+   stretches between the products of a train step last tens of
+   microseconds (the first version yielded after 2048 pauses, ~35 us). */
+#define YIELD_NS 200000L
+static long now_ns(void);
+static void relax(int spins, long *t0)
 {
-    if (spins < YIELD_AFTER)
+    if (*t0 < 0) {
         cpu_relax();
-    else
+        if ((spins & 255) == 255 && now_ns() - (-*t0 - 1) > YIELD_NS)
+            *t0 = 0; /* from now on: yield */
+    } else {
         sched_yield();
+    }
 }
+
+/* The start value for relax()'s clock: now, stored negative while pausing. */
+static long wait_start(void);
 
 static long now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static long wait_start(void)
+{
+    return -now_ns() - 1;
 }
 
 static void *worker(void *arg)
@@ -114,14 +130,14 @@ static void *worker(void *arg)
                                                  its first job's generation */
     int spin = 0;
     for (;;) {
-        long t0 = now_ns();
+        long t0 = now_ns(), clock = wait_start();
         unsigned long long j;
         for (int spins = 0;; spins++) {
             j = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE);
             if (JOB_GEN(j) != seen)
                 break;
             if (spin) {
-                relax(spins);
+                relax(spins, &clock);
                 if ((spins & 255) == 255 && now_ns() - t0 > SPIN_NS)
                     spin = 0;
                 continue;
@@ -251,8 +267,9 @@ void nn__pool_run(nn_task_fn fn, void *ctx)
         pthread_mutex_unlock(&slots[t].mu);
     }
     fn(ctx, 0, nt);
+    long clock = wait_start();
     for (int spins = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0; spins++)
-        relax(spins);
+        relax(spins, &clock);
 }
 
 void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
