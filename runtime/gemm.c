@@ -272,6 +272,24 @@ void nn__pool_run(nn_task_fn fn, void *ctx)
         relax(spins, &clock);
 }
 
+#if NN_HAVE_AVX512_KERNEL
+/* Take the pool for an own-kernel product of this many multiply-adds (on
+   all threads from PARALLEL_MIN_MACS, else on the caller); 0 when the
+   kernel is not in use or another thread has the pool. */
+static int kernel_acquire(long macs)
+{
+    if (!use_avx512 || __atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE))
+        return 0;
+    pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+    return 1;
+}
+
+static void kernel_release(void)
+{
+    __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+}
+#endif
+
 void nn_linear_forward(int rows, int in, int out, const float *x, const float *w,
                        const float *b, int act, float slope, float *y)
 {
@@ -279,11 +297,9 @@ void nn_linear_forward(int rows, int in, int out, const float *x, const float *w
     if (rows <= 0 || out <= 0)
         return;
 #if NN_HAVE_AVX512_KERNEL
-    if (use_avx512 && in > 0 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
-        long macs = (long)rows * out * in;
-        pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+    if (in > 0 && kernel_acquire((long)rows * out * in)) {
         nn__linear_avx512(rows, in, out, x, w, b, act, slope, y);
-        __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+        kernel_release();
         return;
     }
 #endif
@@ -315,11 +331,9 @@ void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const floa
     if (k < 0)
         k = 0;
 #if NN_HAVE_AVX512_KERNEL
-    if (use_avx512 && k > 0 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
-        long macs = (long)m * n * k;
-        pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+    if (k > 0 && kernel_acquire((long)m * n * k)) {
         nn__sgemm_relu_avx512(m, n, k, a, lda, b, ldb, c, ldc, mask, ldm);
-        __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+        kernel_release();
         return;
     }
 #endif
@@ -351,12 +365,10 @@ void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int
     if (k < 0)
         k = 0;
 #if NN_HAVE_AVX512_KERNEL
-    if (use_avx512 && !__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE)) {
-        long macs = (long)m * n * (k > 0 ? k : 1);
-        pool_job_threads = macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1;
+    if (kernel_acquire((long)m * n * (k > 0 ? k : 1))) {
         nn__sgemm_avx512(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate ? 1.0f : 0.0f,
                          c, ldc);
-        __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+        kernel_release();
         return;
     }
 #endif
