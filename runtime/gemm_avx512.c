@@ -9,8 +9,9 @@
  *     C(i, j) (+)= sum_k A(i, k) B(k, j),   i < I, j < J, k < K
  *     A(i, k) = a[i*ais + k*aks]    read in place, one element at a time
  *                                   (broadcast), MR = 6 rows of it per tile
- *     B(k, j) = b[k*bks + j*bjs]    packed per KC x NC block into panels of
- *                                   KC rows x NR = 64 columns (zero padded)
+ *     B(k, j) = b[k*bks + j*bjs]    packed per kc x NC block (kc: see
+ *                                   KC_MAX) into panels of kc rows x NR = 64
+ *                                   columns (zero padded)
  *     C(i, j) = c[i*cis + j*cjs]
  * The micro-kernel keeps a 6 x 64 tile of C in 24 zmm registers: per k, 4
  * vector loads of the panel, 6 broadcasts of A and 24 FMAs.
@@ -24,6 +25,10 @@
  * Threads: the work is split along i (each thread packs all of B) when B is
  * the smaller operand, otherwise along j (each thread packs its own columns
  * of B and reads all of A).  No barrier inside: fork, compute, join.
+ *
+ * Epilogues, applied by the last k block as a tile is stored: bias (by i)
+ * and ReLU / leaky ReLU for nn_linear_forward; a ReLU mask (C not
+ * transposed) for nn_sgemm_relu_mask.
  */
 #include <immintrin.h>
 #include <string.h>
