@@ -458,20 +458,28 @@ static void fd_print(const char *net, const fdstats *s)
     fflush(stdout);
 }
 
+/* The common start of both checks: a fresh instance initialized from
+   seed, the buffers, a random input and its smallest |pre-activation|. */
+static void fd_start(fdctx *c, fdstats *s, const gnet *g, const rop *ref, uint64_t seed,
+                     trng *rng)
+{
+    c->g = g;
+    c->ref = ref;
+    c->net = g->create();
+    ck_assert_ptr_nonnull(c->net);
+    g->init(c->net, seed);
+    fd_ctx_alloc(c);
+    fd_draw_input(c, rng);
+    s->min_z = c->ref ? min_abs(c->z0, c->nz) : 0.0;
+}
+
 /* ---- a plain network: L = sum y * r ---- */
 static void fd_check_net(const gnet *g, const rop *ref, uint64_t seed)
 {
     fdctx c = {0};
     fdstats s = {0};
     trng rng = {seed * 0x1234567ull + 1};
-    c.g = g;
-    c.ref = ref;
-    c.net = g->create();
-    ck_assert_ptr_nonnull(c.net);
-    g->init(c.net, seed);
-    fd_ctx_alloc(&c);
-    fd_draw_input(&c, &rng);
-    s.min_z = c.ref ? min_abs(c.z0, c.nz) : 0.0;
+    fd_start(&c, &s, g, ref, seed, &rng);
     float *r = malloc(sizeof(float) * (size_t)c.ny);
     float *dx = malloc(sizeof(float) * (size_t)c.nx);
     for (int i = 0; i < c.ny; i++)
@@ -561,15 +569,8 @@ static void fd_check_train(const gtrain *t, const rop *ref, uint64_t seed)
     fdctx c = {0};
     fdstats s = {0};
     trng rng = {seed * 0x7654321ull + 3};
-    c.g = g;
     c.t = t;
-    c.ref = ref;
-    c.net = g->create();
-    ck_assert_ptr_nonnull(c.net);
-    g->init(c.net, seed);
-    fd_ctx_alloc(&c);
-    fd_draw_input(&c, &rng);
-    s.min_z = c.ref ? min_abs(c.z0, c.nz) : 0.0;
+    fd_start(&c, &s, g, ref, seed, &rng);
     float *tf = malloc(sizeof(float) * (size_t)c.ny);
     int32_t *tl = malloc(sizeof(int32_t) * (size_t)g->batch);
     for (int i = 0; i < c.ny; i++)
