@@ -326,17 +326,14 @@ void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const floa
                         float *c, int ldc, const float *mask, int ldm)
 {
     pthread_once(&once, setup);
-    if (m <= 0 || n <= 0)
-        return;
-    if (k < 0)
-        k = 0;
 #if NN_HAVE_AVX512_KERNEL
-    if (k > 0 && kernel_acquire((long)m * n * k)) {
+    if (m > 0 && n > 0 && k > 0 && kernel_acquire((long)m * n * k)) {
         nn__sgemm_relu_avx512(m, n, k, a, lda, b, ldb, c, ldc, mask, ldm);
         kernel_release();
         return;
     }
 #endif
+    /* otherwise (and for any m, n, k <= 0) nn_sgemm's result, masked */
     nn_sgemm(0, 0, m, n, k, a, lda, b, ldb, 0, c, ldc);
     for (long i = 0; i < m; i++)
         for (long j = 0; j < n; j++)
