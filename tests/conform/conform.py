@@ -26,7 +26,8 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                included; frozen ones must be "none" as torch's None) vs torch,
                TOL=1e-5
   fwd/bwd --no-blas   the same with code from `nngen --no-blas` (whose object
-               must not reference any cblas_ symbol)
+               must not reference BLAS or the runtime's threads: no cblas_,
+               nn_sgemm*, nn_linear_forward or nn_parallel symbol)
   train        only for specs with train: 20 steps of P_train_step vs
                torch.optim with the same start values and data: every loss and
                the final parameters, TOL=1e-4
@@ -57,6 +58,10 @@ import subprocess
 import sys
 import tempfile
 import zlib
+
+# what `nngen --no-blas` code must not call: BLAS, nor the runtime's
+# products and threads (which need BLAS and pthreads)
+NO_BLAS_FORBIDDEN = ('cblas_', 'nn_sgemm', 'nn_linear_forward', 'nn_parallel')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_PY = '/usr/bin/python3'
@@ -302,7 +307,8 @@ class Spec(object):
         if check_no_blas:
             rc, out, err = run(['nm', '-u', net_o])
             if rc == 0:
-                bad = [l.split()[-1] for l in out.splitlines() if 'cblas_' in l or 'nn_sgemm' in l]
+                bad = [l.split()[-1] for l in out.splitlines()
+                       if any(sym in l for sym in NO_BLAS_FORBIDDEN)]
                 if bad:
                     raise CheckError('--no-blas code references %s' % ', '.join(bad))
         drv_o = os.path.join(d, 'driver.o')
