@@ -31,7 +31,7 @@ static const char usage_text[] =
     "  -o FILE           where to write the generated C (required to compile) or,\n"
     "                    with --emit pytorch, the Python file\n"
     "  --header FILE     where to write the generated header (default: OUT with .h)\n"
-    "  --no-blas         emit pure C loops for every layer size (no cblas calls)\n"
+    "  --no-blas         emit pure C loops for every layer size (no BLAS, no threads)\n"
     "  --inference       emit forward only: no gradients or training, activation\n"
     "                    buffers reused between layers (smallest instance)\n"
     "\n"

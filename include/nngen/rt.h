@@ -7,6 +7,8 @@
  * Ownership: an nn_model and everything it points to lives inside one
  * instance created by the generated P_create()/P_place(); the runtime never
  * allocates on behalf of a model except transiently in nn_save/nn_load.
+ * The matrix products' thread pool and packing buffers (nn_sgemm) are
+ * process-wide: static buffers, threads started on first use.
  */
 #ifndef NNGEN_RT_H
 #define NNGEN_RT_H
