@@ -98,7 +98,7 @@ static int is_frozen(const program *p, const module *m)
     if (m->frozen)
         return 1;
     for (int i = 0; i < m->nparams; i++)
-        if (!p->tensors[m->param_ids[i]].requires_grad)
+        if (!p->tensors[m->tens_ids[i]].requires_grad)
             return 1;
     return 0;
 }
@@ -115,9 +115,9 @@ static void draw_layer(dotw *d, const module *m, int depth)
     strbuf b = {0};
     if (m->shared_name)
         sb_printf(&b, "shared '%s': ", esc(m->shared_name));
-    sb_printf(&b, "%s\\n%s(%s)", use_list(d, m), layer_classes[m->layer], esc(m->extra));
-    for (int i = 0; i < m->nparams; i++) {
-        const tensor *t = &p->tensors[m->param_ids[i]];
+    sb_printf(&b, "%s\\n%s(%s)", use_list(d, m), module_class(m), esc(m->extra));
+    for (int i = 0; i < m->nparams + m->nbuffers; i++) {
+        const tensor *t = &p->tensors[m->tens_ids[i]];
         sb_printf(&b, "\\n%s [", esc(t->local));
         for (int k = 0; k < t->ndim; k++)
             sb_printf(&b, "%s%lld", k ? ", " : "", (long long)t->shape[k]);
@@ -141,7 +141,7 @@ static int draw(dotw *d, const module *m, int depth, int frozen_above)
     if (d->drawn[m->id])
         return 0;
     d->drawn[m->id] = 1;
-    if (m->is_layer) {
+    if (m->op) {
         draw_layer(d, m, depth);
         return 1;
     }
@@ -246,7 +246,7 @@ void emit_dot(FILE *f, const program *p)
     for (int i = 0; i < p->nops; i++) {
         const op *o = &p->ops[i];
         const char *id = xfmt("m%d", o->m->id);
-        edge(&d, prev, prev_op, id, o, &o->in);
+        edge(&d, prev, prev_op, id, o, &op_in(p, o, 0)->shape);
         prev = id;
         prev_op = o;
     }

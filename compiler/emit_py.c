@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nngen.h"
+#include "ops/op.h"
 
 /* ---- a set of names (open addressing), for unique variable names ------------ */
 
@@ -206,7 +206,7 @@ typedef struct pyw {
     char *drawn;                /* by tensor id: its default draws are written */
     int step;                   /* the next init step to write */
     nameset names;
-    int use_math, use_mixture, use_sequential; /* what the file needs */
+    int use_mixture, use_sequential; /* what the file needs */
 } pyw;
 
 static void W(pyw *w, const char *fmt, ...) PRINTF(2, 3);
@@ -227,50 +227,14 @@ static NORETURN void plan_mismatch(int line, int step)
 
 static int needs_var(const pyw *w, const module *m)
 {
-    return !m->is_layer || m->nparams > 0 || w->uses[m->id] != 1 || m->shared_name ||
+    return !m->op || m->nparams + m->nbuffers > 0 || w->uses[m->id] != 1 || m->shared_name ||
            m->frozen || m->nrules > 0;
-}
-
-static const char *layer_ctor(const module *m)
-{
-    char num[64];
-    switch (m->layer) {
-    case L_LINEAR:
-        return xfmt("nn.Linear(%lld, %lld%s)", (long long)m->in, (long long)m->out,
-                    m->bias ? "" : ", bias=False");
-    case L_RELU:
-        return "nn.ReLU()";
-    case L_SIGMOID:
-        return "nn.Sigmoid()";
-    case L_TANH:
-        return "nn.Tanh()";
-    case L_IDENTITY:
-        return "nn.Identity()";
-    case L_GELU:
-        return "nn.GELU()";
-    case L_FLATTEN:
-        return "nn.Flatten()";
-    case L_LEAKY_RELU:
-        /* as written: an integer prints as one in torch's extra_repr */
-        if (m->slope_is_int)
-            snprintf(num, sizeof num, "%.0f", m->slope);
-        else
-            py_float_repr(num, sizeof num, m->slope);
-        return xfmt("nn.LeakyReLU(negative_slope=%s)", num);
-    case L_LOG_SOFTMAX:
-        return xfmt("nn.LogSoftmax(dim=%d)", m->dim);
-    case L_SOFTMAX:
-        return xfmt("nn.Softmax(dim=%d)", m->dim);
-    case L_COUNT:
-        break;
-    }
-    unreachable();
 }
 
 /* The expression a parent uses for child m. */
 static const char *child_expr(const pyw *w, const module *m)
 {
-    return w->var[m->id] ? w->var[m->id] : layer_ctor(m);
+    return w->var[m->id] ? w->var[m->id] : op_torch_ctor(m);
 }
 
 static const char *where(const module *m)
@@ -283,10 +247,6 @@ static const char *where(const module *m)
     return path;
 }
 
-static const char *const nl_names[] = {
-    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"};
-
 static void write_step(pyw *w, const init_step *s)
 {
     const program *p = w->p;
@@ -295,14 +255,16 @@ static void write_step(pyw *w, const init_step *s)
     const char *T = xfmt("%s.%s", w->var[t->owner->id], t->local);
     const char *call = NULL;
     const char *I = "        ";
+    initializer def;
+    if (in->kind == I_DEFAULT) {
+        /* a `default` rule: what the layer's constructor draws */
+        op_default_init(t->owner, t, &def);
+        def.loc = in->loc;
+        in = &def;
+    }
     switch (in->kind) {
     case I_DEFAULT:
-        if (!strcmp(t->local, "weight"))
-            call = xfmt("init.kaiming_uniform_(%s, a=math.sqrt(5))", T);
-        else
-            call = xfmt("init.uniform_(%s, -1 / math.sqrt(%lld), 1 / math.sqrt(%lld))", T,
-                        (long long)t->owner->in, (long long)t->owner->in);
-        break;
+        unreachable();
     case I_ZEROS:
         call = xfmt("init.zeros_(%s)", T);
         break;
@@ -415,15 +377,15 @@ static void construct(pyw *w, const module *m)
     w->built[m->id] = 1;
     for (int i = 0; i < m->nchildren; i++)
         construct(w, m->children[i].m);
-    if (m->is_layer) {
+    if (m->op) {
         if (w->var[m->id])
-            W(w, "        %s = %s  # %s", w->var[m->id], layer_ctor(m), where(m));
+            W(w, "        %s = %s  # %s", w->var[m->id], op_torch_ctor(m), where(m));
         /* the constructor's reset_parameters(): the plan's default draws */
-        for (int i = 0; i < m->nparams; i++) {
+        for (int i = 0; i < m->nparams + m->nbuffers; i++) {
             if (w->step >= p->nsteps)
                 plan_mismatch(__LINE__, w->step);
             const init_step *s = &p->steps[w->step];
-            if (s->tensor != m->param_ids[i] || s->init->kind != I_DEFAULT ||
+            if (s->tensor != m->tens_ids[i] || s->init->kind != I_DEFAULT ||
                 w->drawn[s->tensor])
                 plan_mismatch(__LINE__, w->step);
             w->drawn[s->tensor] = 1;
@@ -536,10 +498,6 @@ static void write_header(pyw *w)
         W(w, "draws exactly as nngen-rt's nn_init_mixture.");
     }
     W(w, "\"\"\"");
-    if (w->use_math) {
-        W(w, "import math");
-        W(w, "%s", "");
-    }
     W(w, "import torch");
     W(w, "from torch import nn");
     W(w, "from torch.nn import init");
@@ -642,17 +600,13 @@ static void write_helpers(pyw *w)
 static void survey(pyw *w)
 {
     const program *p = w->p;
-    char *seen = xalloc((size_t)p->ntensors + 1);
     for (int i = 0; i < p->nsteps; i++) {
         const init_step *s = &p->steps[i];
-        if (s->init->kind == I_DEFAULT && seen[s->tensor])
-            w->use_math = 1; /* a `default` rule */
         if (s->init->kind == I_MIXTURE)
             w->use_mixture = 1;
-        seen[s->tensor] = 1;
     }
     for (int i = 0; i < p->nmodules; i++)
-        if (!p->modules[i]->is_layer && !is_positional(p->modules[i]))
+        if (!p->modules[i]->op && !is_positional(p->modules[i]))
             w->use_sequential = 1;
 }
 

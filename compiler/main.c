@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nngen.h"
+#include "ops/op.h"
 
 static const char usage_text[] =
     "Usage:\n"
@@ -24,6 +24,8 @@ static const char usage_text[] =
     "                             write an equivalent torch.nn module (Python): build(),\n"
     "                             same names, print and initial parameters\n"
     "  nngen --dot SPEC.yaml      print a Graphviz (dot) picture of the network\n"
+    "  nngen --list-layers        list the layer types: NAME, torch class, main argument,\n"
+    "                             arguments (arg:type=default), tab-separated\n"
     "  nngen --help               show this help\n"
     "  nngen --version            show the version\n"
     "\n"
@@ -230,6 +232,31 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
     return status;
 }
 
+/* One line per layer type: NAME TAB TorchClass TAB MAIN TAB ARGS, MAIN the
+   main argument or "-", ARGS space-separated "arg:type=default" ("arg:type"
+   without a default: required, or inferred from the input). */
+static int list_layers(void)
+{
+    static const char *const types[] = {"int", "num", "bool"};
+    for (int i = 0; i < op_count; i++) {
+        const op_desc *d = op_registry[i];
+        printf("%s\t%s\t%s\t", d->name, d->cls, d->main_arg >= 0 ? d->args[d->main_arg].name
+                                                                  : "-");
+        for (int k = 0; k < d->nargs; k++) {
+            const arg_spec *a = &d->args[k];
+            printf("%s%s:%s", k ? " " : "", a->name, types[a->type]);
+            if (a->def)
+                printf("=%s", a->def);
+        }
+        printf("\n");
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "nngen: error: cannot write to standard output\n");
+        return 3;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum mode mode = MODE_COMPILE;
@@ -243,6 +270,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--version")) {
             printf("nngen %s\n", NNGEN_VERSION);
             return 0;
+        } else if (!strcmp(a, "--list-layers")) {
+            return list_layers();
         } else if (!strcmp(a, "--print") || !strcmp(a, "--params") || !strcmp(a, "--check") ||
                    !strcmp(a, "--dot")) {
             if (mode_set)
@@ -280,8 +309,9 @@ int main(int argc, char **argv)
             static const char *const opts[] = {"--help",   "--version", "--print",
                                                "--params", "--check",   "--header",
                                                "--no-blas", "-o",       "--emit",
-                                               "--dot",    "--inference"};
-            const char *s = suggest(a, opts, 11);
+                                               "--dot",    "--inference",
+                                               "--list-layers"};
+            const char *s = suggest(a, opts, 12);
             if (s) {
                 fprintf(stderr, "nngen: error: unknown option '%s' (did you mean '%s'?)\n"
                                 "Try 'nngen --help'.\n", a, s);

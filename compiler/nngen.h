@@ -1,7 +1,9 @@
 /* nngen: the compiler's one internal header.  A section per source file;
  * the pipeline (main.c) is: yaml.c reads the file into a tree of ynodes
- * with locations, check.c turns it into a checked program (module tree,
- * shapes, names, init plan, training setup), emit.c writes C.
+ * with locations, check.c runs the checking phases (build.c, rules.c,
+ * shapes.c, names.c, plan.c, train.c) that turn it into a checked program,
+ * and the emitters write it out (emit*.c: C; emit_py.c: PyTorch; dot.c).
+ * What each layer is and does lives in one file under ops/ (ops/op.h).
  */
 #ifndef NNGEN_H
 #define NNGEN_H
@@ -87,16 +89,23 @@ struct ynode {
 ynode *yaml_load(const char *path, const char *text, size_t len);
 void yaml_release(void);       /* after an error unwound through yaml_load */
 
-/* ---- check.c: the checked program ----------------------------------- */
+/* ---- spec.c: typed reads of YAML nodes (shared by every phase) ------- */
 
-typedef enum {
-#define LAYER(E, name, cls, np) L_##E,
-#include "layers.def"
-#undef LAYER
-    L_COUNT
-} layer_kind;
-extern const char *const layer_names[L_COUNT];
-extern const char *const layer_classes[L_COUNT];
+const char *describe(const ynode *n);           /* "a list", "'x'", ... for messages */
+int is_null(const ynode *n);
+ynode *map_get(const ynode *m, const char *key);
+void expect_kind(const ynode *n, ykind k, const char *what);
+/* Unknown keys are errors: reports the first with the nearest allowed key. */
+void check_keys(const ynode *m, const char *const *allowed, int n, const char *what);
+int64_t get_int(const ynode *n, const char *what, int64_t min, int64_t max);
+uint64_t get_u64(const ynode *n, const char *what);
+double get_num(const ynode *n, const char *what);
+int get_bool(const ynode *n, const char *what);
+const char *get_str(const ynode *n, const char *what);
+int is_int_text(const char *s);
+size_t hash_str(const char *s);
+
+/* ---- the checked program -------------------------------------------- */
 
 typedef struct shape {
     int ndim;                   /* including the batch dimension */
@@ -104,12 +113,17 @@ typedef struct shape {
 } shape;
 int64_t shape_numel(const shape *s);
 void shape_str(char *buf, size_t n, const shape *s, int with_batch);
+const char *shape_text(const shape *s);
+
+/* Element types of tensors and values. */
+typedef enum { DT_F32, DT_I32, DT_I64 } dtype;
 
 typedef enum {
     I_DEFAULT, I_ZEROS, I_ONES, I_CONSTANT, I_UNIFORM, I_NORMAL,
     I_XAVIER_UNIFORM, I_XAVIER_NORMAL, I_KAIMING_UNIFORM, I_KAIMING_NORMAL,
     I_TRUNC_NORMAL, I_MIXTURE, I_CUSTOM
 } init_kind;
+extern const char *const init_names[];  /* by init_kind */
 
 typedef struct mix_part {
     double p;
@@ -129,6 +143,10 @@ typedef struct initializer {
     int has_zero_abs_below;
     double zero_abs_below;
 } initializer;
+extern const char *const nl_names[];    /* torch's nonlinearity names, by nn_nonlinearity */
+#define N_NL_NAMES 12
+
+typedef struct op_desc op_desc;
 
 typedef struct rule_param {
     const char *name;           /* "weight" */
@@ -140,10 +158,21 @@ typedef struct rule {
     loc loc;
     const char *at;             /* NULL: the module itself */
     loc at_loc;
-    int layer;                  /* -1: any */
+    const op_desc *layer;       /* NULL: any */
     int nparams;
     rule_param *params;
 } rule;
+
+/* One layer argument's value (its schema is the op's arg_spec). */
+typedef struct argval {
+    int given;                  /* written in the spec */
+    int inferred;               /* set from the incoming shape (linear 'in') */
+    loc loc;                    /* where written; the layer when not */
+    int64_t i;                  /* int and bool values */
+    double d;                   /* num values (ints too) */
+    const char *text;           /* num: the scalar as written */
+    int is_int;                 /* num: written as an integer literal */
+} argval;
 
 typedef struct module module;
 typedef struct child {
@@ -154,20 +183,13 @@ typedef struct child {
 
 struct module {
     int id;
-    int is_layer;
-    layer_kind layer;           /* when is_layer */
+    const op_desc *op;          /* the layer's op; NULL for a container (Sequential) */
     loc loc;
     const char *origin;         /* "block 'block1'", "shared 'tied'" or NULL */
     int nchildren;
     child *children;
-    /* layer arguments */
-    int64_t in, out;            /* linear; in == 0 until inferred */
-    loc in_loc;
-    int bias;
-    double slope;               /* leaky_relu */
-    int slope_is_int;
-    const char *slope_text;     /* leaky_relu: the slope as written (for an int) */
-    int dim;                    /* softmax, log_softmax */
+    argval *args;               /* layer arguments, by the op's arg_spec index */
+    loc inferred_at;            /* the use that fixed an inferred argument */
     /* meta */
     int frozen;
     int nrules;
@@ -177,12 +199,13 @@ struct module {
     shape first_in;             /* shared: input shape of the first use */
     /* filled by naming */
     const char *path;           /* canonical path */
-    int nparams;
-    const char *param_local[2];
-    int param_ids[2];
+    int nparams, nbuffers;      /* own tensors: parameters, then buffers */
+    const char **tens_local;    /* [nparams + nbuffers] local names */
+    int *tens_ids;              /* [nparams + nbuffers] tensor ids */
     char *extra;                /* extra_repr() */
     int constructed;            /* init planning */
 };
+const char *module_class(const module *m);  /* torch class: "Linear", "Sequential" */
 
 typedef struct tensor {
     const char *name;           /* canonical */
@@ -191,8 +214,10 @@ typedef struct tensor {
     int ndim;
     int64_t shape[NN_MAX_DIM];
     int64_t numel;
+    dtype dtype;
+    int is_buffer;              /* in the state dict, not a parameter; never a gradient */
     int requires_grad;
-    int64_t offset;             /* floats into the data/grad blocks */
+    int64_t offset;             /* elements into the data (and grad) blocks */
 } tensor;
 
 typedef struct state_entry {
@@ -202,17 +227,31 @@ typedef struct state_entry {
 
 typedef struct init_step {
     int tensor;
-    const initializer *init;
-    int fan_in;                 /* for a layer default: the owner's in_features */
+    const initializer *init;    /* I_DEFAULT: the owner's op default (op_default_init) */
     module *m;
 } init_step;
 
+/* A value of the forward pass: the network input, or an op's output. */
+typedef struct value {
+    shape shape;                /* with the batch dimension first */
+    dtype dtype;
+    int buf;                    /* activation buffer; a view shares its input's */
+    int producer;               /* op index; -1 for the network input */
+} value;
+
+#define OP_MAX_IN 4
+#define OP_MAX_SAVED 4
 /* One use of a layer in the forward pass. */
 typedef struct op {
     module *m;
+    const op_desc *d;           /* m->op */
     const char *use_path;       /* the path of this use ("4") */
-    shape in, out;
-    int in_buf, out_buf;
+    int nin;
+    int in[OP_MAX_IN];          /* value ids */
+    int out;                    /* value id */
+    int nsaved;                 /* extra tensors saved for backward (masks, statistics) */
+    int64_t saved_numel[OP_MAX_SAVED];
+    dtype saved_dtype[OP_MAX_SAVED];
 } op;
 
 typedef enum { LOSS_NONE, LOSS_MSE, LOSS_CROSS_ENTROPY } loss_kind;
@@ -238,21 +277,37 @@ typedef struct program {
     int nmodules;
     module **modules;
     int ntensors;
-    tensor *tensors;
+    tensor *tensors;            /* parameters first, then buffers */
+    int nparam_tensors;         /* named_parameters() */
     int nstate;
     state_entry *state;
     int nsteps;
     init_step *steps;
     int nops;
     op *ops;
+    int nvalues;
+    value *values;              /* value 0 is the input */
     int nbufs;
     int64_t *buf_numel;         /* floats in each activation buffer; buffer 0 is x */
     int ncustom;
     const char **custom;        /* distinct custom init function names */
     train_cfg train;
-    int64_t param_floats;
+    int64_t param_floats;       /* the data block: parameters and buffers */
+    int64_t grad_floats;        /* the gradient block: the parameters' part */
 } program;
 
+/* The value an op reads (k-th input) and writes. */
+static inline const value *op_in(const program *p, const op *o, int k)
+{
+    return &p->values[o->in[k]];
+}
+static inline const value *op_out(const program *p, const op *o)
+{
+    return &p->values[o->out];
+}
+
+/* check.c: the phases in order (build.c, rules.c, shapes.c, names.c,
+ * plan.c, train.c), from the document to the checked program. */
 program *check_program(const char *file, ynode *doc);
 
 /* ---- view.c: the runtime's nn_model for the compiler's own use ------- */

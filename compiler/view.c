@@ -14,7 +14,7 @@ static nn_module *view_module(const program *p, const module *m, nn_module **mad
     v->path = m->path;
     const char *dot = strrchr(m->path, '.');
     v->name = dot ? dot + 1 : m->path;
-    v->type = m->is_layer ? layer_classes[m->layer] : "Sequential";
+    v->type = module_class(m);
     v->extra = m->extra;
     v->nchildren = m->nchildren;
     const char **names = xalloc(sizeof *names * (size_t)(m->nchildren + 1));
@@ -26,8 +26,8 @@ static nn_module *view_module(const program *p, const module *m, nn_module **mad
     v->child_names = names;
     v->children = kids;
     v->nparams = m->nparams;
-    v->param_names = m->param_local;
-    v->param_ids = m->param_ids;
+    v->param_names = m->tens_local;
+    v->param_ids = m->tens_ids;
     return v;
 }
 
@@ -44,6 +44,7 @@ nn_model *build_view(const program *p)
         ti[i].numel = t->numel;
         ti[i].offset = (size_t)t->offset;
         ti[i].requires_grad = t->requires_grad;
+        ti[i].is_buffer = t->is_buffer;
         tt[i].name = t->name;
         tt[i].ndim = t->ndim;
         memcpy(tt[i].shape, t->shape, sizeof t->shape);
@@ -59,14 +60,14 @@ nn_model *build_view(const program *p)
     nn_model_info *info = xalloc(sizeof *info);
     info->name = p->name;
     info->ntensors = p->ntensors;
-    info->nparams = p->ntensors;
+    info->nparams = p->nparam_tensors;
     info->tensors = ti;
     info->nstate = p->nstate;
     info->state_keys = keys;
     info->state_ids = ids;
     info->root = view_module(p, p->root, made);
     info->data_floats = (size_t)p->param_floats;
-    info->grad_floats = (size_t)p->param_floats;
+    info->grad_floats = (size_t)p->grad_floats;
     nn_model *m = xalloc(sizeof *m);
     m->info = info;
     m->tensors = tt; /* names and shapes only: --print/--params need no data */

@@ -169,14 +169,6 @@ typedef struct keyset {
     size_t cap;
 } keyset;
 
-static size_t hash_str(const char *s)
-{
-    size_t h = 14695981039346656037u & (size_t)-1;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * (size_t)1099511628211u;
-    return h;
-}
-
 /* The index of an earlier key equal to keys[k], or -1 after adding it. */
 static int keyset_add(keyset *ks, ynode **keys, int k)
 {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "nngen.h"
+#include "ops/op.h"
 
 #define FILE_NAME "t.yaml"
 
@@ -518,18 +519,18 @@ START_TEST(test_shapes_3d)
             "  - {log_softmax: {dim: -1}}\n");
     ck_assert_str_eq(shape_of(&p->input), "[2, 3, 5]");
     ck_assert_int_eq(p->nops, 5);
-    ck_assert_str_eq(shape_of(&p->ops[0].out), "[2, 3, 4]");
+    ck_assert_str_eq(shape_of(&p->values[p->ops[0].out].shape), "[2, 3, 4]");
     ck_assert_int_eq((int)T(p, 0)->shape[0], 4);
     ck_assert_int_eq((int)T(p, 0)->shape[1], 5);
-    ck_assert_str_eq(shape_of(&p->ops[2].in), "[2, 3, 4]");
-    ck_assert_str_eq(shape_of(&p->ops[2].out), "[2, 12]");
+    ck_assert_str_eq(shape_of(&p->values[p->ops[2].in[0]].shape), "[2, 3, 4]");
+    ck_assert_str_eq(shape_of(&p->values[p->ops[2].out].shape), "[2, 12]");
     ck_assert_int_eq((int)T(p, 2)->shape[1], 12);
     ck_assert_str_eq(shape_of(&p->output), "[2, 6]");
     ck_assert_str_eq(find_module(p, "4")->extra, "dim=-1");
     /* flatten aliases its input buffer */
-    ck_assert_int_eq(p->ops[2].out_buf, p->ops[2].in_buf);
+    ck_assert_int_eq(p->values[p->ops[2].out].buf, p->values[p->ops[2].in[0]].buf);
     ck_assert_int_eq((int)p->buf_numel[0], 30);
-    ck_assert_int_eq((int)p->buf_numel[p->ops[0].out_buf], 24);
+    ck_assert_int_eq((int)p->buf_numel[p->values[p->ops[0].out].buf], 24);
 }
 END_TEST
 
@@ -601,8 +602,14 @@ START_TEST(test_plan_order)
                      "2.0.weight:zeros,2.0.bias:constant,1.weight:zeros,1.bias:constant,"
                      "0.bias:ones,1.bias:ones,2.0.bias:ones,1.bias:ones,"
                      "0.weight:normal,1.weight:normal,2.0.weight:normal,1.weight:normal");
-    /* the layer default knows fan_in */
-    ck_assert_int_eq(p->steps[3].fan_in, 4);
+    /* the layer default knows fan_in: 0.bias is U(-1/sqrt(4), 1/sqrt(4)) */
+    {
+        initializer d;
+        ck_assert_int_eq(p->steps[4].init->kind, I_DEFAULT);
+        op_default_init(p->steps[4].m, &p->tensors[p->steps[4].tensor], &d);
+        ck_assert_int_eq(d.kind, I_UNIFORM);
+        ck_assert(d.a == -0.5 && d.b == 0.5);
+    }
     ck_assert_ptr_eq(p->steps[0].m, p->shared[0]);
 }
 END_TEST
@@ -815,7 +822,7 @@ START_TEST(test_nesting_limit_modules)
     for (int i = 0; i < 63; i++)
         sb_puts(&path, i ? ".0" : "0");
     ck_assert_str_eq(find_module(p, path.s)->extra, "");
-    ck_assert_int_eq(find_module(p, path.s)->is_layer, 1);
+    ck_assert(find_module(p, path.s)->op != NULL);
     arena_release();
     /* one block more in front: b0 is not used by the model, but it is
      * checked as a model of its own, and there the relu (line 4 + 64) is

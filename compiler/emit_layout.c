@@ -1,0 +1,88 @@
+/* emit_layout.c: the instance's memory.
+ *
+ * One allocation, 64-byte aligned (P_place takes it from the caller):
+ *     [header: struct P, HEADER_BYTES] [data: parameters, then buffers]
+ *     [grad: gradients of the parameters] [act: saved activations]
+ *     [scratch: 2 gradient buffers] [opt: optimizer state] [dy]
+ * Every region and every tensor inside it starts on a 64-byte boundary.
+ *
+ * Training layout: every activation that backward reads has its own buffer
+ * (buffer 0 is the input, read through the pointer X0), and the extra
+ * tensors ops save for backward follow; two scratch buffers carry the
+ * gradients flowing back.  A linear layer's output is never stored when
+ * its activation runs in its epilogue.
+ * Inference layout (--inference): no gradients; each layer's output goes
+ * to one of two buffers used in turn, and the last layer writes straight
+ * into the caller's y. */
+#include "emit.h"
+
+layout plan_layout(const program *p, const emit_opts *o, const sched *s)
+{
+    layout L = {0};
+    L.data = p->param_floats;
+    L.buf_off = xalloc(sizeof *L.buf_off * (size_t)p->nbufs);
+    L.bufname = xalloc(sizeof *L.bufname * (size_t)p->nbufs);
+    L.saved = xalloc(sizeof *L.saved * (size_t)(p->nops * OP_MAX_SAVED + 1));
+    L.bufname[0] = "X0";
+    int64_t maxbuf = 0;
+    for (int i = 1; i < p->nbufs; i++)
+        if (p->buf_numel[i] > maxbuf)
+            maxbuf = p->buf_numel[i];
+    char *dead = xalloc((size_t)p->nbufs + 1);
+    for (int i = 0; i < p->nops; i++)
+        if (s->fused[i])
+            dead[op_out(p, &p->ops[i])->buf] = 1;
+    if (o->inference) {
+        int last_real = -1, turn = 0;
+        for (int i = 0; i < p->nops; i++)
+            if (!p->ops[i].d->view)
+                last_real = op_out(p, &p->ops[i])->buf;
+        for (int i = 0; i < p->nops; i++) {
+            int b = op_out(p, &p->ops[i])->buf;
+            if (p->ops[i].d->view || L.bufname[b] || dead[b])
+                continue;
+            if (b == last_real) {
+                L.bufname[b] = "Y";
+            } else {
+                L.bufname[b] = turn ? "A + PING" : "A";
+                turn ^= 1;
+            }
+        }
+        L.scratch_each = align16(maxbuf);
+        L.act = 2 * L.scratch_each; /* the two turns */
+    } else {
+        L.act = align16(p->buf_numel[0]); /* P_forward's copy of x */
+        for (int i = 1; i < p->nbufs; i++) {
+            L.buf_off[i] = L.act;
+            L.bufname[i] = xfmt("A + %lld", (long long)L.act);
+            if (!dead[i])
+                L.act += align16(p->buf_numel[i]);
+        }
+        for (int i = 0; i < p->nops; i++)
+            for (int k = 0; k < p->ops[i].nsaved; k++) {
+                const op *oi = &p->ops[i];
+                L.saved[i * OP_MAX_SAVED + k] = xfmt("(%s *)(A + %lld)",
+                                                     oi->saved_dtype[k] == DT_F32 ? "float"
+                                                     : oi->saved_dtype[k] == DT_I32 ? "int32_t"
+                                                                                    : "int64_t",
+                                                     (long long)L.act);
+                L.act += align16(oi->saved_numel[k] * (oi->saved_dtype[k] == DT_I64 ? 2 : 1));
+            }
+        L.grad = p->grad_floats;
+        L.scratch_each = align16(maxbuf > p->buf_numel[0] ? maxbuf : p->buf_numel[0]);
+        L.scratch = 2 * L.scratch_each;
+        int copies = 0;
+        if (p->train.opt == OPT_SGD && p->train.momentum != 0)
+            copies = 1;
+        else if (p->train.opt == OPT_ADAM)
+            copies = p->train.amsgrad ? 3 : 2;
+        L.opt = copies * p->grad_floats;
+        L.dy = p->train.loss != LOSS_NONE ? align16(shape_numel(&p->output)) : 0;
+    }
+    /* the struct: nn_model, the tensor array, the generator (about 2.5 KiB)
+       and a few scalars; generous for any ABI, checked by a compile-time
+       assertion in the output */
+    L.header_bytes = (256 + 2560 + 128 * (int64_t)p->ntensors + 63) / 64 * 64;
+    L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch + L.opt + L.dy);
+    return L;
+}

@@ -1,0 +1,76 @@
+/* emit_sched.c: the backward schedule, one pass over the ops each.
+ *
+ * Fusions (forward): a linear-like op (takes_epilogue) runs the next op's
+ * elementwise epilogue when that op's backward reads only its output and
+ * the linear's output has no other reader: the pre-activation is never
+ * stored.  Masks (backward): a BLAS-size op that takes_mask applies the
+ * backward of the ReLU-like op before it (mask_backward) as it stores its
+ * input gradient, when it is that op's only reader; the ReLU's backward is
+ * skipped.
+ *
+ * Gradients: walking backward, the first op to touch a tensor's gradient
+ * writes it in a train step instead of adding (so the gradients need no
+ * zeroing), and the last (the first use in forward order) completes it, so
+ * the optimizer can step that tensor right there while it is in cache.
+ * trainable_before / trainable_here say where backward can stop computing
+ * anything but dx. */
+#include "emit.h"
+
+sched *plan_schedule(const program *p, int no_blas)
+{
+    sched *s = xalloc(sizeof *s);
+    int n = p->nops;
+    s->fused = xalloc((size_t)n + 1);
+    s->masked = xalloc((size_t)n + 1);
+    s->tbase = xalloc(sizeof *s->tbase * (size_t)(n + 1));
+    s->trainable_before = xalloc((size_t)n + 1);
+    s->trainable_here = xalloc((size_t)n + 1);
+    s->complete_at = xalloc(sizeof *s->complete_at * (size_t)(p->ntensors + 1));
+    int *readers = xalloc(sizeof *readers * (size_t)(p->nvalues + 1));
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < p->ops[i].nin; k++)
+            readers[p->ops[i].in[k]]++;
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        s->tbase[i] = total;
+        total += p->ops[i].m->nparams;
+    }
+    s->tbase[n] = total;
+    s->set = xalloc((size_t)total + 1);
+
+    for (int i = 0; i + 1 < n; i++) {
+        const op *a = &p->ops[i], *b = &p->ops[i + 1];
+        s->fused[i] = a->d->takes_epilogue && b->d->epilogue_expr && !op_reads_input(b->m) &&
+                      b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1;
+    }
+    for (int i = 1; i < n; i++) {
+        const op *a = &p->ops[i - 1], *b = &p->ops[i];
+        s->masked[i] = b->d->takes_mask && op_blas(p, b, no_blas) && a->d->mask_backward &&
+                       b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1;
+    }
+
+    char *touched = xalloc((size_t)p->ntensors + 1);
+    for (int i = n - 1; i >= 0; i--) {
+        const module *m = p->ops[i].m;
+        for (int k = 0; k < m->nparams; k++) {
+            s->set[s->tbase[i] + k] = !touched[m->tens_ids[k]];
+            touched[m->tens_ids[k]] = 1;
+        }
+    }
+    for (int k = 0; k < p->ntensors; k++)
+        s->complete_at[k] = -1;
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        const module *m = p->ops[i].m;
+        s->trainable_before[i] = (char)any;
+        for (int k = 0; k < m->nparams; k++) {
+            int t = m->tens_ids[k];
+            if (s->complete_at[t] < 0)
+                s->complete_at[t] = i;
+            if (p->tensors[t].requires_grad)
+                s->trainable_here[i] = 1;
+        }
+        any |= s->trainable_here[i];
+    }
+    return s;
+}

@@ -1,0 +1,184 @@
+/* ops/op.h: what a layer is, in one place.
+ *
+ * Every layer type is an op_desc, defined in one file of compiler/ops/
+ * (or a row of a family's table: the pointwise activations are rows of
+ * ops/pointwise.c) and listed once in ops/registry.c.  The descriptor owns
+ * the layer's whole story, and the phases of the compiler read it instead
+ * of switching on a layer kind:
+ *
+ *   build.c   args[]          the argument schema: names, types, defaults,
+ *                             the main argument ({linear: 8}), messages
+ *   shapes.c  shape()         the shape rule, with errors at the argument
+ *                             or the use; view (no work, output aliases input)
+ *   names.c   declare()       the parameters and buffers, their dtype and
+ *                             shape; extra_repr() for print(net)
+ *   plan.c    default_init()  what the torch constructor draws
+ *   emit_py.c torch_ctor()    the PyTorch constructor (the same argument
+ *                             texts as extra_repr: one source for both)
+ *   emit*.c   forward(), backward(), epilogue, mask backward
+ *
+ * Adding a layer: write its op_desc in a new file here, add it to
+ * ops/registry.c and to compiler/meson.build, add the hand-written torch
+ * counterpart to tests/torch/nnspec.py and its cases to tests/gen/cases.py.
+ */
+#ifndef NNGEN_OPS_OP_H
+#define NNGEN_OPS_OP_H
+
+#include "../nngen.h"
+
+/* ---- arguments ----------------------------------------------------------- */
+
+typedef enum { ARG_INT, ARG_NUM, ARG_BOOL } arg_type;
+
+typedef struct arg_spec {
+    const char *name;
+    arg_type type;
+    const char *def;            /* default as written in docs ("0.01", "true");
+                                   NULL: required, or inferred from the input */
+    int required;
+    const char *help;           /* for "needs 'out' (HELP)" */
+    int64_t min, max;           /* ARG_INT range */
+    int shape_arg;              /* blame this argument (when written) for shape errors */
+} arg_spec;
+
+/* The argument's value, and its text as Python writes it (an integer
+   literal digit for digit, a float as repr()) for print and torch_ctor. */
+int64_t arg_int(const module *m, int k);
+double arg_num(const module *m, int k);
+const char *arg_py(const module *m, int k);
+
+/* ---- shapes -------------------------------------------------------------- */
+
+typedef struct shape_ctx shape_ctx;
+/* A shape error of the op being checked: "shape mismatch: linear '0': ..."
+   at the right place (the written argument, the use, or the {ref:} of a
+   shared module).  `what` is "linear '0'" or "linear (the model)". */
+NORETURN void shape_error(shape_ctx *sc, const char *fmt, ...) PRINTF(2, 3);
+const char *shape_what(const shape_ctx *sc);
+/* Records that argument k was inferred from this use (for later messages). */
+void shape_infer_arg(shape_ctx *sc, int k, int64_t v);
+/* "'in: 4' at line 3" or "fixed by its first use at line 5" */
+const char *shape_arg_origin(const shape_ctx *sc, int k);
+
+/* ---- tensors ------------------------------------------------------------- */
+
+/* Declares the next parameter (or buffer) of m; registration order. */
+void declare_tensor(module *m, const char *local, int ndim, const int64_t *shape, dtype dt,
+                    int is_buffer);
+
+/* ---- emission ------------------------------------------------------------ */
+
+typedef struct emitter emitter;
+
+/* What an op's emitter gets: the C expressions of its buffers and tensors,
+ * and where to write.  Kernels are written with K() between kbegin() and
+ * kend(), which returns the kernel's name: kernels with the same text are
+ * emitted once (one kernel per distinct signature and body).  The call goes
+ * into the forward or backward function with C().  Every kernel takes the
+ * row count `int n` (the batch rows of this call, 1 .. P_BATCH) first. */
+typedef struct op_emit {
+    emitter *e;
+    const program *p;
+    const op *o;
+    int idx;                    /* op index */
+    int blas;                   /* this use goes through the runtime's nn_sgemm */
+    const char *x, *y;          /* forward: input and output buffers */
+    const op *epi;              /* forward: the elementwise op fused as this op's
+                                   epilogue (writes y for both), or NULL */
+    const char *gy, *gx;        /* backward: gradient of the output, of the input */
+    int gx_maybe_null;          /* gx is NULL when nobody needs it (check at run time) */
+    const char *mask;           /* backward: the ReLU output whose backward this op
+                                   applies as it stores gx (see mask_backward), or NULL */
+    const char *saved_in;       /* backward: the saved input and output */
+    const char *saved_out;
+    const char *saved[OP_MAX_SAVED];  /* extra saved tensors (nsaved) */
+    const char *data[8];        /* this module's tensors: "D + 12" */
+    const char *grad[8];        /* and their gradients: "G + 12" (trainable only, else NULL) */
+    int set[8];                 /* backward: the first write of this gradient in a train
+                                   step (write when `set`, else add) */
+} op_emit;
+
+void kbegin(op_emit *ec);
+void K(op_emit *ec, const char *fmt, ...) PRINTF(2, 3);
+const char *kend(op_emit *ec, const char *prefix);
+void C(op_emit *ec, const char *fmt, ...) PRINTF(2, 3);
+/* "n", or "n * 8": the elements of `per` per example times the rows */
+const char *rows_expr(int64_t per);
+/* per-example elements of a value (its numel / batch) */
+int64_t per_example(const value *v);
+const char *op_comment(const program *p, const op *o);
+const char *flit(double v);     /* float literal that reads back exactly */
+const char *dlit(double v);     /* double literal */
+
+/* Whether op o runs through the runtime's matrix products (its uses_blas,
+   never with --no-blas). */
+int op_blas(const program *p, const op *o, int no_blas);
+
+/* ---- the descriptor -------------------------------------------------------- */
+
+struct op_desc {
+    const char *name;           /* spec name: "linear" */
+    const char *cls;            /* torch class: "Linear" */
+    const arg_spec *args;
+    int nargs;
+    int main_arg;               /* index of the main argument ({linear: 8}); -1: none */
+    const char *main_what;      /* message name of the main argument as a scalar
+                                   ("linear's output size"); NULL: "op 'arg'" */
+    const char *null_msg;       /* error for {op: null} when the main argument is
+                                   required; NULL: defaults */
+    const char *const *tensor_names;  /* every local tensor name it may declare */
+    int ntensor_names;
+
+    /* shapes.c: out from in; report errors with shape_error() */
+    void (*shape)(shape_ctx *sc, module *m, const shape *in, shape *out);
+    int view;                   /* no work: the output is the input, reshaped */
+
+    /* names.c: parameters then buffers (declare_tensor), and print's text */
+    void (*declare)(module *m);
+    const char *(*extra_repr)(const module *m);
+    const char *(*torch_ctor)(const module *m);   /* "nn.Linear(4, 8)" */
+    const char *extra_fixed;    /* extra_repr when it does not depend on arguments ("") */
+    const char *torch_ctor_fixed;                 /* likewise: "nn.ReLU()" */
+
+    /* plan.c: the default initializer of tensor t (reset_parameters) */
+    void (*default_init)(const module *m, const tensor *t, initializer *out);
+    const char *default_init_what;                 /* "Linear.reset_parameters" */
+
+    /* emission; a view has neither.  uses_blas: this use is large enough
+       for the runtime's nn_sgemm (NULL: never) */
+    int (*uses_blas)(const program *p, const op *o);
+    void (*forward)(op_emit *ec);
+    void (*backward)(op_emit *ec);
+    int backward_reads_input;   /* the saved tensors backward reads */
+    int (*backward_reads_input_of)(const module *m);  /* when it depends on args */
+    int backward_reads_output;
+
+    /* Elementwise ops that can run in the epilogue of the op before them
+       (a linear layer's store): the activation of v as a C expression, and
+       the runtime's fused activation (NN_ACT_*, slope) or 0 if none. */
+    const char *(*epilogue_expr)(const module *m, const char *v);
+    int (*epilogue_act)(const module *m, double *slope);
+    /* A ReLU-like op whose backward is gx = y > 0 ? gy : 0 (y its output):
+       the next op may apply it as it stores its own gx (takes_mask). */
+    int mask_backward;
+    int takes_mask;             /* can apply the previous op's mask backward */
+    int takes_epilogue;         /* can run the next op's epilogue_expr */
+
+    const void *data;           /* a family's row (ops/pointwise.h) */
+    int random;                 /* draws from the instance generator */
+    int mode_dependent;         /* differs between training and eval */
+};
+
+/* ops/registry.c */
+extern const op_desc *const op_registry[];
+extern const int op_count;
+const op_desc *op_find(const char *name);
+/* Whether backward reads the op's input (args may decide). */
+int op_reads_input(const module *m);
+const char *op_extra_repr(const module *m);
+/* The default initializer of tensor t of m (its op's default_init; zeros
+   when the op has none), as an initializer of a concrete kind. */
+void op_default_init(const module *m, const tensor *t, initializer *out);
+const char *op_torch_ctor(const module *m);
+
+#endif
