@@ -2,7 +2,7 @@
  *
  * Tensors, the model view (names, module tree, state dict), printing that
  * matches PyTorch 1.13, torch.nn.init in C with torch.manual_seed parity,
- * and safetensors save/load.  See SPEC.md section 4.
+ * and safetensors save/load.  See docs/api.md.
  *
  * Ownership: an nn_model and everything it points to lives inside one
  * instance created by the generated P_create()/P_place(); the runtime never
