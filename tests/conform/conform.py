@@ -31,6 +31,11 @@ model with tests/torch/nnspec.py and checks, one output line per check:
   train        only for specs with train: 20 steps of P_train_step vs
                torch.optim with the same start values and data: every loss and
                the final parameters, TOL=1e-4
+  rows=R       when the batch B > 1, fwd/bwd and train again on the first
+               R = ceil(B / 2) rows through P_forward_n, P_backward_n and
+               P_train_step_n, against torch run on those R rows alone (a
+               last, partial batch); the _n forms must write nothing beyond
+               their R rows
 
 Comparison criterion for a tensor `got` against the torch reference `ref`
 (elementwise, never loosened to make a test pass):
@@ -470,12 +475,20 @@ def check_spec(args, path, label, res):
         ref = torch_fwdbwd(model, x_np, dy_np, torch.float32)
         noise = noise_of(ref, torch_fwdbwd(model, x_np, dy_np, torch.float64))
 
-        def fwdbwd(check, exe_):
+        # a partial batch: the first R rows alone (P_forward_n, P_backward_n)
+        R = (built.batch + 1) // 2 if built.batch > 1 else 0
+        if R:
+            ref_n = torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float32)
+            noise_n = noise_of(ref_n, torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float64))
+
+        def fwdbwd(check, exe_, rows=0):
             try:
                 if exe_ is None:
                     raise CheckError('not run: compile failed')
-                _, got = sp.driver(exe_, 'run', pfile, xfile, dyfile)
-                msgs = compare_dumps(got, ref, TOL_FWD, noise)
+                extra = ['rows=%d' % rows] if rows else []
+                _, got = sp.driver(exe_, 'run', pfile, xfile, dyfile, *extra)
+                msgs = compare_dumps(got, ref_n if rows else ref, TOL_FWD,
+                                     noise_n if rows else noise)
                 if msgs:
                     res.fail(label, check, '\n'.join(msgs[:5]))
                 else:
@@ -484,6 +497,8 @@ def check_spec(args, path, label, res):
                 res.fail(label, check, str(e))
 
         fwdbwd('fwd/bwd', exe)
+        if R:
+            fwdbwd('fwd/bwd rows=%d of %d' % (R, built.batch), exe, R)
         try:
             exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
         except CheckError as e:
@@ -511,36 +526,47 @@ def check_spec(args, path, label, res):
                     tv = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
                     write(tfile, [('target', tv.reshape(-1).tolist())])
                     target = torch.from_numpy(tv)
-                losses, final = torch_train(built, model, xt, target, args.steps, torch.float32)
-                losses64, final64 = torch_train(built, model, xt, target, args.steps,
-                                                torch.float64)
-                noise = noise_of(final, final64)
-                noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
-                out = must([exe, 'train', pfile, xfile, tfile, str(args.steps)], 'driver train')
-                lines = out.splitlines(True)
-                got_losses = []
-                for k in range(args.steps):
-                    parts = lines[k].split() if k < len(lines) else []
-                    if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
-                        raise CheckError('expected "loss %d VALUE", got %r'
-                                         % (k, lines[k] if k < len(lines) else '<eof>'))
+                def train_check(check, rows):
+                    xr = xt[:rows] if rows else xt
+                    tr = target[:rows] if rows else target
+                    losses, final = torch_train(built, model, xr, tr, args.steps, torch.float32)
+                    losses64, final64 = torch_train(built, model, xr, tr, args.steps,
+                                                    torch.float64)
+                    noise = noise_of(final, final64)
+                    noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
+                    extra = ['rows=%d' % rows] if rows else []
+                    out = must([exe, 'train', pfile, xfile, tfile, str(args.steps)] + extra,
+                               'driver train')
+                    lines = out.splitlines(True)
+                    got_losses = []
+                    for k in range(args.steps):
+                        parts = lines[k].split() if k < len(lines) else []
+                        if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
+                            raise CheckError('expected "loss %d VALUE", got %r'
+                                             % (k, lines[k] if k < len(lines) else '<eof>'))
+                        try:
+                            got_losses.append(nnspec.parse_float(parts[2]))
+                        except ValueError:
+                            raise CheckError('bad loss value %r' % parts[2])
                     try:
-                        got_losses.append(nnspec.parse_float(parts[2]))
-                    except ValueError:
-                        raise CheckError('bad loss value %r' % parts[2])
-                try:
-                    got_params = nnspec.parse_dump(''.join(lines[args.steps:]))
-                except nnspec.DumpError as e:
-                    raise CheckError('final parameters: %s' % e)
-                msgs = []
-                m = compare('loss', got_losses, losses, TOL_TRAIN, noise['loss'])
-                if m:
-                    msgs.append(m)
-                msgs += compare_dumps(got_params, final, TOL_TRAIN, noise)
-                if msgs:
-                    res.fail(label, check, '\n'.join(msgs[:5]))
-                else:
-                    res.ok(label, check, '%s, final loss %.6g' % (built.loss_name, losses[-1]))
+                        got_params = nnspec.parse_dump(''.join(lines[args.steps:]))
+                    except nnspec.DumpError as e:
+                        raise CheckError('final parameters: %s' % e)
+                    msgs = []
+                    m = compare('loss', got_losses, losses, TOL_TRAIN, noise['loss'])
+                    if m:
+                        msgs.append(m)
+                    msgs += compare_dumps(got_params, final, TOL_TRAIN, noise)
+                    if msgs:
+                        res.fail(label, check, '\n'.join(msgs[:5]))
+                    else:
+                        res.ok(label, check, '%s, final loss %.6g' % (built.loss_name,
+                                                                       losses[-1]))
+
+                train_check(check, 0)
+                if R:
+                    check = 'train %d steps rows=%d of %d' % (args.steps, R, built.batch)
+                    train_check(check, R)
             except CheckError as e:
                 res.fail(label, check, str(e))
     finally:

@@ -12,6 +12,9 @@
  *   driver train PARAMS X TARGET STEPS   (only with NET_HAS_TRAIN)
  *                                  "loss K VALUE" for K = 0..STEPS-1 (VALUE in
  *                                  %a), then every parameter in dump format
+ *   run ... rows=R, train ... rows=R   the same through P_forward_n,
+ *                                  P_backward_n, P_train_step_n on the first R
+ *                                  rows of X, DY, TARGET (y and dx have R rows)
  *
  * Dump format: per tensor a line "NAME NUMEL" then NUMEL lines with one float
  * each, printed with "%a" (C99 hex float); a tensor without a value is the
@@ -150,9 +153,9 @@ static int cf_usage(void)
     fprintf(stderr,
             "usage: %s info\n"
             "       %s init SEED\n"
-            "       %s run PARAMS X DY\n"
+            "       %s run PARAMS X DY [rows=R]\n"
 #ifdef NET_HAS_TRAIN
-            "       %s train PARAMS X TARGET STEPS\n"
+            "       %s train PARAMS X TARGET STEPS [rows=R]\n"
 #endif
             , cf_prog, cf_prog, cf_prog
 #ifdef NET_HAS_TRAIN
@@ -162,18 +165,36 @@ static int cf_usage(void)
     return 2;
 }
 
+/* A trailing "rows=R" (1 <= R <= BATCH) selects the _n entry points. */
+static size_t cf_rows(int *argc, char **argv)
+{
+    if (*argc > 2 && strncmp(argv[*argc - 1], "rows=", 5) == 0) {
+        unsigned long long r = cf_parse_ull(argv[*argc - 1] + 5, "row count");
+        if (r < 1 || r > (unsigned long long)N_BATCH) {
+            fprintf(stderr, "%s: rows=%llu is out of range [1, %lu]\n", cf_prog, r,
+                    (unsigned long)N_BATCH);
+            exit(2);
+        }
+        (*argc)--;
+        return (size_t)r;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static char obuf[1 << 16];
     NET_T *net;
     nn_model *m;
-    size_t i;
+    size_t i, rows, R;
 
     if (argc > 0 && argv[0][0])
         cf_prog = argv[0];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
     if (argc < 2)
         return cf_usage();
+    rows = cf_rows(&argc, argv);
+    R = rows ? rows : (size_t)N_BATCH;
 
     if (strcmp(argv[1], "info") == 0 && argc == 2) {
         net = cf_create();
@@ -211,10 +232,29 @@ int main(int argc, char **argv)
             y[i] = NAN;
         for (i = 0; i < (size_t)N_BATCH * N_IN; i++)
             dx[i] = NAN;
-        NETF(_forward)(net, x, y);
-        cf_put_tensor("", "y", y, (size_t)N_BATCH * N_OUT);
-        NETF(_backward)(net, dy, dx);
-        cf_put_tensor("", "dx", dx, (size_t)N_BATCH * N_IN);
+        if (rows)
+            NETF(_forward_n)(net, (int)rows, x, y);
+        else
+            NETF(_forward)(net, x, y);
+        cf_put_tensor("", "y", y, R * N_OUT);
+        if (rows)
+            NETF(_backward_n)(net, (int)rows, dy, dx);
+        else
+            NETF(_backward)(net, dy, dx);
+        cf_put_tensor("", "dx", dx, R * N_IN);
+        /* the _n forms write nothing past their rows */
+        for (i = R * N_OUT; i < (size_t)N_BATCH * N_OUT; i++)
+            if (!isnan(y[i])) {
+                fprintf(stderr, "%s: forward_n wrote y[%lu] beyond its %lu rows\n", cf_prog,
+                        (unsigned long)i, (unsigned long)R);
+                return 1;
+            }
+        for (i = R * N_IN; i < (size_t)N_BATCH * N_IN; i++)
+            if (!isnan(dx[i])) {
+                fprintf(stderr, "%s: backward_n wrote dx[%lu] beyond its %lu rows\n", cf_prog,
+                        (unsigned long)i, (unsigned long)R);
+                return 1;
+            }
         for (i = 0; i < nn_param_count(m); i++) {
             nn_tensor *t = nn_param(m, i);
             if (t->grad)
@@ -256,7 +296,8 @@ int main(int argc, char **argv)
         target = cf_load_single(argv[4], "target", (size_t)N_BATCH * N_OUT);
 #endif
         for (k = 0; k < steps; k++) {
-            float loss = NETF(_train_step)(net, x, target);
+            float loss = rows ? NETF(_train_step_n)(net, (int)rows, x, target)
+                              : NETF(_train_step)(net, x, target);
             printf("loss %llu %a\n", k, (double)loss);
         }
         cf_put_params(m);

@@ -620,6 +620,125 @@ START_TEST(ce_bad_label)
 }
 END_TEST
 
+/* ---- modes and the instance's generator (SPEC 1.6) ---- */
+
+START_TEST(modes_and_rng)
+{
+    loss_ce *a = loss_ce_create(), *b = loss_ce_create();
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    /* a new instance trains, as a new nn.Module does */
+    ck_assert_int_eq(loss_ce_training(a), 1);
+    loss_ce_set_training(a, 0);
+    ck_assert_int_eq(loss_ce_training(a), 0);
+    ck_assert_int_eq(loss_ce_training(b), 1);
+    loss_ce_set_training(a, 7);
+    ck_assert_int_eq(loss_ce_training(a), 1);
+    /* each instance owns its generator, starting at torch's default seed */
+    ck_assert_ptr_nonnull(loss_ce_rng(a));
+    ck_assert_ptr_ne(loss_ce_rng(a), loss_ce_rng(b));
+    nn_rng ref;
+    nn_rng_seed(&ref, 67280421310721u);
+    ck_assert_uint_eq(nn_rng_u32(loss_ce_rng(a)), nn_rng_u32(&ref));
+    /* P_init seeds it and leaves it where construction left it: the same
+       state as the caller's generator after P_init_rng */
+    loss_ce_init(a, 7);
+    nn_rng_seed(&ref, 7);
+    loss_ce_init_rng(b, &ref);
+    for (int i = 0; i < 5; i++)
+        ck_assert_uint_eq(nn_rng_u32(loss_ce_rng(a)), nn_rng_u32(&ref));
+    /* and P_init_rng leaves the instance's own generator alone */
+    nn_rng mine = *loss_ce_rng(b);
+    loss_ce_init_rng(b, &ref);
+    ck_assert(memcmp(&mine, loss_ce_rng(b), sizeof mine) == 0);
+    loss_ce_destroy(a);
+    loss_ce_destroy(b);
+}
+END_TEST
+
+/* ---- row counts (SPEC 1.7): the range, and n == BATCH is the plain call ---- */
+
+START_TEST(rows_checked)
+{
+    trng r = {21};
+    const gnet *g = &loss_ce_gnet;
+    int B = g->batch, nx = B * g->in_size, ny = B * g->out_size;
+    float *x = randv(&r, nx, -2, 2), *dy = randv(&r, ny, -1, 1);
+    float *y = malloc(sizeof(float) * (size_t)ny), *y2 = malloc(sizeof(float) * (size_t)ny);
+    float *dx = malloc(sizeof(float) * (size_t)nx);
+    int32_t *t = labels(&r, B, g->out_size);
+    loss_ce *a = loss_ce_create(), *b = loss_ce_create();
+    loss_ce_init(a, 3);
+    loss_ce_init(b, 3);
+    nn_model *ma = loss_ce_model(a);
+    size_t n = param_floats(ma);
+    loss_ce_forward(a, x, y);
+    loss_ce_backward(a, dy, NULL);
+    const int bad_rows[] = {0, -1, B + 1, 1 << 30};
+    for (size_t k = 0; k < sizeof bad_rows / sizeof bad_rows[0]; k++) {
+        int rows = bad_rows[k];
+        float *p0 = snapshot(ma, 0), *g0 = snapshot(ma, 1);
+        nn_rng r0 = *loss_ce_rng(a);
+        for (int i = 0; i < ny; i++)
+            y2[i] = 12345.0f;
+        nn_set_error("sentinel");
+        loss_ce_forward_n(a, rows, x, y2);
+        ck_assert_str_ne(nn_error(), "sentinel");
+        for (int i = 0; i < ny; i++)
+            ck_assert_float_eq(y2[i], 12345.0f);
+        nn_set_error("sentinel");
+        loss_ce_backward_n(a, rows, dy, dx);
+        ck_assert_str_ne(nn_error(), "sentinel");
+        nn_set_error("sentinel");
+        ck_assert(isnan(loss_ce_loss_n(a, rows, x, t)));
+        ck_assert_str_ne(nn_error(), "sentinel");
+        nn_set_error("sentinel");
+        ck_assert(isnan(loss_ce_train_step_n(a, rows, x, t)));
+        ck_assert_str_ne(nn_error(), "sentinel");
+        float *p1 = snapshot(ma, 0), *g1 = snapshot(ma, 1);
+        ck_assert_msg(same(p0, p1, n), "rows=%d: parameters changed", rows);
+        ck_assert_msg(same(g0, g1, n), "rows=%d: gradients changed", rows);
+        ck_assert(memcmp(&r0, loss_ce_rng(a), sizeof r0) == 0);
+        free(p0), free(g0), free(p1), free(g1);
+    }
+    printf("rows out of range: nn_error() = \"%s\"\n", nn_error());
+    /* backward of another row count than the last forward's is refused */
+    loss_ce_forward_n(a, 2, x, y2);
+    {
+        float *g0 = snapshot(ma, 1);
+        nn_set_error("sentinel");
+        loss_ce_backward(a, dy, NULL);
+        ck_assert_str_ne(nn_error(), "sentinel");
+        float *g1 = snapshot(ma, 1);
+        ck_assert(same(g0, g1, n));
+        free(g0), free(g1);
+    }
+    /* n == BATCH gives the plain call's results, bit for bit */
+    loss_ce_forward(a, x, y);
+    loss_ce_forward_n(b, B, x, y2);
+    ck_assert(same(y, y2, (size_t)ny));
+    loss_ce_zero_grad(a);
+    loss_ce_zero_grad(b);
+    loss_ce_backward(a, dy, NULL);
+    loss_ce_backward_n(b, B, dy, NULL);
+    {
+        float *ga = snapshot(ma, 1), *gb = snapshot(loss_ce_model(b), 1);
+        ck_assert(same(ga, gb, n));
+        free(ga), free(gb);
+    }
+    for (int s = 0; s < 3; s++)
+        ck_assert_float_eq(loss_ce_train_step(a, x, t), loss_ce_train_step_n(b, B, x, t));
+    {
+        float *pa = snapshot(ma, 0), *pb = snapshot(loss_ce_model(b), 0);
+        ck_assert(same(pa, pb, n));
+        free(pa), free(pb);
+    }
+    loss_ce_destroy(a);
+    loss_ce_destroy(b);
+    free(x), free(dy), free(y), free(y2), free(dx), free(t);
+}
+END_TEST
+
 /* ---- names: aliases of a shared tensor ---- */
 
 START_TEST(find_alias)
@@ -672,6 +791,8 @@ int main(void)
     tcase_add_test(tc, loss_by_hand);
     tcase_add_test(tc, ce_bad_label);
     tcase_add_test(tc, find_alias);
+    tcase_add_test(tc, modes_and_rng);
+    tcase_add_test(tc, rows_checked);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
