@@ -298,7 +298,7 @@ class Spec(object):
         for f in ('net.c', 'net.h'):
             if not os.path.isfile(os.path.join(d, f)):
                 raise CheckError('nngen did not write %s' % f)
-        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name]
+        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS']
         train_defs = []
         if built.loss_name:
             train_defs.append('-DNET_HAS_TRAIN')

@@ -12,7 +12,8 @@
  *   driver train PARAMS X TARGET STEPS   (only with NET_HAS_TRAIN)
  *                                  "loss K VALUE" for K = 0..STEPS-1 (VALUE in
  *                                  %a), then every parameter in dump format
- *   run ... rows=R, train ... rows=R   the same through P_forward_n,
+ *   run ... rows=R, train ... rows=R   (with -DNET_HAS_ROWS: code from nngen
+ *                                  after the op registry) the same through P_forward_n,
  *                                  P_backward_n, P_train_step_n on the first R
  *                                  rows of X, DY, TARGET (y and dx have R rows)
  *
@@ -194,6 +195,12 @@ int main(int argc, char **argv)
     if (argc < 2)
         return cf_usage();
     rows = cf_rows(&argc, argv);
+#ifndef NET_HAS_ROWS
+    if (rows) {
+        fprintf(stderr, "%s: rows= needs a build with -DNET_HAS_ROWS\n", cf_prog);
+        return 2;
+    }
+#endif
     R = rows ? rows : (size_t)N_BATCH;
 
     if (strcmp(argv[1], "info") == 0 && argc == 2) {
@@ -232,14 +239,18 @@ int main(int argc, char **argv)
             y[i] = NAN;
         for (i = 0; i < (size_t)N_BATCH * N_IN; i++)
             dx[i] = NAN;
+#ifdef NET_HAS_ROWS
         if (rows)
             NETF(_forward_n)(net, (int)rows, x, y);
         else
+#endif
             NETF(_forward)(net, x, y);
         cf_put_tensor("", "y", y, R * N_OUT);
+#ifdef NET_HAS_ROWS
         if (rows)
             NETF(_backward_n)(net, (int)rows, dy, dx);
         else
+#endif
             NETF(_backward)(net, dy, dx);
         cf_put_tensor("", "dx", dx, R * N_IN);
         /* the _n forms write nothing past their rows */
@@ -296,8 +307,12 @@ int main(int argc, char **argv)
         target = cf_load_single(argv[4], "target", (size_t)N_BATCH * N_OUT);
 #endif
         for (k = 0; k < steps; k++) {
+#ifdef NET_HAS_ROWS
             float loss = rows ? NETF(_train_step_n)(net, (int)rows, x, target)
                               : NETF(_train_step)(net, x, target);
+#else
+            float loss = NETF(_train_step)(net, x, target);
+#endif
             printf("loss %llu %a\n", k, (double)loss);
         }
         cf_put_params(m);

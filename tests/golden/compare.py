@@ -291,8 +291,10 @@ class Job(object):
         for ext in ('.c', '.h'):
             src = os.path.join(self.golden_dir, self.base + ext)
             if not os.path.isfile(src):
-                self.fail('golden', 'the tarball has no %s (a new spec? then regenerate '
-                          'the golden files, see tests/golden/README.md)' % (self.base + ext))
+                # a spec written after the snapshot: there is no "before" to compare
+                # with (the snapshot must not be regenerated: it is the old compiler's)
+                self.lines.append('SKIP %s: not in the snapshot (a spec added after it)'
+                                  % self.label)
                 return
             shutil.copy(src, old)
 

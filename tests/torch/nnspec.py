@@ -220,6 +220,7 @@ LAYERS = {
     'identity': _LayerDef('Identity'),
     'leaky_relu': _LayerDef('LeakyReLU', 'negative_slope', {'negative_slope': 0.01}),
     'gelu': _LayerDef('GELU'),
+    'silu': _LayerDef('SiLU'),
     'flatten': _LayerDef('Flatten'),
     'log_softmax': _LayerDef('LogSoftmax', 'dim', {'dim': 1}),
     'softmax': _LayerDef('Softmax', 'dim', {'dim': 1}),
