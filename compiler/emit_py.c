@@ -464,8 +464,9 @@ static void write_header(pyw *w)
     W(w, "        The network: the same module tree, child names, state_dict keys and");
     W(w, "        print(net) as nngen's, shared modules as one object used in several");
     W(w, "        places.  Modules are constructed and initialized in nngen's order");
-    W(w, "        (SPEC 1.4), so after torch.manual_seed(s), build() draws the same");
-    W(w, "        initial parameters as nngen's %s_init(net, s); build(s) seeds first.", n);
+    W(w, "        (nngen's docs/language.md, Initialization), so after");
+    W(w, "        torch.manual_seed(s), build() draws the same initial parameters as");
+    W(w, "        nngen's %s_init(net, s); build(s) seeds first.", n);
     W(w, "        With seed=None the global generator is used as it is.");
     W(w, "    NAME, SEED (the spec's seed: or None), BATCH, INPUT_SHAPE, OUTPUT_SHAPE");
     W(w, "        (full shapes, batch first: x = torch.randn(INPUT_SHAPE)), LOSS,");

@@ -1,4 +1,4 @@
-/* nngen-rt: the model view (SPEC sections 1.3 and 4).
+/* nngen-rt: the model view (docs/language.md "Names", docs/api.md).
  *
  * Everything here reads the static nn_model_info emitted by nngen and the
  * per-instance nn_model; nothing allocates.

@@ -96,7 +96,7 @@ void nn_model_bind(nn_model *m, const nn_model_info *info, nn_tensor *tensors,
 void nn_model_attach_grads(nn_model *m);
 
 /* ------------------------------------------------------------------ */
-/* Inspection (SPEC section 4)                                         */
+/* Inspection (docs/api.md)                                            */
 
 size_t      nn_param_count(const nn_model *m);                 /* named_parameters() */
 nn_tensor  *nn_param(nn_model *m, size_t i);                   /* NULL if out of range */

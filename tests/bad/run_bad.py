@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Bad-input corpus for nngen (SPEC section 5).
+"""Bad-input corpus for nngen (docs/language.md, Errors).
 
 Every tests/bad/NAME.yaml starts with a line
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Conformance harness: nngen's generated C against PyTorch (SPEC section 6).
+"""Conformance harness: nngen's generated C against PyTorch (the conformance contract, README "Tests").
 
 usage: conform.py --nngen NNGEN --rt-lib LIBNNGEN-RT.a --include INCDIR
                   [--cc CC] [--workdir DIR] [--keep] [--steps 20] SPEC|DIR ...

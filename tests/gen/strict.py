@@ -6,7 +6,7 @@ also with --inference and, when the output calls cblas, with --no-blas
 (both ways), then each C compiler (the build's, and clang if installed)
 compiles NAME.c with
 
-    -std=c99 -Wall -Wextra -Wpedantic -Werror                (SPEC section 3)
+    -std=c99 -Wall -Wextra -Wpedantic -Werror                (docs/api.md)
     -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Wshadow -Wconversion
 
 

@@ -1,4 +1,4 @@
-/* tests/gen: semantics of the generated API (SPEC section 3), on specs from
+/* tests/gen: semantics of the generated API (docs/api.md), on specs from
  * tests/gen/specs/: tied (a shared layer), frozen (a frozen block),
  * loss_mse (mse + plain SGD), loss_ce (cross_entropy + SGD momentum),
  * lin_b3 (the cblas path), train_tied_b (a shared cblas layer in a train
@@ -620,7 +620,7 @@ START_TEST(ce_bad_label)
 }
 END_TEST
 
-/* ---- modes and the instance's generator (SPEC 1.6) ---- */
+/* ---- modes and the instance's generator (docs/language.md, Modes and randomness) ---- */
 
 START_TEST(modes_and_rng)
 {
@@ -656,7 +656,7 @@ START_TEST(modes_and_rng)
 }
 END_TEST
 
-/* ---- row counts (SPEC 1.7): the range, and n == BATCH is the plain call ---- */
+/* ---- row counts (docs/language.md, Batches smaller than batch): the range, and n == BATCH is the plain call ---- */
 
 START_TEST(rows_checked)
 {

@@ -1,5 +1,5 @@
 /* tests/gen: the generated code allocates nothing except in P_create
- * (SPEC section 3).  Linked with
+ * (docs/api.md).  Linked with
  *     -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
  * so every call to these from the objects of this link (this test, the
  * generated files, the static nngen-rt, libcheck) goes through the counting
