@@ -22,16 +22,21 @@
 
 /* ---- text ------------------------------------------------------------------- */
 
-void E(emitter *e, const char *fmt, ...)
+static void vline(emitter *e, const char *fmt, va_list ap)
 {
     if (fmt[0] && fmt[0] != '\n')
         for (int i = 0; i < e->indent; i++)
             sb_puts(e->out, "    ");
+    sb_vprintf(e->out, fmt, ap);
+    sb_putc(e->out, '\n');
+}
+
+void E(emitter *e, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(e->out, fmt, ap);
+    vline(e, fmt, ap);
     va_end(ap);
-    sb_putc(e->out, '\n');
 }
 
 void NL(emitter *e)
@@ -163,14 +168,10 @@ const char *kend(op_emit *ec, const char *prefix)
 
 void C(op_emit *ec, const char *fmt, ...)
 {
-    emitter *e = ec->e;
-    for (int i = 0; i < e->indent; i++)
-        sb_puts(e->out, "    ");
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(e->out, fmt, ap);
+    vline(ec->e, fmt, ap);
     va_end(ap);
-    sb_putc(e->out, '\n');
 }
 
 const char *rows_expr(int64_t per)
@@ -221,9 +222,11 @@ static void op_setup(emitter *e, op_emit *ec, int i)
     ec->blas = op_blas(p, o, e->o->no_blas);
     ec->x = e->L->bufname[op_in(p, o, 0)->buf];
     ec->y = e->L->bufname[op_out(p, o)->buf];
-    if (o->m->nparams + o->m->nbuffers > 8)
-        unreachable();
-    for (int k = 0; k < o->m->nparams + o->m->nbuffers; k++) {
+    int nt = o->m->nparams + o->m->nbuffers;
+    ec->data = xalloc(sizeof *ec->data * (size_t)(nt + 1));
+    ec->grad = xalloc(sizeof *ec->grad * (size_t)(nt + 1));
+    ec->set = xalloc(sizeof *ec->set * (size_t)(nt + 1));
+    for (int k = 0; k < nt; k++) {
         const tensor *t = &p->tensors[o->m->tens_ids[k]];
         ec->data[k] = xfmt("D + %lld", (long long)t->offset);
         ec->grad[k] = t->requires_grad ? xfmt("G + %lld", (long long)t->offset) : NULL;

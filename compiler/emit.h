@@ -87,6 +87,7 @@ void emit_tables(emitter *e);
 void emit_struct_and_create(emitter *e);
 void emit_init(emitter *e);
 void emit_entry_points(emitter *e);
+void check_rows(emitter *e, const char *fn, const char *ret);
 
 /* emit_train.c */
 void emit_opt_kernels(emitter *e);

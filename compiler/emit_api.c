@@ -229,26 +229,20 @@ void emit_struct_and_create(emitter *e)
     E(e, "return net;");
     close_block(e);
     NL(e);
-    open_block(e, xfmt("void %s_destroy(%s *net)\n", n, n));
-    E(e, "if (net && net->raw) free(net->raw);");
-    close_block(e);
-    NL(e);
-    open_block(e, xfmt("nn_model *%s_model(%s *net)\n", n, n));
-    E(e, "return &net->model;");
-    close_block(e);
-    NL(e);
-    open_block(e, xfmt("void %s_set_training(%s *net, int training)\n", n, n));
-    E(e, "net->training = training != 0;");
-    close_block(e);
-    NL(e);
-    open_block(e, xfmt("int %s_training(const %s *net)\n", n, n));
-    E(e, "return net->training;");
-    close_block(e);
-    NL(e);
-    open_block(e, xfmt("nn_rng *%s_rng(%s *net)\n", n, n));
-    E(e, "return &net->rng;");
-    close_block(e);
-    NL(e);
+    /* one-statement functions */
+    static const char *const small[][2] = {
+        {"void %s_destroy(%s *net)", "if (net && net->raw) free(net->raw);"},
+        {"nn_model *%s_model(%s *net)", "return &net->model;"},
+        {"void %s_set_training(%s *net, int training)", "net->training = training != 0;"},
+        {"int %s_training(const %s *net)", "return net->training;"},
+        {"nn_rng *%s_rng(%s *net)", "return &net->rng;"},
+    };
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        open_block(e, xfmt("%s\n", xfmt(small[i][0], n, n)));
+        E(e, "%s", small[i][1]);
+        close_block(e);
+        NL(e);
+    }
 }
 
 /* ---- init ---------------------------------------------------------------------- */
@@ -359,8 +353,8 @@ void emit_init(emitter *e)
 
 /* ---- entry points ------------------------------------------------------------------ */
 
-/* `if (n out of range) { nn_set_error(...); return RET; }` */
-static void check_rows(emitter *e, const char *fn, const char *ret)
+/* `if (n out of range) { nn_set_error(...); return RET; }` (RET "" or " NAN") */
+void check_rows(emitter *e, const char *fn, const char *ret)
 {
     const char *n = e->n;
     open_block(e, xfmt("if (n < 1 || n > %s_BATCH) ", n));

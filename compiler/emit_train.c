@@ -8,16 +8,6 @@
 
 #include "emit.h"
 
-static void check_rows_nan(emitter *e, const char *fn)
-{
-    const char *n = e->n;
-    open_block(e, xfmt("if (n < 1 || n > %s_BATCH) ", n));
-    E(e, "nn_set_error(\"%s_%s: n = %%d is out of range [1, %%d]\", n, %s_BATCH);", n, fn, n);
-    E(e, "return NAN;");
-    close_block(e);
-}
-
-
 /* Optimizer kernels of tensors this large run on the runtime's threads
  * (nn_parallel), each thread on its own slice; smaller ones on the caller.
  * Not with --no-blas, which promises code without the runtime's threads. */
@@ -220,7 +210,7 @@ void emit_train(emitter *e)
     NL(e);
     open_block(e, xfmt("float %s_loss_n(%s *net, int n, const float *x, const %s *target)\n", n,
                        n, T));
-    check_rows_nan(e, "loss_n");
+    check_rows(e, "loss_n", " NAN");
     E(e, "return loss_rows(net, n, x, target);");
     close_block(e);
     NL(e);
@@ -256,7 +246,7 @@ void emit_train(emitter *e)
     NL(e);
     open_block(e, xfmt("float %s_train_step_n(%s *net, int n, const float *x, const %s *target)\n",
                        n, n, T));
-    check_rows_nan(e, "train_step_n");
+    check_rows(e, "train_step_n", " NAN");
     E(e, "return step_rows(net, n, x, target);");
     close_block(e);
 }

@@ -17,9 +17,16 @@
  *                             texts as extra_repr: one source for both)
  *   emit*.c   forward(), backward(), epilogue, mask backward
  *
- * Adding a layer: write its op_desc in a new file here, add it to
- * ops/registry.c and to compiler/meson.build, add the hand-written torch
- * counterpart to tests/torch/nnspec.py and its cases to tests/gen/cases.py.
+ * Adding a layer: write its op_desc in a new file here (a pointwise one can
+ * use ops/pointwise.h, as ops/silu.c does) and add one OP() line to
+ * ops/ops.def (the registry and the build read it); then its hand-written
+ * torch counterpart in tests/torch/nnspec.py, its cases in
+ * tests/gen/cases.py and a spec under specs/ for the conformance run.
+ *
+ * Contracts of the emitters: forward() and backward() write their kernels
+ * between kbegin() and kend() and their calls with C() (the caller may put
+ * them in a block under a condition); an op with parameters is
+ * called with gx possibly NULL (gx_maybe_null) and must check it.
  */
 #ifndef NNGEN_OPS_OP_H
 #define NNGEN_OPS_OP_H
@@ -92,9 +99,9 @@ typedef struct op_emit {
     const char *saved_in;       /* backward: the saved input and output */
     const char *saved_out;
     const char *saved[OP_MAX_SAVED];  /* extra saved tensors (nsaved) */
-    const char *data[8];        /* this module's tensors: "D + 12" */
-    const char *grad[8];        /* and their gradients: "G + 12" (trainable only, else NULL) */
-    int set[8];                 /* backward: the first write of this gradient in a train
+    const char **data;          /* this module's tensors, by local index: "D + 12" */
+    const char **grad;          /* and their gradients: "G + 12" (trainable only, else NULL) */
+    int *set;                   /* backward: the first write of this gradient in a train
                                    step (write when `set`, else add) */
 } op_emit;
 
