@@ -1,5 +1,5 @@
 /* nngen: the compiler's one internal header.  A section per source file;
- * the pipeline (main.c) is: yaml.c reads the file into a tree of ynodes
+ * the pipeline (cli.c) is: yaml.c reads the file into a tree of ynodes
  * with locations, check.c runs the checking phases (build.c, rules.c,
  * shapes.c, names.c, plan.c, train.c) that turn it into a checked program,
  * and the emitters write it out (emit*.c: C; emit_py.c: PyTorch; dot.c).
@@ -72,6 +72,11 @@ const char *did_you_mean(const char *word, const char *const *cands, int n);
 int is_identifier(const char *s);
 /* Python's repr() of a double (shortest round-trip form). */
 void py_float_repr(char *buf, size_t n, double v);
+
+/* ---- cli.c: the command line (main.c calls it) ------------------------ */
+/* Runs nngen with these arguments; the exit status (0 ok, 1 spec wrong,
+   2 usage, 3 I/O).  Everything it allocated is released on return. */
+int nngen_main(int argc, char **argv);
 
 /* ---- yaml.c: libyaml events -> ynode tree ---------------------------- */
 
