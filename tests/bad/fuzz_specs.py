@@ -13,6 +13,13 @@ fails on a crash (signal), an exit status other than 0/1, a timeout, an
 stderr line is not `FILE:LINE:COL: error: ...`.  Failing inputs are kept
 in a temporary directory that is printed.
 
+The layers come from the compiler itself, `NNGEN --list-layers` (one line
+per layer: NAME<TAB>TorchClass<TAB>MAIN<TAB>ARGS, ARGS space-separated
+`arg:type=default` or `arg:type`, types int, num, bool): those without
+arguments are written bare (`relu`), those whose main argument is a number
+`{NAME: VALUE}`; linear, softmax and log_softmax have their own rules below.
+An nngen without --list-layers is an error.
+
 Usage: fuzz_specs.py NNGEN [ITERATIONS [SEED]]    (defaults: 200, 1)
 """
 import glob
@@ -36,13 +43,61 @@ TOKENS = [b'[', b']', b'{', b'}', b':', b'- ', b'\n', b'  ', b'\t', b'&a ', b'*a
           b'normal', b'custom', b'train', b'loss', b'optimizer', b'sgd', b'adam', b'times',
           b'body', b'name', b'in', b'out', b'dim', b'softmax', b'flatten', b'\x00', b'\xff',
           b'\xc3\xa9', b'\xe9', b'%YAML 1.1\n', b'? ']
-LAYERS = ['relu', 'sigmoid', 'tanh', 'identity', 'gelu', 'flatten']
+ARG_TYPES = ('int', 'num', 'bool')
+
+
+def list_layers(nngen):
+    """the compiler's layers from `nngen --list-layers`, in its order:
+    [(name, torch class, main argument or None, {arg: (type, default or None)})]"""
+    cmd = [nngen, '--list-layers']
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        sys.exit('fuzz_specs.py: cannot run `%s`: %s' % (' '.join(cmd), e))
+    if r.returncode != 0:
+        sys.exit('fuzz_specs.py: `%s` failed (exit status %d): %s\n'
+                 'fuzz_specs.py takes its layer list from that option (one line per layer, '
+                 'NAME<TAB>TorchClass<TAB>MAIN<TAB>ARGS): this nngen does not have it'
+                 % (' '.join(cmd), r.returncode,
+                    r.stderr.decode('utf-8', 'replace').strip() or '(no message)'))
+    layers = []
+    for n, line in enumerate(r.stdout.decode('utf-8', 'replace').splitlines(), 1):
+        f = line.split('\t')
+        if len(f) == 3:
+            f.append('')  # no ARGS, trailing tab left off
+        ok = len(f) == 4 and re.match(r'^[a-z_][a-z0-9_]*$', f[0]) and f[1] and f[2]
+        args = {}
+        for a in f[3].split() if ok else []:
+            m = re.match(r'^([a-z_][a-z0-9_]*):([a-z]+)(?:=(\S+))?$', a)
+            if not m or m.group(2) not in ARG_TYPES or m.group(1) in args:
+                ok = False
+                break
+            args[m.group(1)] = (m.group(2), m.group(3))
+        main = None if not ok or f[2] == '-' else f[2]
+        if not ok or (main is not None and main not in args):
+            sys.exit('fuzz_specs.py: `%s`, line %d: %r is not NAME<TAB>TorchClass<TAB>MAIN'
+                     '<TAB>ARGS (MAIN one of ARGS or -, ARGS arg:type[=default] with type %s)'
+                     % (' '.join(cmd), n, line, ', '.join(ARG_TYPES)))
+        layers.append((f[0], f[1], main, args))
+    if not any(not args for _, _, _, args in layers):
+        sys.exit('fuzz_specs.py: `%s` lists no layer without arguments' % ' '.join(cmd))
+    return layers
 
 
 class Gen:
-    def __init__(self, rnd):
+    def __init__(self, rnd, layers):
         self.rnd = rnd
         self.clean = True
+        # written bare: the layers without arguments
+        self.plain = [name for name, _, _, args in layers if not args]
+        # written {NAME: number}: the layers whose main argument is a num
+        self.num_main = [name for name, _, main, args in layers
+                         if main is not None and args[main][0] == 'num']
+
+    def one_of(self, names):
+        # no draw for a single name: with one such layer (leaky_relu) a seeded
+        # run makes the inputs it made from the hand list this replaced
+        return names[0] if len(names) == 1 else self.rnd.choice(names)
 
     def pick(self, good, bad=()):
         return self.rnd.choice(list(good) + ([] if self.clean else list(bad)))
@@ -57,17 +112,18 @@ class Gen:
                      '{out: 2, bias: false}'],
                     ['0', '-1', '2.5', 'x', '"8"', '99999999999999999999', '[8]', '{}'])
             if c < 0.5:
-                return self.rnd.choice(LAYERS)
+                return self.rnd.choice(self.plain)
             if c < 0.6:
                 return '{%s: %s}' % (self.rnd.choice(['softmax', 'log_softmax']),
                                      self.pick(['1', '-1', '{dim: 1}'], ['0', '2', '-3']))
-            if c < 0.65:
-                return '{leaky_relu: %s}' % self.pick(['0.1', '1'], ['x', '.inf'])
+            if c < 0.65 and self.num_main:
+                return '{%s: %s}' % (self.one_of(self.num_main),
+                                     self.pick(['0.1', '1'], ['x', '.inf']))
             if c < 0.8 and blocks:
                 return self.rnd.choice(blocks)
             if c < 0.95 and shared:
                 return '{ref: %s}' % self.pick(shared, ['nope'])
-            return self.pick(LAYERS + ['[]'], ['lienar', 'sequential'])
+            return self.pick(self.plain + ['[]'], ['lienar', 'sequential'])
         if r < 0.6:
             return '[' + ', '.join(self.module(d + 1, blocks, shared)
                                    for _ in range(self.rnd.randint(0, 4))) + ']'
@@ -183,10 +239,11 @@ def main():
     nngen = os.path.abspath(sys.argv[1])
     iters = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    layers = list_layers(nngen)
     rnd = random.Random(seed)
     seeds = [open(f, 'rb').read() for f in sorted(glob.glob(os.path.join(HERE, '*.yaml')) +
                                                   glob.glob(os.path.join(ROOT, 'specs', '*', '*.yaml')))]
-    gen = Gen(rnd)
+    gen = Gen(rnd, layers)
     keep = tempfile.mkdtemp(prefix='nngen-fuzz-')
     work = tempfile.mkdtemp(prefix='nngen-fuzz-run-')
     path = os.path.join(work, 'case.yaml')

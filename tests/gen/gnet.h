@@ -1,6 +1,6 @@
 /* tests/gen: a type-erased view of one generated network, so the same test
- * code runs over every spec in tests/gen/specs/.  GNET(P) defines the thin
- * wrappers and a `static const gnet P_gnet`; GTRAIN_MSE(P) / GTRAIN_CE(P)
+ * code runs over every network of tests/gen/cases.py.  GNET(P) defines the
+ * thin wrappers and a `static const gnet P_gnet`; GTRAIN_MSE(P) / GTRAIN_CE(P)
  * also wrap P_loss and P_train_step (targets float / int32_t labels) as
  * `static const gtrain P_gtrain`.
  */

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """tests/gen: the generated code of every spec compiles without a warning.
 
-For every SPEC.yaml under the given directories: nngen SPEC.yaml -o NAME.c,
-also with --inference and, when the output calls cblas, with --no-blas
+For every SPEC.yaml given or under the given directories: nngen SPEC.yaml -o NAME.c,
+also with --inference and, when the output calls nn_sgemm, with --no-blas
 (both ways), then each C compiler (the build's, and clang if installed)
 compiles NAME.c with
 
@@ -11,11 +11,12 @@ compiles NAME.c with
 
 
 --expect-blas / --expect-loops NAME,...: the generated file of that spec
-does / does not call cblas_sgemm (the rows*in*out >= 1024 rule).
+does / does not call nn_sgemm (the rows*in*out >= 1024 rule); the gen
+suite takes both lists from its table (gen_cases.py --expect).
 
 usage: strict.py --nngen NNGEN --cc CC [--cc-arg ARG ...] --include DIR
                  [--blas-include DIR] [--expect-blas N,..] [--expect-loops N,..]
-                 SPECDIR...
+                 SPEC.yaml|SPECDIR...
 """
 import argparse
 import concurrent.futures
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--blas-include", default="")
     ap.add_argument("--expect-blas", default="")
     ap.add_argument("--expect-loops", default="")
-    ap.add_argument("specdirs", nargs="+")
+    ap.add_argument("specdirs", nargs="+", help="spec files and directories of specs")
     a = ap.parse_args()
 
     compilers = [[a.cc] + a.cc_arg]
@@ -61,6 +62,12 @@ def main():
 
     specs = []
     for d in a.specdirs:
+        if os.path.isfile(d):
+            specs.append(d)
+            continue
+        if not os.path.isdir(d):
+            print("no such spec or directory: %s" % d, file=sys.stderr)
+            return 1
         for root, _, files in os.walk(d):
             specs += [os.path.join(root, f) for f in sorted(files) if f.endswith(".yaml")]
     specs.sort()
@@ -95,12 +102,15 @@ def main():
                     failures.append("%s: the output calls nn_sgemm" % label)
                 units.append((label, out))
 
+        for name in filter(None, (a.expect_blas + "," + a.expect_loops).split(",")):
+            if name not in blas_of:
+                failures.append("%s: named by --expect-blas/--expect-loops, but no spec of that name compiled" % name)
         for name in filter(None, a.expect_blas.split(",")):
-            if not blas_of.get(name, False):
-                failures.append("%s: expected the cblas path, got loops" % name)
+            if not blas_of.get(name, True):
+                failures.append("%s: expected nn_sgemm, got loops" % name)
         for name in filter(None, a.expect_loops.split(",")):
-            if blas_of.get(name, True):
-                failures.append("%s: expected loops, got the cblas path" % name)
+            if blas_of.get(name, False):
+                failures.append("%s: expected loops, got nn_sgemm" % name)
 
         jobs = []  # (label, command, known issue: report only)
         for label, path in units:

@@ -1,0 +1,179 @@
+# tests/gen/cases.py: THE table of the gen suite's networks, one row per case.
+#
+# Everything else is derived from it by gen_cases.py (run by meson):
+#   - the spec NAME.yaml of every generated case (build dir, --spec NAME);
+#   - the list of networks meson compiles with nngen (--list);
+#   - fd_cases.h, #included by test_fd.c: the #includes, GNET()/GTRAIN_*()
+#     lines, the `rop` kink references and the cases[] / tcases[] tables
+#     (--fd-header);
+#   - gen-strict's --expect-blas / --expect-loops lists (--expect blas|loops).
+# Every case is a finite-difference check in gen-fd and is compiled by
+# gen-strict (4 variants x 2 flag sets x gcc/clang).
+#
+# HOW TO ADD A CASE
+#   One op in a context (the usual case, e.g. a new pointwise op `silu`,
+#   torch semantics, no kink, once the compiler knows it): one `case(...)`
+#   row per context, here alone, after a loop-size and after a BLAS-size
+#   linear layer:
+#       case('act_silu',    'silu', [2, 5], 3,  'alone', False, None),
+#       case('fuse_s_silu', 'silu', [6],    4,  'loop',  False, 'loops'),
+#       case('fuse_b_silu', 'silu', [64],   16, 'blas',  False, 'blas'),
+#   and nothing else: no spec file, no edit of meson.build or test_fd.c (the
+#   table is a configure input: the next ninja reconfigures by itself).
+#   The columns of case(NAME, OP, INPUT, BATCH, CONTEXT, KINKS, EXPECT):
+#     NAME     the case's name: a C identifier, unique; also the spec's
+#              `name:`, so the prefix of every generated symbol.
+#     OP       the op with its arguments, as one entry of a spec's `model:`
+#              list in YAML flow style: 'relu', '{leaky_relu: 0.2}',
+#              '{linear: {out: 4, bias: false}}', '{softmax: {dim: 0}}'.
+#     INPUT    the spec's `input:` (the shape without the batch).
+#     BATCH    the spec's `batch:`.
+#     CONTEXT  where the op sits: a name from CONTEXTS below ('alone';
+#              'loop': after a loop-size linear layer; 'blas': after a
+#              BLAS-size one, rows * in * out >= 1024 multiply-adds, so that
+#              nngen emits nn_sgemm), or a list of model entries with OP
+#              where the op goes, e.g. [OP, '{linear: 5}'].
+#     KINKS    True if the network has a relu / leaky_relu (an input on the
+#              kink makes a difference quotient meaningless, see fdcheck.h):
+#              gen-fd then gets a `rop` reference, derived from the model.
+#              Must be True exactly when there is one.  The reference knows
+#              linear, relu, leaky_relu, sigmoid, tanh, gelu, identity and
+#              flatten; another op before the last kink is an error (a new
+#              op with a kink needs a step in fdcheck.h's rop and in
+#              gen_cases.py's REF_STEP first).
+#     EXPECT   'blas': the generated code must call nn_sgemm; 'loops': it
+#              must not (gen-strict); None: not checked.
+#   Anything that is not one op in a context (tied or frozen layers,
+#   training specs, long chains) is a hand-written spec
+#   tests/gen/specs/NAME.yaml (saying `name: NAME`) and a row
+#       spec(NAME, KINKS, EXPECT)
+#   where KINKS is None or the `rop` reference spelled out: space-separated
+#   steps 'L:P' (linear with parameters P.weight / P.bias), 'R' (relu),
+#   'K:A' (leaky_relu, slope A), 'S', 'T', 'G', 'I' (sigmoid, tanh, gelu,
+#   identity / flatten), up to the last kink.  A spec with a `train:`
+#   section is checked through P_train_step (tcases[]), the others through
+#   P_backward (cases[]).  A file in specs/ without a row is an error.
+#
+#   gen-fd checks the cases in table order with the seed 100 + the case's
+#   position among the plain networks (200 + position among the training
+#   specs): a row inserted in the middle changes the random draws of the
+#   cases after it (they pass for other draws too: checked with 17 seed
+#   offsets when the table was made), appending keeps them.
+#
+#   An op the compiler does not know fails the build (nngen rejects the
+#   generated spec: "unknown layer or block"); a malformed row fails the
+#   configure (meson setup, or the reconfigure the next ninja runs) with
+#   gen_cases.py's message naming the row.
+
+OP = 'OP'  # where a context puts the case's op
+
+CONTEXTS = {
+    'alone': [OP],
+    # batch 4, input [6]: 4*6*7 = 168 and 4*7*5 = 140 multiply-adds (loops);
+    # relu, sigmoid, tanh and leaky_relu with a positive slope run in the
+    # first linear layer's epilogue, the others after it
+    'loop': ['{linear: 7}', OP, '{linear: 5}'],
+    # batch 16, input [64]: 16*64*32 = 32768 and 16*32*4 = 2048 (nn_sgemm; a
+    # fused activation runs as a loop after it)
+    'blas': ['{linear: 32}', OP, '{linear: 4}'],
+}
+
+
+def case(name, op, shape, batch, context, kinks, expect):
+    """a generated spec: OP in CONTEXT (see the header)"""
+    return dict(kind='gen', name=name, op=op, shape=shape, batch=batch,
+                context=context, kinks=kinks, expect=expect)
+
+
+def spec(name, kinks, expect):
+    """the hand-written spec tests/gen/specs/NAME.yaml (see the header)"""
+    return dict(kind='spec', name=name, kinks=kinks, expect=expect)
+
+
+NOBIAS4 = '{linear: {out: 4, bias: false}}'
+NOBIAS32 = '{linear: {out: 32, bias: false}}'
+
+CASES = [
+    #    name                 op                          input     batch  context  kinks  expect
+    # linear: {2-D, 3-D input} x {bias, no bias} x {loops, nn_sgemm}
+    case('lin_s2',            '{linear: 4}',              [5],      3,     'alone', False, 'loops'),
+    case('lin_s2_nb',         NOBIAS4,                    [5],      3,     'alone', False, 'loops'),
+    case('lin_s3',            '{linear: 4}',              [3, 5],   2,     'alone', False, 'loops'),
+    case('lin_s3_nb',         NOBIAS4,                    [3, 5],   2,     'alone', False, 'loops'),
+    case('lin_b2',            '{linear: 32}',             [64],     16,    'alone', False, 'blas'),
+    case('lin_b2_nb',         NOBIAS32,                   [64],     16,    'alone', False, 'blas'),
+    case('lin_b3',            '{linear: 32}',             [5, 64],  4,     'alone', False, 'blas'),
+    case('lin_b3_nb',         NOBIAS32,                   [5, 64],  4,     'alone', False, 'blas'),
+    # each activation alone (op 0: its backward writes dx directly); identity
+    # is a view (the output aliases the input); gelu is the erf form;
+    # leaky_relu: slope > 0, < 0, 0 (relu through the leaky path), default
+    case('act_relu',          'relu',                     [2, 5],   3,     'alone', True,  None),
+    case('act_leaky_pos',     '{leaky_relu: 0.2}',        [2, 5],   3,     'alone', True,  None),
+    case('act_leaky_neg',     '{leaky_relu: -0.5}',       [2, 5],   3,     'alone', True,  None),
+    case('act_leaky_zero',    '{leaky_relu: 0}',          [2, 5],   3,     'alone', True,  None),
+    case('act_leaky_def',     'leaky_relu',               [2, 5],   3,     'alone', True,  None),
+    case('act_sigmoid',       'sigmoid',                  [2, 5],   3,     'alone', False, None),
+    case('act_tanh',          'tanh',                     [2, 5],   3,     'alone', False, None),
+    case('act_gelu',          'gelu',                     [2, 5],   3,     'alone', False, None),
+    case('act_identity',      'identity',                 [2, 5],   3,     'alone', False, None),
+    # flatten: [2, 3, 4] -> [2, 12] alone; first, then linear (dx is a copy of
+    # the linear layer's input gradient); between two linear layers:
+    # [2, 3, 4] -> [2, 3, 5] -> [2, 15] -> [2, 3]
+    case('act_flatten',       'flatten',                  [3, 4],   2,     'alone', False, None),
+    case('flat_first',        'flatten',                  [3, 4],   2,
+         [OP, '{linear: 5}'], False, None),
+    case('flat_mid',          'flatten',                  [3, 4],   2,
+         ['{linear: 5}', OP, '{linear: 3}'], False, None),
+    # each activation between two linear layers (fused or not), loops ...
+    case('fuse_s_relu',       'relu',                     [6],      4,     'loop',  True,  'loops'),
+    case('fuse_s_leaky_pos',  '{leaky_relu: 0.2}',        [6],      4,     'loop',  True,  'loops'),
+    case('fuse_s_leaky_neg',  '{leaky_relu: -0.5}',       [6],      4,     'loop',  True,  'loops'),
+    case('fuse_s_leaky_zero', '{leaky_relu: 0}',          [6],      4,     'loop',  True,  'loops'),
+    case('fuse_s_sigmoid',    'sigmoid',                  [6],      4,     'loop',  False, 'loops'),
+    case('fuse_s_tanh',       'tanh',                     [6],      4,     'loop',  False, 'loops'),
+    case('fuse_s_gelu',       'gelu',                     [6],      4,     'loop',  False, 'loops'),
+    case('fuse_s_identity',   'identity',                 [6],      4,     'loop',  False, 'loops'),
+    # ... and nn_sgemm
+    case('fuse_b_relu',       'relu',                     [64],     16,    'blas',  True,  'blas'),
+    case('fuse_b_leaky_pos',  '{leaky_relu: 0.2}',        [64],     16,    'blas',  True,  'blas'),
+    case('fuse_b_leaky_neg',  '{leaky_relu: -0.5}',       [64],     16,    'blas',  True,  'blas'),
+    case('fuse_b_leaky_zero', '{leaky_relu: 0}',          [64],     16,    'blas',  True,  'blas'),
+    case('fuse_b_sigmoid',    'sigmoid',                  [64],     16,    'blas',  False, 'blas'),
+    case('fuse_b_tanh',       'tanh',                     [64],     16,    'blas',  False, 'blas'),
+    case('fuse_b_gelu',       'gelu',                     [64],     16,    'blas',  False, 'blas'),
+    case('fuse_b_identity',   'identity',                 [64],     16,    'blas',  False, 'blas'),
+    # every activation in one deep chain, loops and nn_sgemm (hand-written)
+    spec('chain_s', 'L:0 R L:2 K:0.2 L:4 S L:6 T L:8 K:-0.5 L:10 K:0.0', 'loops'),
+    spec('chain_b', 'L:0 R L:2 K:0.2 L:4 S L:6 T L:8 K:-0.5 L:10 K:0.0', 'blas'),
+    # softmax / log_softmax over dim 1, -1 (3-D), 1 of 3-D (strided: inner
+    # size 5), 0 (across the batch); then after a linear layer (the
+    # classifier head)
+    case('sm_d1',             '{softmax: 1}',             [6],      3,     'alone', False, None),
+    case('sm_dm1',            '{softmax: {dim: -1}}',     [4, 5],   3,     'alone', False, None),
+    case('sm_d1_3d',          '{softmax: 1}',             [4, 5],   3,     'alone', False, None),
+    case('sm_d0',             '{softmax: {dim: 0}}',      [6],      4,     'alone', False, None),
+    case('sm_lin',            '{softmax: 1}',             [5],      3,
+         ['{linear: 6}', OP], False, None),
+    case('lsm_d1',            '{log_softmax: 1}',         [6],      3,     'alone', False, None),
+    case('lsm_dm1',           '{log_softmax: {dim: -1}}', [4, 5],   3,     'alone', False, None),
+    case('lsm_d1_3d',         '{log_softmax: 1}',         [4, 5],   3,     'alone', False, None),
+    case('lsm_d0',            '{log_softmax: {dim: 0}}',  [6],      4,     'alone', False, None),
+    case('lsm_lin',           '{log_softmax: 1}',         [5],      3,
+         ['{linear: 6}', OP], False, None),
+    # a shared layer used twice: loops with relu; nn_sgemm (beta = 1 on the
+    # second use), 3-D input
+    spec('tied', 'L:0 R L:2 R L:4 R', 'loops'),
+    spec('tied_b', None, 'blas'),
+    # frozen blocks: grads stay NULL, dx flows through them
+    spec('frozen', 'L:0.0 R', None),
+    spec('frozen_mid', 'L:0 T L:2.0 K:0.1', None),
+    spec('frozen_shared', None, None),
+    # training specs (checked through P_train_step): losses, optimizers,
+    # tied / frozen layers in a step
+    spec('loss_mse', None, None),
+    spec('loss_ce', 'L:0 R', 'loops'),
+    spec('loss_ce_adam', None, None),
+    spec('train_b', 'L:0 R', 'blas'),
+    spec('train_tied_b', None, 'blas'),
+    spec('train_frozen', 'L:0.0 R', None),
+]
