@@ -53,11 +53,21 @@ program *check_program(const char *file, ynode *doc)
         if (!is_identifier(p->name) || strlen(p->name) > 64)
             error_at(v->loc, "name '%s' must be a C identifier of at most 64 characters (it "
                              "prefixes every generated symbol)", p->name);
+        const char *why = reserved_name_reason(p->name);
+        if (why)
+            error_at(v->loc, "name '%s' cannot be used: %s; the name is the generated type "
+                             "and the prefix of every generated symbol (%s_create, ...): "
+                             "choose another, e.g. '%s_net'", p->name, why, p->name,
+                     p->name[0] == '_' ? "my" : p->name);
     } else {
         p->name = file_stem(file);
         if (!is_identifier(p->name) || strlen(p->name) > 64)
             error_at(start, "the file name '%s' is not a C identifier: add 'name: NAME' to "
                             "the spec", p->name);
+        const char *why = reserved_name_reason(p->name);
+        if (why)
+            error_at(start, "the file name '%s' cannot be the generated name: %s; add "
+                            "'name: NAME' to the spec", p->name, why);
     }
 
     p->batch = 1;

@@ -67,6 +67,7 @@ struct emitter {
     strbuf kbuf;                /* the kernel being written */
     kernel_set ks;              /* every kernel emitted so far */
     const char **optname;       /* by tensor: its optimizer kernel */
+    const char *pass;           /* "static", or "PASS" (inlined) for small networks */
 };
 
 void E(emitter *e, const char *fmt, ...) PRINTF(2, 3);
@@ -74,6 +75,7 @@ void NL(emitter *e);
 void open_block(emitter *e, const char *head);
 void close_block(emitter *e);
 const char *cstr(const char *s);
+const char *ccomment(const char *s);    /* spec text made safe inside a C comment */
 int64_t align16(int64_t n);
 /* Writes text (a static function with '@' for its name) once per distinct
    text into *to; returns its name (prefix + id on first emission). */

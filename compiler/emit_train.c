@@ -94,14 +94,14 @@ void emit_opt_kernels(emitter *e)
         close_block(e);
         e->out = file;
         e->optname[k] = kernel_once(e, file, text.s, "opt", k,
-                                    xfmt("the update of %s", ts->name));
+                                    xfmt("the update of %s", ccomment(ts->name)));
         NL(e);
         if (use_parallel_opt(e, ts)) {
             /* thread t of nt updates 16-float blocks [len16 t / nt, len16 (t+1) / nt) */
             long long len16 = len / 16;
             E(e, "static void opt%d_part(void *ctx, int t, int nt)", k);
             open_block(e, "");
-            E(e, "%s *net = ctx;", e->n);
+            E(e, "struct %s *net = ctx;", e->n);
             E(e, "int lo = (int)(%lldLL * t / nt * 16), hi = (int)(%lldLL * (t + 1) / nt * 16);",
               len16, len16);
             E(e, "%s", opt_call_range(e, k, "lo", "hi - lo"));
@@ -148,8 +148,8 @@ void emit_train(emitter *e)
     NL(e);
     if (t->loss == LOSS_MSE) {
         E(e, "/* nn.MSELoss() (mean) over n rows; writes d loss / d y into dy unless dy is NULL */");
-        open_block(e, "static float loss_fn(const float *y, const float *target, float *dy, "
-                      "int *bad, int n)\n");
+        open_block(e, xfmt("%s float loss_fn(const float *y, const float *target, float *dy, "
+                           "int *bad, int n)\n", e->pass));
         E(e, "double sum = 0.0;");
         E(e, "const int count = %s;", rows_expr(out_per));
         E(e, "const float scale = (float)(2.0 / (double)count);");
@@ -166,8 +166,8 @@ void emit_train(emitter *e)
         E(e, "/* nn.CrossEntropyLoss() (mean) over the integer class labels of n rows; writes");
         E(e, "   d loss / d y into dy unless dy is NULL; a label outside [0, %lld) sets *bad */",
           (long long)C);
-        open_block(e, "static float loss_fn(const float *y, const int32_t *target, float *dy, "
-                      "int *bad, int n)\n");
+        open_block(e, xfmt("%s float loss_fn(const float *y, const int32_t *target, float *dy, "
+                           "int *bad, int n)\n", e->pass));
         E(e, "double sum = 0.0;");
         E(e, "const float scale = (float)(1.0 / (double)n);");
         E(e, "*bad = 0;");
@@ -195,8 +195,8 @@ void emit_train(emitter *e)
     }
     const char *T = t->loss == LOSS_MSE ? "float" : "int32_t";
     NL(e);
-    open_block(e, xfmt("static float loss_rows(%s *net, int n, const float *x, const %s *target)\n",
-                       n, T));
+    open_block(e, xfmt("%s float loss_rows(%s *net, int n, const float *x, const %s *target)\n",
+                       e->pass, n, T));
     E(e, "int bad;");
     E(e, "memcpy(net->act, x, sizeof(float) * (size_t)(%s)); /* for a later backward */",
       rows_expr(in_per));
@@ -215,8 +215,8 @@ void emit_train(emitter *e)
     close_block(e);
     NL(e);
 
-    open_block(e, xfmt("static float step_rows(%s *net, int n, const float *x, const %s *target)\n",
-                       n, T));
+    open_block(e, xfmt("%s float step_rows(%s *net, int n, const float *x, const %s *target)\n",
+                       e->pass, n, T));
     E(e, "int bad;");
     E(e, "float loss;");
     E(e, "/* x is read in place (no copy); the first write of each gradient replaces");

@@ -78,6 +78,11 @@ void py_float_repr(char *buf, size_t n, double v);
    2 usage, 3 I/O).  Everything it allocated is released on return. */
 int nngen_main(int argc, char **argv);
 
+/* ---- cnames.c: names the spec's name must not take ------------------- */
+/* Why s cannot be the spec's name (a keyword, a library or runtime name, a
+   name the generated file uses), or NULL when it can. */
+const char *reserved_name_reason(const char *s);
+
 /* ---- yaml.c: libyaml events -> ynode tree ---------------------------- */
 
 typedef enum { Y_SCALAR, Y_SEQ, Y_MAP } ykind;

@@ -2,6 +2,7 @@
  * every checking phase), and shape helpers. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,10 @@ int is_int_text(const char *s)
     return 1;
 }
 
+/* Every number of a spec is used as a float (parameters, initializer
+   arguments, optimizer settings), so it must be one: its magnitude at most
+   FLT_MAX, and a nonzero value not below the smallest float (which would
+   round to zero).  Both ends are refused alike, where they are written. */
 double get_num(const ynode *n, const char *what)
 {
     if (n->kind != Y_SCALAR || n->quoted || is_null(n))
@@ -148,10 +153,23 @@ double get_num(const ynode *n, const char *what)
     double v = strtod(n->str, &end);
     if (end == n->str || (*end && !strpbrk(n->str, "xXnN")))
         error_at(n->loc, "%s must be a number, got %s", what, describe(n));
-    if (*end || isnan(v) || isinf(v) || errno == ERANGE ||
+    if (*end || isnan(v) || isinf(v) ||
         /* strtod also takes hex and "inf"; YAML numbers are decimal */
-        strpbrk(n->str, "xXnN"))
+        strpbrk(n->str, "xXnN")) {
+        if (!*end && isinf(v) && !strpbrk(n->str, "xXnN"))
+            error_at(n->loc, "%s is out of float's range: %s (the largest magnitude is "
+                             "3.4028235e+38)", what, n->str);
         error_at(n->loc, "%s must be a finite decimal number, got %s", what, describe(n));
+    }
+    if (fabs(v) > FLT_MAX)
+        error_at(n->loc, "%s is out of float's range: %s (the largest magnitude is "
+                         "3.4028235e+38)", what, n->str);
+    if (v != 0 && fabs(v) < 1.4012984643248171e-45) /* FLT_TRUE_MIN (C11) */
+        error_at(n->loc, "%s is too small for a float: %s (the smallest nonzero magnitude is "
+                         "1.4e-45; write 0 for zero)", what, n->str);
+    if (v == 0 && errno == ERANGE)
+        error_at(n->loc, "%s is too small for a float: %s (the smallest nonzero magnitude is "
+                         "1.4e-45; write 0 for zero)", what, n->str);
     return v;
 }
 

@@ -186,12 +186,13 @@ static void backward(op_emit *ec)
         if (gw)
             K(ec, "    nn_sgemm(1, 0, %lld, %lld, %s, gy, %lld, x, %lld, %s, gw, %lld);", out, in,
               rows, out, in, set_w ? "!set" : "1", in);
+        const char *cond = ec->gx_maybe_null ? "if (gx) " : "";
         if (masked) {
-            K(ec, "    if (gx) /* with the backward of the ReLU before this layer */");
-            K(ec, "        nn_sgemm_relu_mask(%s, %lld, %lld, gy, %lld, w, %lld, gx, %lld, mask, "
+            K(ec, "    %s/* with the backward of the ReLU before this layer */", cond);
+            K(ec, "    nn_sgemm_relu_mask(%s, %lld, %lld, gy, %lld, w, %lld, gx, %lld, mask, "
                   "%lld);", rows, in, out, out, in, in, in);
         } else {
-            K(ec, "    if (gx) nn_sgemm(0, 0, %s, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);",
+            K(ec, "    %snn_sgemm(0, 0, %s, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", cond,
               rows, in, out, out, in, in);
         }
     } else {
@@ -207,7 +208,7 @@ static void backward(op_emit *ec)
         }
         /* gx = gy w, accumulated row by row so the inner loop runs along
            contiguous memory without a reduction (it vectorizes) */
-        K(ec, "    if (gx) {");
+        K(ec, "    %s{", ec->gx_maybe_null ? "if (gx) " : "");
         K(ec, "        memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(rp * in));
         K(ec, "        for (int r = 0; r < %s; r++)", rows);
         K(ec, "            for (int o = 0; o < %lld; o++) {", out);

@@ -340,6 +340,8 @@ def _split_module(expr, ctx, where):
             _bool(meta['frozen'], where + ': frozen')
         val = expr[key]
         if key == 'sequential':
+            if val is None:  # `sequential:` with nothing: an empty nn.Sequential()
+                val = []
             if not isinstance(val, (list, dict)):
                 raise SpecError('%s: sequential expects a list or a mapping' % where)
             return 'seq', key, val, meta
