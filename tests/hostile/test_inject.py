@@ -8,8 +8,8 @@ text that would end or nest a comment, form a trigraph, break a string
 literal or a line: child names (named children, repeat names), whose
 paths go into comments and into the state_dict keys of the tables, and the
 spec's file name (the banner of the .c and the .h).  Block, shared, custom
-initializer and spec names must be identifiers and are refused otherwise
-(checked by the bad corpus and test_names.py).  For each case:
+initializer and spec names must be identifiers: each of the texts there must
+be refused (exit 1, FILE:LINE:COL, no file written).  For the others:
 
   compile   the .c compiles with -std=c99 -Wall -Wextra -Wpedantic -Werror
             (trigraphs and -Wcomment included), with and without --no-blas;
@@ -203,6 +203,38 @@ def main():
                                  'differs from the plain twin\'s')
                     else:
                         res.ok(lab, 'nothing')
+
+        # names that must be identifiers: refused, located, nothing written
+        ident_places = {
+            'block name': lambda v: ('nngen: 1\ninput: [3]\nblocks:\n  %s: [relu]\n'
+                                     'model: [relu]\n' % yaml_str(v)),
+            'shared name': lambda v: ('nngen: 1\ninput: [3]\nshared:\n  %s: relu\n'
+                                      'model: [relu]\n' % yaml_str(v)),
+            'custom initializer': lambda v: ('nngen: 1\ninput: [3]\nmodel: [{linear: 2}]\n'
+                                             'init:\n  - weight: {custom: %s}\n' % yaml_str(v)),
+            'spec name': lambda v: ('nngen: 1\nname: %s\ninput: [3]\nmodel: [relu]\n'
+                                    % yaml_str(v)),
+        }
+        for place, make in sorted(ident_places.items()):
+            for k, evil in enumerate(EVIL):
+                label = '%s %r' % (place, evil)
+                d = os.path.join(work, 'i_%s_%d' % (place.replace(' ', '_'), k))
+                os.makedirs(d)
+                spec = os.path.join(d, 'spec.yaml')
+                with open(spec, 'w') as f:
+                    f.write(make(evil))
+                out = os.path.join(d, 'out.c')
+                r = run([args.nngen, spec, '-o', out])
+                err = r.stderr.decode(errors='replace')
+                first = err.splitlines()[0] if err else ''
+                left = sorted(set(os.listdir(d)) - {'spec.yaml'})
+                if r.returncode != 1 or not re.match(r'^%s:\d+:\d+: error: ' % re.escape(spec),
+                                                     first):
+                    res.fail(label, 'refused', 'exit %d: %s' % (r.returncode, first))
+                elif left:
+                    res.fail(label, 'refused', 'files left behind: %s' % left)
+                else:
+                    res.ok(label, 'refused')
 
         # the spec's file name, in the banners of the .c and the .h
         for k, evil in enumerate(EVIL):
