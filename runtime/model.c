@@ -32,6 +32,7 @@ void nn_model_bind(nn_model *m, const nn_model_info *info, nn_tensor *tensors,
         t->data = data + ti->offset;
         t->grad = NULL;
         t->requires_grad = ti->is_buffer ? 0 : ti->requires_grad;
+        t->dtype = ti->dtype;
     }
 }
 

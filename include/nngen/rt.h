@@ -27,6 +27,10 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 /* Tensors                                                             */
 
+/* Element types.  A tensor's data pointer points at its storage; for NN_I64
+   (batch norm's num_batches_tracked) read it as int64_t. */
+typedef enum { NN_F32 = 0, NN_I64 = 1, NN_I32 = 2 } nn_dtype;
+
 typedef struct nn_tensor {
     const char *name;          /* canonical name, "2.weight" */
     int ndim;                  /* 0 .. NN_MAX_DIM */
@@ -36,6 +40,7 @@ typedef struct nn_tensor {
     float *grad;               /* NULL until the first backward (PyTorch: grad is None);
                                   stays NULL for frozen parameters and buffers */
     int requires_grad;         /* 0 for frozen parameters and for buffers */
+    int dtype;                 /* nn_dtype; NN_F32 for every parameter */
 } nn_tensor;
 
 /* ------------------------------------------------------------------ */
@@ -50,6 +55,7 @@ typedef struct nn_tensor_info {
                                   (and of the gradient block for parameters) */
     int requires_grad;
     int is_buffer;             /* buffers: in the state dict, not in the parameter list */
+    int dtype;                 /* nn_dtype (0, NN_F32, when not given) */
 } nn_tensor_info;
 
 typedef struct nn_module nn_module;
