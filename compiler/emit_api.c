@@ -28,9 +28,10 @@ static void emit_module_tables(emitter *e, const module *m, char *done)
         free(names.s);
         free(kids.s);
     }
-    if (m->nparams) {
+    int nt = m->nparams + m->nbuffers; /* the runtime's module lists buffers too */
+    if (nt) {
         strbuf names = {0}, ids = {0};
-        for (int i = 0; i < m->nparams; i++) {
+        for (int i = 0; i < nt; i++) {
             sb_printf(&names, "%s%s", i ? ", " : "", cstr(m->tens_local[i]));
             sb_printf(&ids, "%s%d", i ? ", " : "", m->tens_ids[i]);
         }
@@ -44,9 +45,9 @@ static void emit_module_tables(emitter *e, const module *m, char *done)
       cstr(m->path), cstr(dot ? dot + 1 : m->path),
       cstr(module_class(m)), cstr(m->extra),
       m->nchildren, m->nchildren ? xfmt("%s_m%d_names", n, m->id) : "NULL",
-      m->nchildren ? xfmt("%s_m%d_children", n, m->id) : "NULL", m->nparams,
-      m->nparams ? xfmt("%s_m%d_pnames", n, m->id) : "NULL",
-      m->nparams ? xfmt("%s_m%d_pids", n, m->id) : "NULL");
+      m->nchildren ? xfmt("%s_m%d_children", n, m->id) : "NULL", nt,
+      nt ? xfmt("%s_m%d_pnames", n, m->id) : "NULL",
+      nt ? xfmt("%s_m%d_pids", n, m->id) : "NULL");
 }
 
 void emit_tables(emitter *e)
@@ -60,10 +61,11 @@ void emit_tables(emitter *e)
         E(e, "static const nn_tensor_info %s_tensors[%d] = {", n, p->ntensors);
         for (int i = 0; i < p->ntensors; i++) {
             const tensor *t = &p->tensors[i];
-            E(e, "    {%s, %d, {%lld, %lld, %lld, %lld}, %lld, %lld, %d, %d},", cstr(t->name),
+            E(e, "    {%s, %d, {%lld, %lld, %lld, %lld}, %lld, %lld, %d, %d, %s},", cstr(t->name),
               t->ndim, (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2],
               (long long)t->shape[3], (long long)t->numel, (long long)t->offset,
-              t->requires_grad, t->is_buffer);
+              t->requires_grad, t->is_buffer,
+              t->dtype == DT_I64 ? "NN_I64" : t->dtype == DT_I32 ? "NN_I32" : "NN_F32");
         }
         E(e, "};");
         E(e, "static const char *const %s_state_keys[%d] = {", n, p->nstate);

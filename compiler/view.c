@@ -25,7 +25,7 @@ static nn_module *view_module(const program *p, const module *m, nn_module **mad
     }
     v->child_names = names;
     v->children = kids;
-    v->nparams = m->nparams;
+    v->nparams = m->nparams + m->nbuffers; /* the runtime lists buffers there too */
     v->param_names = m->tens_local;
     v->param_ids = m->tens_ids;
     return v;
@@ -45,6 +45,8 @@ nn_model *build_view(const program *p)
         ti[i].offset = (size_t)t->offset;
         ti[i].requires_grad = t->requires_grad;
         ti[i].is_buffer = t->is_buffer;
+        ti[i].dtype = t->dtype == DT_I64 ? NN_I64 : t->dtype == DT_I32 ? NN_I32 : NN_F32;
+        tt[i].dtype = ti[i].dtype;
         tt[i].name = t->name;
         tt[i].ndim = t->ndim;
         memcpy(tt[i].shape, t->shape, sizeof t->shape);

@@ -40,10 +40,10 @@ static const char *const fx_wb_names[] = {"weight", "bias"};
 /* mlp                                                                 */
 
 static const nn_tensor_info fx_mlp_tensors[] = {
-    {"0.weight", 2, {8, 4, 0, 0}, 32, 0, 1, 0},
-    {"0.bias", 1, {8, 0, 0, 0}, 8, 32, 1, 0},
-    {"2.weight", 2, {1, 8, 0, 0}, 8, 40, 1, 0},
-    {"2.bias", 1, {1, 0, 0, 0}, 1, 48, 1, 0},
+    {"0.weight", 2, {8, 4, 0, 0}, 32, 0, 1, 0, NN_F32},
+    {"0.bias", 1, {8, 0, 0, 0}, 8, 32, 1, 0, NN_F32},
+    {"2.weight", 2, {1, 8, 0, 0}, 8, 40, 1, 0, NN_F32},
+    {"2.bias", 1, {1, 0, 0, 0}, 1, 48, 1, 0, NN_F32},
 };
 FX_LINEAR(fx_mlp_0, "0", "0", 4, 8, 0);
 FX_LEAF(fx_mlp_1, "1", "1", "ReLU", "");
@@ -61,14 +61,14 @@ static const nn_model_info fx_mlp_info = {
 /* rgnet                                                               */
 
 #define FX_RG_TENSORS(b)                                                              \
-    {"0.block" #b ".0.weight", 2, {8, 4, 0, 0}, 32, (b) * 76 + 0, 1, 0},              \
-    {"0.block" #b ".0.bias", 1, {8, 0, 0, 0}, 8, (b) * 76 + 32, 1, 0},                \
-    {"0.block" #b ".2.weight", 2, {4, 8, 0, 0}, 32, (b) * 76 + 40, 1, 0},             \
-    {"0.block" #b ".2.bias", 1, {4, 0, 0, 0}, 4, (b) * 76 + 72, 1, 0}
+    {"0.block" #b ".0.weight", 2, {8, 4, 0, 0}, 32, (b) * 76 + 0, 1, 0, NN_F32},              \
+    {"0.block" #b ".0.bias", 1, {8, 0, 0, 0}, 8, (b) * 76 + 32, 1, 0, NN_F32},                \
+    {"0.block" #b ".2.weight", 2, {4, 8, 0, 0}, 32, (b) * 76 + 40, 1, 0, NN_F32},             \
+    {"0.block" #b ".2.bias", 1, {4, 0, 0, 0}, 4, (b) * 76 + 72, 1, 0, NN_F32}
 static const nn_tensor_info fx_rg_tensors[] = {
     FX_RG_TENSORS(0), FX_RG_TENSORS(1), FX_RG_TENSORS(2), FX_RG_TENSORS(3),
-    {"1.weight", 2, {1, 4, 0, 0}, 4, 304, 1, 0},
-    {"1.bias", 1, {1, 0, 0, 0}, 1, 308, 1, 0},
+    {"1.weight", 2, {1, 4, 0, 0}, 4, 304, 1, 0, NN_F32},
+    {"1.bias", 1, {1, 0, 0, 0}, 1, 308, 1, 0, NN_F32},
 };
 static const char *const fx_rg_block_names[] = {"0", "1", "2", "3"};
 #define FX_RG_BLOCK(b)                                                                \
@@ -109,12 +109,12 @@ static const nn_model_info fx_rgnet_info = {
 /* tied                                                                */
 
 static const nn_tensor_info fx_tied_tensors[] = {
-    {"0.weight", 2, {8, 4, 0, 0}, 32, 0, 1, 0},
-    {"0.bias", 1, {8, 0, 0, 0}, 8, 32, 1, 0},
-    {"2.weight", 2, {8, 8, 0, 0}, 64, 40, 1, 0},
-    {"2.bias", 1, {8, 0, 0, 0}, 8, 104, 1, 0},
-    {"6.weight", 2, {1, 8, 0, 0}, 8, 112, 1, 0},
-    {"6.bias", 1, {1, 0, 0, 0}, 1, 120, 1, 0},
+    {"0.weight", 2, {8, 4, 0, 0}, 32, 0, 1, 0, NN_F32},
+    {"0.bias", 1, {8, 0, 0, 0}, 8, 32, 1, 0, NN_F32},
+    {"2.weight", 2, {8, 8, 0, 0}, 64, 40, 1, 0, NN_F32},
+    {"2.bias", 1, {8, 0, 0, 0}, 8, 104, 1, 0, NN_F32},
+    {"6.weight", 2, {1, 8, 0, 0}, 8, 112, 1, 0, NN_F32},
+    {"6.bias", 1, {1, 0, 0, 0}, 1, 120, 1, 0, NN_F32},
 };
 FX_LINEAR(fx_tied_0, "0", "0", 4, 8, 0);
 FX_LEAF(fx_tied_1, "1", "1", "ReLU", "");
@@ -138,12 +138,12 @@ static const nn_model_info fx_tied_info = {
 /* misc: frozen parameters, a buffer, extra_repr with children         */
 
 static const nn_tensor_info fx_misc_tensors[] = {
-    {"0.weight", 2, {2, 3, 0, 0}, 6, 0, 0, 0},
-    {"0.bias", 1, {2, 0, 0, 0}, 2, 6, 0, 0},
-    {"1.weight", 1, {2, 0, 0, 0}, 2, 8, 1, 0},
-    {"2.inner.weight", 2, {2, 2, 0, 0}, 4, 10, 1, 0},
-    {"2.inner.bias", 1, {2, 0, 0, 0}, 2, 14, 1, 0},
-    {"1.running_mean", 1, {2, 0, 0, 0}, 2, 16, 0, 1},
+    {"0.weight", 2, {2, 3, 0, 0}, 6, 0, 0, 0, NN_F32},
+    {"0.bias", 1, {2, 0, 0, 0}, 2, 6, 0, 0, NN_F32},
+    {"1.weight", 1, {2, 0, 0, 0}, 2, 8, 1, 0, NN_F32},
+    {"2.inner.weight", 2, {2, 2, 0, 0}, 4, 10, 1, 0, NN_F32},
+    {"2.inner.bias", 1, {2, 0, 0, 0}, 2, 14, 1, 0, NN_F32},
+    {"1.running_mean", 1, {2, 0, 0, 0}, 2, 16, 0, 1, NN_F32},
 };
 FX_LINEAR(fx_misc_0, "0", "0", 3, 2, 0);
 static const char *const fx_misc_scale_names[] = {"weight", "running_mean"};

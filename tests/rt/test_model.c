@@ -159,7 +159,7 @@ START_TEST(test_alias_paths_nested)
     static const char *const rn[] = {"0", "1"};
     static const nn_module *const rc[] = {&a, &b};
     static const nn_module root = {"", "", "Sequential", "", 2, rn, rc, 0, NULL, NULL};
-    static const nn_tensor_info ti[] = {{"0.x.weight", 1, {3, 0, 0, 0}, 3, 0, 1, 0}};
+    static const nn_tensor_info ti[] = {{"0.x.weight", 1, {3, 0, 0, 0}, 3, 0, 1, 0, NN_F32}};
     static const char *const keys[] = {"0.x.weight", "1.x.weight"};
     static const int ids[] = {0, 0};
     static const nn_model_info info = {"deep", 1, 1, ti, 2, keys, ids, &root, 3, 3};
