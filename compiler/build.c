@@ -73,17 +73,17 @@ static void add_child(module *m, const char *name, module *ch, loc l)
     cc->loc = l;
 }
 
-static const char *const structural[] = {"sequential", "repeat", "ref"};
+static const char *const structural[] = {"sequential", "repeat", "ref", "residual"};
 
 /* All names that can start a module, for suggestions. */
 static const char **module_names(ctx *c, int *n)
 {
     int nb = c->blocks ? c->blocks->n : 0;
-    const char **v = xalloc(sizeof *v * (size_t)(op_count + 3 + nb));
+    const char **v = xalloc(sizeof *v * (size_t)(op_count + 4 + nb));
     int k = 0;
     for (int i = 0; i < op_count; i++)
         v[k++] = op_registry[i]->name;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         v[k++] = structural[i];
     for (int i = 0; i < nb; i++)
         v[k++] = c->blocks->keys[i]->str;
@@ -273,6 +273,35 @@ static module *build_sequential(ctx *c, const ynode *v, loc l)
     return m;
 }
 
+/* {residual: [m0, m1, ...]}: x + seq(x), children 0, 1, ...;
+   {residual: {body: M, shortcut: S}}: body(x) + shortcut(x). */
+static module *build_residual(ctx *c, const ynode *v, loc l)
+{
+    if (v->kind == Y_SEQ) {
+        module *m = build_sequential(c, v, l);
+        m->kind = MOD_RESIDUAL;
+        return m;
+    }
+    if (v->kind != Y_MAP)
+        error_at(is_null(v) ? l : v->loc, "residual takes a list of modules ({residual: [m0, "
+                 "m1]}: x + m1(m0(x))) or {body: M, shortcut: S} (body(x) + shortcut(x)), "
+                 "got %s", describe(v));
+    static const char *const keys[] = {"body", "shortcut"};
+    check_keys(v, keys, 2, "residual");
+    const ynode *body = map_get(v, "body"), *sc = map_get(v, "shortcut");
+    if (!body || !sc)
+        error_at(v->loc, "residual needs both 'body' and 'shortcut' (for x + body(x) write "
+                         "the list form {residual: [...]})");
+    enter(c, l);
+    module *m = new_module(c, l);
+    m->kind = MOD_RESIDUAL2;
+    /* children in the fixed order body, shortcut, as the torch class registers them */
+    add_child(m, "body", build(c, body), body->loc);
+    add_child(m, "shortcut", build(c, sc), sc->loc);
+    leave(c);
+    return m;
+}
+
 static module *build_repeat(ctx *c, const ynode *v, loc l)
 {
     expect_kind(v, Y_MAP, "repeat");
@@ -352,7 +381,7 @@ module *build(ctx *c, const ynode *n)
             error_at(n->loc, "'%s' is a shared module: write {ref: %s} to use it here", name,
                      name);
         } else if (!strcmp(name, "sequential") || !strcmp(name, "repeat") ||
-                   !strcmp(name, "ref")) {
+                   !strcmp(name, "ref") || !strcmp(name, "residual")) {
             error_at(n->loc, "'%s' needs a value: write {%s: ...}", name, name);
         } else {
             int k;
@@ -375,7 +404,7 @@ module *build(ctx *c, const ynode *n)
         }
         if (ti < 0)
             error_at(n->loc, "this module mapping has no type key: expected a layer, "
-                             "'sequential', 'repeat', 'ref' or a block name");
+                             "'sequential', 'residual', 'repeat', 'ref' or a block name");
         const char *k = n->keys[ti]->str;
         const ynode *v = n->items[ti];
         loc kl = n->keys[ti]->loc;
@@ -383,6 +412,8 @@ module *build(ctx *c, const ynode *n)
         int bi = namemap_find(&c->block_ix, k);
         if (!strcmp(k, "sequential")) {
             m = build_sequential(c, v, kl);
+        } else if (!strcmp(k, "residual")) {
+            m = build_residual(c, v, kl);
         } else if (!strcmp(k, "repeat")) {
             m = build_repeat(c, v, kl);
         } else if (!strcmp(k, "ref")) {
@@ -445,7 +476,7 @@ void check_names(ctx *c, const ynode *map, const char *what)
         if (op_find(k))
             error_at(l, "%s name '%s' shadows the layer type '%s'; choose another name", what, k,
                      k);
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < 4; j++)
             if (!strcmp(k, structural[j]))
                 error_at(l, "%s name '%s' is reserved; choose another name", what, k);
         if (!strcmp(k, "init") || !strcmp(k, "frozen"))

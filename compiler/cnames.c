@@ -81,7 +81,7 @@ static const char *const math_functions[] = {
 static const char *const generated[] = {
     "fwd", "bwd", "loss_fn", "forward_rows", "loss_rows", "step_rows", "HEADER_BYTES",
     "DATA_FLOATS", "GRAD_FLOATS", "ACT_FLOATS", "SCRATCH_FLOATS", "PING", "OPT_FLOATS",
-    "DY_FLOATS", "PASS",
+    "DY_FLOATS", "VGRAD_FLOATS", "PASS",
 };
 
 static int in_list(const char *s, const char *const *v, size_t n)

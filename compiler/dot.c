@@ -1,15 +1,17 @@
 /* dot.c: a Graphviz picture of the network (`nngen --dot SPEC`).
  *
- *   - every Sequential is a cluster (subgraph cluster_ID) labelled with its
- *     path, "Sequential" and where it comes from (block, shared, frozen),
+ *   - every Sequential or Residual is a cluster (subgraph cluster_ID)
+ *     labelled with its path, its class and where it comes from (block,
+ *     shared, frozen); a Residual's sum is a "+" node (s<id>) inside it,
  *     in short left-justified lines that the edge through the middle of
  *     the cluster does not cross;
  *   - every layer is one node labelled with its path, its torch print form
  *     (Linear(in_features=4, out_features=8, bias=True)) and its parameter
  *     shapes; a module is drawn once, at its canonical place (the first in
  *     the pre-order walk), however many times it is used;
- *   - the data flow is a chain of edges in forward order, input -> first
- *     layer -> ... -> output, each labelled with the activation shape
+ *   - the data flow: for every op in forward order, an edge from where each
+ *     of its inputs is made (the input, a layer, a sum) to it, and one edge
+ *     from the last to the output, each labelled with the activation shape
  *     (batch first) it carries; a module used several times gets an edge
  *     in (and out) per use, labelled with the use's path.
  * Node ids are m<module id>, clusters cluster_<module id>: the output is a
@@ -151,7 +153,7 @@ static int draw(dotw *d, const module *m, int depth, int frozen_above)
         sb_printf(&b, "%s\\l", esc(d->p->name));
     else
         sb_printf(&b, "%s\\l", use_list(d, m));
-    sb_puts(&b, "Sequential\\l");
+    sb_printf(&b, "%s\\l", module_class(m));
     if (m->shared_name)
         sb_printf(&b, "shared '%s'", esc(m->shared_name));
     else if (m->origin)
@@ -171,6 +173,11 @@ static int draw(dotw *d, const module *m, int depth, int frozen_above)
     int nodes = 0;
     for (int i = 0; i < m->nchildren; i++)
         nodes += draw(d, m->children[i].m, depth + 1, frozen);
+    if (m->kind != MOD_SEQUENTIAL) {
+        indent(d, depth + 1);
+        fprintf(d->f, "s%d [label=\"+\", shape=circle, style=\"\", width=0.3];\n", m->id);
+        nodes++;
+    }
     if (!nodes) {
         /* Graphviz drops a cluster without nodes: say why it is empty */
         indent(d, depth + 1);
@@ -241,15 +248,20 @@ void emit_dot(FILE *f, const program *p)
     for (int i = 0; i < p->nmodules; i++)
         free(d.uses[i].s);
 
-    const char *prev = "input";
-    const op *prev_op = NULL;
+    /* the node of each op: its layer's, or its residual's sum */
+    const char **node = xalloc(sizeof *node * (size_t)(p->nops + 1));
+    for (int i = 0; i < p->nops; i++)
+        node[i] = xfmt("%s%d", p->ops[i].m->op ? "m" : "s", p->ops[i].m->id);
     for (int i = 0; i < p->nops; i++) {
         const op *o = &p->ops[i];
-        const char *id = xfmt("m%d", o->m->id);
-        edge(&d, prev, prev_op, id, o, &op_in(p, o, 0)->shape);
-        prev = id;
-        prev_op = o;
+        for (int k = 0; k < o->nin; k++) {
+            int pr = p->values[o->in[k]].producer;
+            edge(&d, pr < 0 ? "input" : node[pr], pr < 0 ? NULL : &p->ops[pr], node[i], o,
+                 &op_in(p, o, k)->shape);
+        }
     }
-    edge(&d, prev, prev_op, "output", NULL, &p->output);
+    int last = p->nops - 1;
+    edge(&d, last < 0 ? "input" : node[last], last < 0 ? NULL : &p->ops[last], "output", NULL,
+         &p->output);
     fputs("}\n", f);
 }

@@ -225,6 +225,9 @@ const char *op_comment(const program *p, const op *o)
     shape_str(a, sizeof a, &op_in(p, o, 0)->shape, 1);
     shape_str(b, sizeof b, &op_out(p, o)->shape, 1);
     const module *m = o->m;
+    if (!m->op) /* a container's own op: a residual's sum */
+        return ccomment(xfmt("%s: the sum of %s, %s -> %s", o->use_path[0] ? o->use_path
+                             : "(root)", module_class(m), a, b));
     return ccomment(xfmt("%s: %s(%s), %s -> %s", o->use_path[0] ? o->use_path : "(root)",
                          m->op->cls, m->extra, a, b));
 }
@@ -256,6 +259,8 @@ static void op_setup(emitter *e, op_emit *ec, int i)
     ec->idx = i;
     ec->blas = op_blas(p, o, e->o->no_blas);
     ec->x = e->L->bufname[op_in(p, o, 0)->buf];
+    for (int k = 0; k < o->nin; k++)
+        ec->xs[k] = e->L->bufname[op_in(p, o, k)->buf];
     ec->y = e->L->bufname[op_out(p, o)->buf];
     int nt = o->m->nparams + o->m->nbuffers;
     ec->data = xalloc(sizeof *ec->data * (size_t)(nt + 1));
@@ -338,67 +343,142 @@ static void emit_forward(emitter *e)
 
 /* ---- backward -------------------------------------------------------------------- */
 
-/* Ops in reverse; gradients ping-pong between two scratch buffers; the
- * first op writes into dx (if asked).  Once no op upstream has a trainable
- * parameter, only dx is left to compute.  set != 0 (a train step): the
- * first op to touch a gradient writes it instead of adding (sched.set), and
- * each tensor's optimizer step runs where its gradient is complete. */
+/* The backward pass walks the ops in reverse.  Each value's gradient lives
+ * somewhere (gx[v], a C expression): the caller's dy for the output; for a
+ * value read once, by the op right after its producer, one of two scratch
+ * buffers in turn (or the caller's dx for the input); for any other value
+ * (read several times, as a residual's input, or read far from where it is
+ * made, as a residual body's output) a buffer of its own, which its first
+ * reader in backward order writes and the others add into.  An op runs
+ * when it has a trainable tensor or an input whose gradient is needed
+ * (value_need); when only dx needs it, under `if (dx)`.  set != 0 (a train
+ * step): the first op to touch a gradient writes it instead of adding
+ * (sched.set), and each tensor's optimizer step runs where its gradient is
+ * complete. */
+
+/* "S0"/"S1": the scratch buffer that is not `busy` */
+static const char *other_scratch(const char *busy)
+{
+    return busy && !strcmp(busy, "S0") ? "S1" : "S0";
+}
+
 static void emit_backward(emitter *e)
 {
     const program *p = e->p;
     const sched *s = e->s;
+    const layout *L = e->L;
     const char *n = e->n;
     strbuf *main_out = e->out;
     strbuf kern = {0}, body = {0};
     e->kernels = &kern;
     e->out = &body;
     e->indent = 1;
-    int pp = 0; /* which scratch buffer the next gx goes to */
+    const char **gx = xalloc(sizeof *gx * (size_t)(p->nvalues + 1));
+    int out_v = p->nops ? p->ops[p->nops - 1].out : 0;
+    gx[out_v] = "dy";
     for (int i = p->nops - 1; i >= 0; i--) {
         const op *o = &p->ops[i];
-        const char *in_rows = rows_expr(per_example(op_in(p, o, 0)));
-        if (o->d->view) {
-            if (i == 0)
-                E(e, "if (dx) memcpy(dx, gy, sizeof(float) * (size_t)(%s));", in_rows);
-            continue;
-        }
         if (i + 1 < p->nops && s->masked[i + 1]) {
-            /* gy already holds this op's input gradient (sched.masked) */
+            /* its input gradient was written by the next op (sched.masked) */
             E(e, "/* backward of %s: applied by the backward of %s */", op_comment(p, o),
               ccomment(p->ops[i + 1].use_path));
-            if (i == 0)
-                E(e, "if (dx) memcpy(dx, gy, sizeof(float) * (size_t)(%s));", in_rows);
             continue;
         }
-        int here = s->trainable_here[i], before = s->trainable_before[i];
-        if (!here && !before)
-            E(e, "if (!dx) return; /* nothing from here on needs a gradient */");
-        open_block(e, "");
-        if (i == 0)
-            E(e, "float *gx = dx;");
-        else if (!before)
-            E(e, "float *gx = dx ? S%d : NULL; /* only dx needs it */", pp);
-        else
-            E(e, "float *gx = S%d;", pp);
-        op_emit ec;
-        op_setup(e, &ec, i);
-        ec.gy = "gy";
-        ec.gx = "gx";
-        ec.gx_maybe_null = i == 0 || !before;
-        ec.saved_in = e->L->bufname[op_in(p, o, 0)->buf];
-        ec.saved_out = e->L->bufname[op_out(p, o)->buf];
-        if (s->masked[i])
-            ec.mask = e->L->bufname[op_in(p, o, 0)->buf];
-        for (int k = 0; k < o->m->nparams; k++)
-            ec.set[k] = s->set[s->tbase[i] + k];
+        /* the values this op's backward writes: its inputs; a masked op the
+           inputs of the op before it */
+        const op *src = s->masked[i] ? &p->ops[i - 1] : o;
+        int run = s->trainable_here[i], dx_only = !run;
+        for (int k = 0; k < src->nin; k++) {
+            int need = s->value_need[src->in[k]];
+            run |= need != NEED_NO;
+            dx_only &= need != NEED_YES;
+        }
+        if (!run)
+            continue;
+        const char *gy = gx[o->out];
+        if (!gy)
+            unreachable();
         E(e, "/* %s */", op_comment(p, o));
-        /* ops with parameters check gx themselves */
-        int guard = o->m->nparams == 0 && i == 0;
-        if (guard)
-            open_block(e, "if (gx) ");
-        o->d->backward(&ec);
-        if (guard)
-            close_block(e);
+        if (dx_only)
+            open_block(e, "if (dx) ");
+        /* where each input's gradient goes; `acc`: add a temporary into it */
+        const char *target[OP_MAX_IN], *acc[OP_MAX_IN];
+        int maybe_null = 0;
+        for (int k = 0; k < src->nin; k++) {
+            int v = src->in[k];
+            acc[k] = NULL;
+            if (s->value_need[v] == NEED_NO) {
+                target[k] = "NULL";
+                maybe_null = 1;
+                continue;
+            }
+            if (L->vgrad[v]) {
+                if (!gx[v]) {
+                    target[k] = gx[v] = L->vgrad[v];
+                } else {
+                    target[k] = other_scratch(gy);
+                    acc[k] = gx[v];
+                }
+            } else if (v == 0) {
+                target[k] = gx[v] = "dx";
+                maybe_null = 1;
+            } else {
+                target[k] = gx[v] = other_scratch(gy);
+            }
+            if (s->value_need[v] == NEED_DX && !dx_only && strcmp(target[k], "dx") != 0) {
+                target[k] = xfmt("dx ? %s : NULL", target[k]);
+                maybe_null = 1;
+            }
+        }
+        if (o->d->backward_identity) {
+            for (int k = 0; k < src->nin; k++) {
+                int v = src->in[k];
+                const char *rows = rows_expr(per_example(&p->values[v]));
+                const char *cond = s->value_need[v] == NEED_DX && !dx_only ? "if (dx) " : "";
+                if (!strcmp(target[k], "NULL"))
+                    continue;
+                if (acc[k])
+                    E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];", cond, rows, acc[k],
+                      gy);
+                else if (v == 0 && !L->vgrad[0])
+                    E(e, "%smemcpy(dx, %s, sizeof(float) * (size_t)(%s));",
+                      dx_only ? "" : "if (dx) ", gy, rows);
+                else if (L->vgrad[v])
+                    E(e, "%smemcpy(%s, %s, sizeof(float) * (size_t)(%s));", cond, gx[v], gy,
+                      rows);
+                else
+                    gx[v] = gy; /* the same gradient: no copy */
+            }
+        } else {
+            op_emit ec;
+            op_setup(e, &ec, i);
+            ec.gy = gy;
+            ec.gx = target[0];
+            ec.gx_maybe_null = maybe_null;
+            ec.saved_in = L->bufname[op_in(p, o, 0)->buf];
+            ec.saved_out = L->bufname[op_out(p, o)->buf];
+            if (s->masked[i])
+                ec.mask = L->bufname[op_in(p, o, 0)->buf];
+            for (int k = 0; k < o->m->nparams; k++)
+                ec.set[k] = s->set[s->tbase[i] + k];
+            /* ops with parameters check gx themselves; the others run only
+               for their input gradient, which is dx here */
+            int guard = o->m->nparams == 0 && !strcmp(target[0], "dx") && !dx_only;
+            if (guard)
+                open_block(e, "if (dx) ");
+            o->d->backward(&ec);
+            if (guard)
+                close_block(e);
+            for (int k = 0; k < src->nin; k++)
+                if (acc[k]) {
+                    int v = src->in[k];
+                    const char *t = s->value_need[v] == NEED_DX && !dx_only
+                                        ? other_scratch(gy) : target[k];
+                    E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];",
+                      s->value_need[v] == NEED_DX && !dx_only ? "if (dx) " : "",
+                      rows_expr(per_example(&p->values[v])), acc[k], t);
+                }
+        }
         if (p->train.loss != LOSS_NONE)
             for (int k = 0; k < o->m->nparams; k++) {
                 int tid = o->m->tens_ids[k];
@@ -406,13 +486,13 @@ static void emit_backward(emitter *e)
                     E(e, "if (set) %s /* %s is complete: step */", opt_call(e, tid),
                       ccomment(p->tensors[tid].name));
             }
-        if (i > 0)
-            E(e, "gy = gx;");
-        else
-            E(e, "(void)gx;");
-        close_block(e);
-        pp ^= 1;
+        if (dx_only)
+            close_block(e);
     }
+    /* the input's gradient in a buffer of its own: to the caller */
+    if (L->vgrad[0] && gx[0])
+        E(e, "if (dx) memcpy(dx, %s, sizeof(float) * (size_t)(%s));", gx[0],
+          rows_expr(per_example(&p->values[0])));
     e->out = main_out;
     e->indent = 0;
     E(e, "/* ---- backward kernels ---- */");
@@ -427,8 +507,8 @@ static void emit_backward(emitter *e)
     E(e, "float *G = net->grad;");
     E(e, "const float *A = net->act;");
     E(e, "float *S0 = net->scratch, *S1 = net->scratch + SCRATCH_FLOATS;");
-    E(e, "const float *gy = dy;");
-    E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)gy; (void)X0; (void)set; "
+    E(e, "float *R = net->scratch + 2 * SCRATCH_FLOATS; /* gradients kept for later */");
+    E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)R; (void)X0; (void)set; "
          "(void)n; (void)dx;");
     E(e, "nn_model_attach_grads(&net->model);");
     if (p->nops == 0) /* an empty model is the identity */
@@ -490,7 +570,9 @@ void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
     E(e, "#define DATA_FLOATS %lld", (long long)L.data);
     E(e, "#define GRAD_FLOATS %lld", (long long)L.grad);
     E(e, "#define ACT_FLOATS %lld", (long long)L.act);
-    E(e, "#define SCRATCH_FLOATS %lld", (long long)(L.scratch / 2));
+    E(e, "#define SCRATCH_FLOATS %lld", (long long)(L.scratch ? L.scratch_each : 0));
+    E(e, "#define VGRAD_FLOATS %lld /* gradients kept for later (residuals) */",
+      (long long)L.vgrad_floats);
     if (o->inference)
         E(e, "#define PING %lld /* the second activation buffer */", (long long)L.scratch_each);
     E(e, "#define OPT_FLOATS %lld", (long long)L.opt);

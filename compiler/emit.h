@@ -18,6 +18,8 @@
 
 /* ---- emit_sched.c ---------------------------------------------------------- */
 
+enum { NEED_NO, NEED_DX, NEED_YES }; /* whose gradient: nobody's, dx's only, a parameter's */
+
 typedef struct sched {
     char *fused;                /* [nops] op i runs op i+1 as its epilogue (writes
                                    op i+1's output; op i's output is never stored) */
@@ -29,6 +31,9 @@ typedef struct sched {
                                    gradient (the first use in forward order), or -1 */
     char *trainable_before;     /* [nops] a trainable tensor in an op before op i */
     char *trainable_here;       /* [nops] op i has a trainable tensor */
+    int *readers;               /* [nvalues] ops reading the value */
+    int *last_reader;           /* [nvalues] the last of them in forward order, or -1 */
+    char *value_need;           /* [nvalues] NEED_*: whether backward needs its gradient */
 } sched;
 sched *plan_schedule(const program *p, int no_blas);
 
@@ -42,6 +47,9 @@ typedef struct layout {
     int64_t scratch_each;
     const char **bufname;             /* C expression of each activation buffer */
     const char **saved;               /* [nops * OP_MAX_SAVED] extra saved tensors */
+    const char **vgrad;               /* [nvalues] a value's own gradient buffer ("R + 16"),
+                                         or NULL: it passes through scratch */
+    int64_t vgrad_floats;
     int64_t header_bytes;
     int64_t total_bytes;
 } layout;

@@ -209,13 +209,13 @@ void emit_struct_and_create(emitter *e)
     E(e, "net->grad = net->data + DATA_FLOATS;");
     E(e, "net->act = net->grad + GRAD_FLOATS;");
     E(e, "net->scratch = net->act + ACT_FLOATS;");
-    E(e, "net->opt = net->scratch + 2 * SCRATCH_FLOATS;");
+    E(e, "net->opt = net->scratch + 2 * SCRATCH_FLOATS + VGRAD_FLOATS;");
     E(e, "net->dy = net->opt + OPT_FLOATS;");
     E(e, "net->training = 1;");
     E(e, "net->rows = %s_BATCH;", n);
     E(e, "nn_rng_seed(&net->rng, %s);", TORCH_DEFAULT_SEED);
     E(e, "memset(net->data, 0, sizeof(float) * ((size_t)DATA_FLOATS + GRAD_FLOATS + ACT_FLOATS "
-         "+ 2 * SCRATCH_FLOATS + OPT_FLOATS + DY_FLOATS));");
+         "+ 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
     E(e, "nn_model_bind(&net->model, &%s_info, net->t, net->data, net->grad);", n);
     E(e, "return net;");
     close_block(e);

@@ -33,23 +33,49 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
         if (s->fused[i])
             dead[op_out(p, &p->ops[i])->buf] = 1;
     if (o->inference) {
-        int last_real = -1, turn = 0;
+        /* buffers by liveness: an op's output takes a free slot; a slot is free
+           again after the last reader of the value in it.  A chain uses two
+           slots in turn; a residual's skip keeps its slot until the sum. */
+        int last_real = -1, nslots = 0;
         for (int i = 0; i < p->nops; i++)
             if (!p->ops[i].d->view)
                 last_real = op_out(p, &p->ops[i])->buf;
+        int *slot_of = xalloc(sizeof *slot_of * (size_t)(p->nbufs + 1)); /* slot + 1 */
+        int *last_use = xalloc(sizeof *last_use * (size_t)(p->nbufs + 1));
+        for (int i = 0; i < p->nops; i++)
+            for (int k = 0; k < p->ops[i].nin; k++)
+                last_use[op_in(p, &p->ops[i], k)->buf] = i;
+        char *busy = xalloc((size_t)p->nops + 2);
         for (int i = 0; i < p->nops; i++) {
             int b = op_out(p, &p->ops[i])->buf;
-            if (p->ops[i].d->view || L.bufname[b] || dead[b])
-                continue;
-            if (b == last_real) {
-                L.bufname[b] = "Y";
-            } else {
-                L.bufname[b] = turn ? "A + PING" : "A";
-                turn ^= 1;
+            if (!p->ops[i].d->view && !L.bufname[b] && !dead[b]) {
+                if (b == last_real) {
+                    L.bufname[b] = "Y";
+                } else {
+                    int k = 0;
+                    while (busy[k])
+                        k++;
+                    busy[k] = 1;
+                    slot_of[b] = k + 1;
+                    if (k + 1 > nslots)
+                        nslots = k + 1;
+                    L.bufname[b] = k == 0 ? "A" : k == 1 ? "A + PING" : xfmt("A + %d * PING", k);
+                }
             }
+            /* free the inputs read last here; a fused pair (one kernel for
+               ops i and i + 1) frees op i's inputs only after op i + 1's
+               output has its slot */
+            if (s->fused[i])
+                continue;
+            for (int j = i > 0 && s->fused[i - 1] ? i - 1 : i; j <= i; j++)
+                for (int q = 0; q < p->ops[j].nin; q++) {
+                    int ib = op_in(p, &p->ops[j], q)->buf;
+                    if (slot_of[ib] && last_use[ib] <= i)
+                        busy[slot_of[ib] - 1] = 0;
+                }
         }
         L.scratch_each = align16(maxbuf);
-        L.act = 2 * L.scratch_each; /* the two turns */
+        L.act = (nslots > 2 ? nslots : 2) * L.scratch_each; /* the slots */
     } else {
         L.act = align16(p->buf_numel[0]); /* P_forward's copy of x */
         for (int i = 1; i < p->nbufs; i++) {
@@ -68,9 +94,19 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
                                                      (long long)L.act);
                 L.act += align16(oi->saved_numel[k] * (oi->saved_dtype[k] == DT_I64 ? 2 : 1));
             }
+        /* a gradient buffer of its own for every value read more than once,
+           or read by another op than the next (see emit_backward) */
+        L.vgrad = xalloc(sizeof *L.vgrad * (size_t)(p->nvalues + 1));
+        for (int v = 0; v < p->nvalues; v++) {
+            int r = s->readers[v], prod = p->values[v].producer;
+            if (r >= 2 || (r == 1 && s->last_reader[v] != prod + 1)) {
+                L.vgrad[v] = xfmt("(R + %lld)", (long long)L.vgrad_floats);
+                L.vgrad_floats += align16(shape_numel(&p->values[v].shape));
+            }
+        }
         L.grad = p->grad_floats;
         L.scratch_each = align16(maxbuf > p->buf_numel[0] ? maxbuf : p->buf_numel[0]);
-        L.scratch = 2 * L.scratch_each;
+        L.scratch = 2 * L.scratch_each + L.vgrad_floats;
         int copies = 0;
         if (p->train.opt == OPT_SGD && p->train.momentum != 0)
             copies = 1;

@@ -89,7 +89,8 @@ static const char *const reserved[] = {
     "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
     "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
     "try", "while", "with", "yield", "math", "torch", "nn", "init", "OrderedDict", "seed",
-    "inits", "net", "build", "loss_fn", "make_optimizer", "train_step"};
+    "inits", "net", "build", "loss_fn", "make_optimizer", "train_step", "Residual",
+    "Residual2"};
 
 /* ---- Python text -------------------------------------------------------------- */
 
@@ -206,7 +207,7 @@ typedef struct pyw {
     char *drawn;                /* by tensor id: its default draws are written */
     int step;                   /* the next init step to write */
     nameset names;
-    int use_mixture, use_sequential; /* what the file needs */
+    int use_mixture, use_sequential, use_residual; /* what the file needs */
 } pyw;
 
 static void W(pyw *w, const char *fmt, ...) PRINTF(2, 3);
@@ -345,16 +346,22 @@ static void write_children(pyw *w, const module *m)
 {
     const char *I = "        ";
     const char *v = w->var[m->id];
+    if (m->kind == MOD_RESIDUAL2) {
+        W(w, "%s%s = Residual2(%s, %s)  # %s", I, v, child_expr(w, m->children[0].m),
+          child_expr(w, m->children[1].m), where(m));
+        return;
+    }
+    const char *cls = m->kind == MOD_RESIDUAL ? "Residual" : "nn.Sequential";
     if (is_positional(m)) {
         strbuf b = {0};
-        sb_printf(&b, "%s%s = nn.Sequential(", I, v);
+        sb_printf(&b, "%s%s = %s(", I, v, cls);
         for (int i = 0; i < m->nchildren; i++)
             sb_printf(&b, "%s%s", i ? ", " : "", child_expr(w, m->children[i].m));
         sb_puts(&b, ")");
         if (b.len + 2 + strlen(where(m)) <= 99) {
             W(w, "%s  # %s", b.s, where(m));
         } else {
-            W(w, "%s%s = nn.Sequential(  # %s", I, v, where(m));
+            W(w, "%s%s = %s(  # %s", I, v, cls, where(m));
             for (int i = 0; i < m->nchildren; i++)
                 W(w, "%s    %s,", I, child_expr(w, m->children[i].m));
             W(w, "%s)", I);
@@ -589,8 +596,35 @@ static void write_helpers(pyw *w)
         "            values.append(torch.empty(()).normal_(a, b).item())",
         "    param.copy_(torch.tensor(values, dtype=torch.float32).reshape(param.shape))",
     };
+    static const char *const residual[] = {
+        "",
+        "",
+        "class Residual(nn.Sequential):",
+        "    \"\"\"{residual: [m0, m1, ...]}: x + m1(m0(x)); prints as a Sequential.\"\"\"",
+        "",
+        "    def forward(self, x):",
+        "        return x + super().forward(x)",
+        "",
+        "",
+        "class Residual2(nn.Module):",
+        "    \"\"\"{residual: {body: M, shortcut: S}}: body(x) + shortcut(x); prints as",
+        "    Residual( (body): ... (shortcut): ... ).\"\"\"",
+        "",
+        "    def __init__(self, body, shortcut):",
+        "        super().__init__()",
+        "        self.body = body",
+        "        self.shortcut = shortcut",
+        "",
+        "    def _get_name(self):",
+        "        return 'Residual'",
+        "",
+        "    def forward(self, x):",
+        "        return self.body(x) + self.shortcut(x)",
+    };
     if (w->use_sequential)
         write_lines(w, seq, sizeof seq / sizeof *seq);
+    if (w->use_residual)
+        write_lines(w, residual, sizeof residual / sizeof *residual);
     if (w->p->ncustom)
         write_lines(w, custom, sizeof custom / sizeof *custom);
     if (w->use_mixture)
@@ -609,6 +643,9 @@ static void survey(pyw *w)
     for (int i = 0; i < p->nmodules; i++)
         if (!p->modules[i]->op && !is_positional(p->modules[i]))
             w->use_sequential = 1;
+    for (int i = 0; i < p->nmodules; i++)
+        if (!p->modules[i]->op && p->modules[i]->kind != MOD_SEQUENTIAL)
+            w->use_residual = 1;
 }
 
 static void write_build(pyw *w)

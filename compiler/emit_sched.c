@@ -27,9 +27,15 @@ sched *plan_schedule(const program *p, int no_blas)
     s->trainable_here = xalloc((size_t)n + 1);
     s->complete_at = xalloc(sizeof *s->complete_at * (size_t)(p->ntensors + 1));
     int *readers = xalloc(sizeof *readers * (size_t)(p->nvalues + 1));
+    s->last_reader = xalloc(sizeof *s->last_reader * (size_t)(p->nvalues + 1));
+    for (int v = 0; v < p->nvalues; v++)
+        s->last_reader[v] = -1;
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < p->ops[i].nin; k++)
+        for (int k = 0; k < p->ops[i].nin; k++) {
             readers[p->ops[i].in[k]]++;
+            s->last_reader[p->ops[i].in[k]] = i;
+        }
+    s->readers = readers;
     int total = 0;
     for (int i = 0; i < n; i++) {
         s->tbase[i] = total;
@@ -45,8 +51,12 @@ sched *plan_schedule(const program *p, int no_blas)
     }
     for (int i = 1; i < n; i++) {
         const op *a = &p->ops[i - 1], *b = &p->ops[i];
+        /* in a chain: the ReLU's input is read by the ReLU alone, made right
+           before it, so its gradient passes through scratch */
+        int u = a->nin == 1 ? a->in[0] : -1;
         s->masked[i] = b->d->takes_mask && op_blas(p, b, no_blas) && a->d->mask_backward &&
-                       b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1;
+                       b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1 && u >= 0 &&
+                       readers[u] == 1 && p->values[u].producer == i - 2;
     }
 
     char *touched = xalloc((size_t)p->ntensors + 1);
@@ -71,6 +81,18 @@ sched *plan_schedule(const program *p, int no_blas)
                 s->trainable_here[i] = 1;
         }
         any |= s->trainable_here[i];
+    }
+    /* whose gradient backward needs: the input's for dx only; an op's output's
+       when the op or anything before it on its inputs' paths trains */
+    s->value_need = xalloc((size_t)p->nvalues + 1);
+    s->value_need[0] = NEED_DX;
+    for (int i = 0; i < n; i++) {
+        const op *o = &p->ops[i];
+        char need = s->trainable_here[i] ? NEED_YES : NEED_NO;
+        for (int k = 0; k < o->nin; k++)
+            if (s->value_need[o->in[k]] > need)
+                need = s->value_need[o->in[k]];
+        s->value_need[o->out] = need;
     }
     return s;
 }

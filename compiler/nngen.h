@@ -191,9 +191,17 @@ typedef struct child {
     loc loc;                    /* where this use is written */
 } child;
 
+/* What a container computes with its children. */
+typedef enum {
+    MOD_SEQUENTIAL,             /* children in order */
+    MOD_RESIDUAL,               /* x + children in order (x): {residual: [...]} */
+    MOD_RESIDUAL2               /* body(x) + shortcut(x): {residual: {body:, shortcut:}} */
+} module_kind;
+
 struct module {
     int id;
-    const op_desc *op;          /* the layer's op; NULL for a container (Sequential) */
+    const op_desc *op;          /* the layer's op; NULL for a container */
+    module_kind kind;           /* a container's kind */
     loc loc;
     const char *origin;         /* "block 'block1'", "shared 'tied'" or NULL */
     int nchildren;
@@ -215,7 +223,7 @@ struct module {
     char *extra;                /* extra_repr() */
     int constructed;            /* init planning */
 };
-const char *module_class(const module *m);  /* torch class: "Linear", "Sequential" */
+const char *module_class(const module *m);  /* torch class: "Linear", "Sequential", "Residual" */
 
 typedef struct tensor {
     const char *name;           /* canonical */

@@ -56,8 +56,10 @@ static int new_buf(fwd *f, const shape *s)
     return p->nbufs++;
 }
 
-/* An op for this use of m, reading value `in`; returns its output value. */
-static int add_op(fwd *f, module *m, const char *use_path, int in, const shape *out)
+/* An op d for this use of m, reading values in[0..nin); returns its output
+   value. */
+static int add_op(fwd *f, module *m, const op_desc *d, const char *use_path, const int *in,
+                  int nin, const shape *out)
 {
     program *p = f->p;
     if (p->nops == f->cap_ops) {
@@ -69,12 +71,15 @@ static int add_op(fwd *f, module *m, const char *use_path, int in, const shape *
     op *o = &p->ops[idx];
     memset(o, 0, sizeof *o);
     o->m = m;
-    o->d = m->op;
+    o->d = d;
     o->use_path = use_path;
-    o->nin = 1;
-    o->in[0] = in;
-    int buf = m->op->view ? p->values[in].buf : new_buf(f, out);
+    o->nin = nin;
+    for (int k = 0; k < nin; k++)
+        o->in[k] = in[k];
+    int buf = d->view ? p->values[in[0]].buf : new_buf(f, out);
     o->out = new_value(f, out, DT_F32, buf, idx);
+    if (d->extra_saved)
+        d->extra_saved(p, o);
     return o->out;
 }
 
@@ -102,6 +107,25 @@ static loc blame(const fwd *f, const module *m, loc use)
         if (m->op->args[k].shape_arg && m->args[k].given)
             return m->args[k].loc;
     return use;
+}
+
+/* The two branches of residual m meet: same shape, or an error at m. */
+static int residual_sum(fwd *f, module *m, const char *path, loc use, int a, int b,
+                        const char *what_a, const char *what_b)
+{
+    program *p = f->p;
+    const shape *sa = &p->values[a].shape, *sb = &p->values[b].shape;
+    int same = sa->ndim == sb->ndim;
+    for (int i = 0; same && i < sa->ndim; i++)
+        same = sa->d[i] == sb->d[i];
+    if (!same)
+        error_at(f->sh ? f->sh_use : use, "%sresidual %s: %s is %s but %s is %s; the two "
+                 "branches of a residual must have the same shape (use a shortcut that "
+                 "maps one to the other, e.g. {residual: {body: ..., shortcut: {linear: N}}})",
+                 shape_prefix(f, "shape mismatch"), path[0] ? xfmt("'%s'", path) : "(the model)",
+                 what_a, shape_text(sa), what_b, shape_text(sb));
+    int in[2] = {a, b};
+    return add_op(f, m, &op_add, path, in, 2, sa);
 }
 
 void shape_error(shape_ctx *sc, const char *fmt, ...)
@@ -157,6 +181,9 @@ static int forward(fwd *f, module *m, int in, loc use, const char *path)
         }
     }
     if (!m->op) {
+        int x = in;
+        int two = m->kind == MOD_RESIDUAL2;
+        int ys[2] = {in, in};
         for (int i = 0; i < m->nchildren; i++) {
             const char *cp = join(path, m->children[i].name);
             size_t len = strlen(cp);
@@ -169,8 +196,16 @@ static int forward(fwd *f, module *m, int in, loc use, const char *path)
                 error_at(cl, "the module paths of this network take more than %d bytes "
                              "(nngen's limit): use shorter names or fewer modules",
                          MAX_PATH_BYTES);
-            in = forward(f, m->children[i].m, in, m->children[i].loc, cp);
+            if (two)
+                ys[i] = forward(f, m->children[i].m, x, m->children[i].loc, cp);
+            else
+                in = forward(f, m->children[i].m, in, m->children[i].loc, cp);
         }
+        if (m->kind == MOD_RESIDUAL)
+            in = residual_sum(f, m, path, use, x, in, "its input", "the output of its body");
+        else if (two)
+            in = residual_sum(f, m, path, use, ys[0], ys[1], "the output of 'body'",
+                              "the output of 'shortcut'");
         f->sh = outer_sh;
         return in;
     }
@@ -183,7 +218,7 @@ static int forward(fwd *f, module *m, int in, loc use, const char *path)
         error_at(f->sh ? f->sh_use : use, "%sthe output of %s, %s, has more than %lld "
                  "elements (nngen's limit)", shape_prefix(f, "too large"), sc.what,
                  shape_text(&out), MAX_TENSOR_ELEMS);
-    int v = add_op(f, m, path, in, &out);
+    int v = add_op(f, m, m->op, path, &in, 1, &out);
     f->sh = outer_sh;
     return v;
 }

@@ -90,6 +90,7 @@ typedef struct op_emit {
     int idx;                    /* op index */
     int blas;                   /* this use goes through the runtime's nn_sgemm */
     const char *x, *y;          /* forward: input and output buffers */
+    const char *xs[OP_MAX_IN];  /* forward: every input (xs[0] is x) */
     const op *epi;              /* forward: the elementwise op fused as this op's
                                    epilogue (writes y for both), or NULL */
     const char *gy, *gx;        /* backward: gradient of the output, of the input */
@@ -139,6 +140,12 @@ struct op_desc {
     /* shapes.c: out from in; report errors with shape_error() */
     void (*shape)(shape_ctx *sc, module *m, const shape *in, shape *out);
     int view;                   /* no work: the output is the input, reshaped */
+    /* the tensors backward needs beyond the op's input and output (masks,
+       statistics, indices): sets o->nsaved, saved_numel, saved_dtype */
+    void (*extra_saved)(const program *p, op *o);
+    int backward_identity;      /* backward passes the output gradient to every input
+                                   unchanged (views, a residual's sum): the schedule
+                                   does it, the op writes no backward kernel */
 
     /* names.c: parameters then buffers (declare_tensor), and print's text */
     void (*declare)(module *m);
@@ -175,6 +182,9 @@ struct op_desc {
     int random;                 /* draws from the instance generator */
     int mode_dependent;         /* differs between training and eval */
 };
+
+/* ops/add.c: the sum of a residual (an op of the IR, not a layer) */
+extern const op_desc op_add;
 
 /* ops/registry.c */
 extern const op_desc *const op_registry[];

@@ -54,7 +54,7 @@ void op_default_init(const module *m, const tensor *t, initializer *out)
 
 const char *module_class(const module *m)
 {
-    return m->op ? m->op->cls : "Sequential";
+    return m->op ? m->op->cls : m->kind == MOD_SEQUENTIAL ? "Sequential" : "Residual";
 }
 
 int64_t arg_int(const module *m, int k)

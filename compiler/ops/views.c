@@ -5,7 +5,7 @@
 
 const op_desc op_identity = {
     .name = "identity", .cls = "Identity", .main_arg = -1,
-    .torch_ctor_fixed = "nn.Identity()", .view = 1,
+    .torch_ctor_fixed = "nn.Identity()", .view = 1, .backward_identity = 1,
 };
 
 /* start_dim=1, end_dim=-1: [N, d1, ..., dk] -> [N, d1 * ... * dk] */
@@ -25,5 +25,5 @@ static void flatten_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
 const op_desc op_flatten = {
     .name = "flatten", .cls = "Flatten", .main_arg = -1,
     .extra_fixed = "start_dim=1, end_dim=-1", .torch_ctor_fixed = "nn.Flatten()",
-    .shape = flatten_shape, .view = 1,
+    .shape = flatten_shape, .view = 1, .backward_identity = 1,
 };

@@ -195,7 +195,12 @@ SHAPE_RE = re.compile(r'^\[\d+(, \d+)*\]$')
 
 def layer_nodes(g):
     return [n for n in g.node_order if n not in ('input', 'output')
-            and g.nodes[n].get('shape') != 'plaintext']
+            and g.nodes[n].get('shape') not in ('plaintext', 'circle')]
+
+
+def sum_nodes(g):
+    """The "+" nodes of residual sums."""
+    return [n for n in g.node_order if g.nodes[n].get('shape') == 'circle']
 
 
 def check_structure(g, label):
@@ -209,10 +214,20 @@ def check_structure(g, label):
         return msgs + ['no edges']
     if g.edges[0][0] != 'input' or g.edges[-1][1] != 'output':
         msgs.append('the edges do not run from input to output')
-    for (a1, b1, _), (a2, b2, _) in zip(g.edges, g.edges[1:]):
-        if b1 != a2:
-            msgs.append('the chain breaks: %s -> %s then %s -> %s' % (a1, b1, a2, b2))
+    # a dataflow graph: every edge leaves the input or a node that an earlier
+    # edge reached; every layer and sum node is reached
+    reached = {'input'}
+    for a, b, _ in g.edges:
+        if a not in reached:
+            msgs.append('edge %s -> %s leaves a node no earlier edge reached' % (a, b))
             break
+        reached.add(b)
+    for n in layer_nodes(g) + sum_nodes(g):
+        if n not in reached:
+            msgs.append('node %s is never reached by an edge' % n)
+    for n in sum_nodes(g):
+        if sum(1 for _, b, _ in g.edges if b == n) % 2:
+            msgs.append('sum node %s: not two incoming edges per use' % n)
     for a, b, at in g.edges:
         first = label_lines(at.get('label', ''))[0]
         if not SHAPE_RE.match(first):
@@ -254,7 +269,12 @@ def check_vs_torch(g, path):
             leaves.append(m)
             hooks.append(m.register_forward_pre_hook(
                 lambda mod, inp: calls.append((mod, list(inp[0].shape)))))
-    seqs = set(id(m) for _, m in model.named_modules() if isinstance(m, torch.nn.Sequential))
+    seqs = set(id(m) for _, m in model.named_modules()
+               if isinstance(m, torch.nn.Sequential) or m._get_name() == 'Residual')
+    sums = []           # residual calls: each is a sum with two inputs
+    for _, m in model.named_modules():
+        if m._get_name() == 'Residual':
+            hooks.append(m.register_forward_hook(lambda mod, inp, out: sums.append(mod)))
     with torch.no_grad():
         y = model(torch.zeros(built.input_shape))
     for h in hooks:
@@ -263,14 +283,16 @@ def check_vs_torch(g, path):
     if len(nodes) != len(leaves):
         msgs.append('%d layer nodes, torch has %d distinct layers' % (len(nodes), len(leaves)))
     if len(g.clusters) != len(seqs):
-        msgs.append('%d clusters, torch has %d distinct Sequentials' % (len(g.clusters),
-                                                                        len(seqs)))
-    if len(g.edges) != len(calls) + 1:
-        return msgs + ['%d edges, torch makes %d layer calls (+1 to the output)'
-                       % (len(g.edges), len(calls))]
+        msgs.append('%d clusters, torch has %d distinct Sequentials and Residuals'
+                    % (len(g.clusters), len(seqs)))
+    if len(g.edges) != len(calls) + 2 * len(sums) + 1:
+        return msgs + ['%d edges, torch makes %d layer calls and %d residual sums (two '
+                       'inputs each; +1 to the output)' % (len(g.edges), len(calls), len(sums))]
+    circles = set(sum_nodes(g))
+    layer_edges = [e for e in g.edges[:-1] if e[1] not in circles]
     node_of = {}
     for k, (m, shape) in enumerate(calls):
-        tail, head, at = g.edges[k]
+        tail, head, at = layer_edges[k]
         if node_of.setdefault(id(m), head) != head:
             msgs.append('call %d (%s) goes to node %s, an earlier call of the same module to %s'
                         % (k, m, head, node_of[id(m)]))

@@ -176,6 +176,9 @@ CASES = [
     spec('train_b', 'L:0 R', 'blas'),
     spec('train_tied_b', None, 'blas'),
     spec('train_frozen', 'L:0.0 R', None),
+    # residuals (both forms, nested, on the input), loops and nn_sgemm
+    spec('residual', None, 'loops'),
+    spec('residual_b', None, 'blas'),
     # silu (ops/silu.c): alone, after a loop linear, after an nn_sgemm linear
     case('act_silu',          'silu',                     [2, 5],   3,     'alone', False, None),
     case('fuse_s_silu',       'silu',                     [6],      4,     'loop',  False, 'loops'),

@@ -237,7 +237,7 @@ def _type_class(tname):
 
 
 META_KEYS = ('init', 'frozen')
-STRUCT_KEYS = ('sequential', 'repeat', 'ref')
+STRUCT_KEYS = ('sequential', 'repeat', 'ref', 'residual')
 TOP_KEYS = ('nngen', 'name', 'input', 'batch', 'seed', 'blocks', 'shared',
             'model', 'init', 'train')
 
@@ -347,6 +347,12 @@ def _split_module(expr, ctx, where):
             return 'seq', key, val, meta
         if key == 'repeat':
             return 'repeat', key, val, meta
+        if key == 'residual':
+            if isinstance(val, list):
+                return 'res', key, val, meta
+            if isinstance(val, dict) and sorted(val) == ['body', 'shortcut']:
+                return 'res2', key, val, meta
+            raise SpecError('%s: residual takes a list or {body:, shortcut:}' % where)
         if key == 'ref':
             if not isinstance(val, str) or val not in ctx.shared_defs:
                 raise SpecError('%s: ref: %r is not declared under shared:' % (where, val))
@@ -412,6 +418,19 @@ class _Ctx(object):
 def _plan(expr, shape, ctx, where):
     """Shape-only walk: returns output shape; records shared modules' input shapes."""
     kind, key, val, meta = _split_module(expr, ctx, where)
+    if kind == 'res':
+        out = shape
+        for name, e in _seq_items(val, where):
+            out = _plan(e, out, ctx, _join(where, name))
+        if list(out) != list(shape):
+            raise SpecError('%s: residual body gives %s for input %s' % (where, out, shape))
+        return list(shape)
+    if kind == 'res2':
+        a = _plan(val['body'], shape, ctx, _join(where, 'body'))
+        b = _plan(val['shortcut'], shape, ctx, _join(where, 'shortcut'))
+        if list(a) != list(b):
+            raise SpecError('%s: residual body gives %s, shortcut %s' % (where, a, b))
+        return list(a)
     if kind == 'seq':
         items = _seq_items(val, where)
         seen = set()
@@ -463,10 +482,46 @@ def _join(where, name):
     return name if where in ('', 'model') else where + '.' + name
 
 
+class Residual(nn.Sequential):
+    """x + seq(x), printed as a Sequential named Residual (SPEC 1.2.3)."""
+
+    def forward(self, x):
+        y = x
+        for m in self:
+            y = m(y)
+        return x + y
+
+
+class ResidualBS(nn.Module):
+    """body(x) + shortcut(x), children body then shortcut, printed as Residual."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def _get_name(self):
+        return 'Residual'
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 def _construct(expr, shape, ctx, where):
     """Construct the module for expr at incoming `shape`; returns (module, out_shape)."""
     kind, key, val, meta = _split_module(expr, ctx, where)
-    if kind == 'seq':
+    if kind == 'res':
+        m = Residual()
+        inner = shape
+        for name, e in _seq_items(val, where):
+            child, inner = _construct(e, inner, ctx, _join(where, name))
+            m.add_module(name, child)
+    elif kind == 'res2':
+        body, out = _construct(val['body'], shape, ctx, _join(where, 'body'))
+        short, _ = _construct(val['shortcut'], shape, ctx, _join(where, 'shortcut'))
+        m = ResidualBS(body, short)
+        shape = out
+    elif kind == 'seq':
         m = nn.Sequential()
         for name, e in _seq_items(val, where):
             child, shape = _construct(e, shape, ctx, _join(where, name))

@@ -1,0 +1,23 @@
+/* ops/add.c: the sum of a residual connection, y = a + b (the skip and the
+ * body, or the body and the shortcut).  Not a layer of the spec language:
+ * shapes.c makes one for each use of a residual module.  Its backward is
+ * the identity to both inputs (backward_identity): the schedule passes the
+ * output gradient on, adding it into the skip path's gradient. */
+#include "op.h"
+
+static void add_forward(op_emit *ec)
+{
+    kbegin(ec);
+    K(ec, "static void @(int n, const float *restrict a, const float *restrict b, float "
+          "*restrict y)");
+    K(ec, "{");
+    K(ec, "    for (int i = 0; i < %s; i++) y[i] = a[i] + b[i];",
+      rows_expr(per_example(op_out(ec->p, ec->o))));
+    K(ec, "}");
+    C(ec, "%s(n, %s, %s, %s);", kend(ec, "f"), ec->xs[0], ec->xs[1], ec->y);
+}
+
+const op_desc op_add = {
+    .name = "add", .cls = "Residual", .main_arg = -1,
+    .forward = add_forward, .backward_identity = 1,
+};
