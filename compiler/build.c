@@ -112,6 +112,37 @@ static void set_arg(argval *a, const arg_spec *as, const ynode *x, const char *w
     case ARG_BOOL:
         a->i = get_bool(x, what);
         return;
+    case ARG_PAIR:
+        a->word = NULL;
+        a->is_list = 0;
+        if (x->kind == Y_SCALAR && as->words) {
+            for (int w = 0; as->words[w]; w++)
+                if (!strcmp(x->str, as->words[w])) {
+                    a->word = as->words[w];
+                    return;
+                }
+        }
+        if (x->kind == Y_SEQ) {
+            if (x->n != 2)
+                error_at(x->loc, "%s takes one int or a pair [a, b], got a list of %d", what,
+                         x->n);
+            a->i = get_int(x->items[0], what, as->min, as->max);
+            a->i2 = get_int(x->items[1], what, as->min, as->max);
+            a->is_list = 1;
+            return;
+        }
+        if (x->kind == Y_SCALAR && as->words && !is_int_text(x->str)) {
+            strbuf b = {0};
+            int nw = 0;
+            for (; as->words[nw]; nw++)
+                sb_printf(&b, "%s'%s'", nw ? ", " : "", as->words[nw]);
+            const char *list = xstrdup(b.s ? b.s : "");
+            free(b.s);
+            error_at(x->loc, "%s takes an int, a pair [a, b] or one of %s, got %s%s", what,
+                     list, describe(x), did_you_mean(x->str, as->words, nw));
+        }
+        a->i = a->i2 = get_int(x, what, as->min, as->max);
+        return;
     }
     unreachable();
 }
@@ -131,6 +162,7 @@ static void layer_args(module *m, const ynode *v, loc key_loc)
         a->is_int = is_int_text(def);
         a->d = strtod(def, NULL);
         a->i = !strcmp(def, "true") ? 1 : !strcmp(def, "false") ? 0 : strtoll(def, NULL, 10);
+        a->i2 = a->i;
     }
     if (d->nargs == 0) {
         if (is_null(v) || (v->kind == Y_MAP && v->n == 0))

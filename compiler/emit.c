@@ -273,6 +273,8 @@ static void op_setup(emitter *e, op_emit *ec, int i)
     }
     for (int k = 0; k < o->nsaved; k++)
         ec->saved[k] = e->L->saved[i * OP_MAX_SAVED + k];
+    ec->training = "net->training";
+    ec->rng = "&net->rng";
 }
 
 /* ---- forward -------------------------------------------------------------------- */

@@ -182,6 +182,9 @@ typedef struct argval {
     double d;                   /* num values (ints too) */
     const char *text;           /* num: the scalar as written */
     int is_int;                 /* num: written as an integer literal */
+    int64_t i2;                 /* pair: the second value (= i for a single int) */
+    int is_list;                /* pair: written as a list [a, b] */
+    const char *word;           /* pair: the word given instead ("same"), or NULL */
 } argval;
 
 typedef struct module module;

@@ -35,7 +35,9 @@
 
 /* ---- arguments ----------------------------------------------------------- */
 
-typedef enum { ARG_INT, ARG_NUM, ARG_BOOL } arg_type;
+/* ARG_PAIR: an int k or a list [a, b] (print shows what was written: k or
+   (a, b)), or one of `words` when the spec gives them ("same", "valid"). */
+typedef enum { ARG_INT, ARG_NUM, ARG_BOOL, ARG_PAIR } arg_type;
 
 typedef struct arg_spec {
     const char *name;
@@ -46,6 +48,7 @@ typedef struct arg_spec {
     const char *help;           /* for "needs 'out' (HELP)" */
     int64_t min, max;           /* ARG_INT range */
     int shape_arg;              /* blame this argument (when written) for shape errors */
+    const char *const *words;   /* ARG_PAIR: strings it also takes (NULL-terminated) */
 } arg_spec;
 
 /* The argument's value, and its text as Python writes it (an integer
@@ -53,6 +56,11 @@ typedef struct arg_spec {
 int64_t arg_int(const module *m, int k);
 double arg_num(const module *m, int k);
 const char *arg_py(const module *m, int k);
+/* ARG_PAIR: the two values (a written int k is (k, k)), the word if one
+   was given (else NULL), and how torch prints it: "2", "(2, 3)", "'same'" */
+int64_t arg_pair(const module *m, int k, int which);
+const char *arg_word(const module *m, int k);
+const char *arg_pair_py(const module *m, int k);
 
 /* ---- shapes -------------------------------------------------------------- */
 
@@ -99,7 +107,10 @@ typedef struct op_emit {
                                    applies as it stores gx (see mask_backward), or NULL */
     const char *saved_in;       /* backward: the saved input and output */
     const char *saved_out;
-    const char *saved[OP_MAX_SAVED];  /* extra saved tensors (nsaved) */
+    const char *saved[OP_MAX_SAVED];  /* extra saved tensors (nsaved); NULL with
+                                   --inference, where no backward follows */
+    const char *training;       /* the instance's mode as a C int expression */
+    const char *rng;            /* the instance's generator: an nn_rng * expression */
     const char **data;          /* this module's tensors, by local index: "D + 12" */
     const char **grad;          /* and their gradients: "G + 12" (trainable only, else NULL) */
     int *set;                   /* backward: the first write of this gradient in a train

@@ -84,3 +84,23 @@ const char *arg_py(const module *m, int k)
     py_float_repr(num, sizeof num, a->d);
     return xstrdup(num);
 }
+
+int64_t arg_pair(const module *m, int k, int which)
+{
+    return which ? m->args[k].i2 : m->args[k].i;
+}
+
+const char *arg_word(const module *m, int k)
+{
+    return m->args[k].word;
+}
+
+const char *arg_pair_py(const module *m, int k)
+{
+    const argval *a = &m->args[k];
+    if (a->word)
+        return xfmt("'%s'", a->word);
+    if (a->is_list)
+        return xfmt("(%lld, %lld)", (long long)a->i, (long long)a->i2);
+    return xfmt("%lld", (long long)a->i);
+}
