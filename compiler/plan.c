@@ -217,6 +217,11 @@ void plan_init(program *p, const ynode *top_rules)
         const char *fn = p->steps[i].init->custom;
         if (!fn)
             continue;
+        size_t nl = strlen(p->name);
+        if (!strcmp(fn, p->name) || (!strncmp(fn, p->name, nl) && fn[nl] == '_'))
+            error_at(p->steps[i].init->loc, "custom initializer '%s' cannot be used: the "
+                     "generated code names its own symbols %s and %s_*: choose another name",
+                     fn, p->name, p->name);
         size_t h = hash_str(fn) & (hcap - 1);
         while (seen[h] && strcmp(p->custom[seen[h] - 1], fn) != 0)
             h = (h + 1) & (hcap - 1);

@@ -219,6 +219,13 @@ static void parse_init_args(initializer *in, const ynode *v, loc kl)
         const char *f = get_str(v, "custom");
         if (!is_identifier(f))
             error_at(v->loc, "custom needs a C function name, got '%s'", f);
+        const char *why = reserved_name_reason(f);
+        if (!strcmp(f, "net") || !strcmp(f, "rng"))
+            why = "the generated init function calls it with its parameters net and rng";
+        if (why)
+            error_at(v->loc, "custom initializer '%s' cannot be used: %s; the generated header "
+                             "declares it as void %s(nn_tensor *, nn_rng *): choose another "
+                             "name, e.g. 'my_%s'", f, why, f, f[0] == '_' ? "init" : f);
         in->custom = f;
         return;
     }
