@@ -22,6 +22,12 @@
  * (std < 0, from > to, fewer than 2 dimensions for a fan-based init, ...)
  * they leave the tensor untouched, draw nothing from the generator and
  * record the reason with nn_set_error(), as torch raises before drawing.
+ *
+ * dtypes: constant_, zeros_ and ones_ also fill integer tensors (NN_I64,
+ * NN_I32: buffers such as num_batches_tracked), as Tensor.fill_ does; every
+ * other initializer takes NN_F32 tensors only and refuses any other dtype
+ * the same way (torch: "not implemented for 'Long'", or nothing nngen
+ * needs).
  */
 #include <float.h>
 #include <limits.h>
@@ -33,9 +39,19 @@
 /* ------------------------------------------------------------------ */
 /* Argument checks                                                      */
 
-/* A tensor we can write numel floats into.  numel 0 is valid (torch's
- * initializers are no-ops on empty tensors). */
-static int tensor_ok(const nn_tensor *t, const char *fn)
+static const char *dtype_name(int dtype)
+{
+    switch (dtype) {
+    case NN_F32: return "float32";
+    case NN_I64: return "int64";
+    case NN_I32: return "int32";
+    default:     return "unknown";
+    }
+}
+
+/* A tensor of any dtype we can write numel elements into.  numel 0 is
+ * valid (torch's initializers are no-ops on empty tensors). */
+static int tensor_ok_any(const nn_tensor *t, const char *fn)
 {
     if (t == NULL) {
         nn_set_error("%s: tensor is NULL", fn);
@@ -48,6 +64,19 @@ static int tensor_ok(const nn_tensor *t, const char *fn)
     }
     if (t->numel > 0 && t->data == NULL) {
         nn_set_error("%s: tensor '%s' has no data", fn, t->name ? t->name : "");
+        return 0;
+    }
+    return 1;
+}
+
+/* A float32 tensor we can write numel floats into. */
+static int tensor_ok(const nn_tensor *t, const char *fn)
+{
+    if (!tensor_ok_any(t, fn))
+        return 0;
+    if (t->dtype != NN_F32) {
+        nn_set_error("%s: tensor '%s' has dtype %s (%d), not float32", fn,
+                     t->name ? t->name : "", dtype_name(t->dtype), t->dtype);
         return 0;
     }
     return 1;
@@ -357,13 +386,56 @@ void nn_init_normal_d(nn_tensor *t, nn_rng *r, double mean, double std)
 /* ------------------------------------------------------------------ */
 /* constant_, zeros_, ones_ (Tensor.fill_ / zero_: no draws)            */
 
+/* On an integer tensor, fill_(v) converts the (double) scalar with c10's
+ * checked_convert: NaN, infinities and values beyond the type's range are an
+ * error ("value cannot be converted to type int64_t without overflow"),
+ * anything else is truncated toward zero (2.7 -> 2, -2.7 -> -2).  The
+ * range check compares with the limits as doubles, so 2^63 itself passes
+ * for int64 and the cast gives INT64_MIN on x86-64, which torch 1.13 then
+ * stores; 2^63 gives INT64_MIN here too, on every machine. */
 void nn_init_constant(nn_tensor *t, float v)
 {
+    const double d = v;
+    unsigned char *p;
     int64_t i;
-    if (!tensor_ok(t, "constant"))
+    if (!tensor_ok_any(t, "constant"))
         return;
-    for (i = 0; i < t->numel; i++)
-        t->data[i] = v;
+    switch (t->dtype) {
+    case NN_F32:
+        for (i = 0; i < t->numel; i++)
+            t->data[i] = v;
+        return;
+    case NN_I64: {
+        int64_t w;
+        if (!(d >= -9223372036854775808.0 && d <= 9223372036854775808.0)) {
+            nn_set_error("constant: value %g cannot be converted to type int64_t without "
+                         "overflow (tensor '%s')", d, t->name ? t->name : "");
+            return;
+        }
+        w = d == 9223372036854775808.0 ? INT64_MIN : (int64_t)d;
+        p = (unsigned char *)t->data;
+        for (i = 0; i < t->numel; i++)
+            memcpy(p + 8 * i, &w, sizeof w);
+        return;
+    }
+    case NN_I32: {
+        int32_t w;
+        if (!(d >= -2147483648.0 && d <= 2147483647.0)) {
+            nn_set_error("constant: value %g cannot be converted to type int without "
+                         "overflow (tensor '%s')", d, t->name ? t->name : "");
+            return;
+        }
+        w = (int32_t)d;
+        p = (unsigned char *)t->data;
+        for (i = 0; i < t->numel; i++)
+            memcpy(p + 4 * i, &w, sizeof w);
+        return;
+    }
+    default:
+        nn_set_error("constant: tensor '%s' has an unknown dtype %d", t->name ? t->name : "",
+                     t->dtype);
+        return;
+    }
 }
 
 void nn_init_zeros(nn_tensor *t) { nn_init_constant(t, 0.0f); }

@@ -4,9 +4,14 @@
  * per-instance nn_model; nothing allocates.
  *
  * Module parameter lists: nn_module.param_ids may also name buffers (tensor
- * info with is_buffer set) registered on that module; they are found by
- * nn_module_find_param and printed in state dicts, but never counted as
- * parameters by named_parameters()-style walks.
+ * info with is_buffer set) registered on that module, after its parameters;
+ * they are found by nn_module_find_param and printed in state dicts, but
+ * never counted as parameters by named_parameters()-style walks.
+ *
+ * The model's tensor table holds the parameters first (info->nparams of
+ * them, named_parameters() order), then the buffers; nn_param_count and
+ * nn_param see only the first part.  Buffers may have any nn_dtype; their
+ * data pointer is their storage (an NN_I64 element takes two floats).
  */
 #include <string.h>
 
@@ -33,6 +38,7 @@ void nn_model_bind(nn_model *m, const nn_model_info *info, nn_tensor *tensors,
         t->grad = NULL;
         t->requires_grad = ti->is_buffer ? 0 : ti->requires_grad;
         t->dtype = ti->dtype;
+        t->is_buffer = ti->is_buffer != 0;
     }
 }
 
@@ -62,7 +68,8 @@ void nn_model_attach_grads(nn_model *m)
 
 size_t nn_param_count(const nn_model *m)
 {
-    return m->info->nparams > 0 ? (size_t)m->info->nparams : 0;
+    int n = m->info->nparams < m->info->ntensors ? m->info->nparams : m->info->ntensors;
+    return n > 0 ? (size_t)n : 0;
 }
 
 nn_tensor *nn_param(nn_model *m, size_t i)

@@ -7,6 +7,10 @@
  * 3 edge items per dimension around "..."), and _add_suffixes.  Values are
  * formatted by the C library, which (like Python) rounds the exact binary
  * value correctly, ties to even; nan and inf are spelled as Python does.
+ * Integer tensors (NN_I64, NN_I32) take _Formatter's integer path: each
+ * value as "{}" (decimal), right-aligned in the widest shown value's width;
+ * int64 is torch's default integer type, so only an empty int64 tensor
+ * says "dtype=torch.int64", while int32 always says "dtype=torch.int32".
  *
  * Modules mirror torch.nn.Module.__repr__ and _addindent; state dicts
  * mirror repr(OrderedDict) of detached tensors.
@@ -96,6 +100,7 @@ static void sink_file(sink *s, FILE *f)
 /* Tensors                                                             */
 
 typedef struct formatter {
+    int floating;        /* floating_dtype */
     int int_mode;
     int sci_mode;
     int max_width;
@@ -106,9 +111,32 @@ typedef struct tview {
     int64_t shape[NN_MAX_DIM];
     int64_t stride[NN_MAX_DIM];
     int64_t numel;
-    const float *data;
+    const float *data;   /* the storage, of dtype */
+    int dtype;
     int summarize;
 } tview;
+
+/* Element off of a float tensor. */
+static float elem_f(const tview *t, int64_t off)
+{
+    return t->data[off];
+}
+
+/* Element off of an integer tensor (the storage read bytewise: no alignment
+   or aliasing assumptions about the float * it comes as). */
+static int64_t elem_i(const tview *t, int64_t off)
+{
+    const unsigned char *p = (const unsigned char *)t->data;
+    if (t->dtype == NN_I64) {
+        int64_t v;
+        memcpy(&v, p + 8 * off, sizeof v);
+        return v;
+    } else {
+        int32_t v;
+        memcpy(&v, p + 4 * off, sizeof v);
+        return v;
+    }
+}
 
 /* Python's '{:.4e}', '{:.0f}', '{:.4f}' of a float (always 'nan'/'inf'). */
 static int fmt_value(char *out, size_t n, float v, char mode)
@@ -127,13 +155,13 @@ static int fmt_value(char *out, size_t n, float v, char mode)
 
 /* Calls fn on every element that the (possibly summarized) print shows,
    in row-major order: get_summarized_data(). */
-typedef void (*elem_fn)(float v, void *ctx);
+typedef void (*elem_fn)(const tview *t, int64_t off, void *ctx);
 
 static void visit(const tview *t, int d, int64_t off, elem_fn fn, void *ctx)
 {
     int64_t i, n;
     if (d == t->ndim) {
-        fn(t->data[off], ctx);
+        fn(t, off, ctx);
         return;
     }
     n = t->shape[d];
@@ -156,9 +184,10 @@ typedef struct scan_ctx {
     int max_width;
 } scan_ctx;
 
-static void scan_range(float v, void *p)
+static void scan_range(const tview *t, int64_t off, void *p)
 {
     scan_ctx *c = (scan_ctx *)p;
+    float v = elem_f(t, off);
     double a;
     if (!isfinite(v) || v == 0.0f)
         return;
@@ -172,9 +201,10 @@ static void scan_range(float v, void *p)
     c->count++;
 }
 
-static void scan_width(float v, void *p)
+static void scan_width(const tview *t, int64_t off, void *p)
 {
     scan_ctx *c = (scan_ctx *)p;
+    float v = elem_f(t, off);
     char tmp[64];
     int w;
     if (!isfinite(v) || v == 0.0f)
@@ -186,15 +216,32 @@ static void scan_width(float v, void *p)
         c->max_width = w;
 }
 
+/* Integer tensors: the width of the longest "{}" of the shown values (all
+   of them, zeros included). */
+static void scan_int_width(const tview *t, int64_t off, void *p)
+{
+    scan_ctx *c = (scan_ctx *)p;
+    char tmp[32];
+    int w = snprintf(tmp, sizeof tmp, "%lld", (long long)elem_i(t, off));
+    if (w > c->max_width)
+        c->max_width = w;
+}
+
 static void formatter_init(formatter *fm, const tview *t)
 {
     scan_ctx c;
     memset(&c, 0, sizeof c);
     c.int_mode = 1;
     c.max_width = 1;
+    fm->floating = t->dtype == NN_F32;
     fm->int_mode = 1;
     fm->sci_mode = 0;
     fm->max_width = 1;
+    if (!fm->floating) {
+        visit(t, 0, 0, scan_int_width, &c);
+        fm->max_width = c.max_width;
+        return;
+    }
     visit(t, 0, 0, scan_range, &c);
     if (c.count == 0)
         return;          /* no valid number */
@@ -218,11 +265,19 @@ static void formatter_init(formatter *fm, const tview *t)
     fm->max_width = c.max_width;
 }
 
-/* _Formatter.format(): the value right-aligned in max_width. */
-static void put_value(sink *s, const formatter *fm, float v)
+/* _Formatter.format(): element off right-aligned in max_width. */
+static void put_value(sink *s, const formatter *fm, const tview *t, int64_t off)
 {
     char tmp[64];
+    float v;
     int w;
+    if (!fm->floating) {
+        w = snprintf(tmp, sizeof tmp, "%lld", (long long)elem_i(t, off));
+        put_spaces(s, (long)fm->max_width - w);
+        put_mem(s, tmp, (size_t)w);
+        return;
+    }
+    v = elem_f(t, off);
     if (fm->sci_mode) {
         w = fmt_value(tmp, sizeof tmp, v, 'e');
     } else if (fm->int_mode) {
@@ -268,18 +323,18 @@ static void put_vector(sink *s, const tview *t, int64_t off, int indent, const f
     if (sum) {
         for (i = 0; i < PO_EDGEITEMS; i++) {
             NEXT_SEP();
-            put_value(s, fm, t->data[off + i * st]);
+            put_value(s, fm, t, off + i * st);
         }
         NEXT_SEP();
         put_str(s, " ...");
         for (i = n - PO_EDGEITEMS; i < n; i++) {
             NEXT_SEP();
-            put_value(s, fm, t->data[off + i * st]);
+            put_value(s, fm, t, off + i * st);
         }
     } else {
         for (i = 0; i < n; i++) {
             NEXT_SEP();
-            put_value(s, fm, t->data[off + i * st]);
+            put_value(s, fm, t, off + i * st);
         }
     }
 #undef NEXT_SEP
@@ -294,7 +349,7 @@ static void put_dims(sink *s, const tview *t, int d, int64_t off, int indent,
     int64_t n, i;
     int first = 1;
     if (rest == 0) {
-        put_value(s, fm, t->data[off]);
+        put_value(s, fm, t, off);
         return;
     }
     if (rest == 1) {
@@ -335,13 +390,15 @@ static void put_dims(sink *s, const tview *t, int d, int64_t off, int indent,
     put_ch(s, ']');
 }
 
-/* _str_intern() for a strided CPU float32 tensor; requires_grad adds the
-   "requires_grad=True" suffix (a Parameter that requires grad). */
+/* _str_intern() for a strided CPU tensor of dtype float32 (the default
+   dtype), int64 or int32; requires_grad adds the "requires_grad=True"
+   suffix (a Parameter that requires grad). */
 static void put_tensor_repr(sink *s, const nn_tensor *t, int requires_grad)
 {
     static const char prefix[] = "tensor(";
     const int indent = (int)(sizeof prefix - 1);
-    const char *suffixes[2];
+    const char *suffixes[3];
+    const char *dtype_suffix;
     char size_suffix[160];
     int nsuffixes = 0, i;
     size_t start = s->len;
@@ -349,10 +406,13 @@ static void put_tensor_repr(sink *s, const nn_tensor *t, int requires_grad)
     tview v;
 
     put_str(s, prefix);
-    if (t == NULL || t->ndim < 0 || t->ndim > NN_MAX_DIM) {
+    if (t == NULL || t->ndim < 0 || t->ndim > NN_MAX_DIM ||
+        (t->dtype != NN_F32 && t->dtype != NN_I64 && t->dtype != NN_I32)) {
         put_str(s, "<invalid tensor>)");
         return;
     }
+    dtype_suffix = t->dtype == NN_I64 ? "dtype=torch.int64"
+                 : t->dtype == NN_I32 ? "dtype=torch.int32" : NULL;
     v.ndim = t->ndim;
     v.numel = 1;
     for (i = 0; i < t->ndim; i++) {
@@ -362,6 +422,7 @@ static void put_tensor_repr(sink *s, const nn_tensor *t, int requires_grad)
     for (i = t->ndim - 1; i >= 0; i--)
         v.stride[i] = i == t->ndim - 1 ? 1 : v.stride[i + 1] * v.shape[i + 1];
     v.data = t->data;
+    v.dtype = t->dtype;
     v.summarize = v.numel > PO_THRESHOLD;
 
     if (v.numel == 0 || v.data == NULL) {
@@ -376,8 +437,14 @@ static void put_tensor_repr(sink *s, const nn_tensor *t, int requires_grad)
             snprintf(size_suffix + p, sizeof size_suffix - p, ")");
             suffixes[nsuffixes++] = size_suffix;
         }
+        /* no element to tell an integer type by: any dtype but the default */
+        if (dtype_suffix != NULL)
+            suffixes[nsuffixes++] = dtype_suffix;
     } else {
         formatter fm;
+        /* has_default_dtype: float32, and int64 (torch.long) */
+        if (t->dtype == NN_I32)
+            suffixes[nsuffixes++] = dtype_suffix;
         formatter_init(&fm, &v);
         put_dims(s, &v, 0, 0, indent, &fm);
     }
@@ -427,10 +494,17 @@ void nn_print_tensor(FILE *f, const nn_tensor *t)
     put_ch(&s, '\n');
 }
 
+/* print(param); a buffer is a plain tensor, so print(buffer) is its repr
+   (never requires_grad). */
 void nn_print_param(FILE *f, const nn_tensor *t)
 {
     sink s;
     sink_file(&s, f);
+    if (t != NULL && t->is_buffer) {
+        put_tensor_repr(&s, t, 0);
+        put_ch(&s, '\n');
+        return;
+    }
     put_str(&s, "Parameter containing:\n");
     put_tensor_repr(&s, t, t != NULL && t->requires_grad);
     put_ch(&s, '\n');

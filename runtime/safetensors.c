@@ -1,36 +1,45 @@
-/* nngen-rt: safetensors persistence (F32, canonical names).
+/* nngen-rt: safetensors persistence (F32, I64, I32; canonical names).
  *
  * File layout (https://github.com/huggingface/safetensors):
  *   8 bytes   N, little-endian u64
  *   N bytes   JSON header {"name":{"dtype":"F32","shape":[..],
  *             "data_offsets":[begin,end]},...}, optional "__metadata__"
  *             object of strings; padded with spaces to a multiple of 8
- *   rest      the tensors' bytes; offsets are relative to this section
+ *   rest      the tensors' bytes, little-endian; offsets are relative to
+ *             this section
+ *
+ * Each tensor is stored in its own dtype: NN_F32 as "F32" (4 bytes an
+ * element), NN_I64 as "I64" (8 bytes, two's complement: batch norm's
+ * num_batches_tracked, as torch's state_dict holds it), NN_I32 as "I32".
  *
  * nn_save writes exactly what the Python safetensors library writes for the
- * same tensors: entries sorted by name (all are F32), data in that order and
- * contiguous, header padded to 8 bytes, no __metadata__.  Every tensor of
- * the model's table is written once under its canonical name (parameters
- * and buffers); aliases of shared tensors ("4.weight" for "2.weight") are
- * not written, as safetensors.torch.save_model drops them.  The file is
- * written to PATH.tmp-PID-N in the same directory and rename()d into place,
- * so a failure never leaves a partial or clobbered file.
+ * same tensors: entries sorted by dtype, larger alignment first (the order
+ * of safetensors' Dtype enum: I64 before F32 before I32), then by name;
+ * data in that order and contiguous, header padded to 8 bytes, no
+ * __metadata__.  Every tensor of the model's table is written once under
+ * its canonical name (parameters and buffers); aliases of shared tensors
+ * ("4.weight" for "2.weight") are not written, as
+ * safetensors.torch.save_model drops them.  The file is written to
+ * PATH.tmp-PID-N in the same directory and rename()d into place, so a
+ * failure never leaves a partial or clobbered file.
  *
  * nn_load is strict and transactional.  It validates the whole file before
  * touching the model: sizes (file >= 8 bytes, header length <= 100 MB and
  * within the file), UTF-8, the JSON syntax (own parser: no trailing
- * characters, no duplicate keys), the schema (dtype F32, shape of
- * non-negative integers, data_offsets [begin, end] with begin <= end inside
- * the data section and end - begin == 4 * product(shape) without
- * overflow), the layout (tensors contiguous from 0 to the end of the file,
- * as safetensors requires: no overlap, no gap, no trailing data), and the
- * names (every canonical name present with the model's shape, no unknown
- * name).  An alias key of a shared tensor (a state_dict key that is not
- * canonical) is accepted only if it has the same shape and bit-identical
- * data as the canonical entry, which must be present too; it is then
- * redundant.  Only when all of this holds are the values copied into the
- * model.  On failure: -1, the model is unchanged, nn_error() says why,
- * prefixed with the path.
+ * characters, no duplicate keys), the schema (dtype one of safetensors'
+ * names, shape of non-negative integers, data_offsets [begin, end] with
+ * begin <= end inside the data section and end - begin == product(shape)
+ * times the dtype's element size without overflow), the layout (tensors
+ * contiguous from 0 to the end of the file, as safetensors requires: no
+ * overlap, no gap, no trailing data), and the names (every canonical name
+ * present with the model's dtype and shape, no unknown name; no
+ * conversion: F32 data is accepted only for an NN_F32 tensor, I64 only for
+ * NN_I64, I32 only for NN_I32).  An alias key of a shared tensor (a
+ * state_dict key that is not canonical) is accepted only if it has the same
+ * dtype, shape and bit-identical data as the canonical entry, which must
+ * be present too; it is then redundant.  Only when all of this holds are
+ * the values copied into the model.  On failure: -1, the model is
+ * unchanged, nn_error() says why, prefixed with the path.
  *
  * Neither function is thread-safe with respect to nn_error() (one static
  * message buffer); both allocate only transiently.
@@ -137,12 +146,78 @@ static uint32_t get_le32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)(v & 0xffffffffu));
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* ------------------------------------------------------------------ */
+/* dtypes                                                              */
+
+/* safetensors' dtypes, in the order of its Dtype enum ("increasing
+   alignment order"), which orders the entries nn_save writes. */
+static const struct {
+    const char *name;
+    unsigned size;             /* bytes an element */
+} st_dtypes[] = {
+    {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
+    {"U16", 2}, {"F16", 2}, {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4}, {"F64", 8},
+    {"I64", 8}, {"U64", 8},
+};
+enum { ST_I32 = 9, ST_F32 = 11, ST_I64 = 13, ST_NDTYPES = 15 };
+
+/* The safetensors dtype of a model tensor's nn_dtype; -1 if none. */
+static int st_dtype_of(int dtype)
+{
+    switch (dtype) {
+    case NN_F32: return ST_F32;
+    case NN_I64: return ST_I64;
+    case NN_I32: return ST_I32;
+    default:     return -1;
+    }
+}
+
+static int st_dtype_named(const char *name)
+{
+    int i;
+    for (i = 0; i < ST_NDTYPES; i++)
+        if (strcmp(st_dtypes[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* A tensor whose dtype nn_save and nn_load cannot handle; NULL if none. */
+static const nn_tensor *bad_dtype_tensor(const nn_model *m)
+{
+    int i;
+    for (i = 0; i < m->info->ntensors; i++)
+        if (st_dtype_of(m->tensors[i].dtype) < 0)
+            return &m->tensors[i];
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* nn_save                                                             */
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
     return strcmp((*(const nn_tensor *const *)a)->name, (*(const nn_tensor *const *)b)->name);
+}
+
+/* safetensors' order: dtype descending (larger alignment first), then name */
+static int cmp_tensor_dtype_name(const void *a, const void *b)
+{
+    const nn_tensor *x = *(const nn_tensor *const *)a, *y = *(const nn_tensor *const *)b;
+    int dx = st_dtype_of(x->dtype), dy = st_dtype_of(y->dtype);
+    if (dx != dy)
+        return dx > dy ? -1 : 1;
+    return strcmp(x->name, y->name);
 }
 
 static int write_all(FILE *f, const void *p, size_t n)
@@ -154,7 +229,7 @@ int nn_save(const nn_model *m, const char *path)
 {
     const nn_model_info *info = m->info;
     int n = info->ntensors, i, fd = -1;
-    const nn_tensor **order = NULL;
+    const nn_tensor **order = NULL, *bad;
     dbuf hdr = {NULL, 0, 0, 0};
     dbuf tmpname = {NULL, 0, 0, 0};
     uint64_t offset = 0;
@@ -169,6 +244,11 @@ int nn_save(const nn_model *m, const char *path)
         nn_set_error("%s: out of memory", path);
         goto out;
     }
+    if ((bad = bad_dtype_tensor(m)) != NULL) {
+        nn_set_error("%s: tensor '%s' has an unsupported dtype %d", path, bad->name,
+                     bad->dtype);
+        goto out;
+    }
     for (i = 0; i < n; i++)
         order[i] = &m->tensors[i];
     qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
@@ -177,17 +257,21 @@ int nn_save(const nn_model *m, const char *path)
             nn_set_error("%s: the model has two tensors named '%s'", path, order[i]->name);
             goto out;
         }
+    qsort(order, (size_t)n, sizeof *order, cmp_tensor_dtype_name);
 
     /* header, in safetensors' own serialization */
     db_put(&hdr, "{", 1);
     for (i = 0; i < n; i++) {
         const nn_tensor *t = order[i];
-        uint64_t bytes = (uint64_t)t->numel * 4u;
+        int dt = st_dtype_of(t->dtype);
+        uint64_t bytes = (uint64_t)t->numel * st_dtypes[dt].size;
         int d;
         if (i)
             db_put(&hdr, ",", 1);
         db_json_str(&hdr, t->name);
-        db_str(&hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        db_str(&hdr, ":{\"dtype\":\"");
+        db_str(&hdr, st_dtypes[dt].name);
+        db_str(&hdr, "\",\"shape\":[");
         for (d = 0; d < t->ndim; d++) {
             if (d)
                 db_put(&hdr, ",", 1);
@@ -242,14 +326,22 @@ int nn_save(const nn_model *m, const char *path)
     }
     for (i = 0; i < n; i++) {
         const nn_tensor *t = order[i];
+        const unsigned char *src = (const unsigned char *)t->data;
+        size_t esize = st_dtypes[st_dtype_of(t->dtype)].size;
         int64_t k = 0;
         while (k < t->numel) {
             size_t c = 0;
-            while (k < t->numel && c + 4 <= sizeof chunk) {
-                uint32_t w;
-                memcpy(&w, &t->data[k], 4);
-                put_le32(chunk + c, w);
-                c += 4;
+            while (k < t->numel && c + esize <= sizeof chunk) {
+                if (esize == 8) {
+                    uint64_t w;
+                    memcpy(&w, src + 8 * (size_t)k, 8);
+                    put_le64(chunk + c, w);
+                } else {
+                    uint32_t w;
+                    memcpy(&w, src + 4 * (size_t)k, 4);
+                    put_le32(chunk + c, w);
+                }
+                c += esize;
                 k++;
             }
             if (!write_all(f, chunk, c)) {
@@ -297,6 +389,7 @@ typedef struct st_entry {
     int ndim;
     uint64_t *dims;
     uint64_t begin, end;
+    int dtype;               /* index into st_dtypes */
     int has_dtype, has_shape, has_offsets;
     int model_id;            /* tensor index, or -1 */
     int canonical;           /* name is the tensor's canonical name */
@@ -581,9 +674,9 @@ static int parse_tensor(parser *ps, st_entry *e)
                 FAIL("tensor '%s': dtype must be a string", e->name);
             if (!parse_string(ps, &dt))
                 return 0;
-            if (strcmp(dt, "F32") != 0) {
-                set_err(ps, "tensor '%s': dtype '%.32s' is not supported (only F32)", e->name,
-                        dt);
+            e->dtype = st_dtype_named(dt);
+            if (e->dtype < 0) {
+                set_err(ps, "tensor '%s': unknown dtype '%.32s'", e->name, dt);
                 ps->failed = 1;
                 free(dt);
                 return 0;
@@ -888,7 +981,7 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
 
     for (k = 0; k < ps->ne; k++) {
         st_entry *e = &ps->e[k];
-        uint64_t numel = 1, bytes;
+        uint64_t numel = 1, bytes, esize = st_dtypes[e->dtype].size;
         int d, overflow = 0;
         if (e->begin > e->end)
             FAIL("tensor '%s': data_offsets [%llu, %llu] are reversed", e->name,
@@ -904,9 +997,9 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
                 numel *= e->dims[d];
         }
         shape_text(a, sizeof a, e->ndim, e->dims);
-        if (overflow || numel > UINT64_MAX / 4)
+        if (overflow || numel > UINT64_MAX / esize)
             FAIL("tensor '%s': shape %s overflows", e->name, a);
-        bytes = numel * 4;
+        bytes = numel * esize;
         if (bytes != e->end - e->begin)
             FAIL("tensor '%s': shape %s needs %llu bytes but data_offsets [%llu, %llu] "
                  "hold %llu (size mismatch)", e->name, a, (unsigned long long)bytes,
@@ -957,6 +1050,9 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
         }
         e->model_id = id;
         t = &m->tensors[id];
+        if (e->dtype != st_dtype_of(t->dtype))
+            FAIL("tensor '%s': dtype %s does not match the model's %s", e->name,
+                 st_dtypes[e->dtype].name, st_dtypes[st_dtype_of(t->dtype)].name);
         same = e->ndim == t->ndim;
         for (d = 0; d < t->ndim; d++) {
             mdims[d] = (uint64_t)t->shape[d];
@@ -985,12 +1081,18 @@ int nn_load(nn_model *m, const char *path)
     char *hdr = NULL;
     unsigned char *data = NULL;
     st_entry **by_off = NULL, **by_name = NULL, **canon = NULL;
+    const nn_tensor *bad;
     size_t k;
     int i, rc = -1;
 
     memset(&ps, 0, sizeof ps);
     ps.path = path;
 
+    if ((bad = bad_dtype_tensor(m)) != NULL) {
+        nn_set_error("%s: tensor '%s' of the model has an unsupported dtype %d", path,
+                     bad->name, bad->dtype);
+        goto out;
+    }
     f = fopen(path, "rb");
     if (f == NULL) {
         nn_set_error("%s: cannot open: %s", path, strerror(errno));
@@ -1099,10 +1201,18 @@ int nn_load(nn_model *m, const char *path)
     for (i = 0; i < m->info->ntensors; i++) {
         nn_tensor *t = &m->tensors[i];
         const unsigned char *p = data + canon[i]->begin;
+        unsigned char *dst = (unsigned char *)t->data;
         int64_t j;
-        for (j = 0; j < t->numel; j++) {
-            uint32_t w = get_le32(p + 4 * j);
-            memcpy(&t->data[j], &w, 4);
+        if (st_dtypes[canon[i]->dtype].size == 8) {
+            for (j = 0; j < t->numel; j++) {
+                uint64_t w = get_le64(p + 8 * j);
+                memcpy(dst + 8 * j, &w, 8);
+            }
+        } else {
+            for (j = 0; j < t->numel; j++) {
+                uint32_t w = get_le32(p + 4 * j);
+                memcpy(dst + 4 * j, &w, 4);
+            }
         }
     }
     rc = 0;

@@ -27,8 +27,11 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 /* Tensors                                                             */
 
-/* Element types.  A tensor's data pointer points at its storage; for NN_I64
-   (batch norm's num_batches_tracked) read it as int64_t. */
+/* Element types.  A tensor's data pointer points at its storage, whatever
+   the dtype: for NN_I64 (batch norm's num_batches_tracked) read it as
+   int64_t * (8-byte aligned; each element takes the room of 2 floats in the
+   data block), for NN_I32 as int32_t * (1 float each).  Parameters are
+   always NN_F32; buffers may be any of them.  docs/api.md "Buffers". */
 typedef enum { NN_F32 = 0, NN_I64 = 1, NN_I32 = 2 } nn_dtype;
 
 typedef struct nn_tensor {
@@ -36,11 +39,13 @@ typedef struct nn_tensor {
     int ndim;                  /* 0 .. NN_MAX_DIM */
     int64_t shape[NN_MAX_DIM];
     int64_t numel;
-    float *data;               /* row-major, contiguous */
+    float *data;               /* row-major, contiguous; the storage of dtype */
     float *grad;               /* NULL until the first backward (PyTorch: grad is None);
                                   stays NULL for frozen parameters and buffers */
     int requires_grad;         /* 0 for frozen parameters and for buffers */
     int dtype;                 /* nn_dtype; NN_F32 for every parameter */
+    int is_buffer;             /* a buffer (state dict only), not a parameter:
+                                  nn_print_param prints it as print(buffer) */
 } nn_tensor;
 
 /* ------------------------------------------------------------------ */
@@ -52,7 +57,8 @@ typedef struct nn_tensor_info {
     int64_t shape[NN_MAX_DIM];
     int64_t numel;
     size_t offset;             /* in floats, from the start of the data block
-                                  (and of the gradient block for parameters) */
+                                  (and of the gradient block for parameters);
+                                  even for NN_I64 (8-byte aligned storage) */
     int requires_grad;
     int is_buffer;             /* buffers: in the state dict, not in the parameter list */
     int dtype;                 /* nn_dtype (0, NN_F32, when not given) */
@@ -67,15 +73,16 @@ struct nn_module {
     int nchildren;             /* children in registration order; a shared module may */
     const char *const *child_names;      /* appear under several parents or names */
     const nn_module *const *children;
-    int nparams;               /* this module's own parameters, registration order */
-    const char *const *param_names;      /* local names: "weight", "bias" */
+    int nparams;               /* this module's own tensors: its parameters, then its
+                                  buffers, each in registration order */
+    const char *const *param_names;      /* local names: "weight", "bias", "running_mean" */
     const int *param_ids;                /* indices into the model's tensor table */
 };
 
 typedef struct nn_model_info {
     const char *name;          /* the spec's name */
     int ntensors;              /* parameters first (named_parameters() order), then buffers */
-    int nparams;
+    int nparams;               /* the parameters: tensors[0 .. nparams-1] */
     const nn_tensor_info *tensors;
     int nstate;                /* state_dict() keys, aliases included, in order */
     const char *const *state_keys;
@@ -116,17 +123,20 @@ const nn_module *nn_model_root(const nn_model *m);
 const nn_module *nn_module_find(const nn_model *m, const char *path);
 size_t           nn_module_child_count(const nn_module *mod);  /* len(module) */
 const nn_module *nn_module_child(const nn_module *mod, size_t i); /* module[i]; NULL if out of range */
-size_t           nn_module_param_count(const nn_module *mod);  /* own parameters */
-/* own parameter i (registration order); local name in mod->param_names[i] */
+/* own tensors: parameters, then buffers (mod->nparams) */
+size_t           nn_module_param_count(const nn_module *mod);
+/* own tensor i (registration order); local name in mod->param_names[i] */
 nn_tensor       *nn_module_param(nn_model *m, const nn_module *mod, size_t i);
-/* a parameter of the subtree by relative key ("weight", "0.bias"); NULL if none */
+/* a parameter or buffer of the subtree by relative key ("weight", "0.bias",
+   "1.running_mean"); NULL if none */
 nn_tensor       *nn_module_find_param(nn_model *m, const nn_module *mod, const char *key);
 
 /* Printing, byte-identical to PyTorch 1.13 with default print options. */
 void nn_print_model(FILE *f, const nn_model *m);               /* print(net) */
 void nn_print_module(FILE *f, const nn_module *mod);           /* print(net[2]) */
 void nn_print_tensor(FILE *f, const nn_tensor *t);             /* print(t.data) */
-void nn_print_param(FILE *f, const nn_tensor *t);              /* print(param): "Parameter containing:\n..." */
+/* print(param): "Parameter containing:\n..."; a buffer prints as print(buffer) */
+void nn_print_param(FILE *f, const nn_tensor *t);
 void nn_print_state_dict(FILE *f, const nn_model *m);          /* print(net.state_dict()) */
 void nn_print_module_state_dict(FILE *f, const nn_model *m, const nn_module *mod);
 /* print(net.named_parameters() as "(name, shape)" tuples), space-separated, one line */
@@ -136,7 +146,8 @@ void nn_print_named_shapes(FILE *f, const nn_model *m, const nn_module *mod);
 size_t nn_format_tensor(char *buf, size_t n, const nn_tensor *t);
 
 /* ------------------------------------------------------------------ */
-/* Persistence (safetensors, F32, canonical names)                     */
+/* Persistence (safetensors: F32, I64 and I32 as the tensors' dtypes,  */
+/* canonical names)                                                    */
 
 int nn_save(const nn_model *m, const char *path);              /* 0 ok, -1 failure (see nn_error) */
 int nn_load(nn_model *m, const char *path);                    /* strict; model untouched on failure */
@@ -184,6 +195,9 @@ int    nn_fan_out(const nn_tensor *t);
 
 void nn_init_uniform(nn_tensor *t, nn_rng *r, float a, float b);
 void nn_init_normal(nn_tensor *t, nn_rng *r, float mean, float std);
+/* constant, zeros and ones fill tensors of any dtype; on NN_I64 / NN_I32
+   the value is truncated toward zero as torch's fill_ on an integer tensor
+   (NaN, infinities and out-of-range values are an error, see init.c). */
 void nn_init_constant(nn_tensor *t, float v);
 void nn_init_zeros(nn_tensor *t);
 void nn_init_ones(nn_tensor *t);
@@ -222,7 +236,9 @@ void nn_init_mixture(nn_tensor *t, nn_rng *r, const nn_mix_component *c, int n);
 
 /* Errors: where torch raises (std < 0, from > to, fewer than 2 dimensions
    for fan-based initializers, NULL arguments, ...), the nn_init_* functions
-   leave the tensor and the generator untouched and set nn_error(). */
+   leave the tensor and the generator untouched and set nn_error().  All
+   but constant, zeros and ones refuse a tensor whose dtype is not NN_F32
+   that way. */
 
 /* Modifier: set elements with |w| < threshold to 0 (the seed's w *= w.abs() >= t). */
 void nn_init_zero_abs_below(nn_tensor *t, float threshold);

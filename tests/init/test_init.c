@@ -669,6 +669,149 @@ START_TEST(test_constant)
 }
 END_TEST
 
+/* Integer tensors (batch norm's num_batches_tracked): constant_, zeros_
+   and ones_ fill them as Tensor.fill_ does; the expected values are what
+   torch 1.13 gives for nn.init.constant_(torch.zeros(2, dtype=torch.long), v)
+   (and torch.int32).  Every other initializer refuses them. */
+static nn_tensor make_int(int dtype, int64_t n)
+{
+    nn_tensor t;
+    int64_t i;
+    memset(&t, 0, sizeof t);
+    t.name = "n";
+    t.ndim = 1;
+    t.shape[0] = n;
+    t.numel = n;
+    t.dtype = dtype;
+    t.data = malloc((size_t)n * 8 + 8);
+    ck_assert_ptr_nonnull(t.data);
+    for (i = 0; i < n * 2; i++)
+        t.data[i] = 123.0f;
+    return t;
+}
+
+static int64_t geti(const nn_tensor *t, int64_t i)
+{
+    if (t->dtype == NN_I64) {
+        int64_t v;
+        memcpy(&v, (const char *)t->data + 8 * i, 8);
+        return v;
+    } else {
+        int32_t v;
+        memcpy(&v, (const char *)t->data + 4 * i, 4);
+        return v;
+    }
+}
+
+START_TEST(test_int_constant)
+{
+    static const struct {
+        float v;
+        int ok;
+        int64_t want;
+    } i64[] = {
+        {2.7f, 1, 2}, {-2.7f, 1, -2}, {0.5f, 1, 0}, {-0.0f, 1, 0}, {1.0f, 1, 1},
+        {16777216.0f, 1, 16777216}, {4611686018427387904.0f, 1, INT64_C(4611686018427387904)},
+        {9223372036854775808.0f, 1, INT64_MIN},      /* 2^63: torch stores INT64_MIN */
+        {-9223372036854775808.0f, 1, INT64_MIN},
+        {1e19f, 0, 0}, {-1e19f, 0, 0}, {NAN, 0, 0}, {INFINITY, 0, 0}, {-INFINITY, 0, 0},
+    }, i32[] = {
+        {2.7f, 1, 2}, {-2.7f, 1, -2}, {-2147483648.0f, 1, -2147483647 - 1},
+        {2147483520.0f, 1, 2147483520},               /* the largest float below 2^31 */
+        {2147483648.0f, 0, 0}, {2.5e9f, 0, 0}, {-2147483904.0f, 0, 0}, {NAN, 0, 0},
+    };
+    size_t k;
+    for (k = 0; k < sizeof i64 / sizeof i64[0] + sizeof i32 / sizeof i32[0]; k++) {
+        int is64 = k < sizeof i64 / sizeof i64[0];
+        float v = is64 ? i64[k].v : i32[k - sizeof i64 / sizeof i64[0]].v;
+        int ok = is64 ? i64[k].ok : i32[k - sizeof i64 / sizeof i64[0]].ok;
+        int64_t want = is64 ? i64[k].want : i32[k - sizeof i64 / sizeof i64[0]].want;
+        nn_tensor t = make_int(is64 ? NN_I64 : NN_I32, 3);
+        int64_t i;
+        clear_error();
+        nn_init_constant(&t, v);
+        if (ok) {
+            ck_assert_msg(!has_error(), "%g: %s", (double)v, nn_error());
+            for (i = 0; i < 3; i++)
+                ck_assert_msg(geti(&t, i) == want, "int%d constant %g: %lld", is64 ? 64 : 32,
+                              (double)v, (long long)geti(&t, i));
+            if (!is64)                      /* 4 bytes an element, nothing after */
+                ck_assert_float_eq(t.data[3], 123.0f);
+        } else {
+            ck_assert_msg(has_error(), "int%d constant %g accepted", is64 ? 64 : 32, (double)v);
+            ck_assert_ptr_nonnull(strstr(nn_error(), "without overflow"));
+            for (i = 0; i < 6; i++)
+                ck_assert(t.data[i] == 123.0f);
+        }
+        nn_init_ones(&t);
+        for (i = 0; i < 3; i++)
+            ck_assert(geti(&t, i) == 1);
+        nn_init_zeros(&t);
+        for (i = 0; i < 3; i++)
+            ck_assert(geti(&t, i) == 0);
+        free(t.data);
+    }
+}
+END_TEST
+
+START_TEST(test_int_refused)
+{
+    nn_rng r, ref;
+    nn_mix_component c;
+    int dtypes[3] = {NN_I64, NN_I32, 9}, k;
+    nn_rng_seed(&r, 3);
+    memcpy(&ref, &r, sizeof r);
+    c.p = 1.0; c.kind = NN_MIX_CONSTANT; c.a = 1.0f; c.b = 0.0f;
+    for (k = 0; k < 3; k++) {
+        nn_tensor t = make_int(dtypes[k], 4), w = make_int(dtypes[k], 4);
+        w.ndim = 2;
+        w.shape[0] = 2;
+        w.shape[1] = 2;
+        w.numel = 4;
+#define REFUSED(call)                                                                 \
+        do {                                                                          \
+            clear_error();                                                            \
+            call;                                                                     \
+            ck_assert_msg(has_error(), "%s accepted dtype %d", #call, dtypes[k]);     \
+        } while (0)
+        REFUSED(nn_init_uniform(&t, &r, 0, 1));
+        REFUSED(nn_init_normal(&t, &r, 0, 1));
+        REFUSED(nn_init_normal(&w, &r, 0, 1));
+        REFUSED(nn_init_xavier_uniform(&w, &r, 1));
+        REFUSED(nn_init_xavier_normal(&w, &r, 1));
+        REFUSED(nn_init_kaiming_uniform(&w, &r, 0, NN_FAN_IN, NN_NL_RELU));
+        REFUSED(nn_init_kaiming_normal(&w, &r, 0, NN_FAN_IN, NN_NL_RELU));
+        REFUSED(nn_init_trunc_normal(&t, &r, 0, 1, -2, 2));
+        REFUSED(nn_init_mixture(&t, &r, &c, 1));
+        REFUSED(nn_init_zero_abs_below(&t, 0.5f));
+        REFUSED(nn_init_linear_default(&w, NULL, &r));
+#undef REFUSED
+        ck_assert_ptr_nonnull(strstr(nn_error(), "not float32"));
+        ck_assert(untouched(&t) && untouched(&w));
+        ck_assert(same_rng(&r, &ref));
+        if (dtypes[k] == 9) {               /* an unknown dtype: constant refuses too */
+            clear_error();
+            nn_init_zeros(&t);
+            ck_assert(has_error());
+            ck_assert(untouched(&t));
+        }
+        free(t.data);
+        free(w.data);
+    }
+    /* a float weight with an integer bias: refused before drawing the weight */
+    {
+        nn_tensor w = make(2, 3, 4, 0, 0), b = make_int(NN_I64, 3);
+        clear_error();
+        nn_init_linear_default(&w, &b, &r);
+        ck_assert(has_error());
+        ck_assert(untouched(&w) && untouched(&b));
+        ck_assert(same_rng(&r, &ref));
+        free(w.data);
+        free(b.data);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("init");
@@ -691,6 +834,8 @@ int main(void)
     tcase_add_test(tc, test_bounds);
     tcase_add_test(tc, test_degenerate);
     tcase_add_test(tc, test_constant);
+    tcase_add_test(tc, test_int_constant);
+    tcase_add_test(tc, test_int_refused);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -12,6 +12,16 @@
  *          buffer running_mean, extra_repr "num_features=2"],
  *          Wrap [extra_repr "tag=1\nmode=fast", children
  *          inner=Linear(2,2), empty=Sequential()])
+ *   bn     Sequential(Linear(4,3), BatchNorm1d(3), ReLU(), Linear(3,2),
+ *          BatchNorm1d(2)): buffers running_mean, running_var (float32) and
+ *          num_batches_tracked (int64, 0-d) after each batch norm's weight
+ *          and bias; the tensor table lists the 8 parameters, then the 6
+ *          buffers; each int64 buffer takes 2 floats at an even offset (one
+ *          float of padding before 1.num_batches_tracked, at 39)
+ *   tiedbn Sequential(Linear(2,3), shared, ReLU(), shared) with shared =
+ *          BatchNorm1d(3): ONE module as children 1 and 3; the state dict
+ *          repeats its parameters and buffers under 3.* (aliases, the int64
+ *          3.num_batches_tracked included)
  *   empty  Sequential()
  *
  * tests/rt/torch_models.py builds the same networks in PyTorch.
@@ -169,6 +179,82 @@ static const nn_model_info fx_misc_info = {
     "misc", 6, 5, fx_misc_tensors, 6, fx_misc_keys, fx_misc_key_ids, &fx_misc_root, 18, 18};
 
 /* ------------------------------------------------------------------ */
+/* bn: batch norm buffers, int64 num_batches_tracked                   */
+
+#define FX_BN_EXTRA(c) #c ", eps=1e-05, momentum=0.1, affine=True, track_running_stats=True"
+
+static const nn_tensor_info fx_bn_tensors[] = {
+    {"0.weight", 2, {3, 4, 0, 0}, 12, 0, 1, 0, NN_F32},
+    {"0.bias", 1, {3, 0, 0, 0}, 3, 12, 1, 0, NN_F32},
+    {"1.weight", 1, {3, 0, 0, 0}, 3, 15, 1, 0, NN_F32},
+    {"1.bias", 1, {3, 0, 0, 0}, 3, 18, 1, 0, NN_F32},
+    {"3.weight", 2, {2, 3, 0, 0}, 6, 21, 1, 0, NN_F32},
+    {"3.bias", 1, {2, 0, 0, 0}, 2, 27, 1, 0, NN_F32},
+    {"4.weight", 1, {2, 0, 0, 0}, 2, 29, 1, 0, NN_F32},
+    {"4.bias", 1, {2, 0, 0, 0}, 2, 31, 1, 0, NN_F32},
+    {"1.running_mean", 1, {3, 0, 0, 0}, 3, 33, 0, 1, NN_F32},
+    {"1.running_var", 1, {3, 0, 0, 0}, 3, 36, 0, 1, NN_F32},
+    {"1.num_batches_tracked", 0, {0, 0, 0, 0}, 1, 40, 0, 1, NN_I64},
+    {"4.running_mean", 1, {2, 0, 0, 0}, 2, 42, 0, 1, NN_F32},
+    {"4.running_var", 1, {2, 0, 0, 0}, 2, 44, 0, 1, NN_F32},
+    {"4.num_batches_tracked", 0, {0, 0, 0, 0}, 1, 46, 0, 1, NN_I64},
+};
+static const char *const fx_bn_names[] = {"weight", "bias", "running_mean", "running_var",
+                                          "num_batches_tracked"};
+FX_LINEAR(fx_bn_0, "0", "0", 4, 3, 0);
+static const int fx_bn_1_ids[] = {2, 3, 8, 9, 10};
+static const nn_module fx_bn_1 = {"1", "1", "BatchNorm1d", FX_BN_EXTRA(3), 0, NULL, NULL,
+                                  5, fx_bn_names, fx_bn_1_ids};
+FX_LEAF(fx_bn_2, "2", "2", "ReLU", "");
+FX_LINEAR(fx_bn_3, "3", "3", 3, 2, 4);
+static const int fx_bn_4_ids[] = {6, 7, 11, 12, 13};
+static const nn_module fx_bn_4 = {"4", "4", "BatchNorm1d", FX_BN_EXTRA(2), 0, NULL, NULL,
+                                  5, fx_bn_names, fx_bn_4_ids};
+static const char *const fx_bn_root_names[] = {"0", "1", "2", "3", "4"};
+static const nn_module *const fx_bn_root_children[] = {&fx_bn_0, &fx_bn_1, &fx_bn_2,
+                                                       &fx_bn_3, &fx_bn_4};
+static const nn_module fx_bn_root = {"", "", "Sequential", "", 5, fx_bn_root_names,
+                                     fx_bn_root_children, 0, NULL, NULL};
+static const char *const fx_bn_keys[] = {
+    "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+    "1.num_batches_tracked", "3.weight", "3.bias", "4.weight", "4.bias", "4.running_mean",
+    "4.running_var", "4.num_batches_tracked"};
+static const int fx_bn_key_ids[] = {0, 1, 2, 3, 8, 9, 10, 4, 5, 6, 7, 11, 12, 13};
+static const nn_model_info fx_bn_info = {
+    "bn", 14, 8, fx_bn_tensors, 14, fx_bn_keys, fx_bn_key_ids, &fx_bn_root, 48, 33};
+
+/* ------------------------------------------------------------------ */
+/* tiedbn: a shared batch norm, aliases of buffers                     */
+
+static const nn_tensor_info fx_tiedbn_tensors[] = {
+    {"0.weight", 2, {3, 2, 0, 0}, 6, 0, 1, 0, NN_F32},
+    {"0.bias", 1, {3, 0, 0, 0}, 3, 6, 1, 0, NN_F32},
+    {"1.weight", 1, {3, 0, 0, 0}, 3, 9, 1, 0, NN_F32},
+    {"1.bias", 1, {3, 0, 0, 0}, 3, 12, 1, 0, NN_F32},
+    {"1.running_mean", 1, {3, 0, 0, 0}, 3, 15, 0, 1, NN_F32},
+    {"1.running_var", 1, {3, 0, 0, 0}, 3, 18, 0, 1, NN_F32},
+    {"1.num_batches_tracked", 0, {0, 0, 0, 0}, 1, 22, 0, 1, NN_I64},
+};
+FX_LINEAR(fx_tiedbn_0, "0", "0", 2, 3, 0);
+static const int fx_tiedbn_1_ids[] = {2, 3, 4, 5, 6};
+static const nn_module fx_tiedbn_1 = {"1", "1", "BatchNorm1d", FX_BN_EXTRA(3), 0, NULL, NULL,
+                                      5, fx_bn_names, fx_tiedbn_1_ids};
+FX_LEAF(fx_tiedbn_2, "2", "2", "ReLU", "");
+static const char *const fx_tiedbn_root_names[] = {"0", "1", "2", "3"};
+static const nn_module *const fx_tiedbn_root_children[] = {&fx_tiedbn_0, &fx_tiedbn_1,
+                                                           &fx_tiedbn_2, &fx_tiedbn_1};
+static const nn_module fx_tiedbn_root = {"", "", "Sequential", "", 4, fx_tiedbn_root_names,
+                                         fx_tiedbn_root_children, 0, NULL, NULL};
+static const char *const fx_tiedbn_keys[] = {
+    "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+    "1.num_batches_tracked", "3.weight", "3.bias", "3.running_mean", "3.running_var",
+    "3.num_batches_tracked"};
+static const int fx_tiedbn_key_ids[] = {0, 1, 2, 3, 4, 5, 6, 2, 3, 4, 5, 6};
+static const nn_model_info fx_tiedbn_info = {
+    "tiedbn", 7, 4, fx_tiedbn_tensors, 12, fx_tiedbn_keys, fx_tiedbn_key_ids, &fx_tiedbn_root,
+    24, 15};
+
+/* ------------------------------------------------------------------ */
 /* empty                                                               */
 
 static const nn_module fx_empty_root = {"", "", "Sequential", "", 0, NULL, NULL, 0, NULL,
@@ -189,7 +275,8 @@ typedef struct fx_model {
 static inline const nn_model_info *fx_lookup(const char *name)
 {
     static const nn_model_info *const all[] = {&fx_mlp_info, &fx_rgnet_info, &fx_tied_info,
-                                               &fx_misc_info, &fx_empty_info};
+                                               &fx_misc_info, &fx_bn_info, &fx_tiedbn_info,
+                                               &fx_empty_info};
     size_t i;
     for (i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i]->name, name) == 0)
@@ -236,7 +323,21 @@ static inline void fx_free(fx_model *fx)
     free(fx);
 }
 
-/* Deterministic, distinct values in (-1, 1): data[i] depends on seed and i. */
+/* An int64 element of t's storage (t->data read as int64_t *). */
+static inline int64_t fx_get_i64(const nn_tensor *t, int64_t i)
+{
+    int64_t v;
+    memcpy(&v, (const char *)t->data + 8 * i, sizeof v);
+    return v;
+}
+
+static inline void fx_set_i64(nn_tensor *t, int64_t i, int64_t v)
+{
+    memcpy((char *)t->data + 8 * i, &v, sizeof v);
+}
+
+/* Deterministic, distinct values in (-1, 1): data[i] depends on seed and i
+   (so an int64 tensor holds whatever those floats' bits make). */
 static inline void fx_fill(fx_model *fx, uint32_t seed)
 {
     size_t i;

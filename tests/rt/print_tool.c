@@ -10,7 +10,14 @@
  *                                  MODE 1: nn_print_param, requires_grad
  *                                  MODE 2: nn_print_param, frozen
  *                                  MODE 3: nn_format_tensor (exact size)
- *   load FIX V..                   fill FIX's data block (data_floats values)
+ *                                  MODE 4: nn_print_param of a buffer
+ *   itensor BITS MODE NDIM D0.. V..  the same for an integer tensor, NN_I64
+ *                                  (BITS 64) or NN_I32 (BITS 32), values in
+ *                                  decimal
+ *   load FIX V..                   fill FIX's tensors in table order, each
+ *                                  with numel values: float32 as above,
+ *                                  int64 as 16 hex digits (two's complement),
+ *                                  int32 as 8
  *   model FIX                      nn_print_model
  *   module FIX PATH                nn_print_module(nn_module_find(PATH))
  *   state FIX                      nn_print_state_dict
@@ -26,8 +33,9 @@
 
 #include "fixtures.h"
 
-#define NFIX 5
-static const char *const fix_names[NFIX] = {"mlp", "rgnet", "tied", "misc", "empty"};
+#define NFIX 7
+static const char *const fix_names[NFIX] = {"mlp", "rgnet", "tied", "misc", "bn", "tiedbn",
+                                            "empty"};
 static fx_model *fixtures[NFIX];
 
 static void die(const char *msg, const char *arg)
@@ -87,6 +95,51 @@ static float need_float(void)
     }
 }
 
+static long long need_ll(void)
+{
+    char w[64], *end;
+    long long v;
+    if (!word(w, sizeof w))
+        die("unexpected end of input", NULL);
+    v = strtoll(w, &end, 10);
+    if (*end != '\0')
+        die("bad integer", w);
+    return v;
+}
+
+static uint64_t need_hex(size_t digits)
+{
+    char w[64], *end;
+    unsigned long long v;
+    if (!word(w, sizeof w))
+        die("unexpected end of input", NULL);
+    v = strtoull(w, &end, 16);
+    if (*end != '\0' || strlen(w) != digits)
+        die("bad hex word", w);
+    return (uint64_t)v;
+}
+
+/* The value as print() shows it: tensor, parameter or buffer. */
+static void show(nn_tensor *t, long mode)
+{
+    t->requires_grad = mode == 1;
+    t->is_buffer = mode == 4;
+    if (mode == 0) {
+        nn_print_tensor(stdout, t);
+    } else if (mode == 3) {
+        size_t n = nn_format_tensor(NULL, 0, t);
+        char *buf = (char *)malloc(n + 1);
+        if (buf == NULL)
+            die("out of memory", NULL);
+        if (nn_format_tensor(buf, n + 1, t) != n || strlen(buf) != n)
+            die("nn_format_tensor is inconsistent", NULL);
+        printf("%s\n", buf);
+        free(buf);
+    } else {
+        nn_print_param(stdout, t);
+    }
+}
+
 static fx_model *need_fixture(void)
 {
     char w[64];
@@ -137,27 +190,55 @@ int main(void)
             for (k = 0; k < numel; k++)
                 v[k] = need_float();
             t.data = v;
-            t.requires_grad = mode == 1;
-            if (mode == 0) {
-                nn_print_tensor(stdout, &t);
-            } else if (mode == 3) {
-                size_t n = nn_format_tensor(NULL, 0, &t);
-                char *buf = (char *)malloc(n + 1);
-                if (buf == NULL)
-                    die("out of memory", NULL);
-                if (nn_format_tensor(buf, n + 1, &t) != n || strlen(buf) != n)
-                    die("nn_format_tensor is inconsistent", NULL);
-                printf("%s\n", buf);
-                free(buf);
-            } else {
-                nn_print_param(stdout, &t);
+            show(&t, mode);
+            free(v);
+        } else if (strcmp(cmd, "itensor") == 0) {
+            long bits = need_long(), mode = need_long(), ndim = need_long(), numel = 1, k;
+            nn_tensor t;
+            int64_t *v;
+            memset(&t, 0, sizeof t);
+            if ((bits != 64 && bits != 32) || ndim < 0 || ndim > NN_MAX_DIM)
+                die("bad itensor header", NULL);
+            t.dtype = bits == 64 ? NN_I64 : NN_I32;
+            t.ndim = (int)ndim;
+            for (k = 0; k < ndim; k++) {
+                t.shape[k] = need_long();
+                numel *= (long)t.shape[k];
             }
+            t.numel = numel;
+            v = (int64_t *)malloc((size_t)(numel > 0 ? numel : 1) * sizeof(int64_t));
+            if (v == NULL)
+                die("out of memory", NULL);
+            for (k = 0; k < numel; k++) {
+                long long x = need_ll();
+                if (bits == 64) {
+                    v[k] = (int64_t)x;
+                } else {
+                    int32_t x32 = (int32_t)x;
+                    memcpy((char *)v + 4 * k, &x32, 4);
+                }
+            }
+            t.data = (float *)(void *)v;
+            show(&t, mode);
             free(v);
         } else if (strcmp(cmd, "load") == 0) {
             fx_model *fx = need_fixture();
-            size_t k;
-            for (k = 0; k < fx->model.info->data_floats; k++)
-                fx->data[k] = need_float();
+            int i;
+            int64_t k;
+            for (i = 0; i < fx->model.info->ntensors; i++) {
+                nn_tensor *t = &fx->model.tensors[i];
+                for (k = 0; k < t->numel; k++) {
+                    if (t->dtype == NN_I64) {
+                        uint64_t w = need_hex(16);
+                        memcpy((char *)t->data + 8 * k, &w, 8);
+                    } else if (t->dtype == NN_I32) {
+                        uint32_t w = (uint32_t)need_hex(8);
+                        memcpy((char *)t->data + 4 * k, &w, 4);
+                    } else {
+                        t->data[k] = need_float();
+                    }
+                }
+            }
             continue;                       /* no output, no separator */
         } else if (strcmp(cmd, "model") == 0) {
             nn_print_model(stdout, &need_fixture()->model);

@@ -1,10 +1,13 @@
 /* st_tool: nn_save / nn_load on a fixture, for test_safetensors_torch.py.
  *
- *   st_tool save FIXTURE OUT   reads the data block (data_floats words of
- *                              8 hex digits, IEEE-754 bits) from stdin and
- *                              saves it with nn_save
+ *   st_tool save FIXTURE OUT   reads every tensor's values, in table order,
+ *                              from stdin (words of hex digits: 8 for a
+ *                              float32's IEEE-754 bits or an int32, 16 for
+ *                              an int64's two's complement) and saves them
+ *                              with nn_save
  *   st_tool load FIXTURE IN    nn_load into a fixture filled with a pattern;
- *                              prints "NAME BITS..." per tensor in table order
+ *                              prints "NAME WORDS..." per tensor in table
+ *                              order, the words as save reads them
  * On failure: prints nn_error() to stdout and exits 1.
  */
 #include <stdio.h>
@@ -13,10 +16,16 @@
 
 #include "fixtures.h"
 
+/* Bytes an element of t's storage. */
+static size_t elem_size(const nn_tensor *t)
+{
+    return t->dtype == NN_I64 ? 8 : 4;
+}
+
 int main(int argc, char **argv)
 {
     fx_model *fx;
-    int rc = 0;
+    int rc = 0, i;
     if (argc != 4) {
         fprintf(stderr, "usage: st_tool save|load FIXTURE FILE\n");
         return 2;
@@ -27,16 +36,23 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(argv[1], "save") == 0) {
-        size_t k;
-        for (k = 0; k < fx->model.info->data_floats; k++) {
-            unsigned long w;
-            uint32_t w32;
-            if (scanf("%8lx", &w) != 1) {
-                fprintf(stderr, "st_tool: expected %zu values\n", fx->model.info->data_floats);
-                return 2;
+        for (i = 0; i < fx->model.info->ntensors; i++) {
+            nn_tensor *t = &fx->model.tensors[i];
+            int64_t j;
+            for (j = 0; j < t->numel; j++) {
+                unsigned long long w;
+                if (scanf("%16llx", &w) != 1) {
+                    fprintf(stderr, "st_tool: expected the values of %s\n", t->name);
+                    return 2;
+                }
+                if (elem_size(t) == 8) {
+                    uint64_t w64 = (uint64_t)w;
+                    memcpy((char *)t->data + 8 * j, &w64, 8);
+                } else {
+                    uint32_t w32 = (uint32_t)w;
+                    memcpy((char *)t->data + 4 * j, &w32, 4);
+                }
             }
-            w32 = (uint32_t)w;
-            memcpy(&fx->data[k], &w32, 4);
         }
         if (nn_save(&fx->model, argv[3]) != 0) {
             printf("%s\n", nn_error());
@@ -48,15 +64,20 @@ int main(int argc, char **argv)
             printf("%s\n", nn_error());
             rc = 1;
         } else {
-            int i;
             for (i = 0; i < fx->model.info->ntensors; i++) {
                 const nn_tensor *t = &fx->model.tensors[i];
                 int64_t j;
                 printf("%s", t->name);
                 for (j = 0; j < t->numel; j++) {
-                    uint32_t w;
-                    memcpy(&w, &t->data[j], 4);
-                    printf(" %08lx", (unsigned long)w);
+                    if (elem_size(t) == 8) {
+                        uint64_t w;
+                        memcpy(&w, (const char *)t->data + 8 * j, 8);
+                        printf(" %016llx", (unsigned long long)w);
+                    } else {
+                        uint32_t w;
+                        memcpy(&w, (const char *)t->data + 4 * j, 4);
+                        printf(" %08lx", (unsigned long)w);
+                    }
                 }
                 printf("\n");
             }

@@ -1,6 +1,8 @@
 /* Unit tests for the runtime's model view (runtime/model.c), using the
  * hand-written fixtures of fixtures.h. */
 #include <check.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,6 +233,234 @@ START_TEST(test_frozen_and_buffers)
 }
 END_TEST
 
+/* Batch norm buffers: float32 running stats and an int64 0-d
+   num_batches_tracked, in the state dict after each module's parameters,
+   never in the parameter list, never with a gradient. */
+START_TEST(test_bn_buffers)
+{
+    fx_model *fx = fx_new(&fx_bn_info);
+    nn_model *m = &fx->model;
+    const nn_module *bn1, *bn4;
+    nn_tensor *nbt;
+    size_t i;
+    static const char *const keys[] = {
+        "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+        "1.num_batches_tracked", "3.weight", "3.bias", "4.weight", "4.bias",
+        "4.running_mean", "4.running_var", "4.num_batches_tracked"};
+    static const char *const params[] = {"0.weight", "0.bias", "1.weight", "1.bias",
+                                         "3.weight", "3.bias", "4.weight", "4.bias"};
+    ck_assert_uint_eq(nn_param_count(m), 8);
+    ck_assert_uint_eq(nn_state_count(m), 14);
+    for (i = 0; i < 8; i++) {
+        ck_assert_str_eq(nn_param(m, i)->name, params[i]);
+        ck_assert_int_eq(nn_param(m, i)->is_buffer, 0);
+        ck_assert_int_eq(nn_param(m, i)->dtype, NN_F32);
+        ck_assert_int_eq(nn_param(m, i)->requires_grad, 1);
+    }
+    ck_assert_ptr_null(nn_param(m, 8));                     /* buffers are not params */
+    for (i = 0; i < 14; i++) {
+        ck_assert_str_eq(nn_state_key(m, i), keys[i]);
+        ck_assert_ptr_eq(nn_find(m, keys[i]), nn_state_tensor(m, i));
+        ck_assert_str_eq(nn_state_tensor(m, i)->name, keys[i]);
+    }
+    ck_assert_ptr_null(nn_state_key(m, 14));
+    nbt = nn_find(m, "1.num_batches_tracked");
+    ck_assert_ptr_nonnull(nbt);
+    ck_assert_int_eq(nbt->dtype, NN_I64);
+    ck_assert_int_eq(nbt->ndim, 0);
+    ck_assert_int_eq((int)nbt->numel, 1);
+    ck_assert_int_eq(nbt->is_buffer, 1);
+    ck_assert_int_eq(nbt->requires_grad, 0);
+    ck_assert_ptr_eq(nbt->data, fx->data + 40);
+    ck_assert_uint_eq((uintptr_t)nbt->data % 8, 0);
+    ck_assert_ptr_eq(nn_find(m, "4.num_batches_tracked")->data, fx->data + 46);
+    ck_assert_int_eq(nn_find(m, "1.running_var")->dtype, NN_F32);
+    ck_assert_int_eq(nn_find(m, "1.running_var")->is_buffer, 1);
+    ck_assert_ptr_eq(nn_find(m, "1.running_var")->data, fx->data + 36);
+    /* int64 storage: two floats per element, read as int64_t */
+    *(int64_t *)nbt->data = INT64_C(-9000000000000000001);
+    ck_assert(fx_get_i64(nbt, 0) == INT64_C(-9000000000000000001));
+    ck_assert(fx->data[39] == 0.0f && fx->data[42] == 0.0f);  /* neighbours untouched */
+
+    bn1 = nn_module_find(m, "1");
+    bn4 = nn_module_find(m, "4");
+    ck_assert_str_eq(bn1->type, "BatchNorm1d");
+    ck_assert_uint_eq(nn_module_param_count(bn1), 5);          /* own tensors */
+    ck_assert_ptr_eq(nn_module_param(m, bn1, 0), nn_find(m, "1.weight"));
+    ck_assert_ptr_eq(nn_module_param(m, bn1, 4), nbt);
+    ck_assert_str_eq(bn1->param_names[4], "num_batches_tracked");
+    ck_assert_ptr_null(nn_module_param(m, bn1, 5));
+    ck_assert_ptr_eq(nn_module_find_param(m, bn1, "num_batches_tracked"), nbt);
+    ck_assert_ptr_eq(nn_module_find_param(m, bn4, "running_mean"),
+                     nn_find(m, "4.running_mean"));
+    ck_assert_ptr_eq(nn_module_find_param(m, nn_model_root(m), "4.num_batches_tracked"),
+                     nn_find(m, "4.num_batches_tracked"));
+    ck_assert_ptr_null(nn_module_find_param(m, nn_model_root(m), "2.running_mean"));
+    ck_assert_ptr_null(nn_module_find_param(m, bn1, "num_batches"));
+
+    nn_model_attach_grads(m);
+    for (i = 0; i < 8; i++)
+        ck_assert_ptr_eq(nn_param(m, i)->grad, fx->grad + fx_bn_info.tensors[i].offset);
+    for (i = 0; i < 14; i++)
+        if (nn_state_tensor(m, i)->is_buffer)
+            ck_assert_ptr_null(nn_state_tensor(m, i)->grad);
+    ck_assert_float_eq(fx->grad[32], 0.0f);                    /* the block: 33 floats */
+    fx_free(fx);
+}
+END_TEST
+
+/* A shared batch norm: its buffers have aliases like its parameters. */
+START_TEST(test_tiedbn_aliases)
+{
+    fx_model *fx = fx_new(&fx_tiedbn_info);
+    nn_model *m = &fx->model;
+    ck_assert_uint_eq(nn_param_count(m), 4);
+    ck_assert_uint_eq(nn_state_count(m), 12);
+    ck_assert_ptr_eq(nn_find(m, "3.num_batches_tracked"), nn_find(m, "1.num_batches_tracked"));
+    ck_assert_str_eq(nn_find(m, "3.num_batches_tracked")->name, "1.num_batches_tracked");
+    ck_assert_ptr_eq(nn_find(m, "3.running_var"), nn_find(m, "1.running_var"));
+    ck_assert_str_eq(nn_state_key(m, 11), "3.num_batches_tracked");
+    ck_assert_ptr_eq(nn_module_find(m, "3"), nn_module_find(m, "1"));
+    ck_assert_ptr_eq(nn_module_find_param(m, nn_model_root(m), "3.num_batches_tracked"),
+                     nn_find(m, "1.num_batches_tracked"));
+    ck_assert_uint_eq((uintptr_t)nn_find(m, "1.num_batches_tracked")->data % 8, 0);
+    fx_free(fx);
+}
+END_TEST
+
+/* Tables whose buffer flags and dtypes reach the tensors; nn_param_count
+   never exceeds the table. */
+START_TEST(test_bind_flags)
+{
+    static const char *const fixtures[] = {"mlp", "rgnet", "tied", "misc", "bn", "tiedbn",
+                                           "empty"};
+    size_t f;
+    int i;
+    for (f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
+        fx_model *fx = fx_new_named(fixtures[f]);
+        const nn_model_info *info = fx->model.info;
+        ck_assert_ptr_nonnull(fx);
+        for (i = 0; i < info->ntensors; i++) {
+            ck_assert_int_eq(fx->tensors[i].is_buffer, info->tensors[i].is_buffer);
+            ck_assert_int_eq(fx->tensors[i].dtype, info->tensors[i].dtype);
+            ck_assert_int_eq(fx->tensors[i].is_buffer, i >= info->nparams);
+        }
+        fx_free(fx);
+    }
+    {
+        nn_model_info bad = fx_bn_info;
+        fx_model *fx;
+        bad.nparams = 99;
+        fx = fx_new(&bad);
+        ck_assert_uint_eq(nn_param_count(&fx->model), 14);
+        ck_assert_ptr_null(nn_param(&fx->model, 14));
+        fx_free(fx);
+    }
+}
+END_TEST
+
+/* Integer tensors print through torch's integer formatter (test_print.py
+   compares thousands of them with torch; these are the landmarks). */
+START_TEST(test_format_int_tensors)
+{
+    int64_t v[4] = {1, 2, 3, -40};
+    int32_t w[2] = {7, -2147483647 - 1};
+    nn_tensor t;
+    char buf[128];
+    memset(&t, 0, sizeof t);
+    t.dtype = NN_I64;
+    t.ndim = 0;
+    t.numel = 1;
+    t.data = (float *)(void *)v;
+    v[0] = 0;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor(0)");
+    v[0] = 1;
+    t.ndim = 1;
+    t.shape[0] = 3;
+    t.numel = 3;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor([1, 2, 3])");
+    t.ndim = 2;
+    t.shape[0] = 2;
+    t.shape[1] = 2;
+    t.numel = 4;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor([[  1,   2],\n        [  3, -40]])");
+    t.shape[0] = 0;
+    t.numel = 0;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor([], size=(0, 2), dtype=torch.int64)");
+    t.dtype = NN_I32;
+    t.data = (float *)(void *)w;
+    t.ndim = 1;
+    t.shape[0] = 2;
+    t.numel = 2;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor([          7, -2147483648], dtype=torch.int32)");
+    t.dtype = 7;
+    nn_format_tensor(buf, sizeof buf, &t);
+    ck_assert_str_eq(buf, "tensor(<invalid tensor>)");
+}
+END_TEST
+
+/* print(buffer) is a plain tensor, print(param) a Parameter. */
+START_TEST(test_print_param_buffer)
+{
+    fx_model *fx = fx_new(&fx_bn_info);
+    nn_model *m = &fx->model;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    fx_set_i64(nn_find(m, "1.num_batches_tracked"), 0, 12);
+    nn_print_param(f, nn_find(m, "1.num_batches_tracked"));
+    nn_print_param(f, nn_find(m, "1.running_mean"));
+    nn_print_param(f, nn_find(m, "1.bias"));
+    fclose(f);
+    ck_assert_str_eq(text, "tensor(12)\n"
+                           "tensor([0., 0., 0.])\n"
+                           "Parameter containing:\n"
+                           "tensor([0., 0., 0.], requires_grad=True)\n");
+    free(text);
+    fx_free(fx);
+}
+END_TEST
+
+/* constant / zeros / ones fill an int64 buffer; other initializers refuse it. */
+START_TEST(test_init_buffers)
+{
+    fx_model *fx = fx_new(&fx_bn_info);
+    nn_model *m = &fx->model;
+    nn_tensor *nbt = nn_find(m, "4.num_batches_tracked");
+    nn_rng r;
+    float before[48];
+    nn_rng_seed(&r, 1);
+    nn_init_constant(nbt, 7.9f);
+    ck_assert(fx_get_i64(nbt, 0) == 7);
+    nn_init_ones(nbt);
+    ck_assert(fx_get_i64(nbt, 0) == 1);
+    nn_init_zeros(nbt);
+    ck_assert(fx_get_i64(nbt, 0) == 0);
+    ck_assert(fx->data[45] == 0.0f && fx->data[47] == 0.0f);   /* 0 in both halves */
+    nn_init_ones(nn_find(m, "4.running_var"));
+    ck_assert_float_eq(nn_find(m, "4.running_var")->data[1], 1.0f);
+    fx_set_i64(nbt, 0, 5);
+    memcpy(before, fx->data, sizeof before);
+    nn_set_error(NULL);
+    nn_init_uniform(nbt, &r, 0, 1);
+    ck_assert_ptr_nonnull(strstr(nn_error(), "dtype int64"));
+    nn_set_error(NULL);
+    nn_init_normal(nbt, &r, 0, 1);
+    ck_assert_ptr_nonnull(strstr(nn_error(), "not float32"));
+    nn_set_error(NULL);
+    nn_init_zero_abs_below(nbt, 1.0f);
+    ck_assert_ptr_nonnull(strstr(nn_error(), "4.num_batches_tracked"));
+    ck_assert_int_eq(memcmp(before, fx->data, sizeof before), 0);
+    fx_free(fx);
+}
+END_TEST
+
 START_TEST(test_grad_block_absent)
 {
     nn_model m;
@@ -337,7 +567,8 @@ static void walk_tree(walk_state *w, const nn_module *mod, const char *path)
 
 START_TEST(test_all_fixtures_walk)
 {
-    static const char *const names[] = {"mlp", "rgnet", "tied", "misc", "empty"};
+    static const char *const names[] = {"mlp", "rgnet", "tied", "misc", "bn", "tiedbn",
+                                        "empty"};
     size_t f, i;
     for (f = 0; f < sizeof names / sizeof names[0]; f++) {
         fx_model *fx = fx_new_named(names[f]);
@@ -368,6 +599,12 @@ int main(void)
     tcase_add_test(tc, test_alias_paths_nested);
     tcase_add_test(tc, test_grads);
     tcase_add_test(tc, test_frozen_and_buffers);
+    tcase_add_test(tc, test_bn_buffers);
+    tcase_add_test(tc, test_tiedbn_aliases);
+    tcase_add_test(tc, test_bind_flags);
+    tcase_add_test(tc, test_format_int_tensors);
+    tcase_add_test(tc, test_print_param_buffer);
+    tcase_add_test(tc, test_init_buffers);
     tcase_add_test(tc, test_grad_block_absent);
     tcase_add_test(tc, test_empty_model);
     tcase_add_test(tc, test_format_tensor_buffer);

@@ -3,10 +3,11 @@
 
 usage: test_print.py PRINT_TOOL [--cases N] [--seed S] [-v]
 
-Builds torch tensors, parameters and the fixture networks, feeds the same
-float32 bit patterns to print_tool (the C runtime), and compares the output
-byte for byte with what print() gives in PyTorch.  No expected text is
-written by hand: torch is the oracle.
+Builds torch tensors (float32, and int64 / int32 as buffers such as batch
+norm's num_batches_tracked hold them), parameters, buffers and the fixture
+networks, feeds the same bit patterns to print_tool (the C runtime), and
+compares the output byte for byte with what print() gives in PyTorch.  No
+expected text is written by hand: torch is the oracle.
 """
 
 import argparse
@@ -52,19 +53,34 @@ class Cases:
     def setup(self, cmd):
         self.cmds.append(cmd)        # produces no output
 
+    @staticmethod
+    def want(t, mode):
+        """print(t) (0), print(Parameter(t)) (1), print(frozen Parameter(t))
+        (2), repr(t) (3), print(t) of a buffer, a plain tensor (4)."""
+        if mode in (0, 4):
+            return pyprint(t)
+        if mode == 1:
+            return pyprint(nn.Parameter(t.clone()))
+        if mode == 2:
+            return pyprint(nn.Parameter(t.clone(), requires_grad=False))
+        return repr(t) + "\n"
+
     def tensor(self, label, t, mode=0):
         t = t.detach().to(torch.float32).contiguous()
         shape = list(t.shape)
         cmd = "tensor %d %d %s %s" % (mode, len(shape), " ".join(map(str, shape)), tm.bits(t))
-        if mode == 0:
-            exp = pyprint(t)
-        elif mode == 1:
-            exp = pyprint(nn.Parameter(t.clone()))
-        elif mode == 2:
-            exp = pyprint(nn.Parameter(t.clone(), requires_grad=False))
-        else:
-            exp = repr(t) + "\n"
-        self.add("%s %s mode=%d" % (label, tuple(shape), mode), cmd, exp)
+        self.add("%s %s mode=%d" % (label, tuple(shape), mode), cmd, self.want(t, mode))
+
+    def itensor(self, label, t, mode=0):
+        """An int64 or int32 tensor (no mode 1: integer tensors cannot
+        require grad)."""
+        t = t.detach().contiguous()
+        bits = {torch.int64: 64, torch.int32: 32}[t.dtype]
+        shape = list(t.shape)
+        cmd = "itensor %d %d %d %s %s" % (bits, mode, len(shape), " ".join(map(str, shape)),
+                                         " ".join(str(int(v)) for v in t.reshape(-1).tolist()))
+        self.add("%s int%d %s mode=%d" % (label, bits, tuple(shape), mode), cmd,
+                 self.want(t, mode))
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +183,84 @@ def tensor_cases(cases, n, seed):
         numel = int(np.prod(shape)) if shape else 1
         v = values(rng, numel, kind)
         t = torch.from_numpy(v.reshape(shape))
-        mode = int(rng.choice([0, 0, 0, 1, 2, 3]))
+        mode = int(rng.choice([0, 0, 0, 1, 2, 3, 4]))
         cases.tensor("random#%d %s" % (i, kind), t, mode)
+
+
+# ---------------------------------------------------------------------------
+# Integer tensors
+
+I64_MIN, I64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def int_values(rng, n, kind, bits):
+    lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    if kind == "small":
+        v = rng.integers(-100, 101, n)
+    elif kind == "counts":             # what num_batches_tracked holds
+        v = rng.integers(0, 10 ** int(rng.integers(1, 8)), n)
+    elif kind == "digits":             # one width, any of 1 .. 19 digits
+        d = int(rng.integers(1, 19 if bits == 64 else 10))
+        v = rng.integers(10 ** (d - 1), 10 ** d, n) * rng.choice([-1, 1], n)
+    elif kind == "wide":               # many widths in one tensor
+        e = rng.integers(0, 18 if bits == 64 else 9, n)
+        v = np.array([int(rng.integers(0, 10 ** int(k) + 1)) for k in e], dtype=np.int64)
+        v = v * rng.choice([-1, 1], n)
+    elif kind == "extremes":
+        v = rng.choice([lo, hi, lo + 1, hi - 1, -1, 0, 1, 9, 10, -9, -10, 99, 100, -100], n)
+    elif kind == "negative":
+        v = -rng.integers(1, 1000, n)
+    elif kind == "zeros":
+        v = np.zeros(n, dtype=np.int64)
+    elif kind == "const":
+        v = np.full(n, int(rng.choice([0, 1, -1, 7, 1000, -123456, lo, hi])))
+    elif kind == "full":               # uniform over the whole range
+        v = rng.integers(lo, hi, n, endpoint=True, dtype=np.int64)
+    else:
+        raise KeyError(kind)
+    return np.asarray(v, dtype=np.int64).clip(lo, hi)
+
+
+INT_KINDS = ["small", "counts", "digits", "wide", "extremes", "negative", "zeros", "const",
+             "full"]
+
+
+def int_cases(cases, n, seed):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        shape = random_shape(rng)
+        kind = INT_KINDS[i % len(INT_KINDS)]
+        bits = 64 if rng.random() < 0.85 else 32
+        numel = int(np.prod(shape)) if shape else 1
+        v = int_values(rng, numel, kind, bits)
+        t = torch.from_numpy(v.reshape(shape)).to(torch.int64 if bits == 64 else torch.int32)
+        mode = int(rng.choice([0, 0, 0, 2, 3, 4]))
+        cases.itensor("random#%d %s" % (i, kind), t, mode)
+    L = torch.tensor
+    for label, t in [
+        ("zero", L(0)), ("one", L(1)), ("minus", L(-7)), ("min", L(I64_MIN)), ("max", L(I64_MAX)),
+        ("counts", L([1, 2, 3])), ("wide", L([-5, 10 ** 12, 3])),
+        ("extremes", L([I64_MIN, I64_MAX])),
+        ("arange2000", torch.arange(2000)), ("arange1000", torch.arange(1000)),
+        ("arange1001", torch.arange(1001)), ("grid", torch.arange(-600, 600).reshape(40, 30)),
+        ("cube", torch.arange(3000).reshape(10, 15, 20) * 997 - 10 ** 6),
+        ("row80", torch.full((80,), -1)), ("col", torch.arange(12).reshape(12, 1)),
+        ("empty", L([], dtype=torch.int64)), ("empty2", torch.zeros(2, 0, dtype=torch.int64)),
+        ("empty4", torch.zeros(1, 0, 1, 1, dtype=torch.int64)),
+        ("i32", L([1, 2], dtype=torch.int32)), ("i32 0d", L(3, dtype=torch.int32)),
+        ("i32 empty", L([], dtype=torch.int32)),
+        ("i32 empty2", torch.zeros(0, 3, dtype=torch.int32)),
+        ("i32 extremes", L([-2 ** 31, 2 ** 31 - 1], dtype=torch.int32)),
+        ("i32 long", torch.arange(1500, dtype=torch.int32)),
+    ]:
+        for mode in (0, 2, 3, 4):
+            cases.itensor("edge " + label, t, mode)
+    # suffix placement: dtype=torch.int32 after a row ending near column 80
+    for n in range(1, 30):
+        for bits in (32, 64):
+            v = int_values(np.random.default_rng(n), n, "wide", bits)
+            t = torch.from_numpy(v).to(torch.int64 if bits == 64 else torch.int32)
+            cases.itensor("suffix n=%d" % n, t, 2)
 
 
 def edge_cases(cases):
@@ -267,9 +359,8 @@ def model_cases(cases, fix, net, label):
                   pyprint_args(*[(n, q.shape) for n, q in mod.named_parameters()]))
     sd = net.state_dict(keep_vars=True)
     for key, t in sd.items():
-        if isinstance(t, nn.Parameter):        # nn_print_param is print(param)
-            cases.add("%s: print(%s)" % (label, key), "param %s %s" % (fix, key),
-                      pyprint(t))
+        # nn_print_param is print(param), and print(buffer) for a buffer
+        cases.add("%s: print(%s)" % (label, key), "param %s %s" % (fix, key), pyprint(t))
         cases.add("%s: print(%s.data)" % (label, key), "data %s %s" % (fix, key),
                   pyprint(t.data))
 
@@ -279,15 +370,22 @@ def fixture_cases(cases):
         for seed in (0, 1):
             model_cases(cases, fix, tm.build(fix, seed), "%s seed=%d" % (fix, seed))
         # other print modes for the same trees: integer-valued, scientific
+        # (and wide or negative num_batches_tracked)
         net = tm.build(fix, 2)
         with torch.no_grad():
-            for _, t in tm.c_order(net):
-                t.copy_(torch.round(t * 10))
+            for i, (_, t) in enumerate(tm.c_order(net)):
+                if t.is_floating_point():
+                    t.copy_(torch.round(t * 10))
+                else:
+                    t.fill_(10 ** 12 + i)
         model_cases(cases, fix, net, "%s ints" % fix)
         net = tm.build(fix, 3)
         with torch.no_grad():
             for i, (_, t) in enumerate(tm.c_order(net)):
-                t.mul_(10.0 ** (i % 7 - 3) * 1e-3)
+                if t.is_floating_point():
+                    t.mul_(10.0 ** (i % 7 - 3) * 1e-3)
+                else:
+                    t.fill_(-(i + 1) * 12345 if i % 2 else I64_MIN)
         model_cases(cases, fix, net, "%s sci" % fix)
 
 
@@ -295,6 +393,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tool")
     ap.add_argument("--cases", type=int, default=800)
+    ap.add_argument("--int-cases", type=int, default=600)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
@@ -303,6 +402,7 @@ def main():
     seed_cases(cases)
     edge_cases(cases)
     tensor_cases(cases, args.cases, args.seed)
+    int_cases(cases, args.int_cases, args.seed + 1)
     fixture_cases(cases)
 
     stdin = "\n".join(cases.cmds) + "\n"
@@ -325,9 +425,11 @@ def main():
             if bad <= 10:
                 print("MISMATCH %s\n--- torch:\n%s--- nngen-rt:\n%s" % (label, exp, g))
     ntensor = sum(1 for c in cases.cmds if c.startswith("tensor "))
-    print("%d cases (%d tensors, %d model prints) compared with torch %s: %d mismatches"
-          % (len(cases.expected), ntensor, len(cases.expected) - ntensor,
-             torch.__version__, bad))
+    nint = sum(1 for c in cases.cmds if c.startswith("itensor "))
+    print("%d cases (%d float32 tensors, %d integer tensors, %d model prints) compared with "
+          "torch %s: %d mismatches" % (len(cases.expected), ntensor, nint,
+                                       len(cases.expected) - ntensor - nint,
+                                       torch.__version__, bad))
     return 1 if bad else 0
 
 

@@ -85,11 +85,51 @@ static void write_file(const char *path, const void *p, size_t n)
 
 /* ------------------------------------------------------------------ */
 
+/* Bytes of t's storage. */
+static size_t storage_bytes(const nn_tensor *t)
+{
+    return (size_t)t->numel * (t->dtype == NN_I64 ? 8 : 4);
+}
+
+/* Every tensor of a and b holds the same bytes. */
+static int same_tensors(const fx_model *a, const fx_model *b)
+{
+    int i;
+    for (i = 0; i < a->model.info->ntensors; i++)
+        if (memcmp(a->tensors[i].data, b->tensors[i].data, storage_bytes(&a->tensors[i])) != 0)
+            return 0;
+    return 1;
+}
+
+/* Floats of the data block that belong to no tensor (padding) hold what
+   fx_fill(seed) put there. */
+static int padding_is(const fx_model *fx, uint32_t seed)
+{
+    fx_model *ref = fx_new(fx->model.info);
+    size_t k;
+    int i, ok = 1;
+    fx_fill(ref, seed);
+    for (k = 0; k < fx->model.info->data_floats; k++) {
+        int covered = 0;
+        for (i = 0; i < fx->model.info->ntensors; i++) {
+            const nn_tensor_info *ti = &fx->model.info->tensors[i];
+            size_t floats = storage_bytes(&fx->tensors[i]) / 4;
+            if (k >= ti->offset && k < ti->offset + floats)
+                covered = 1;
+        }
+        if (!covered && memcmp(&fx->data[k], &ref->data[k], 4) != 0)
+            ok = 0;
+    }
+    fx_free(ref);
+    return ok;
+}
+
 static void round_trip(const char *fixture)
 {
     fx_model *a = fx_new_named(fixture), *b = fx_new_named(fixture);
     char path[512];
     size_t n;
+    int i;
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     make_workdir();
@@ -101,16 +141,20 @@ static void round_trip(const char *fixture)
         a->data[2] = (float)INFINITY;
         a->data[3] = 1e-42f;
     }
+    for (i = 0; i < a->model.info->ntensors; i++)   /* and int64 extremes */
+        if (a->tensors[i].dtype == NN_I64)
+            fx_set_i64(&a->tensors[i], 0, i % 3 == 0 ? INT64_MIN : i % 3 == 1 ? INT64_MAX : -1);
     ck_assert_msg(nn_save(&a->model, path) == 0, "%s", nn_error());
     fx_fill(b, 2);
     ck_assert_msg(nn_load(&b->model, path) == 0, "%s", nn_error());
-    n = a->model.info->data_floats;
-    ck_assert_int_eq(memcmp(a->data, b->data, n * sizeof(float)), 0);
+    ck_assert(same_tensors(a, b));
+    ck_assert(padding_is(b, 2));                              /* nothing else written */
     /* save over an existing file, modify, load back */
+    n = a->model.info->data_floats;
     a->data[n > 0 ? n - 1 : 0] = 0.5f;
     ck_assert_int_eq(nn_save(&a->model, path), 0);
     ck_assert_int_eq(nn_load(&b->model, path), 0);
-    ck_assert_int_eq(memcmp(a->data, b->data, n * sizeof(float)), 0);
+    ck_assert(same_tensors(a, b));
     ck_assert_int_eq(count_entries(workdir), 1);              /* no temporary left */
     remove_workdir();
     fx_free(a);
@@ -123,6 +167,8 @@ START_TEST(test_round_trip)
     round_trip("rgnet");
     round_trip("tied");
     round_trip("misc");
+    round_trip("bn");
+    round_trip("tiedbn");
     round_trip("empty");
 }
 END_TEST
@@ -166,6 +212,119 @@ START_TEST(test_layout_mlp)
     free(buf);
     remove_workdir();
     fx_free(a);
+}
+END_TEST
+
+/* With int64 buffers: the I64 entries first (safetensors sorts by dtype,
+   larger alignment first, then by name), 8 little-endian bytes each. */
+START_TEST(test_layout_bn)
+{
+    fx_model *a = fx_new(&fx_bn_info);
+    static const char expect_hdr[] =
+        "{\"1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+        "\"4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[8,16]},"
+        "\"0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[16,28]},"
+        "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[28,76]},"
+        "\"1.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[76,88]},"
+        "\"1.running_mean\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[88,100]},"
+        "\"1.running_var\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[100,112]},"
+        "\"1.weight\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[112,124]},"
+        "\"3.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[124,132]},"
+        "\"3.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[132,156]},"
+        "\"4.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[156,164]},"
+        "\"4.running_mean\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[164,172]},"
+        "\"4.running_var\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[172,180]},"
+        "\"4.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[180,188]}}";
+    static const unsigned char nbt1[8] = {0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
+    static const unsigned char nbt4[8] = {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    char path[512];
+    unsigned char *buf;
+    size_t n, hlen = 0, k;
+    int i;
+    make_workdir();
+    snprintf(path, sizeof path, "%s/w.safetensors", workdir);
+    for (k = 0; k < 48; k++)
+        a->data[k] = (float)k;
+    fx_set_i64(nn_find(&a->model, "1.num_batches_tracked"), 0, INT64_C(0x0102030405060708));
+    fx_set_i64(nn_find(&a->model, "4.num_batches_tracked"), 0, -2);
+    ck_assert_int_eq(nn_save(&a->model, path), 0);
+    buf = read_file(path, &n);
+    for (i = 7; i >= 0; i--)
+        hlen = hlen << 8 | buf[i];
+    ck_assert_uint_eq(hlen % 8, 0);
+    ck_assert_uint_eq(hlen, (sizeof expect_hdr - 1 + 7) / 8 * 8);
+    ck_assert_int_eq(memcmp(buf + 8, expect_hdr, sizeof expect_hdr - 1), 0);
+    for (k = sizeof expect_hdr - 1; k < hlen; k++)
+        ck_assert_int_eq(buf[8 + k], ' ');
+    ck_assert_uint_eq(n, 8 + hlen + 188);
+    ck_assert_int_eq(memcmp(buf + 8 + hlen, nbt1, 8), 0);
+    ck_assert_int_eq(memcmp(buf + 8 + hlen + 8, nbt4, 8), 0);
+    /* then 0.bias: data[12..14] */
+    {
+        float f;
+        uint32_t w = (uint32_t)buf[24 + hlen] | (uint32_t)buf[25 + hlen] << 8 |
+                     (uint32_t)buf[26 + hlen] << 16 | (uint32_t)buf[27 + hlen] << 24;
+        memcpy(&f, &w, 4);
+        ck_assert_float_eq(f, 12.0f);
+    }
+    free(buf);
+    remove_workdir();
+    fx_free(a);
+}
+END_TEST
+
+/* A model with an int32 buffer: "I32", after the F32 entries (smaller
+   alignment), 4 bytes an element; round trip. */
+static const nn_tensor_info i32_tensors[] = {
+    {"0.weight", 1, {3, 0, 0, 0}, 3, 0, 1, 0, NN_F32},
+    {"0.count", 1, {3, 0, 0, 0}, 3, 4, 0, 1, NN_I32},
+    {"0.steps", 0, {0, 0, 0, 0}, 1, 8, 0, 1, NN_I64},
+};
+static const char *const i32_names[] = {"weight", "count", "steps"};
+static const int i32_ids[] = {0, 1, 2};
+static const nn_module i32_leaf = {"0", "0", "Counter", "", 0, NULL, NULL, 3, i32_names,
+                                   i32_ids};
+static const char *const i32_root_names[] = {"0"};
+static const nn_module *const i32_root_children[] = {&i32_leaf};
+static const nn_module i32_root = {"", "", "Sequential", "", 1, i32_root_names,
+                                   i32_root_children, 0, NULL, NULL};
+static const char *const i32_keys[] = {"0.weight", "0.count", "0.steps"};
+static const int i32_key_ids[] = {0, 1, 2};
+static const nn_model_info i32_info = {"i32", 3, 1, i32_tensors, 3, i32_keys, i32_key_ids,
+                                       &i32_root, 10, 3};
+
+START_TEST(test_layout_i32)
+{
+    fx_model *a = fx_new(&i32_info), *b = fx_new(&i32_info);
+    static const char expect_hdr[] =
+        "{\"0.steps\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+        "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[8,20]},"
+        "\"0.count\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[20,32]}}";
+    int32_t counts[3] = {-1, 2147483647, 5}, back[3];
+    char path[512];
+    unsigned char *buf;
+    size_t n;
+    make_workdir();
+    snprintf(path, sizeof path, "%s/w.safetensors", workdir);
+    fx_fill(a, 3);
+    memcpy(nn_find(&a->model, "0.count")->data, counts, sizeof counts);
+    fx_set_i64(nn_find(&a->model, "0.steps"), 0, 77);
+    ck_assert_msg(nn_save(&a->model, path) == 0, "%s", nn_error());
+    buf = read_file(path, &n);
+    ck_assert_int_eq(memcmp(buf + 8, expect_hdr, sizeof expect_hdr - 1), 0);
+    ck_assert_uint_eq(n, 8 + (sizeof expect_hdr - 1 + 7) / 8 * 8 + 32);
+    ck_assert_int_eq(buf[n - 12], 0xff);                      /* -1, little-endian */
+    ck_assert_int_eq(buf[n - 4], 5);
+    fx_fill(b, 4);
+    ck_assert_msg(nn_load(&b->model, path) == 0, "%s", nn_error());
+    ck_assert(same_tensors(a, b));
+    memcpy(back, nn_find(&b->model, "0.count")->data, sizeof back);
+    ck_assert_int_eq(back[1], 2147483647);
+    ck_assert(fx_get_i64(nn_find(&b->model, "0.steps"), 0) == 77);
+    free(buf);
+    remove_workdir();
+    fx_free(a);
+    fx_free(b);
 }
 END_TEST
 
@@ -245,6 +404,124 @@ START_TEST(test_save_keeps_old_file_on_failure)
     free(buf);
     remove_workdir();
     fx_free(a);
+}
+END_TEST
+
+/* The model says which dtype each tensor has: a file nn_save wrote for bn
+   does not load into a model that wants num_batches_tracked as float32, or
+   a running_mean as int64; the message names the key and both dtypes, and
+   the model is left as it was. */
+static void expect_refused(const nn_model_info *info, const char *path, const char *frag)
+{
+    fx_model *b = fx_new(info);
+    float *before;
+    fx_fill(b, 8);
+    before = (float *)malloc(info->data_floats * sizeof(float) + 1);
+    ck_assert_ptr_nonnull(before);
+    memcpy(before, b->data, info->data_floats * sizeof(float));
+    nn_set_error(NULL);
+    ck_assert_int_eq(nn_load(&b->model, path), -1);
+    ck_assert_msg(strstr(nn_error(), frag) != NULL, "\"%s\" lacks \"%s\"", nn_error(), frag);
+    ck_assert_int_eq(strncmp(nn_error(), path, strlen(path)), 0);
+    ck_assert_int_eq(memcmp(before, b->data, info->data_floats * sizeof(float)), 0);
+    free(before);
+    fx_free(b);
+}
+
+START_TEST(test_load_dtype_mismatch)
+{
+    fx_model *a = fx_new(&fx_bn_info);
+    nn_tensor_info t1[14], t2[14];
+    nn_model_info f32_nbt = fx_bn_info, i64_mean = fx_bn_info;
+    char path[512];
+    make_workdir();
+    snprintf(path, sizeof path, "%s/w.safetensors", workdir);
+    fx_fill(a, 7);
+    ck_assert_int_eq(nn_save(&a->model, path), 0);
+    memcpy(t1, fx_bn_tensors, sizeof t1);
+    memcpy(t2, fx_bn_tensors, sizeof t2);
+    t1[13].dtype = NN_F32;                                   /* 4.num_batches_tracked */
+    t2[8].dtype = NN_I64;                                    /* 1.running_mean [3] */
+    t2[8].offset = 34;                                       /* refused before any write */
+    f32_nbt.tensors = t1;
+    i64_mean.tensors = t2;
+    expect_refused(&f32_nbt, path,
+                   "tensor '4.num_batches_tracked': dtype I64 does not match the model's F32");
+    expect_refused(&i64_mean, path,
+                   "tensor '1.running_mean': dtype F32 does not match the model's I64");
+    /* and the file still loads into the model it came from */
+    {
+        fx_model *b = fx_new(&fx_bn_info);
+        ck_assert_int_eq(nn_load(&b->model, path), 0);
+        ck_assert(same_tensors(a, b));
+        fx_free(b);
+    }
+    remove_workdir();
+    fx_free(a);
+}
+END_TEST
+
+/* A model tensor of a dtype nngen-rt cannot store: nothing saved, nothing
+   loaded. */
+START_TEST(test_unsupported_model_dtype)
+{
+    nn_tensor_info t[14];
+    nn_model_info bad = fx_bn_info;
+    fx_model *a = fx_new(&fx_bn_info), *b;
+    char path[512], good[512];
+    make_workdir();
+    snprintf(path, sizeof path, "%s/w.safetensors", workdir);
+    snprintf(good, sizeof good, "%s/good.safetensors", workdir);
+    ck_assert_int_eq(nn_save(&a->model, good), 0);
+    memcpy(t, fx_bn_tensors, sizeof t);
+    t[10].dtype = 7;
+    bad.tensors = t;
+    b = fx_new(&bad);
+    ck_assert_int_eq(nn_save(&b->model, path), -1);
+    ck_assert_ptr_nonnull(strstr(nn_error(), "tensor '1.num_batches_tracked' has an "
+                                             "unsupported dtype 7"));
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(count_entries(workdir), 1);
+    expect_refused(&bad, good, "tensor '1.num_batches_tracked' of the model has an "
+                               "unsupported dtype 7");
+    remove_workdir();
+    fx_free(a);
+    fx_free(b);
+}
+END_TEST
+
+/* ok-bn of the corpus holds gen.py's values(): every float and int64 comes
+   through (the int64 ones beyond 2^53). */
+START_TEST(test_corpus_bn_values)
+{
+    fx_model *fx = fx_new(&fx_bn_info);
+    static const char *const files[] = {"ok-bn.safetensors", "ok-bn-name-order.safetensors",
+                                        "ok-bn-any-order.safetensors"};
+    char path[2200];
+    size_t f;
+    int i;
+    for (f = 0; f < sizeof files / sizeof files[0]; f++) {
+        snprintf(path, sizeof path, "%s/%s", corpus_dir, files[f]);
+        fx_fill(fx, 5);
+        ck_assert_msg(nn_load(&fx->model, path) == 0, "%s", nn_error());
+        for (i = 0; i < fx->model.info->ntensors; i++) {
+            const nn_tensor *t = &fx->tensors[i];
+            const unsigned char *p;
+            int64_t j, seed = 0;
+            for (p = (const unsigned char *)t->name; *p; p++)
+                seed += *p;
+            seed %= 97;
+            for (j = 0; j < t->numel; j++) {
+                int64_t q = (j * 37 + seed) % 101 - 50;
+                if (t->dtype == NN_I64)
+                    ck_assert(fx_get_i64(t, j) == q * (INT64_C(1) << 40) + seed + j);
+                else
+                    ck_assert_float_eq(t->data[j], (float)q / 16.0f);
+            }
+        }
+        ck_assert(padding_is(fx, 5));
+    }
+    fx_free(fx);
 }
 END_TEST
 
@@ -356,9 +633,9 @@ START_TEST(test_corpus)
 END_TEST
 
 /* Every strict prefix of a valid file is rejected, and the model stays. */
-START_TEST(test_all_truncations)
+static void all_truncations(const nn_model_info *info)
 {
-    fx_model *a = fx_new(&fx_tied_info), *b = fx_new(&fx_tied_info);
+    fx_model *a = fx_new(info), *b = fx_new(info);
     char path[512], cut[512];
     unsigned char *buf;
     size_t n, k;
@@ -390,14 +667,20 @@ START_TEST(test_all_truncations)
     fx_free(a);
     fx_free(b);
 }
+
+START_TEST(test_all_truncations)
+{
+    all_truncations(&fx_tied_info);
+    all_truncations(&fx_bn_info);
+}
 END_TEST
 
 /* Flip every byte of the header: the loader may accept (e.g. a changed
    digit in a value that stays valid), but must never crash, and when it
    rejects, the model is untouched. */
-START_TEST(test_header_mutations)
+static void header_mutations(const nn_model_info *info)
 {
-    fx_model *a = fx_new(&fx_mlp_info), *b = fx_new(&fx_mlp_info);
+    fx_model *a = fx_new(info), *b = fx_new(info);
     char path[512], mut[512];
     unsigned char *buf;
     size_t n, hlen, k;
@@ -421,11 +704,11 @@ START_TEST(test_header_mutations)
                 rejected++;
                 ck_assert(same(&snap, b));
             } else {
-                memcpy(b->data, snap.data, 49 * sizeof(float));
+                memcpy(b->data, snap.data, info->data_floats * sizeof(float));
             }
             buf[k] ^= (unsigned char)(1u << bit);
         }
-    fprintf(stderr, "header mutations: %d of %d rejected\n", rejected, total);
+    fprintf(stderr, "header mutations (%s): %d of %d rejected\n", info->name, rejected, total);
     ck_assert_int_gt(rejected, total * 9 / 10);
     free(snap.data);
     free(snap.tensors);
@@ -433,6 +716,12 @@ START_TEST(test_header_mutations)
     remove_workdir();
     fx_free(a);
     fx_free(b);
+}
+
+START_TEST(test_header_mutations)
+{
+    header_mutations(&fx_mlp_info);
+    header_mutations(&fx_bn_info);
 }
 END_TEST
 
@@ -447,7 +736,12 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_layout_mlp);
+    tcase_add_test(tc, test_layout_bn);
+    tcase_add_test(tc, test_layout_i32);
     tcase_add_test(tc, test_layout_tied_no_aliases);
+    tcase_add_test(tc, test_load_dtype_mismatch);
+    tcase_add_test(tc, test_unsupported_model_dtype);
+    tcase_add_test(tc, test_corpus_bn_values);
     tcase_add_test(tc, test_save_unwritable);
     tcase_add_test(tc, test_save_keeps_old_file_on_failure);
     tcase_add_test(tc, test_load_missing_file);

@@ -81,12 +81,35 @@ def build(name, seed=0):
             net[1].weight.uniform_(-2, 2)
             net[1].running_mean.uniform_(-1, 1)
         return net
+    if name == "bn":
+        net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2),
+                            nn.BatchNorm1d(2))
+        with torch.no_grad():
+            # affine parameters off their defaults, and running statistics
+            # (num_batches_tracked = 1 .. 4) from training-mode passes
+            for bn in (net[1], net[4]):
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.5, 0.5)
+            net.train()
+            for _ in range(seed % 4 + 1):
+                net(torch.randn(8, 4) * 3 + 1)
+        return net
+    if name == "tiedbn":
+        shared = nn.BatchNorm1d(3)
+        net = nn.Sequential(nn.Linear(2, 3), shared, nn.ReLU(), shared)
+        with torch.no_grad():
+            shared.weight.uniform_(0.5, 1.5)
+            shared.bias.uniform_(-0.5, 0.5)
+            net.train()
+            for _ in range(seed % 3 + 1):      # two updates a pass: 2, 4 or 6
+                net(torch.randn(6, 2) * 2 - 1)
+        return net
     if name == "empty":
         return nn.Sequential()
     raise KeyError(name)
 
 
-FIXTURES = ["mlp", "rgnet", "tied", "misc", "empty"]
+FIXTURES = ["mlp", "rgnet", "tied", "misc", "bn", "tiedbn", "empty"]
 
 
 def c_order(net):
@@ -96,9 +119,18 @@ def c_order(net):
 
 
 def bits(t):
-    """Space-separated IEEE-754 bit patterns of a float32 tensor (row-major)."""
+    """Space-separated bit patterns of a tensor's elements (row-major), as
+    the C tools read and write them: IEEE-754 bits of a float32 tensor (8
+    hex digits), two's complement of an int64 (16) or int32 tensor (8)."""
     import numpy as np
+    import torch
 
+    if t.dtype == torch.int64:
+        a = t.detach().contiguous().numpy().astype(np.int64, copy=False)
+        return " ".join("%016x" % int(b) for b in a.reshape(-1).view(np.uint64))
+    if t.dtype == torch.int32:
+        a = t.detach().contiguous().numpy().astype(np.int32, copy=False)
+        return " ".join("%08x" % int(b) for b in a.reshape(-1).view(np.uint32))
     a = t.detach().contiguous().numpy().astype(np.float32, copy=False)
     return " ".join("%08x" % int(b) for b in a.reshape(-1).view(np.uint32))
 

@@ -9,7 +9,9 @@ EXPECTATION is "OK" (nn_load must accept the file) or a fragment that the
 error message of nn_load must contain.  The fixtures are those of
 tests/rt/fixtures.h: mlp has 0.weight [8,4], 0.bias [8], 2.weight [1,8],
 2.bias [1]; tied has 0.*, 2.* [8,8]/[8], 6.* and aliases 4.*; misc has a
-buffer 1.running_mean; empty has no tensors.
+buffer 1.running_mean; bn has two batch norms (1.*, 4.*) with float32
+buffers running_mean, running_var and an int64 0-d num_batches_tracked;
+empty has no tensors.
 """
 
 import json
@@ -22,6 +24,17 @@ TIED = [("0.weight", [8, 4]), ("0.bias", [8]), ("2.weight", [8, 8]), ("2.bias", 
         ("6.weight", [1, 8]), ("6.bias", [1])]
 MISC = [("0.weight", [2, 3]), ("0.bias", [2]), ("1.weight", [2]),
         ("2.inner.weight", [2, 2]), ("2.inner.bias", [2]), ("1.running_mean", [2])]
+BN = [("0.weight", [3, 4]), ("0.bias", [3]), ("1.weight", [3]), ("1.bias", [3]),
+      ("3.weight", [2, 3]), ("3.bias", [2]), ("4.weight", [2]), ("4.bias", [2]),
+      ("1.running_mean", [3]), ("1.running_var", [3]), ("1.num_batches_tracked", [], "I64"),
+      ("4.running_mean", [2]), ("4.running_var", [2]), ("4.num_batches_tracked", [], "I64")]
+
+# safetensors' Dtype enum order ("increasing alignment") and element sizes
+DTYPES = [("BOOL", 1), ("U8", 1), ("I8", 1), ("F8_E5M2", 1), ("F8_E4M3", 1), ("I16", 2),
+          ("U16", 2), ("F16", 2), ("BF16", 2), ("I32", 4), ("U32", 4), ("F32", 4), ("F64", 8),
+          ("I64", 8), ("U64", 8)]
+RANK = {name: i for i, (name, _) in enumerate(DTYPES)}
+PACK = {"F32": "<f", "F64": "<d", "F16": "<e", "I64": "<q", "I32": "<i"}
 
 
 def numel(shape):
@@ -31,21 +44,43 @@ def numel(shape):
     return n
 
 
-def values(name, n):
-    """Deterministic float32 bytes for a tensor."""
+def values(name, n, dtype="F32"):
+    """Deterministic bytes for a tensor: small binary fractions for floats,
+    wide values (beyond 2^53 for I64) for integers."""
     seed = sum(name.encode()) % 97
-    return b"".join(struct.pack("<f", ((i * 37 + seed) % 101 - 50) / 16.0) for i in range(n))
+    if dtype in ("I64", "I32"):
+        big = 2 ** 40 if dtype == "I64" else 2 ** 20
+        return b"".join(struct.pack(PACK[dtype], ((i * 37 + seed) % 101 - 50) * big + seed + i)
+                        for i in range(n))
+    return b"".join(struct.pack(PACK[dtype], ((i * 37 + seed) % 101 - 50) / 16.0)
+                    for i in range(n))
 
 
-def layout(tensors, data_order=None):
-    """(header dict, data bytes) for [(name, shape)] laid out contiguously,
-    in data_order (default: sorted by name, as safetensors writes)."""
-    order = data_order or sorted(name for name, _ in tensors)
-    shapes = dict(tensors)
+def entries(tensors):
+    """{name: (shape, dtype)} for [(name, shape[, dtype])] (default F32)."""
+    return {t[0]: (t[1], t[2] if len(t) > 2 else "F32") for t in tensors}
+
+
+def st_order(tensors):
+    """The order the safetensors library writes: dtype with the larger
+    alignment first, then by name (all F32: by name)."""
+    e = entries(tensors)
+    return sorted(e, key=lambda n: (-RANK[e[n][1]], n))
+
+
+def layout(tensors, data_order=None, blobs=None):
+    """(header dict, data bytes) for [(name, shape[, dtype])] laid out
+    contiguously, in data_order (default: safetensors' order); blobs
+    replaces the data of some tensors (data_offsets follow the blob)."""
+    e = entries(tensors)
+    order = data_order or st_order(tensors)
     header, data = {}, b""
     for name in order:
-        blob = values(name, numel(shapes[name]))
-        header[name] = {"dtype": "F32", "shape": shapes[name],
+        shape, dtype = e[name]
+        blob = (blobs or {}).get(name)
+        if blob is None:
+            blob = values(name, numel(shape), dtype)
+        header[name] = {"dtype": dtype, "shape": shape,
                         "data_offsets": [len(data), len(data) + len(blob)]}
         data += blob
     return header, data
@@ -185,10 +220,16 @@ def cases():
             hh[key][field] = value
         add(name, "mlp", frag, pack(js(hh), dd))
 
-    edit("dtype-f16", "tensor '0.bias': dtype 'F16' is not supported (only F32)",
+    # a dtype changed without its data: the sizes use the dtype's element size
+    edit("dtype-f16-f32-payload",
+         "tensor '0.bias': shape [8] needs 16 bytes but data_offsets [0, 32] hold 32",
          "0.bias", "dtype", "F16")
-    edit("dtype-f64", "dtype 'F64' is not supported", "0.weight", "dtype", "F64")
-    edit("dtype-lowercase", "dtype 'f32' is not supported", "0.weight", "dtype", "f32")
+    edit("dtype-f64-f32-payload", "tensor '0.weight': shape [8, 4] needs 256 bytes",
+         "0.weight", "dtype", "F64")
+    edit("dtype-lowercase", "tensor '0.weight': unknown dtype 'f32'", "0.weight", "dtype",
+         "f32")
+    edit("dtype-unknown", "tensor '0.bias': unknown dtype 'Q8'", "0.bias", "dtype", "Q8")
+    edit("dtype-empty", "tensor '0.bias': unknown dtype ''", "0.bias", "dtype", "")
     edit("dtype-number", "tensor '0.bias': dtype must be a string", "0.bias", "dtype", 32)
     edit("missing-dtype", "tensor '0.bias': missing 'dtype'", "0.bias", "dtype", None)
     edit("missing-shape", "tensor '0.bias': missing 'shape'", "0.bias", "shape", None)
@@ -283,6 +324,76 @@ def cases():
     add("missing-all", "mlp", "missing tensor '0.weight'", pack("{}", b""))
     h, d = layout(MLP)
     add("tensors-for-empty-model", "empty", "unknown tensor", pack(js(h), d))
+
+    # --- dtypes: each tensor in its model dtype, nothing converted -----------
+    def retype(tensors, name, dtype, shape=None):
+        return [(t[0], t[1] if shape is None or t[0] != name else shape, dtype)
+                if t[0] == name else t for t in tensors]
+
+    for dt, frag in [("F16", "tensor '0.bias': dtype F16 does not match the model's F32"),
+                     ("F64", "tensor '0.bias': dtype F64 does not match the model's F32"),
+                     ("I32", "tensor '0.bias': dtype I32 does not match the model's F32"),
+                     ("BF16", "tensor '0.bias': dtype BF16 does not match the model's F32"),
+                     ("U8", "tensor '0.bias': dtype U8 does not match the model's F32")]:
+        tl = retype(MLP, "0.bias", dt)
+        blobs = {"0.bias": b"\x01" * (8 * dict(DTYPES)[dt])}
+        h, d = layout(tl, blobs=blobs)
+        add("dtype-%s" % dt.lower(), "mlp", frag, pack(js(h), d))
+    h, d = layout(BN)
+    add("ok-bn", "bn", "OK", pack(js(h), d))
+    h, d = layout(BN, data_order=sorted(entries(BN)))
+    add("ok-bn-name-order", "bn", "OK", pack(js(h), d))
+    h, d = layout(BN, data_order=[t[0] for t in BN])
+    keys = sorted(h, reverse=True)
+    add("ok-bn-any-order", "bn", "OK", pack(js({k: h[k] for k in keys}), d))
+    h, d = layout(retype(BN, "1.num_batches_tracked", "F32"))
+    add("bn-f32-for-i64", "bn",
+        "tensor '1.num_batches_tracked': dtype F32 does not match the model's I64",
+        pack(js(h), d))
+    h, d = layout(retype(BN, "4.running_mean", "I64"))
+    add("bn-i64-for-f32", "bn", "tensor '4.running_mean': dtype I64 does not match the model's F32",
+        pack(js(h), d))
+    h, d = layout(retype(BN, "4.num_batches_tracked", "F64"))
+    add("bn-f64-for-i64", "bn",
+        "tensor '4.num_batches_tracked': dtype F64 does not match the model's I64",
+        pack(js(h), d))
+    h, d = layout(retype(BN, "4.num_batches_tracked", "I32"))
+    add("bn-i32-for-i64", "bn",
+        "tensor '4.num_batches_tracked': dtype I32 does not match the model's I64",
+        pack(js(h), d))
+    h, d = layout(retype(BN, "1.num_batches_tracked", "U64"),
+                  blobs={"1.num_batches_tracked": b"\0" * 8})
+    add("bn-u64-for-i64", "bn",
+        "tensor '1.num_batches_tracked': dtype U64 does not match the model's I64",
+        pack(js(h), d))
+    h, d = layout(BN, blobs={"1.num_batches_tracked": struct.pack("<i", 7)})
+    add("bn-i64-truncated-payload", "bn",
+        "tensor '1.num_batches_tracked': shape [] needs 8 bytes but data_offsets [0, 4] hold 4 "
+        "(size mismatch)", pack(js(h), d))
+    h, d = layout(BN)
+    good = pack(js(h), d)
+    # the file ends inside the last tensor, an F32 one; and inside an I64
+    add("bn-truncated-file", "bn", "out of range of the data section", good[:-6])
+    h, d = layout(BN, data_order=[t[0] for t in BN])
+    add("bn-truncated-in-i64", "bn",
+        "tensor '4.num_batches_tracked': data_offsets [%d, %d] are out of range of the data "
+        "section (%d bytes)" % (len(d) - 8, len(d), len(d) - 3), pack(js(h), d)[:-3])
+    h, d = layout(retype(BN, "1.num_batches_tracked", "I64", shape=[1]))
+    add("bn-i64-shape", "bn",
+        "tensor '1.num_batches_tracked': shape [1] does not match the model's []",
+        pack(js(h), d))
+    h, d = layout(retype(BN, "1.num_batches_tracked", "I64", shape=[2 ** 61 + 1]),
+                  blobs={"1.num_batches_tracked": b"\0" * 8})
+    add("bn-i64-overflow", "bn", "tensor '1.num_batches_tracked': shape [2305843009213693953] "
+        "overflows", pack(js(h), d))
+    h, d = layout([t for t in BN if t[0] != "4.num_batches_tracked"])
+    add("bn-missing-i64", "bn", "missing tensor '4.num_batches_tracked'", pack(js(h), d))
+    h, d = layout([t for t in BN if t[0] != "1.running_var"])
+    add("bn-missing-buffer", "bn", "missing tensor '1.running_var'", pack(js(h), d))
+    h, d = layout(BN + [("1.num_batches", [], "I64")])
+    add("bn-unknown-i64", "bn", "unknown tensor '1.num_batches'", pack(js(h), d))
+    h, d = layout(BN + [("2.num_batches_tracked", [], "I64")])
+    add("bn-unknown-buffer", "bn", "unknown tensor '2.num_batches_tracked'", pack(js(h), d))
     return out
 
 
