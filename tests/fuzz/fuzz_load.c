@@ -61,11 +61,14 @@ static void say(const char *fmt, ...)
     va_end(ap);
 }
 
+static void remove_tmpdir(void);
+
 #define VIOLATION(...)                                                                       \
     do {                                                                                     \
         say("\n==== fuzz_load: CONTRACT VIOLATION: ");                                        \
         say(__VA_ARGS__);                                                                    \
         say("\n");                                                                           \
+        remove_tmpdir();                                                                     \
         abort();                                                                             \
     } while (0)
 

@@ -40,7 +40,7 @@
  * not in the temporary directory); a relative -artifact_prefix or
  * -exact_artifact_path is made absolute.
  *
- * Environment: NNGEN_FUZZ_CC (default: the C compiler meson used, else cc),
+ * Environment: NNGEN_FUZZ_CC (default: cc),
  * NNGEN_FUZZ_CC_EVERY (default 64), NNGEN_FUZZ_INCLUDE (default: the tree's
  * include/ directory, fixed at build time), NNGEN_FUZZ_CC_TIMEOUT seconds
  * (default 60).
@@ -106,6 +106,8 @@ static void say_capture(const char *what, const char *text, size_t len)
         len > 2000 ? "\n[...]" : "");
 }
 
+static void remove_tmpdir(void);
+
 #define VIOLATION(...)                                                                       \
     do {                                                                                     \
         if (home_fd >= 0)                                                                    \
@@ -113,6 +115,7 @@ static void say_capture(const char *what, const char *text, size_t len)
         say("\n==== fuzz_spec: CONTRACT VIOLATION: ");                                        \
         say(__VA_ARGS__);                                                                    \
         say("\n");                                                                           \
+        remove_tmpdir();                                                                     \
         abort();                                                                             \
     } while (0)
 
