@@ -4,10 +4,9 @@
 #   tools/fuzz.sh spec|load [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
 #
 # SECONDS: how long (default 3600).  JOBS: parallel fuzzing processes
-# (libFuzzer -fork=JOBS, default 1; a timeout or out-of-memory input is saved
-# and the run goes on, a crash, leak or contract violation stops it); JOBS=0
-# runs one plain process that stops at the first finding of any kind, as the
-# smoke tests do.  Builds the target if needed, in $BUILD (default: build; a
+# (libFuzzer -fork=JOBS, default 1; a crash, leak, contract violation,
+# timeout or out-of-memory input is saved and the run goes on); JOBS=0 runs
+# one plain process that stops at the first finding, as the smoke tests do.  Builds the target if needed, in $BUILD (default: build; a
 # new one is set up with -Dfuzz=enabled).  The work corpus and the findings
 # live outside the tree, in $WORK (default: ${TMPDIR:-/tmp}/nngen-fuzz/TARGET):
 # corpus/ (seeded from tests/fuzz/corpus/TARGET, and tests/rt/bad_weights for
@@ -56,7 +55,7 @@ echo "fuzz-$target: $seconds s, jobs $jobs, corpus $work/corpus ($(nfiles) files
 
 mode=()
 if [ "$jobs" -gt 0 ]; then
-  mode=(-fork="$jobs" -ignore_timeouts=1 -ignore_ooms=1)
+  mode=(-fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
 fi
 start=$(date +%s)
 set +e

@@ -22,10 +22,17 @@
  *   - on 0: standard error is empty, exactly out.c and out.h are new in the
  *     directory (--check writes nothing at all);
  *   - for a sample of the specs that compile (1 in NNGEN_FUZZ_CC_EVERY, by
- *     a hash of the input; default 64; 1 = every one), out.c is compiled by
+ *     a hash of the input; default 64; 1 = every one, 0 = none), the
+ *     compile run is repeated to check that nngen_main keeps no state
+ *     between runs (same out.c and out.h), out.c is compiled by
  *     `cc -std=c99 -Wall -Wextra -Wpedantic -Werror -I<include> -c` in a
- *     child process (time-limited), and the compile run is repeated to check
- *     that nngen_main keeps no state between runs (same out.c and out.h).
+ *     child process (time-limited), and so is one other flavour of the
+ *     generated code, chosen by the hash: --no-blas, --inference or both
+ *     (which must succeed too, writing out.c and out.h);
+ *   - for another sample of them (1 in NNGEN_FUZZ_OTHER_EVERY, default 8),
+ *     the other modes accept the spec: --print, --params and --dot exit
+ *     with 0, nothing on standard error, no file written; --emit pytorch
+ *     -o out.py exits with 0 and writes exactly out.py.
  *
  * The compiler allocates from an arena released at the end of every run,
  * also when an error longjmps out (util.c, cli.c), so LeakSanitizer checks
@@ -41,7 +48,8 @@
  * -exact_artifact_path is made absolute.
  *
  * Environment: NNGEN_FUZZ_CC (default: cc),
- * NNGEN_FUZZ_CC_EVERY (default 64), NNGEN_FUZZ_INCLUDE (default: the tree's
+ * NNGEN_FUZZ_CC_EVERY (default 64), NNGEN_FUZZ_OTHER_EVERY (default 8),
+ * NNGEN_FUZZ_INCLUDE (default: the tree's
  * include/ directory, fixed at build time), NNGEN_FUZZ_CC_TIMEOUT seconds
  * (default 60).
  */
@@ -77,6 +85,7 @@ static FILE *cap_out, *cap_err;
 static const char *cc_prog = NNGEN_FUZZ_CC;
 static const char *inc_dir = NNGEN_FUZZ_INCLUDE;
 static unsigned cc_every = 64;
+static unsigned other_every = 8;
 static unsigned cc_timeout = 60;
 
 /* ---- reporting ------------------------------------------------------- */
@@ -351,6 +360,22 @@ static int compile_out_c(void)
     return -1;
 }
 
+/* Compiles out.c; a violation if it does not. */
+static void cc_check(const char *what)
+{
+    int st = compile_out_c();
+    if (st != 0) {
+        size_t nl;
+        char *log = read_whole("cc.log", &nl);
+        say_capture("cc output", log, nl);
+        free(log);
+        VIOLATION("the generated %s does not compile with %s -std=c99 -Wall -Wextra "
+                  "-Wpedantic -Werror (%s %d)", what, cc_prog,
+                  st < 0 ? "killed or timed out, status" : "exit status", st);
+    }
+    unlink("cc.log");
+}
+
 /* ---- libFuzzer --------------------------------------------------------- */
 
 static char *absolute(const char *flag, const char *value, const char *cwd)
@@ -407,6 +432,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         inc_dir = e;
     if ((e = getenv("NNGEN_FUZZ_CC_EVERY")) && *e)
         cc_every = (unsigned)strtoul(e, NULL, 10);
+    if ((e = getenv("NNGEN_FUZZ_OTHER_EVERY")) && *e)
+        other_every = (unsigned)strtoul(e, NULL, 10);
     if ((e = getenv("NNGEN_FUZZ_CC_TIMEOUT")) && *e)
         cc_timeout = (unsigned)strtoul(e, NULL, 10);
     if (cc_timeout == 0)
@@ -474,7 +501,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         VIOLATION("--check and compiling report different errors");
     }
 
-    if (cmp.status == 0 && cc_every && fnv1a(data, size) % cc_every == 0) {
+    uint64_t h = fnv1a(data, size);
+    if (cmp.status == 0 && cc_every && h % cc_every == 0) {
         /* nngen_main keeps no state: a second run writes the same files */
         size_t nc1, nh1, nc2, nh2;
         char *c1 = read_whole("out.c", &nc1), *h1 = read_whole("out.h", &nh1);
@@ -493,18 +521,68 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(c2);
         free(h2);
         free_result(&again);
+        cc_check("out.c");
 
-        int st = compile_out_c();
-        if (st != 0) {
-            size_t nl;
-            char *log = read_whole("cc.log", &nl);
-            say_capture("cc output", log, nl);
-            free(log);
-            VIOLATION("the generated out.c does not compile with %s -std=c99 -Wall -Wextra "
-                      "-Wpedantic -Werror (%s %d)", cc_prog,
-                      st < 0 ? "killed or timed out, status" : "exit status", st);
+        /* and one of the other flavours of the generated code, by the hash */
+        static const char *const flavours[][2] = {
+            {"--no-blas", NULL}, {"--inference", NULL}, {"--no-blas", "--inference"}};
+        const char *const *fl = flavours[(h / cc_every) % 3];
+        char f0[16], f1[16];
+        char *var_argv[] = {a0, a_spec, a_o, a_out, f0, NULL, NULL};
+        snprintf(f0, sizeof f0, "%s", fl[0]);
+        snprintf(f1, sizeof f1, "%s", fl[1] ? fl[1] : "");
+        if (fl[1])
+            var_argv[5] = f1;
+        int var_argc = fl[1] ? 6 : 5;
+        remove_outputs();
+        run_nngen(var_argc, var_argv, &again);
+        check_status(fl[1] ? "compile --no-blas --inference" : fl[0], &again);
+        if (again.status != 0)
+            VIOLATION("compile %s %s: exit status %d, but 0 without", fl[0], fl[1] ? fl[1] : "",
+                      again.status);
+        list_new(names, sizeof names);
+        if (strcmp(names, "out.c out.h") != 0)
+            VIOLATION("compile %s %s: the new files are '%s', not 'out.c out.h'", fl[0],
+                      fl[1] ? fl[1] : "", names);
+        free_result(&again);
+        cc_check(fl[1] ? "out.c (--no-blas --inference)" : fl[0]);
+    }
+
+    if (cmp.status == 0 && other_every && (h >> 32) % other_every == 0) {
+        /* the other modes accept what compiles: --print, --params, --dot
+           (standard output), --emit pytorch (out.py) */
+        remove_outputs();
+        static const char *const modes[] = {"--print", "--params", "--dot"};
+        for (int i = 0; i < 3; i++) {
+            char mode[16];
+            snprintf(mode, sizeof mode, "%s", modes[i]);
+            char *mode_argv[] = {a0, mode, a_spec, NULL};
+            result r;
+            run_nngen(3, mode_argv, &r);
+            if (r.status != 0 || r.nerr != 0) {
+                say_capture("stderr", r.err, r.nerr);
+                VIOLATION("%s: exit status %d (and %zu bytes on standard error) for a spec "
+                          "that compiles", mode, r.status, r.nerr);
+            }
+            list_new(names, sizeof names);
+            if (names[0])
+                VIOLATION("%s: left files in the directory: %s", mode, names);
+            free_result(&r);
         }
-        unlink("cc.log");
+        char a_emit[] = "--emit", a_py[] = "pytorch", a_outpy[] = "out.py";
+        char *py_argv[] = {a0, a_emit, a_py, a_spec, a_o, a_outpy, NULL};
+        result r;
+        run_nngen(6, py_argv, &r);
+        if (r.status != 0 || r.nerr != 0 || r.nout != 0) {
+            say_capture("stderr", r.err, r.nerr);
+            VIOLATION("--emit pytorch: exit status %d (%zu bytes on standard error, %zu on "
+                      "standard output) for a spec that compiles", r.status, r.nerr, r.nout);
+        }
+        list_new(names, sizeof names);
+        if (strcmp(names, "out.py") != 0)
+            VIOLATION("--emit pytorch: the new files are '%s', not 'out.py'", names);
+        unlink("out.py");
+        free_result(&r);
     }
 
     free_result(&chk);
