@@ -12,8 +12,9 @@
 # corpus/ (seeded from tests/fuzz/corpus/TARGET, and tests/rt/bad_weights for
 # load; it grows from run to run), artifacts/ (crash-*, leak-*, timeout-*,
 # oom-*), and one log per run.  At the end it prints the figures: executions,
-# exec/s, coverage (cov:, ft:), corpus size, findings.  Exit status 1 when
-# the run saved a finding.  Runs under nice -n 19.
+# exec/s, coverage (cov:, ft:), corpus size, findings, and the CPU time the
+# fuzzer got (under nice -n 19 on a busy machine, much less than SECONDS).
+# Exit status 1 when the run saved a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -29,11 +30,15 @@ if [ $# -gt 0 ] && [ "$1" = -- ]; then shift; fi
 case $seconds$jobs in *[!0-9]*) usage ;; esac
 
 build=${BUILD:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
 work=${WORK:-${TMPDIR:-/tmp}/nngen-fuzz/$target}
 bin=$build/tests/fuzz/fuzz-$target
 
 if [ ! -d "$build" ]; then
-  meson setup "$build" -Dfuzz=enabled
+  if ! meson setup "$build" -Dfuzz=enabled >"$build.setup.log" 2>&1; then
+    cat "$build.setup.log" >&2
+    exit 1
+  fi
 fi
 if ! nice -n 19 ninja -C "$build" "tests/fuzz/fuzz-$target" >/dev/null; then
   echo "tools/fuzz.sh: cannot build $bin (is clang with libFuzzer installed? meson configure $build -Dfuzz=enabled)" >&2
@@ -59,14 +64,16 @@ if [ "$jobs" -gt 0 ]; then
 fi
 start=$(date +%s)
 set +e
-nice -n 19 "$root/$bin" "${mode[@]}" -max_total_time="$seconds" -max_len=4096 \
+nice -n 19 "$bin" "${mode[@]}" -max_total_time="$seconds" -max_len=4096 \
   -rss_limit_mb=2560 -timeout=30 -dict="$root/tests/fuzz/$target.dict" \
   -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$@" "$work/corpus" >"$log" 2>&1
 rc=$?
 set -e
 elapsed=$(( $(date +%s) - start ))
+times >"$work/.times"   # the children's user and system time are its second line
+cpu=$(tail -n 1 "$work/.times")
 
-echo "exit status $rc after $elapsed s; the last statistics lines:"
+echo "exit status $rc after $elapsed s (CPU of the fuzzer processes: user, system: $cpu); the last statistics lines:"
 grep -E '^#[0-9]+' "$log" | grep -vE 'NEW|REDUCE' | tail -n 3 || true
 grep -E '^stat::|^Done ' "$log" || true
 echo "corpus: $(nfiles) files, $(kbytes) bytes in $work/corpus"

@@ -9,7 +9,7 @@ with their directory's name, so that names do not clash), never touching the
 committed corpus, and runs
 
   TARGET -seed=1 -max_total_time=SECONDS -max_len=4096 -rss_limit_mb=2560
-         -timeout=30 -dict=DICT -artifact_prefix=TMP/ -print_final_stats=1 TMP/corpus
+         -timeout=120 -dict=DICT -artifact_prefix=TMP/ -print_final_stats=1 TMP/corpus
 
 in the foreground: any crash, leak, timeout, out-of-memory or contract
 violation (the targets abort()) makes libFuzzer exit non-zero, and so this
@@ -44,7 +44,7 @@ def main():
             shutil.copyfile(p, os.path.join(corpus, name))
             n += 1
     argv = [target, '-seed=1', '-max_total_time=' + seconds, '-max_len=4096',
-            '-rss_limit_mb=2560', '-timeout=30', '-dict=' + dict_path,
+            '-rss_limit_mb=2560', '-timeout=120', '-dict=' + dict_path,
             '-artifact_prefix=' + tmp + '/', '-print_final_stats=1', corpus]
     print('%d seed files; running: %s' % (n, ' '.join(argv)), flush=True)
     rc = subprocess.call(argv, cwd=tmp)
@@ -54,7 +54,7 @@ def main():
             os.path.basename(target), rc, tmp, ', '.join(found) or 'no artifact'))
         sys.exit(1)
     shutil.rmtree(tmp)
-    print('%s: no crash, leak, timeout or contract violation in %s s' % (
+    print('%s: no crash, leak, timeout (120 s an input) or contract violation in %s s' % (
         os.path.basename(target), seconds))
 
 
