@@ -3,9 +3,11 @@
 set -euo pipefail
 # make and libgfortran-12-dev: tools/downstream-test.sh builds the Makefile
 # example, and links OpenBLAS statically (its .pc lists -lgfortran).
+# clang and libclang-rt-14-dev (libFuzzer and the sanitizers' runtimes, only
+# a Recommends of clang's packages): the fuzz targets of tests/fuzz and their smoke tests.
 pkgs=(meson ninja-build gcc pkg-config libyaml-dev libopenblas-dev check
       python3-torch python3-yaml python3-numpy graphviz
-      make libgfortran-12-dev)
+      make libgfortran-12-dev clang libclang-rt-14-dev)
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
