@@ -17,9 +17,9 @@
 enum { OUT, IN, BIAS };
 
 static const arg_spec args[] = {
-    [OUT] = {"out", ARG_INT, NULL, 1, "the number of output features", 1, MAX_DIM_SIZE, 0},
-    [IN] = {"in", ARG_INT, NULL, 0, "the number of input features", 1, MAX_DIM_SIZE, 1},
-    [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+    [OUT] = {"out", ARG_INT, NULL, 1, "the number of output features", 1, MAX_DIM_SIZE, 0, NULL},
+    [IN] = {"in", ARG_INT, NULL, 0, "the number of input features", 1, MAX_DIM_SIZE, 1, NULL},
+    [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
 };
 
 static const char *const tensors[] = {"weight", "bias"};

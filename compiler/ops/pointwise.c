@@ -132,7 +132,7 @@ const op_desc op_tanh = {
 
 enum { SLOPE };
 static const arg_spec leaky_args[] = {
-    [SLOPE] = {"negative_slope", ARG_NUM, "0.01", 0, NULL, 0, 0, 0},
+    [SLOPE] = {"negative_slope", ARG_NUM, "0.01", 0, NULL, 0, 0, 0, NULL},
 };
 
 static const char *leaky_expr(const module *m, const char *v)

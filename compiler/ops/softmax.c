@@ -6,7 +6,7 @@
 
 enum { DIM };
 static const arg_spec args[] = {
-    [DIM] = {"dim", ARG_INT, "1", 0, NULL, -NN_MAX_DIM, NN_MAX_DIM, 1},
+    [DIM] = {"dim", ARG_INT, "1", 0, NULL, -NN_MAX_DIM, NN_MAX_DIM, 1, NULL},
 };
 
 static void softmax_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
