@@ -37,6 +37,25 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                last, partial batch); the _n forms must write nothing beyond
                their R rows
 
+Specs with batch_norm or dropout (mode-dependent layers; the driver is built
+with -DNET_HAS_MODES) get random float buffers (running_mean, running_var)
+in the start values too, and instead of the fwd/bwd and train checks above:
+
+  fwd/bwd train seed=S   S in 0, 1, 42 (with dropout; else 0): `driver modes
+               train S 3`: P_init(S), the start values, 3 forward/backward
+               passes in a row (the generator continues) vs torch after
+               torch.manual_seed(S), construction, the start values and
+               model.train(): y.K, dx.K, the accumulated grads and every
+               buffer (buf.NAME; num_batches_tracked as an integer), TOL=1e-5;
+               and the elements that are exactly zero in y.K and dx.K must be
+               the same (the dropout masks bit for bit)
+  fwd/bwd eval  the same in eval mode (P_set_training(net, 0), model.eval())
+  ... rows=R    both on the first R rows (P_forward_n: batch statistics over R)
+  ... --no-blas the same with `nngen --no-blas` code
+  train 20 steps (training mode, seed 0), and on R rows: `driver trainm 0`
+               vs torch from the same generator state: losses, parameters and
+               buffers, TOL=1e-4
+
 Comparison criterion for a tensor `got` against the torch reference `ref`
 (elementwise, never loosened to make a test pass):
 
