@@ -217,4 +217,8 @@ CASES = [
          'eval'),
     case('drop_p0',           '{dropout: 0}',             [6],      4,     'loop',  False, None),
     case('drop_p1',           '{dropout: 1.0}',           [6],      4,     'loop',  False, None),
+    # dropout alone: FD in eval mode here; gen-api's dropout_mask checks its
+    # training mode (dx = dy * the forward's mask, scaled by 2)
+    case('drop_alone',        'dropout',                  [2, 5],   3,     'alone', False, None,
+         'eval'),
 ]
