@@ -143,6 +143,21 @@ static void set_arg(argval *a, const arg_spec *as, const ynode *x, const char *w
         }
         a->i = a->i2 = get_int(x, what, as->min, as->max);
         return;
+    case ARG_SHAPE:
+        a->is_list = x->kind == Y_SEQ;
+        if (!a->is_list) {
+            a->ndims = 1;
+            a->dims[0] = a->i = get_int(x, what, as->min, as->max);
+            return;
+        }
+        if (x->n < 1 || x->n > NN_MAX_DIM - 1)
+            error_at(x->loc, "%s takes an int or a list of 1 to %d sizes, got a list of %d",
+                     what, NN_MAX_DIM - 1, x->n);
+        a->ndims = x->n;
+        for (int k = 0; k < x->n; k++)
+            a->dims[k] = get_int(x->items[k], what, as->min, as->max);
+        a->i = a->dims[0];
+        return;
     }
     unreachable();
 }

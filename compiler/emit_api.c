@@ -335,8 +335,21 @@ void emit_init(emitter *e)
     E(e, "   before parents, each module's own rules after its children), then the");
     E(e, "   top-level rules; one generator seeded like torch.manual_seed(seed). */");
     open_block(e, xfmt("void %s_init_rng(%s *net, nn_rng *rng)\n", n, n));
+    int draws = 0; /* whether a step uses rng (norm layers' ones / zeros do not) */
+    for (int i = 0; i < p->nsteps && !draws; i++) {
+        const init_step *st = &p->steps[i];
+        initializer def;
+        const initializer *in = st->init;
+        if (in->kind == I_DEFAULT) {
+            op_default_init(p->tensors[st->tensor].owner, &p->tensors[st->tensor], &def);
+            in = &def;
+        }
+        draws = in->kind != I_ZEROS && in->kind != I_ONES && in->kind != I_CONSTANT;
+    }
     if (!p->nsteps)
         E(e, "(void)net; (void)rng;");
+    else if (!draws)
+        E(e, "(void)rng;");
     for (int i = 0; i < p->nsteps; i++)
         emit_init_step(e, &p->steps[i], i);
     close_block(e);

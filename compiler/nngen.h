@@ -185,6 +185,8 @@ typedef struct argval {
     int64_t i2;                 /* pair: the second value (= i for a single int) */
     int is_list;                /* pair: written as a list [a, b] */
     const char *word;           /* pair: the word given instead ("same"), or NULL */
+    int ndims;                  /* shape: the sizes given (an int is one) */
+    int64_t dims[NN_MAX_DIM];
 } argval;
 
 typedef struct module module;

@@ -36,8 +36,10 @@
 /* ---- arguments ----------------------------------------------------------- */
 
 /* ARG_PAIR: an int k or a list [a, b] (print shows what was written: k or
-   (a, b)), or one of `words` when the spec gives them ("same", "valid"). */
-typedef enum { ARG_INT, ARG_NUM, ARG_BOOL, ARG_PAIR } arg_type;
+   (a, b)), or one of `words` when the spec gives them ("same", "valid").
+   ARG_SHAPE: an int k or a list [a, b, ...] of 1 .. NN_MAX_DIM - 1 sizes,
+   each in [min, max] (argval ndims, dims; layer_norm's shape). */
+typedef enum { ARG_INT, ARG_NUM, ARG_BOOL, ARG_PAIR, ARG_SHAPE } arg_type;
 
 typedef struct arg_spec {
     const char *name;

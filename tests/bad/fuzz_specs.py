@@ -43,7 +43,7 @@ TOKENS = [b'[', b']', b'{', b'}', b':', b'- ', b'\n', b'  ', b'\t', b'&a ', b'*a
           b'normal', b'custom', b'train', b'loss', b'optimizer', b'sgd', b'adam', b'times',
           b'body', b'name', b'in', b'out', b'dim', b'softmax', b'flatten', b'\x00', b'\xff',
           b'\xc3\xa9', b'\xe9', b'%YAML 1.1\n', b'? ']
-ARG_TYPES = ('int', 'num', 'bool')
+ARG_TYPES = ('int', 'num', 'bool', 'pair', 'shape')
 
 
 def list_layers(nngen):

@@ -37,6 +37,25 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                last, partial batch); the _n forms must write nothing beyond
                their R rows
 
+Specs with batch_norm or dropout (mode-dependent layers; the driver is built
+with -DNET_HAS_MODES) get random float buffers (running_mean, running_var)
+in the start values too, and instead of the fwd/bwd and train checks above:
+
+  fwd/bwd train seed=S   S in 0, 1, 42 (with dropout; else 0): `driver modes
+               train S 3`: P_init(S), the start values, 3 forward/backward
+               passes in a row (the generator continues) vs torch after
+               torch.manual_seed(S), construction, the start values and
+               model.train(): y.K, dx.K, the accumulated grads and every
+               buffer (buf.NAME; num_batches_tracked as an integer), TOL=1e-5;
+               and the elements that are exactly zero in y.K and dx.K must be
+               the same (the dropout masks bit for bit)
+  fwd/bwd eval  the same in eval mode (P_set_training(net, 0), model.eval())
+  ... rows=R    both on the first R rows (P_forward_n: batch statistics over R)
+  ... --no-blas the same with `nngen --no-blas` code
+  train 20 steps (training mode, seed 0), and on R rows: `driver trainm 0`
+               vs torch from the same generator state: losses, parameters and
+               buffers, TOL=1e-4
+
 Comparison criterion for a tensor `got` against the torch reference `ref`
 (elementwise, never loosened to make a test pass):
 
@@ -262,6 +281,69 @@ def torch_train(built, model, x, target, steps, dtype):
 
 
 # --------------------------------------------------------------------------
+# modes, buffers and the generator (specs with batch_norm or dropout)
+
+MODAL = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)
+MODE_SEEDS = [0, 1, 42]
+MODE_CALLS = 3
+
+
+def is_modal(model):
+    return any(isinstance(m, MODAL) for m in model.modules())
+
+
+def has_dropout(model):
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+
+
+def load_state(model, start):
+    """start: {state_dict key: list of floats} (parameters and float buffers)."""
+    with torch.no_grad():
+        for k, t in model.state_dict(keep_vars=True).items():
+            if k in start:
+                t.copy_(torch.tensor(start[k], dtype=t.dtype).reshape(t.shape))
+
+
+def buffers_of(m):
+    return [('buf.' + n, tensor_list(b)) for n, b in m.named_buffers()]
+
+
+def torch_modes(path, seed, start, x_np, dy_np, train, calls, dtype):
+    """torch.manual_seed(seed) and construction (nnspec.build), the start
+    values, train()/eval(), then `calls` forward/backward passes: what
+    `driver modes` prints."""
+    m = nnspec.build(path, seed=seed).model
+    load_state(m, start)
+    m = m.to(dtype)
+    m.train(train)
+    x = torch.from_numpy(x_np.copy()).to(dtype).requires_grad_(True)
+    dy = torch.from_numpy(dy_np.copy()).to(dtype)
+    ref = []
+    for k in range(calls):
+        y = m(x)
+        y.backward(dy)
+        ref += [('y.%d' % k, tensor_list(y)), ('dx.%d' % k, tensor_list(x.grad))]
+        x.grad = None
+    ref += [('grad.' + n, None if p.grad is None else tensor_list(p.grad))
+            for n, p in m.named_parameters()]
+    return ref + buffers_of(m)
+
+
+def zero_pattern(got, ref):
+    """The elements that are exactly zero in y.K and dx.K must be the same
+    (dropout masks bit for bit: a dropped element is 0 on both sides)."""
+    msgs = []
+    for (n, a), (_, b) in zip(got, ref):
+        if a is None or b is None or not (n.startswith('y.') or n.startswith('dx.')):
+            continue
+        bad = [i for i, (u, v) in enumerate(zip(a, b)) if (u == 0) != (v == 0)]
+        if bad:
+            msgs.append('%s: zeros differ from torch at %d of %d elements (first [%d]: got %r, '
+                        'torch %r)' % (n, len(bad), len(a), bad[0], a[bad[0]], b[bad[0]]))
+    return msgs
+
+
+# --------------------------------------------------------------------------
 # per-spec work
 
 def custom_names(obj, acc):
@@ -299,6 +381,8 @@ class Spec(object):
             if not os.path.isfile(os.path.join(d, f)):
                 raise CheckError('nngen did not write %s' % f)
         defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS']
+        if is_modal(built.model):
+            defs.append('-DNET_HAS_MODES')
         train_defs = []
         if built.loss_name:
             train_defs.append('-DNET_HAS_TRAIN')
@@ -355,7 +439,7 @@ class Spec(object):
     def driver(self, exe, *a):
         out = must([exe] + list(a), 'driver ' + (a[0] if a else ''))
         try:
-            return out, nnspec.parse_dump(out) if a and a[0] in ('init', 'run') else None
+            return out, nnspec.parse_dump(out) if a and a[0] in ('init', 'run', 'modes') else None
         except nnspec.DumpError as e:
             raise CheckError('driver output is not in dump format: %s' % e)
 
@@ -463,7 +547,20 @@ def check_spec(args, path, label, res):
                 else:
                     v = rng.uniform(-0.5, 0.5, size=tuple(p.shape))
                 p.copy_(torch.from_numpy(v.astype(np.float32)))
+        modal = is_modal(model)
+        if modal:
+            # buffers from the start too (float ones: running statistics), so
+            # that eval mode and the running updates see values of their own
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    if b.is_floating_point():
+                        lo = 0.5 if n.endswith('running_var') else -0.5
+                        v = rng.uniform(lo, lo + 1.0, size=tuple(b.shape))
+                        b.copy_(torch.from_numpy(v.astype(np.float32)))
         start = [(n, tensor_list(p)) for n, p in params]
+        if modal:
+            start += [(n, tensor_list(b)) for n, b in model.named_buffers()
+                      if b.is_floating_point()]
         x_np = rng.standard_normal(size=tuple(built.input_shape)).astype(np.float32)
         dy_np = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
         pfile = os.path.join(work, 'params.dump')
@@ -472,12 +569,18 @@ def check_spec(args, path, label, res):
         write(pfile, start)
         write(xfile, [('x', x_np.reshape(-1).tolist())])
         write(dyfile, [('dy', dy_np.reshape(-1).tolist())])
-        ref = torch_fwdbwd(model, x_np, dy_np, torch.float32)
-        noise = noise_of(ref, torch_fwdbwd(model, x_np, dy_np, torch.float64))
+        R = (built.batch + 1) // 2 if built.batch > 1 else 0
+        if modal:
+            modal_checks(sp, built, path, label, res, exe, dict(start), x_np, dy_np, pfile,
+                         xfile, dyfile, R)
+            exe = None  # the plain run and train checks are the modal ones here
+            ref = noise = None
+        else:
+            ref = torch_fwdbwd(model, x_np, dy_np, torch.float32)
+            noise = noise_of(ref, torch_fwdbwd(model, x_np, dy_np, torch.float64))
 
         # a partial batch: the first R rows alone (P_forward_n, P_backward_n)
-        R = (built.batch + 1) // 2 if built.batch > 1 else 0
-        if R:
+        if R and not modal:
             ref_n = torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float32)
             noise_n = noise_of(ref_n, torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float64))
 
@@ -496,18 +599,19 @@ def check_spec(args, path, label, res):
             except CheckError as e:
                 res.fail(label, check, str(e))
 
-        fwdbwd('fwd/bwd', exe)
-        if R:
-            fwdbwd('fwd/bwd rows=%d of %d' % (R, built.batch), exe, R)
-        try:
-            exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
-        except CheckError as e:
-            exe_nb = None
-            res.fail(label, 'compile --no-blas', str(e))
-        fwdbwd('fwd/bwd --no-blas', exe_nb)
+        if not modal:
+            fwdbwd('fwd/bwd', exe)
+            if R:
+                fwdbwd('fwd/bwd rows=%d of %d' % (R, built.batch), exe, R)
+            try:
+                exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
+            except CheckError as e:
+                exe_nb = None
+                res.fail(label, 'compile --no-blas', str(e))
+            fwdbwd('fwd/bwd --no-blas', exe_nb)
 
         # ---- train
-        if built.loss_name:
+        if built.loss_name and not modal:
             check = 'train %d steps' % args.steps
             try:
                 if exe is None or train_err:
@@ -574,6 +678,126 @@ def check_spec(args, path, label, res):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print('     (kept %s)' % work)
+
+
+def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xfile, dyfile,
+                 R):
+    """Specs with batch_norm or dropout: `driver modes` in training mode
+    (several seeds, several calls in a row: the generator continues; the
+    running statistics and num_batches_tracked after them) and in eval mode,
+    on the full batch and on R rows, with and without BLAS; then 20 train
+    steps (`driver trainm`) with the buffers at the end."""
+    drop = has_dropout(built.model)
+
+    def one(check, exe_, train, seed, calls, rows=0):
+        try:
+            if exe_ is None:
+                raise CheckError('not run: compile failed')
+            xr, dyr = (x_np[:rows], dy_np[:rows]) if rows else (x_np, dy_np)
+            ref = torch_modes(path, seed, start, xr, dyr, train, calls, torch.float32)
+            noise = noise_of(ref, torch_modes(path, seed, start, xr, dyr, train, calls,
+                                              torch.float64))
+            extra = ['rows=%d' % rows] if rows else []
+            _, got = sp.driver(exe_, 'modes', 'train' if train else 'eval', str(seed),
+                               str(calls), pfile, xfile, dyfile, *extra)
+            msgs = compare_dumps(got, ref, TOL_FWD, noise)
+            if not msgs:
+                msgs = zero_pattern(got, ref)
+            if msgs:
+                res.fail(label, check, '\n'.join(msgs[:5]))
+            else:
+                res.ok(label, check, '%d calls%s' % (calls, ', dropout zeros identical'
+                                                    if drop and train else ''))
+        except (CheckError, nnspec.NNSpecError) as e:
+            res.fail(label, check, str(e))
+
+    for seed in MODE_SEEDS if drop else MODE_SEEDS[:1]:
+        one('fwd/bwd train seed=%d' % seed, exe, True, seed, MODE_CALLS)
+    one('fwd/bwd eval', exe, False, 0, 2)
+    if R:
+        one('fwd/bwd train rows=%d of %d' % (R, built.batch), exe, True, 0, MODE_CALLS, R)
+        one('fwd/bwd eval rows=%d of %d' % (R, built.batch), exe, False, 0, 1, R)
+    try:
+        exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
+    except CheckError as e:
+        exe_nb = None
+        res.fail(label, 'compile --no-blas', str(e))
+    one('fwd/bwd train --no-blas', exe_nb, True, 0, MODE_CALLS)
+    one('fwd/bwd eval --no-blas', exe_nb, False, 0, 1)
+
+    if not built.loss_name:
+        return
+    steps = sp.args.steps
+    tfile = os.path.join(sp.work, 'target.dump')
+    trng = np.random.RandomState(zlib.crc32(('train ' + label).encode()) & 0x7fffffff)
+    if built.loss_name == 'cross_entropy':
+        lab = trng.randint(0, built.output_shape[1], size=built.batch)
+        write(tfile, [('target', [float(v) for v in lab])])
+        target = torch.from_numpy(lab.astype(np.int64))
+    else:
+        tv = trng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
+        write(tfile, [('target', tv.reshape(-1).tolist())])
+        target = torch.from_numpy(tv)
+    xt = torch.from_numpy(x_np.copy())
+
+    def torch_trainm(rows, dtype, seed=0):
+        m = nnspec.build(path, seed=seed).model
+        load_state(m, start)
+        m = m.to(dtype)
+        m.train(True)
+        x = (xt[:rows] if rows else xt).to(dtype)
+        t = target[:rows] if rows else target
+        if t.is_floating_point():
+            t = t.to(dtype)
+        opt = built.make_optimizer(m.parameters())
+        losses = []
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = built.loss(m(x), t)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        return losses, [(n, tensor_list(p)) for n, p in m.named_parameters()] + buffers_of(m)
+
+    def train_check(check, rows):
+        try:
+            if exe is None:
+                raise CheckError('not run: compile failed')
+            losses, final = torch_trainm(rows, torch.float32)
+            losses64, final64 = torch_trainm(rows, torch.float64)
+            noise = noise_of(final, final64)
+            noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
+            extra = ['rows=%d' % rows] if rows else []
+            out = must([exe, 'trainm', '0', pfile, xfile, tfile, str(steps)] + extra,
+                       'driver trainm')
+            lines = out.splitlines(True)
+            got_losses = []
+            for k in range(steps):
+                parts = lines[k].split() if k < len(lines) else []
+                if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
+                    raise CheckError('expected "loss %d VALUE", got %r'
+                                     % (k, lines[k] if k < len(lines) else '<eof>'))
+                got_losses.append(nnspec.parse_float(parts[2]))
+            try:
+                got = nnspec.parse_dump(''.join(lines[steps:]))
+            except nnspec.DumpError as e:
+                raise CheckError('final parameters: %s' % e)
+            msgs = []
+            m = compare('loss', got_losses, losses, TOL_TRAIN, noise['loss'])
+            if m:
+                msgs.append(m)
+            msgs += compare_dumps(got, final, TOL_TRAIN, noise)
+            if msgs:
+                res.fail(label, check, '\n'.join(msgs[:5]))
+            else:
+                res.ok(label, check, '%s, final loss %.6g, buffers too' % (built.loss_name,
+                                                                          losses[-1]))
+        except (CheckError, ValueError) as e:
+            res.fail(label, check, str(e))
+
+    train_check('train %d steps (training mode, seed 0)' % steps, 0)
+    if R:
+        train_check('train %d steps rows=%d of %d' % (steps, R, built.batch), R)
 
 
 def collect(paths):

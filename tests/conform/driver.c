@@ -12,6 +12,18 @@
  *   driver train PARAMS X TARGET STEPS   (only with NET_HAS_TRAIN)
  *                                  "loss K VALUE" for K = 0..STEPS-1 (VALUE in
  *                                  %a), then every parameter in dump format
+ *   driver modes MODE SEED CALLS PARAMS X DY   (only with -DNET_HAS_MODES: code
+ *                                  with P_set_training and P_init's generator)
+ *                                  P_init(SEED) unless SEED is "-", load PARAMS
+ *                                  (buffers may be given), P_set_training(MODE:
+ *                                  train 1, eval 0), then CALLS times forward ->
+ *                                  "y.K", backward(dy) -> "dx.K"; then
+ *                                  "grad.NAME" (accumulated over the calls, as
+ *                                  torch) and "buf.NAME" for every buffer
+ *                                  (int64 ones printed as integers)
+ *   driver trainm SEED PARAMS X TARGET STEPS   (NET_HAS_MODES and NET_HAS_TRAIN)
+ *                                  P_init(SEED) unless "-", load PARAMS, then as
+ *                                  train, followed by every buffer "buf.NAME"
  *   run ... rows=R, train ... rows=R   (with -DNET_HAS_ROWS: code from nngen
  *                                  after the op registry) the same through P_forward_n,
  *                                  P_backward_n, P_train_step_n on the first R
@@ -117,6 +129,32 @@ static void cf_put_params(nn_model *m)
     }
 }
 
+#ifdef NET_HAS_MODES
+/* Every buffer of the state dict once, in its order: "buf.NAME". */
+static void cf_put_buffers(nn_model *m)
+{
+    size_t i, j, k, ns = nn_state_count(m), np = nn_param_count(m);
+    for (i = 0; i < ns; i++) {
+        nn_tensor *t = nn_find(m, nn_state_key(m, i));
+        int dup = 0;
+        for (j = 0; j < np && !dup; j++)
+            dup = nn_param(m, j) == t;
+        for (j = 0; j < i && !dup; j++)
+            dup = nn_find(m, nn_state_key(m, j)) == t;
+        if (dup)
+            continue;
+        if (t->dtype == NN_I64) {
+            const int64_t *v = (const int64_t *)(void *)t->data;
+            printf("buf.%s %lld\n", t->name, (long long)t->numel);
+            for (k = 0; k < (size_t)t->numel; k++)
+                printf("%lld\n", (long long)v[k]);
+        } else {
+            cf_put_tensor("buf.", t->name, t->data, (size_t)t->numel);
+        }
+    }
+}
+#endif
+
 static int cf_finish(void)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -158,9 +196,21 @@ static int cf_usage(void)
 #ifdef NET_HAS_TRAIN
             "       %s train PARAMS X TARGET STEPS [rows=R]\n"
 #endif
+#ifdef NET_HAS_MODES
+            "       %s modes train|eval SEED|- CALLS PARAMS X DY [rows=R]\n"
+#ifdef NET_HAS_TRAIN
+            "       %s trainm SEED|- PARAMS X TARGET STEPS [rows=R]\n"
+#endif
+#endif
             , cf_prog, cf_prog, cf_prog
 #ifdef NET_HAS_TRAIN
             , cf_prog
+#endif
+#ifdef NET_HAS_MODES
+            , cf_prog
+#ifdef NET_HAS_TRAIN
+            , cf_prog
+#endif
 #endif
             );
     return 2;
@@ -281,18 +331,81 @@ int main(int argc, char **argv)
         return cf_finish();
     }
 
+#ifdef NET_HAS_MODES
+    if (strcmp(argv[1], "modes") == 0 && argc == 8) {
+        float *x, *dy, *y, *dx;
+        unsigned long long calls = cf_parse_ull(argv[4], "call count"), k;
+        int train = strcmp(argv[2], "train") == 0;
+        char nm[32];
+        if (!train && strcmp(argv[2], "eval") != 0)
+            return cf_usage();
+        net = cf_create();
+        m = NETF(_model)(net);
+        if (strcmp(argv[3], "-") != 0)
+            NETF(_init)(net, (uint64_t)cf_parse_ull(argv[3], "seed"));
+        cf_load_params(m, argv[5]);
+        NETF(_set_training)(net, train);
+        x = cf_load_single(argv[6], "x", (size_t)N_BATCH * N_IN);
+        dy = cf_load_single(argv[7], "dy", (size_t)N_BATCH * N_OUT);
+        y = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+        dx = cf_xmalloc((size_t)N_BATCH * N_IN * sizeof(float));
+        for (k = 0; k < calls; k++) {
+#ifdef NET_HAS_ROWS
+            if (rows)
+                NETF(_forward_n)(net, (int)rows, x, y);
+            else
+#endif
+                NETF(_forward)(net, x, y);
+            snprintf(nm, sizeof nm, "y.%llu", k);
+            cf_put_tensor("", nm, y, R * N_OUT);
+#ifdef NET_HAS_ROWS
+            if (rows)
+                NETF(_backward_n)(net, (int)rows, dy, dx);
+            else
+#endif
+                NETF(_backward)(net, dy, dx);
+            snprintf(nm, sizeof nm, "dx.%llu", k);
+            cf_put_tensor("", nm, dx, R * N_IN);
+        }
+        for (i = 0; i < nn_param_count(m); i++) {
+            nn_tensor *t = nn_param(m, i);
+            if (t->grad)
+                cf_put_tensor("grad.", t->name, t->grad, (size_t)t->numel);
+            else
+                printf("grad.%s none\n", t->name);
+        }
+        cf_put_buffers(m);
+        free(x);
+        free(dy);
+        free(y);
+        free(dx);
+        NETF(_destroy)(net);
+        return cf_finish();
+    }
+#endif
+
 #ifdef NET_HAS_TRAIN
-    if (strcmp(argv[1], "train") == 0 && argc == 6) {
+    if ((strcmp(argv[1], "train") == 0 && argc == 6)
+#ifdef NET_HAS_MODES
+        || (strcmp(argv[1], "trainm") == 0 && argc == 7)
+#endif
+        ) {
         float *x;
-        unsigned long long steps = cf_parse_ull(argv[5], "step count"), k;
+        unsigned long long steps, k;
+        int modal = strcmp(argv[1], "trainm") == 0;
+        const char *seed = modal ? argv[2] : "-";
 #ifdef NET_TARGET_INT
         int32_t *target = cf_xmalloc((size_t)N_BATCH * sizeof(int32_t));
         float *tf;
 #else
         float *target;
 #endif
+        argv += modal;
+        steps = cf_parse_ull(argv[5], "step count");
         net = cf_create();
         m = NETF(_model)(net);
+        if (strcmp(seed, "-") != 0)
+            NETF(_init)(net, (uint64_t)cf_parse_ull(seed, "seed"));
         cf_load_params(m, argv[2]);
         x = cf_load_single(argv[3], "x", (size_t)N_BATCH * N_IN);
 #ifdef NET_TARGET_INT
@@ -316,6 +429,10 @@ int main(int argc, char **argv)
             printf("loss %llu %a\n", k, (double)loss);
         }
         cf_put_params(m);
+#ifdef NET_HAS_MODES
+        if (modal)
+            cf_put_buffers(m);
+#endif
         free(x);
         free(target);
         NETF(_destroy)(net);

@@ -466,6 +466,7 @@ def _check_spec(args, path, label, res, work):
         dy = torch.randn(tuple(ref.output_shape), generator=g)
         outs = []
         for m in (net, model):
+            torch.manual_seed(7)  # dropout: both draw the same masks
             m.zero_grad(set_to_none=True)
             xx = x.clone().requires_grad_(True)
             y = m(xx)
@@ -497,8 +498,12 @@ def _check_spec(args, path, label, res, work):
                 target = torch.randn(tuple(ref.output_shape), generator=g)
             na, nb = copy.deepcopy(model), copy.deepcopy(model)
             oa, ob = mod.make_optimizer(na.parameters()), ref.make_optimizer(nb.parameters())
+            # one after the other from the same generator state (dropout masks)
+            torch.manual_seed(7)
+            las = [mod.train_step(na, oa, x, target) for k in range(TRAIN_STEPS)]
+            torch.manual_seed(7)
             for k in range(TRAIN_STEPS):
-                la = mod.train_step(na, oa, x, target)
+                la = las[k]
                 ob.zero_grad()
                 loss = ref.loss(nb(x), target)
                 loss.backward()

@@ -43,6 +43,9 @@
 #              gen_cases.py's REF_STEP first).
 #     EXPECT   'blas': the generated code must call nn_sgemm; 'loops': it
 #              must not (gen-strict); None: not checked.
+#   An optional last column mode='eval' checks the network in eval mode
+#   (batch_norm with its running statistics, dropout as the identity); the
+#   default is training mode, a new instance's.
 #   Anything that is not one op in a context (tied or frozen layers,
 #   training specs, long chains) is a hand-written spec
 #   tests/gen/specs/NAME.yaml (saying `name: NAME`) and a row
@@ -79,10 +82,11 @@ CONTEXTS = {
 }
 
 
-def case(name, op, shape, batch, context, kinks, expect):
-    """a generated spec: OP in CONTEXT (see the header)"""
+def case(name, op, shape, batch, context, kinks, expect, mode='train'):
+    """a generated spec: OP in CONTEXT (see the header); mode 'eval': the
+    network is checked after P_set_training(net, 0) (GNET_EVAL)"""
     return dict(kind='gen', name=name, op=op, shape=shape, batch=batch,
-                context=context, kinks=kinks, expect=expect)
+                context=context, kinks=kinks, expect=expect, mode=mode)
 
 
 def spec(name, kinks, expect):
@@ -183,4 +187,38 @@ CASES = [
     case('act_silu',          'silu',                     [2, 5],   3,     'alone', False, None),
     case('fuse_s_silu',       'silu',                     [6],      4,     'loop',  False, 'loops'),
     case('fuse_b_silu',       'silu',                     [64],     16,    'blas',  False, 'blas'),
+    # batch norm (ops/batch_norm.c): training mode (the batch statistics,
+    # backward through them), eval mode (the running statistics: an affine
+    # map), [N, C], [N, C, L] and [N, C, H, W], without affine / running stats
+    case('bn1d_train',        'batch_norm1d',             [5],      4,     'loop',  False, None),
+    case('bn1d_l_train',      'batch_norm1d',             [3, 4],   3,     'alone', False, None),
+    case('bn1d_noaff',        '{batch_norm1d: {affine: false}}', [5], 4,   'loop',  False, None),
+    case('bn1d_nostats',      '{batch_norm1d: {track_running_stats: false}}', [5], 4, 'loop',
+         False, None),
+    case('bn2d_train',        'batch_norm2d',             [2, 3, 3], 2,    'alone', False, None),
+    case('bn1d_eval',         'batch_norm1d',             [5],      4,     'loop',  False, None,
+         'eval'),
+    case('bn2d_eval',         'batch_norm2d',             [2, 3, 3], 2,    'alone', False, None,
+         'eval'),
+    case('bn1d_nostats_eval', '{batch_norm1d: {track_running_stats: false}}', [5], 4, 'loop',
+         False, None, 'eval'),
+    # layer norm: one and two trailing dimensions, without affine, blas-sized
+    case('ln_1',              '{layer_norm: 6}',          [6],      3,     'alone', False, None),
+    case('ln_2',              '{layer_norm: [3, 4]}',     [2, 3, 4], 2,    'alone', False, None),
+    case('ln_last',           '{layer_norm: 4}',          [3, 4],   2,     'alone', False, None),
+    case('ln_noaff',          '{layer_norm: {shape: 7, elementwise_affine: false}}', [6], 4,
+         'loop', False, None),
+    case('ln_b',              '{layer_norm: 32}',         [64],     16,    'blas',  False, 'blas'),
+    # dropout: FD is meaningless with a new mask per forward, so eval mode
+    # (the identity) and the deterministic p = 0 and p = 1 in training mode;
+    # that training-mode backward applies the forward's mask is conform's
+    # check (dx and y equal torch's, zeros included)
+    case('drop_eval',         'dropout',                  [6],      4,     'loop',  False, None,
+         'eval'),
+    case('drop_p0',           '{dropout: 0}',             [6],      4,     'loop',  False, None),
+    case('drop_p1',           '{dropout: 1.0}',           [6],      4,     'loop',  False, None),
+    # dropout alone: FD in eval mode here; gen-api's dropout_mask checks its
+    # training mode (dx = dy * the forward's mask, scaled by 2)
+    case('drop_alone',        'dropout',                  [2, 5],   3,     'alone', False, None,
+         'eval'),
 ]

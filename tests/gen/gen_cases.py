@@ -176,6 +176,8 @@ def load(table):
             if not isinstance(e, str):
                 raise TableError('%s: context entry %r is not a string' % (where, e))
             layer_of(e, where)
+        if r.get('mode', 'train') not in ('train', 'eval'):
+            raise TableError("%s: mode %r is not 'train' or 'eval'" % (where, r.get('mode')))
         ref = derive_ref(model, where)
         if not isinstance(r['kinks'], bool):
             raise TableError('%s: kinks must be True or False' % where)
@@ -246,7 +248,8 @@ def fd_header(rows):
     L.append('')
     for r in rows:
         if r['loss'] is None:
-            L.append('GNET(%s);' % r['name'])
+            L.append('%s(%s);' % ('GNET_EVAL' if r.get('mode') == 'eval' else 'GNET',
+                                  r['name']))
         else:
             L.append('GTRAIN_%s(%s);' % ('CE' if r['loss'] == 'cross_entropy' else 'MSE',
                                           r['name']))

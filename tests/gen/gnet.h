@@ -33,11 +33,10 @@ typedef struct gtrain {
     float (*train_step)(void *net, const float *x, const void *target);
 } gtrain;
 
-#define GNET(P)                                                                          \
+#define GNET_WITH_INIT(P, INIT)                                                                  \
     static void *P##_g_create(void) { return P##_create(); }                             \
     static void *P##_g_place(void *mem) { return P##_place(mem); }                       \
     static void P##_g_destroy(void *n) { P##_destroy((P *)n); }                          \
-    static void P##_g_init(void *n, uint64_t s) { P##_init((P *)n, s); }                 \
     static void P##_g_forward(void *n, const float *x, float *y)                         \
     {                                                                                    \
         P##_forward((P *)n, x, y);                                                       \
@@ -49,9 +48,22 @@ typedef struct gtrain {
     static void P##_g_zero_grad(void *n) { P##_zero_grad((P *)n); }                      \
     static nn_model *P##_g_model(void *n) { return P##_model((P *)n); }                  \
     static const gnet P##_gnet = {#P, P##_BYTES, P##_BATCH, P##_IN_SIZE, P##_OUT_SIZE,   \
-                                  P##_g_create, P##_g_place, P##_g_destroy, P##_g_init,  \
+                                  P##_g_create, P##_g_place, P##_g_destroy, INIT,        \
                                   P##_g_forward, P##_g_backward, P##_g_zero_grad,        \
                                   P##_g_model}
+
+#define GNET(P)                                                                          \
+    static void P##_g_init(void *n, uint64_t s) { P##_init((P *)n, s); }                 \
+    GNET_WITH_INIT(P, P##_g_init)
+
+/* GNET_EVAL(P): the same, in eval mode: init also calls P_set_training(net, 0) */
+#define GNET_EVAL(P)                                                                     \
+    static void P##_g_init_eval(void *n, uint64_t s)                                     \
+    {                                                                                    \
+        P##_init((P *)n, s);                                                             \
+        P##_set_training((P *)n, 0);                                                     \
+    }                                                                                    \
+    GNET_WITH_INIT(P, P##_g_init_eval)
 
 #define GTRAIN(P, T, CE)                                                                 \
     GNET(P);                                                                             \

@@ -2,7 +2,8 @@
  * tests/gen/specs/: tied (a shared layer), frozen (a frozen block),
  * loss_mse (mse + plain SGD), loss_ce (cross_entropy + SGD momentum),
  * lin_b3 (the cblas path), train_tied_b (a shared cblas layer in a train
- * step), train_frozen (a frozen block in a train step). */
+ * step), train_frozen (a frozen block in a train step), drop_alone (dropout
+ * p = 0.5 in training mode: the mask). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "tied.h"
 #include "train_frozen.h"
 #include "train_tied_b.h"
+#include "drop_alone.h"
 
 GNET(tied);
 GNET(frozen);
@@ -774,6 +776,51 @@ START_TEST(find_alias)
 }
 END_TEST
 
+/* dropout in training mode: y is x * 2 or x * 0 by a mask drawn per forward
+   from the instance's generator; backward applies that forward's mask; the
+   same seed gives the same masks; eval mode is the identity */
+START_TEST(dropout_mask)
+{
+    enum { N = drop_alone_BATCH * drop_alone_IN_SIZE };
+    drop_alone *a = drop_alone_create(), *b = drop_alone_create();
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    trng r = {5};
+    float *x = randv(&r, N, 0.5, 1.5), *dy = randv(&r, N, -1, 1);
+    float y[N], y2[N], yb[N], dx[N];
+    drop_alone_init(a, 3);
+    drop_alone_init(b, 3);
+    int zeros = 0, differ = 0;
+    for (int call = 0; call < 3; call++) {
+        drop_alone_forward(a, x, y);
+        drop_alone_backward(a, dy, dx);
+        drop_alone_forward(b, x, yb);
+        for (int k = 0; k < N; k++) {
+            ck_assert(y[k] == 0.0f || y[k] == 2.0f * x[k]);
+            ck_assert(dx[k] == (y[k] == 0.0f ? 0.0f : 2.0f * dy[k]));
+            ck_assert(y[k] == yb[k]); /* same seed, same calls: same masks */
+            zeros += y[k] == 0.0f;
+        }
+        if (call == 0)
+            memcpy(y2, y, sizeof y);
+        else
+            differ += memcmp(y, y2, sizeof y) != 0;
+    }
+    ck_assert_int_gt(zeros, 3 * N / 4);
+    ck_assert_int_lt(zeros, 3 * N * 3 / 4);
+    ck_assert_int_gt(differ, 0); /* a new mask per forward */
+    drop_alone_set_training(a, 0);
+    drop_alone_forward(a, x, y);
+    drop_alone_backward(a, dy, dx);
+    ck_assert(memcmp(y, x, sizeof y) == 0);
+    ck_assert(memcmp(dx, dy, sizeof dx) == 0);
+    free(x);
+    free(dy);
+    drop_alone_destroy(a);
+    drop_alone_destroy(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gen-api");
@@ -793,6 +840,7 @@ int main(void)
     tcase_add_test(tc, find_alias);
     tcase_add_test(tc, modes_and_rng);
     tcase_add_test(tc, rows_checked);
+    tcase_add_test(tc, dropout_mask);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -224,6 +224,17 @@ LAYERS = {
     'flatten': _LayerDef('Flatten'),
     'log_softmax': _LayerDef('LogSoftmax', 'dim', {'dim': 1}),
     'softmax': _LayerDef('Softmax', 'dim', {'dim': 1}),
+    'batch_norm1d': _LayerDef('BatchNorm1d', 'eps', {'eps': 1e-5, 'momentum': 0.1,
+                                                     'affine': True,
+                                                     'track_running_stats': True,
+                                                     'num_features': None}),
+    'batch_norm2d': _LayerDef('BatchNorm2d', 'eps', {'eps': 1e-5, 'momentum': 0.1,
+                                                     'affine': True,
+                                                     'track_running_stats': True,
+                                                     'num_features': None}),
+    'layer_norm': _LayerDef('LayerNorm', 'shape', {'shape': None, 'eps': 1e-5,
+                                                   'elementwise_affine': True}, ('shape',)),
+    'dropout': _LayerDef('Dropout', 'p', {'p': 0.5}),
 }
 
 # type names usable in an init rule's `layer:` filter
@@ -272,6 +283,27 @@ def _layer_args(tname, value, where):
         _num(args['negative_slope'], where + ': negative_slope')
     elif tname in ('softmax', 'log_softmax'):
         _int(args['dim'], where + ': dim')
+    elif tname in ('batch_norm1d', 'batch_norm2d'):
+        if _num(args['eps'], where + ': eps') <= 0:
+            raise SpecError('%s: eps must be > 0' % where)
+        if not 0 <= _num(args['momentum'], where + ': momentum') <= 1:
+            raise SpecError('%s: momentum must be in [0, 1]' % where)
+        _bool(args['affine'], where + ': affine')
+        _bool(args['track_running_stats'], where + ': track_running_stats')
+        if args['num_features'] is not None:
+            _int(args['num_features'], where + ': num_features', 1)
+    elif tname == 'layer_norm':
+        sh = args['shape']
+        sh = list(sh) if isinstance(sh, list) else [sh]
+        if not sh:
+            raise SpecError('%s: layer_norm shape: an empty list' % where)
+        args['shape'] = [_int(v, where + ': layer_norm shape', 1) for v in sh]
+        if _num(args['eps'], where + ': eps') <= 0:
+            raise SpecError('%s: eps must be > 0' % where)
+        _bool(args['elementwise_affine'], where + ': elementwise_affine')
+    elif tname == 'dropout':
+        if not 0 <= _num(args['p'], where + ': p') <= 1:
+            raise SpecError('%s: dropout p must be in [0, 1]' % where)
     return args
 
 
@@ -296,6 +328,19 @@ def _layer_shape(tname, args, shape, where):
         if not -len(shape) <= dim < len(shape):
             raise SpecError('%s: dim %d out of range for shape %s' % (where, dim, shape))
         return list(shape)
+    if tname == 'batch_norm1d' and len(shape) not in (2, 3):
+        raise SpecError('%s: batch_norm1d needs [N, C] or [N, C, L], got %s' % (where, shape))
+    if tname == 'batch_norm2d' and len(shape) != 4:
+        raise SpecError('%s: batch_norm2d needs [N, C, H, W], got %s' % (where, shape))
+    if tname in ('batch_norm1d', 'batch_norm2d') and args['num_features'] is not None \
+            and args['num_features'] != shape[1]:
+        raise SpecError('%s: num_features %d but the input is %s'
+                        % (where, args['num_features'], shape))
+    if tname == 'layer_norm':
+        k = len(args['shape'])
+        if k > len(shape) - 1 or list(shape[len(shape) - k:]) != args['shape']:
+            raise SpecError('%s: layer_norm shape %s is not the trailing dimensions of %s'
+                            % (where, args['shape'], shape))
     return list(shape)
 
 
@@ -308,6 +353,16 @@ def _make_layer(tname, args, shape):
         return getattr(nn, LAYERS[tname].cls)(dim=args['dim'])
     if tname == 'flatten':
         return nn.Flatten(start_dim=1)
+    if tname in ('batch_norm1d', 'batch_norm2d'):
+        return getattr(nn, LAYERS[tname].cls)(shape[1], eps=args['eps'],
+                                              momentum=args['momentum'],
+                                              affine=args['affine'],
+                                              track_running_stats=args['track_running_stats'])
+    if tname == 'layer_norm':
+        return nn.LayerNorm(tuple(args['shape']), eps=args['eps'],
+                            elementwise_affine=args['elementwise_affine'])
+    if tname == 'dropout':
+        return nn.Dropout(p=args['p'])
     return getattr(nn, LAYERS[tname].cls)()
 
 
@@ -661,6 +716,13 @@ def _default_init(module, pname, p, where):
             fan_in, _ = tinit._calculate_fan_in_and_fan_out(module.weight)
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             tinit.uniform_(p, -bound, bound)
+            return
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+        if pname == 'weight':
+            tinit.ones_(p)
+            return
+        if pname == 'bias':
+            tinit.zeros_(p)
             return
     raise SpecError('%s: no default initializer for %s.%s'
                     % (where, type(module).__name__, pname))

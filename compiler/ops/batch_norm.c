@@ -1,0 +1,272 @@
+/* ops/batch_norm.c: nn.BatchNorm1d ([N, C] or [N, C, L]) and nn.BatchNorm2d
+ * ([N, C, H, W]) (SPEC 1.2.2, 1.6).
+ *
+ * Parameters weight [C] (ones), bias [C] (zeros) when affine; buffers
+ * running_mean [C] (zeros), running_var [C] (ones), num_batches_tracked []
+ * (int64, 0) when track_running_stats: torch's names and order, no draws.
+ * num_batches_tracked is an int64 in the data block (two floats' room,
+ * names.c); the kernels add 1 to it through an int64_t pointer.  Its value
+ * after P_create / P_init is 0 because the block is zeroed and the default
+ * initializer is zeros (the runtime's nn_init_zeros on an I64 tensor clears
+ * at least the low half).
+ *
+ * Training mode (or without running statistics): per channel c the mean and
+ * the biased variance over the call's n rows (and L = H*W positions), in
+ * double; y = (x - mean) * invstd * w + b with invstd = 1/sqrt(var + eps);
+ * running_mean = momentum * mean + (1 - momentum) * running_mean,
+ * running_var likewise with the unbiased variance var * M / (M - 1)
+ * (M = n * L; torch refuses M = 1, here it gives NaN), in double as torch's
+ * CPU kernel; num_batches_tracked += 1.  Eval mode: the running statistics.
+ * The mean and invstd used are saved (extra_saved); backward is torch's:
+ * with batch statistics gx = w * invstd * (gy - mean(gy) - xhat *
+ * mean(gy * xhat)), with running statistics gx = gy * w * invstd; gw =
+ * sum(gy * xhat), gb = sum(gy).  Backward uses the mode at the time of the
+ * call (the forward's: do not switch between them). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "op.h"
+
+enum { EPS, MOMENTUM, AFFINE, TRACK, FEATURES };
+static const arg_spec args[] = {
+    [EPS] = {"eps", ARG_NUM, "1e-5", 0, NULL, 0, 0, 0},
+    [MOMENTUM] = {"momentum", ARG_NUM, "0.1", 0, NULL, 0, 0, 0},
+    [AFFINE] = {"affine", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+    [TRACK] = {"track_running_stats", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+    [FEATURES] = {"num_features", ARG_INT, NULL, 0, "the number of channels", 1, MAX_DIM_SIZE,
+                  1},
+};
+
+static const char *const tensors[] = {"weight", "bias", "running_mean", "running_var",
+                                      "num_batches_tracked"};
+
+static void bn_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
+{
+    int two = m->op->data != NULL;
+    if (two ? in->ndim != 4 : in->ndim != 2 && in->ndim != 3)
+        shape_error(sc, "%s needs an input %s, got %s", shape_what(sc),
+                    two ? "[N, C, H, W]" : "[N, C] or [N, C, L]", shape_text(in));
+    int64_t c = in->d[1];
+    if (!m->args[FEATURES].given && !m->args[FEATURES].inferred)
+        shape_infer_arg(sc, FEATURES, c);
+    else if (arg_int(m, FEATURES) != c)
+        shape_error(sc, "%s takes %lld channels (%s) but gets input %s with %lld",
+                    shape_what(sc), (long long)arg_int(m, FEATURES),
+                    shape_arg_origin(sc, FEATURES), shape_text(in), (long long)c);
+    *out = *in;
+}
+
+static void declare(module *m)
+{
+    if (!m->args[FEATURES].given && !m->args[FEATURES].inferred)
+        error_at(m->loc, "cannot infer this batch norm's channels: it is never used in the "
+                         "model; give 'num_features:' or use it");
+    double eps = arg_num(m, EPS), mom = arg_num(m, MOMENTUM);
+    if (!(eps > 0))
+        error_at(m->args[EPS].loc, "batch norm eps must be > 0, got %s", arg_py(m, EPS));
+    if (!(mom >= 0 && mom <= 1))
+        error_at(m->args[MOMENTUM].loc, "batch norm momentum must be in [0, 1], got %s",
+                 arg_py(m, MOMENTUM));
+    int64_t c = arg_int(m, FEATURES);
+    if (arg_int(m, AFFINE)) {
+        declare_tensor(m, "weight", 1, &c, DT_F32, 0);
+        declare_tensor(m, "bias", 1, &c, DT_F32, 0);
+    }
+    if (arg_int(m, TRACK)) {
+        declare_tensor(m, "running_mean", 1, &c, DT_F32, 1);
+        declare_tensor(m, "running_var", 1, &c, DT_F32, 1);
+        declare_tensor(m, "num_batches_tracked", 0, NULL, DT_I64, 1);
+    }
+}
+
+static const char *extra(const module *m)
+{
+    return xfmt("%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s",
+                (long long)arg_int(m, FEATURES), arg_py(m, EPS), arg_py(m, MOMENTUM),
+                arg_int(m, AFFINE) ? "True" : "False", arg_int(m, TRACK) ? "True" : "False");
+}
+
+static const char *ctor(const module *m)
+{
+    return xfmt("nn.%s(%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s)",
+                m->op->cls, (long long)arg_int(m, FEATURES), arg_py(m, EPS),
+                arg_py(m, MOMENTUM), arg_int(m, AFFINE) ? "True" : "False",
+                arg_int(m, TRACK) ? "True" : "False");
+}
+
+static void default_init(const module *m, const tensor *t, initializer *out)
+{
+    (void)m;
+    memset(out, 0, sizeof *out);
+    out->kind = !strcmp(t->local, "weight") || !strcmp(t->local, "running_var") ? I_ONES
+                                                                                  : I_ZEROS;
+}
+
+static void extra_saved(const program *p, op *o)
+{
+    (void)p;
+    o->nsaved = 2;
+    o->saved_numel[0] = o->saved_numel[1] = arg_int(o->m, FEATURES);
+    o->saved_dtype[0] = o->saved_dtype[1] = DT_F32;
+}
+
+static void geometry(const op_emit *ec, long long *c, long long *l)
+{
+    *c = (long long)arg_int(ec->o->m, FEATURES);
+    *l = (long long)(per_example(op_in(ec->p, ec->o, 0)) / *c);
+}
+
+static void forward(op_emit *ec)
+{
+    const module *m = ec->o->m;
+    long long C_, L;
+    geometry(ec, &C_, &L);
+    int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
+    int keep = ec->saved[0] != NULL;
+    double mom = arg_num(m, MOMENTUM);
+    kbegin(ec);
+    K(ec, "static void @(int n, const float *restrict x, float *restrict y, int training%s%s%s)",
+      affine ? ", const float *restrict w, const float *restrict b" : "",
+      track ? ", float *restrict rm, float *restrict rv, int64_t *restrict nbt" : "",
+      keep ? ", float *restrict smean, float *restrict sinvstd" : "");
+    K(ec, "{");
+    K(ec, "    const int M = n * %lld;", L);
+    if (!track)
+        K(ec, "    (void)training;");
+    else
+        K(ec, "    if (training) nbt[0] += 1;");
+    K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
+    K(ec, "        double mean, invstd;");
+    if (track)
+        K(ec, "        if (training) {");
+    else
+        K(ec, "        {");
+    K(ec, "            double s = 0.0, v = 0.0;");
+    K(ec, "            for (int r = 0; r < n; r++)");
+    K(ec, "                for (int l = 0; l < %lld; l++) s += x[(r * %lld + c) * %lld + l];", L,
+      C_, L);
+    K(ec, "            mean = s / M;");
+    K(ec, "            for (int r = 0; r < n; r++)");
+    K(ec, "                for (int l = 0; l < %lld; l++) {", L);
+    K(ec, "                    double d = x[(r * %lld + c) * %lld + l] - mean;", C_, L);
+    K(ec, "                    v += d * d;");
+    K(ec, "                }");
+    K(ec, "            invstd = 1.0 / sqrt(v / M + %s);", dlit(arg_num(m, EPS)));
+    if (track) {
+        K(ec, "            rm[c] = (float)(%s * mean + %s * rm[c]);", dlit(mom), dlit(1.0 - mom));
+        K(ec, "            rv[c] = (float)(%s * (v / (M - 1)) + %s * rv[c]);", dlit(mom),
+          dlit(1.0 - mom));
+        K(ec, "        } else {");
+        K(ec, "            mean = rm[c];");
+        K(ec, "            invstd = 1.0 / sqrt((double)rv[c] + %s);", dlit(arg_num(m, EPS)));
+    }
+    K(ec, "        }");
+    if (keep) {
+        K(ec, "        smean[c] = (float)mean;");
+        K(ec, "        sinvstd[c] = (float)invstd;");
+    }
+    K(ec, "        {");
+    K(ec, "            const float mf = (float)mean, a = (float)invstd%s;",
+      affine ? " * w[c]" : "");
+    K(ec, "            for (int r = 0; r < n; r++)");
+    K(ec, "                for (int l = 0; l < %lld; l++) {", L);
+    K(ec, "                    int k = (r * %lld + c) * %lld + l;", C_, L);
+    K(ec, "                    y[k] = (x[k] - mf) * a%s;", affine ? " + b[c]" : "");
+    K(ec, "                }");
+    K(ec, "        }");
+    K(ec, "    }");
+    K(ec, "}");
+    const char *f = kend(ec, "f");
+    strbuf a = {0};
+    sb_printf(&a, "n, %s, %s, %s", ec->x, ec->y, ec->training);
+    int k = 0;
+    if (affine) {
+        sb_printf(&a, ", %s, %s", ec->data[0], ec->data[1]);
+        k = 2;
+    }
+    if (track)
+        sb_printf(&a, ", (float *)(%s), (float *)(%s), (int64_t *)(void *)(%s)", ec->data[k],
+                  ec->data[k + 1], ec->data[k + 2]);
+    if (keep)
+        sb_printf(&a, ", %s, %s", ec->saved[0], ec->saved[1]);
+    C(ec, "%s(%s);", f, a.s);
+    free(a.s);
+}
+
+static void backward(op_emit *ec)
+{
+    const module *m = ec->o->m;
+    long long C_, L;
+    geometry(ec, &C_, &L);
+    int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
+    int gw = affine && ec->grad[0] != NULL, gb = affine && ec->grad[1] != NULL;
+    int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
+    kbegin(ec);
+    K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
+          "*restrict x, int training, const float *restrict smean, const float *restrict "
+          "sinvstd%s%s%s%s)", affine ? ", const float *restrict w" : "",
+      gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
+      set_w || set_b ? ", int set" : "");
+    K(ec, "{");
+    K(ec, "    const int M = n * %lld;", L);
+    if (!track)
+        K(ec, "    training = 1; /* always the batch statistics */");
+    K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
+    K(ec, "        const double mean = smean[c], invstd = sinvstd[c];");
+    K(ec, "        double sg = 0.0, sgx = 0.0;");
+    K(ec, "        for (int r = 0; r < n; r++)");
+    K(ec, "            for (int l = 0; l < %lld; l++) {", L);
+    K(ec, "                int k = (r * %lld + c) * %lld + l;", C_, L);
+    K(ec, "                sg += gy[k];");
+    K(ec, "                sgx += (double)gy[k] * (x[k] - mean);");
+    K(ec, "            }");
+    if (gw)
+        K(ec, "        gw[c] = (float)(%s + sgx * invstd);", set_w ? "(set ? 0.0 : (double)gw[c])" : "(double)gw[c]");
+    if (gb)
+        K(ec, "        gb[c] = (float)(%s + sg);", set_b ? "(set ? 0.0 : (double)gb[c])" : "(double)gb[c]");
+    K(ec, "        %s{", ec->gx_maybe_null ? "if (gx) " : "");
+    K(ec, "            const double a = invstd%s;", affine ? " * w[c]" : "");
+    K(ec, "            const double mg = sg / M, k2 = sgx * invstd * invstd / M;");
+    K(ec, "            for (int r = 0; r < n; r++)");
+    K(ec, "                for (int l = 0; l < %lld; l++) {", L);
+    K(ec, "                    int k = (r * %lld + c) * %lld + l;", C_, L);
+    K(ec, "                    gx[k] = (float)(training ? (gy[k] - mg - (x[k] - mean) * k2) * a "
+          ": a * gy[k]);");
+    K(ec, "                }");
+    K(ec, "        }");
+    K(ec, "    }");
+    K(ec, "}");
+    const char *b = kend(ec, "b");
+    strbuf a = {0};
+    sb_printf(&a, "n, %s, %s, %s, %s, %s, %s", ec->gy, ec->gx, ec->saved_in, ec->training,
+              ec->saved[0], ec->saved[1]);
+    if (affine)
+        sb_printf(&a, ", %s", ec->data[0]);
+    if (gw)
+        sb_printf(&a, ", %s", ec->grad[0]);
+    if (gb)
+        sb_printf(&a, ", %s", ec->grad[1]);
+    if (set_w || set_b)
+        sb_puts(&a, ", set");
+    C(ec, "%s(%s);", b, a.s);
+    free(a.s);
+}
+
+static const int is_2d = 1;
+
+#define BN_COMMON                                                                          \
+    .args = args, .nargs = 5, .main_arg = EPS, .tensor_names = tensors,                    \
+    .ntensor_names = 5, .shape = bn_shape, .extra_saved = extra_saved, .declare = declare,  \
+    .extra_repr = extra, .torch_ctor = ctor, .default_init = default_init,                 \
+    .default_init_what = "BatchNorm.reset_parameters (ones, zeros; running stats reset)",  \
+    .forward = forward, .backward = backward, .backward_reads_input = 1,                   \
+    .mode_dependent = 1
+
+const op_desc op_batch_norm1d = {
+    .name = "batch_norm1d", .cls = "BatchNorm1d", .main_what = "batch_norm1d's eps", BN_COMMON,
+};
+
+const op_desc op_batch_norm2d = {
+    .name = "batch_norm2d", .cls = "BatchNorm2d", .main_what = "batch_norm2d's eps",
+    .data = &is_2d, BN_COMMON,
+};
