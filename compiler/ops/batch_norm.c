@@ -29,12 +29,12 @@
 
 enum { EPS, MOMENTUM, AFFINE, TRACK, FEATURES };
 static const arg_spec args[] = {
-    [EPS] = {"eps", ARG_NUM, "1e-5", 0, NULL, 0, 0, 0},
-    [MOMENTUM] = {"momentum", ARG_NUM, "0.1", 0, NULL, 0, 0, 0},
-    [AFFINE] = {"affine", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
-    [TRACK] = {"track_running_stats", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+    [EPS] = {"eps", ARG_NUM, "1e-5", 0, NULL, 0, 0, 0, NULL},
+    [MOMENTUM] = {"momentum", ARG_NUM, "0.1", 0, NULL, 0, 0, 0, NULL},
+    [AFFINE] = {"affine", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
+    [TRACK] = {"track_running_stats", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
     [FEATURES] = {"num_features", ARG_INT, NULL, 0, "the number of channels", 1, MAX_DIM_SIZE,
-                  1},
+                  1, NULL},
 };
 
 static const char *const tensors[] = {"weight", "bias", "running_mean", "running_var",

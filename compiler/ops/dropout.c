@@ -17,7 +17,7 @@
 
 enum { P };
 static const arg_spec args[] = {
-    [P] = {"p", ARG_NUM, "0.5", 0, NULL, 0, 0, 0},
+    [P] = {"p", ARG_NUM, "0.5", 0, NULL, 0, 0, 0, NULL},
 };
 
 static void check_p(const module *m)

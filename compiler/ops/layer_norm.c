@@ -16,9 +16,9 @@
 enum { SHAPE, EPS, AFFINE };
 static const arg_spec args[] = {
     [SHAPE] = {"shape", ARG_SHAPE, NULL, 1, "the normalized trailing dimensions", 1,
-               MAX_DIM_SIZE, 1},
-    [EPS] = {"eps", ARG_NUM, "1e-5", 0, NULL, 0, 0, 0},
-    [AFFINE] = {"elementwise_affine", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+               MAX_DIM_SIZE, 1, NULL},
+    [EPS] = {"eps", ARG_NUM, "1e-5", 0, NULL, 0, 0, 0, NULL},
+    [AFFINE] = {"elementwise_affine", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
 };
 
 static const char *const tensors[] = {"weight", "bias"};
