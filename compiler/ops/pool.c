@@ -209,13 +209,17 @@ static void max_forward(op_emit *ec)
       LL(g.W), LL((g.KW - 1) * g.DW + 1), LL(g.W));
     K(ec, "                while (h0 < 0) h0 += %lld;", LL(g.DH));
     K(ec, "                while (w0 < 0) w0 += %lld;", LL(g.DW));
-    K(ec, "                int mi = h0 * %lld + w0;", LL(g.W));
+    if (idx)
+        K(ec, "                int mi = h0 * %lld + w0;", LL(g.W));
     K(ec, "                float mv = -INFINITY;");
     K(ec, "                for (int ih = h0; ih < h1; ih += %lld)", LL(g.DH));
     K(ec, "                    for (int iw = w0; iw < w1; iw += %lld) {", LL(g.DW));
     K(ec, "                        int k = ih * %lld + iw;", LL(g.W));
     K(ec, "                        float v = x[xp + k];");
-    K(ec, "                        if (v > mv || isnan(v)) { mv = v; mi = k; }");
+    if (idx)
+        K(ec, "                        if (v > mv || isnan(v)) { mv = v; mi = k; }");
+    else
+        K(ec, "                        if (v > mv || isnan(v)) mv = v;");
     K(ec, "                    }");
     K(ec, "                y[yi] = mv;");
     if (idx)

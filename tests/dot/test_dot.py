@@ -237,7 +237,7 @@ def check_structure(g, label):
             msgs.append('cluster %s has no label' % cid)
     for n in layer_nodes(g):
         lines = label_lines(g.nodes[n].get('label', ''))
-        if len(lines) < 2 or not re.match(r'^[A-Za-z]+\(.*\)$', lines[1]):
+        if len(lines) < 2 or not re.match(r'^[A-Za-z][A-Za-z0-9]*\(.*\)$', lines[1]):
             msgs.append('node %s: label %r has no print form on its second line' % (n, lines))
     if os.path.basename(label) == 'tied.yaml':
         lin = [n for n in layer_nodes(g) if 'Linear(in_features=8, out_features=8, bias=True)'
