@@ -86,20 +86,21 @@ static void conv_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
                  arg_pair_py(m, STRIDE));
     *out = *in;
     out->d[1] = arg_int(m, OUT);
+    int64_t padded[2], eff[2];
     for (int i = 0; i < 2; i++) {
-        int64_t lo, tot, k = arg_pair(m, KERNEL, i), d = arg_pair(m, DILATION, i);
+        int64_t lo, tot;
         pads(m, i, &lo, &tot);
-        int64_t padded = in->d[2 + i] + tot, eff = d * (k - 1) + 1;
-        if (eff > padded)
-            error_at(m->args[KERNEL].loc, "%s: the kernel (%lld x %lld%s) is larger than the "
-                     "padded input (%lld x %lld) of %s", shape_what(sc),
-                     (long long)(arg_pair(m, DILATION, 0) * (arg_pair(m, KERNEL, 0) - 1) + 1),
-                     (long long)(arg_pair(m, DILATION, 1) * (arg_pair(m, KERNEL, 1) - 1) + 1),
-                     d > 1 || arg_pair(m, DILATION, 0) > 1 ? " with its dilation" : "",
-                     (long long)(in->d[2] + (i == 0 ? tot : 0)),
-                     (long long)(in->d[3] + (i == 1 ? tot : 0)), shape_text(in));
-        out->d[2 + i] = (padded - eff) / arg_pair(m, STRIDE, i) + 1;
+        padded[i] = in->d[2 + i] + tot;
+        eff[i] = arg_pair(m, DILATION, i) * (arg_pair(m, KERNEL, i) - 1) + 1;
     }
+    int dil = arg_pair(m, DILATION, 0) > 1 || arg_pair(m, DILATION, 1) > 1;
+    if (eff[0] > padded[0] || eff[1] > padded[1])
+        error_at(m->args[KERNEL].loc, "%s: the kernel (%lld x %lld%s) is larger than the "
+                 "padded input (%lld x %lld) of %s", shape_what(sc), (long long)eff[0],
+                 (long long)eff[1], dil ? " with its dilation" : "", (long long)padded[0],
+                 (long long)padded[1], shape_text(in));
+    for (int i = 0; i < 2; i++)
+        out->d[2 + i] = (padded[i] - eff[i]) / arg_pair(m, STRIDE, i) + 1;
 }
 
 static void geometry(const op_emit *ec, geo *g)
