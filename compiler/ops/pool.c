@@ -261,13 +261,13 @@ static void avg_window(op_emit *ec, const geo *g, int include_pad)
       LL(g->H + g->PH), LL(g->KH), LL(g->H + g->PH));
     K(ec, "                int w1 = w0 + %lld < %lld ? w0 + %lld : %lld;", LL(g->KW),
       LL(g->W + g->PW), LL(g->KW), LL(g->W + g->PW));
-    K(ec, "                int pool = (h1 - h0) * (w1 - w0);");
+    K(ec, "                int cnt = (h1 - h0) * (w1 - w0);");
     K(ec, "                if (h0 < 0) h0 = 0;");
     K(ec, "                if (w0 < 0) w0 = 0;");
     K(ec, "                if (h1 > %lld) h1 = %lld;", LL(g->H), LL(g->H));
     K(ec, "                if (w1 > %lld) w1 = %lld;", LL(g->W), LL(g->W));
     if (!include_pad)
-        K(ec, "                pool = (h1 - h0) * (w1 - w0);");
+        K(ec, "                cnt = (h1 - h0) * (w1 - w0);");
     else
         K(ec, "                (void)0;");
 }
@@ -285,7 +285,7 @@ static void avg_forward(op_emit *ec)
     K(ec, "                for (int ih = h0; ih < h1; ih++)");
     K(ec, "                    for (int iw = w0; iw < w1; iw++) s += x[xp + ih * %lld + iw];",
       LL(g.W));
-    K(ec, "                y[yi] = s / (float)pool;");
+    K(ec, "                y[yi] = s / (float)cnt;");
     K(ec, "            }");
     K(ec, "}");
     C(ec, "%s(n, %s, %s);", kend(ec, "f"), ec->x, ec->y);
@@ -302,7 +302,7 @@ static void avg_backward(op_emit *ec)
     K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(nc * g.H * g.W));
     planes(ec, nc, &g);
     avg_window(ec, &g, (int)arg_int(ec->o->m, AVG_COUNT_INCLUDE_PAD));
-    K(ec, "                float d = gy[yi] / (float)pool;");
+    K(ec, "                float d = gy[yi] / (float)cnt;");
     K(ec, "                for (int ih = h0; ih < h1; ih++)");
     K(ec, "                    for (int iw = w0; iw < w1; iw++) gx[xp + ih * %lld + iw] += d;",
       LL(g.W));
