@@ -210,7 +210,9 @@ static void max_forward(op_emit *ec)
     K(ec, "                while (h0 < 0) h0 += %lld;", LL(g.DH));
     K(ec, "                while (w0 < 0) w0 += %lld;", LL(g.DW));
     if (idx)
-        K(ec, "                int mi = h0 * %lld + w0;", LL(g.W));
+        /* torch's start index; -1 for a window that dilation leaves empty
+           (it would point outside the plane): no gradient */
+        K(ec, "                int mi = h0 < h1 && w0 < w1 ? h0 * %lld + w0 : -1;", LL(g.W));
     K(ec, "                float mv = -INFINITY;");
     K(ec, "                for (int ih = h0; ih < h1; ih += %lld)", LL(g.DH));
     K(ec, "                    for (int iw = w0; iw < w1; iw += %lld) {", LL(g.DW));
@@ -245,8 +247,8 @@ static void max_backward(op_emit *ec)
     K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(nc * g.H * g.W));
     K(ec, "    for (int p = 0; p < %s; p++)", rows_expr(nc));
     K(ec, "        for (int k = 0; k < %lld; k++)", LL(g.OH * g.OW));
-    K(ec, "            gx[p * %lld + idx[p * %lld + k]] += gy[p * %lld + k];", LL(g.H * g.W),
-      LL(g.OH * g.OW), LL(g.OH * g.OW));
+    K(ec, "            if (idx[p * %lld + k] >= 0) gx[p * %lld + idx[p * %lld + k]] += gy[p * "
+          "%lld + k];", LL(g.OH * g.OW), LL(g.H * g.W), LL(g.OH * g.OW), LL(g.OH * g.OW));
     K(ec, "}");
     C(ec, "%s(n, %s, %s, %s);", kend(ec, "b"), ec->gy, ec->gx, ec->saved[0]);
 }
