@@ -76,6 +76,12 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
         }
         L.scratch_each = align16(maxbuf);
         L.act = (nslots > 2 ? nslots : 2) * L.scratch_each; /* the slots */
+        /* work space of forward kernels (saved_forward), after the slots */
+        for (int i = 0; i < p->nops; i++)
+            for (int k = 0; p->ops[i].d->saved_forward && k < p->ops[i].nsaved; k++) {
+                L.saved[i * OP_MAX_SAVED + k] = xfmt("(float *)(A + %lld)", (long long)L.act);
+                L.act += align16(p->ops[i].saved_numel[k]);
+            }
     } else {
         L.act = align16(p->buf_numel[0]); /* P_forward's copy of x */
         for (int i = 1; i < p->nbufs; i++) {

@@ -156,6 +156,9 @@ struct op_desc {
     /* the tensors backward needs beyond the op's input and output (masks,
        statistics, indices): sets o->nsaved, saved_numel, saved_dtype */
     void (*extra_saved)(const program *p, op *o);
+    int saved_forward;          /* forward uses the extra saved tensors as work space
+                                   (conv2d's im2col columns): --inference allocates
+                                   them too, where other ops get NULL */
     int backward_identity;      /* backward passes the output gradient to every input
                                    unchanged (views, a residual's sum): the schedule
                                    does it, the op writes no backward kernel */

@@ -15,7 +15,8 @@ in a temporary directory that is printed.
 
 The layers come from the compiler itself, `NNGEN --list-layers` (one line
 per layer: NAME<TAB>TorchClass<TAB>MAIN<TAB>ARGS, ARGS space-separated
-`arg:type=default` or `arg:type`, types int, num, bool): those without
+`arg:type=default` or `arg:type`, types int, num, bool, pair (pair|same|valid
+with words)): those without
 arguments are written bare (`relu`), those whose main argument is a number
 `{NAME: VALUE}`; linear, softmax and log_softmax have their own rules below.
 An nngen without --list-layers is an error.
@@ -43,7 +44,7 @@ TOKENS = [b'[', b']', b'{', b'}', b':', b'- ', b'\n', b'  ', b'\t', b'&a ', b'*a
           b'normal', b'custom', b'train', b'loss', b'optimizer', b'sgd', b'adam', b'times',
           b'body', b'name', b'in', b'out', b'dim', b'softmax', b'flatten', b'\x00', b'\xff',
           b'\xc3\xa9', b'\xe9', b'%YAML 1.1\n', b'? ']
-ARG_TYPES = ('int', 'num', 'bool', 'pair', 'shape')
+ARG_TYPES = ('int', 'num', 'bool', 'pair', 'shape')  # pair: also pair|WORD|WORD (conv2d's padding)
 
 
 def list_layers(nngen):
@@ -68,11 +69,12 @@ def list_layers(nngen):
         ok = len(f) == 4 and re.match(r'^[a-z_][a-z0-9_]*$', f[0]) and f[1] and f[2]
         args = {}
         for a in f[3].split() if ok else []:
-            m = re.match(r'^([a-z_][a-z0-9_]*):([a-z]+)(?:=(\S+))?$', a)
-            if not m or m.group(2) not in ARG_TYPES or m.group(1) in args:
+            m = re.match(r'^([a-z_][a-z0-9_]*):([a-z]+)((?:\|[a-z_]+)*)(?:=(\S+))?$', a)
+            if (not m or m.group(2) not in ARG_TYPES or m.group(1) in args
+                    or (m.group(3) and m.group(2) != 'pair')):
                 ok = False
                 break
-            args[m.group(1)] = (m.group(2), m.group(3))
+            args[m.group(1)] = (m.group(2), m.group(4))
         main = None if not ok or f[2] == '-' else f[2]
         if not ok or (main is not None and main not in args):
             sys.exit('fuzz_specs.py: `%s`, line %d: %r is not NAME<TAB>TorchClass<TAB>MAIN'

@@ -221,4 +221,42 @@ CASES = [
     # training mode (dx = dy * the forward's mask, scaled by 2)
     case('drop_alone',        'dropout',                  [2, 5],   3,     'alone', False, None,
          'eval'),
+    # conv2d (ops/conv2d.c, loops): plain; strided, padded, dilated,
+    # grouped; 'same' (uneven) without bias; first in a small LeNet-like
+    # chain (parameter gradients through pooling and a classifier)
+    case('conv_s',            '{conv2d: {out: 3, kernel: 3}}', [2, 5, 5], 2, 'alone', False, 'loops'),
+    case('conv_args',         '{conv2d: {out: 4, kernel: [3, 2], stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2}}',
+         [2, 6, 6], 2, 'alone', False, 'loops'),
+    case('conv_same_nb',      '{conv2d: {out: 2, kernel: [2, 3], padding: same, bias: false}}',
+         [3, 4, 5], 2, 'alone', False, 'loops'),
+    case('conv_ctx',          '{conv2d: {out: 3, kernel: 3, padding: 1}}', [2, 6, 6], 2,
+         [OP, 'sigmoid', '{avg_pool2d: 2}', 'flatten', '{linear: 3}'], False, 'loops'),
+    # pooling (ops/pool.c).  Max pooling's difference quotient is wrong for
+    # an input within the step of another in its window (a tie): these
+    # rows' inputs (seeded, see above) stay away from ties
+    case('maxp',              '{max_pool2d: 2}',          [2, 4, 4], 2,    'alone', False, None),
+    case('maxp_args',         '{max_pool2d: {kernel: 3, stride: 2, padding: 1, dilation: [1, 2], ceil_mode: true}}',
+         [1, 5, 6], 2, 'alone', False, None),
+    case('maxp_ctx',          '{max_pool2d: {kernel: 2, stride: 1}}', [1, 4, 4], 2,
+         ['{conv2d: {out: 2, kernel: 2}}', OP, 'flatten', '{linear: 3}'], False, None),
+    case('avgp',              '{avg_pool2d: 2}',          [2, 4, 5], 2,    'alone', False, None),
+    case('avgp_args',         '{avg_pool2d: {kernel: 3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: false}}',
+         [2, 5, 6], 2, 'alone', False, None),
+    case('avgp_pad',          '{avg_pool2d: {kernel: [2, 3], stride: 1, padding: [1, 1]}}',
+         [1, 3, 4], 2, 'alone', False, None),
+    case('adapt',             '{adaptive_avg_pool2d: [2, 3]}', [2, 5, 4], 2, 'alone', False, None),
+    case('adapt_ctx',         '{adaptive_avg_pool2d: 1}', [2, 5, 5], 2,
+         ['{conv2d: {out: 3, kernel: 3, padding: 1}}', 'tanh', OP, 'flatten', '{linear: 2}'],
+         False, None),
+    # conv2d through nn_sgemm (im2col, per example and group): 8 x 64 x 36
+    # and, grouped, 8 x 72 x 12 multiply-adds per product; then in context
+    # (with avg_pool2d: a max_pool2d there, after a perturbed first-layer
+    # weight that moves every value, met a near-tie for this seed)
+    case('conv_b',            '{conv2d: {out: 8, kernel: 3, padding: 1}}', [4, 8, 8], 2,
+         'alone', False, 'blas'),
+    case('conv_b_grp',        '{conv2d: {out: 16, kernel: [3, 2], stride: [1, 2], padding: [1, 0], groups: 2, bias: false}}',
+         [4, 12, 12], 2, 'alone', False, 'blas'),
+    case('conv_b_ctx',        '{conv2d: {out: 8, kernel: 3, padding: same, dilation: 2}}', [3, 8, 8], 2,
+         ['{conv2d: {out: 3, kernel: 1}}', OP, 'sigmoid', '{avg_pool2d: 2}', 'flatten', '{linear: 3}'],
+         False, 'blas'),
 ]

@@ -235,7 +235,41 @@ LAYERS = {
     'layer_norm': _LayerDef('LayerNorm', 'shape', {'shape': None, 'eps': 1e-5,
                                                    'elementwise_affine': True}, ('shape',)),
     'dropout': _LayerDef('Dropout', 'p', {'p': 0.5}),
+    'conv2d': _LayerDef('Conv2d', 'out', {'out': None, 'kernel': None, 'stride': 1,
+                                          'padding': 0, 'dilation': 1, 'groups': 1,
+                                          'bias': True, 'in': None}, ('out', 'kernel')),
+    'max_pool2d': _LayerDef('MaxPool2d', 'kernel', {'kernel': None, 'stride': None,
+                                                    'padding': 0, 'dilation': 1,
+                                                    'ceil_mode': False}, ('kernel',)),
+    'avg_pool2d': _LayerDef('AvgPool2d', 'kernel', {'kernel': None, 'stride': None,
+                                                    'padding': 0, 'ceil_mode': False,
+                                                    'count_include_pad': True}, ('kernel',)),
+    'adaptive_avg_pool2d': _LayerDef('AdaptiveAvgPool2d', 'out', {'out': None}, ('out',)),
 }
+
+
+def _pair_arg(v, what, minimum, words=()):
+    """An int, a list [a, b] (becomes a tuple, as a Python user writes it) or a word."""
+    if isinstance(v, str) and v in words:
+        return v
+    if isinstance(v, list):
+        if len(v) != 2:
+            raise SpecError('%s: takes an int or a pair [a, b]' % what)
+        return (_int(v[0], what, minimum), _int(v[1], what, minimum))
+    return _int(v, what, minimum)
+
+
+def _two(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def _pool_out(size, k, pad, stride, dil, ceil):
+    # torch's pooling_output_shape, written out
+    num = size + 2 * pad - dil * (k - 1) - 1 + (stride - 1 if ceil else 0)
+    o = num // stride + 1
+    if ceil and (o - 1) * stride >= size + pad:
+        o -= 1
+    return o
 
 # type names usable in an init rule's `layer:` filter
 def _type_class(tname):
@@ -304,6 +338,32 @@ def _layer_args(tname, value, where):
     elif tname == 'dropout':
         if not 0 <= _num(args['p'], where + ': p') <= 1:
             raise SpecError('%s: dropout p must be in [0, 1]' % where)
+    elif tname == 'conv2d':
+        w = where + ': conv2d '
+        _int(args['out'], w + 'out', 1)
+        if args['in'] is not None:
+            _int(args['in'], w + 'in', 1)
+        args['kernel'] = _pair_arg(args['kernel'], w + 'kernel', 1)
+        args['stride'] = _pair_arg(args['stride'], w + 'stride', 1)
+        args['padding'] = _pair_arg(args['padding'], w + 'padding', 0, ('same', 'valid'))
+        args['dilation'] = _pair_arg(args['dilation'], w + 'dilation', 1)
+        _int(args['groups'], w + 'groups', 1)
+        _bool(args['bias'], w + 'bias')
+        if args['padding'] == 'same' and _two(args['stride']) != (1, 1):
+            raise SpecError('%s: padding same needs stride 1' % where)
+    elif tname in ('max_pool2d', 'avg_pool2d'):
+        w = where + ': %s ' % tname
+        args['kernel'] = _pair_arg(args['kernel'], w + 'kernel', 1)
+        if args['stride'] is not None:
+            args['stride'] = _pair_arg(args['stride'], w + 'stride', 1)
+        args['padding'] = _pair_arg(args['padding'], w + 'padding', 0)
+        if 'dilation' in args:
+            args['dilation'] = _pair_arg(args['dilation'], w + 'dilation', 1)
+        _bool(args['ceil_mode'], w + 'ceil_mode')
+        if 'count_include_pad' in args:
+            _bool(args['count_include_pad'], w + 'count_include_pad')
+    elif tname == 'adaptive_avg_pool2d':
+        args['out'] = _pair_arg(args['out'], where + ': adaptive_avg_pool2d out', 1)
     return args
 
 
@@ -323,6 +383,43 @@ def _layer_shape(tname, args, shape, where):
         for s in shape[1:]:
             n *= s
         return [shape[0], n]
+    if tname in ('conv2d', 'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d'):
+        if len(shape) != 4:
+            raise SpecError('%s: %s needs [N, C, H, W], got %s' % (where, tname, shape))
+        n, c, h, w = shape
+    if tname == 'conv2d':
+        if args['in'] is not None and args['in'] != c:
+            raise SpecError('%s: conv2d in=%d but the incoming shape is %s'
+                            % (where, args['in'], shape))
+        g = args['groups']
+        if c % g or args['out'] % g:
+            raise SpecError('%s: groups %d does not divide the channels' % (where, g))
+        out = [n, args['out']]
+        for size, k, s, d, i in zip((h, w), _two(args['kernel']), _two(args['stride']),
+                                    _two(args['dilation']), (0, 1)):
+            p = args['padding']
+            total = d * (k - 1) if p == 'same' else 0 if p == 'valid' else 2 * _two(p)[i]
+            eff = d * (k - 1) + 1
+            if eff > size + total:
+                raise SpecError('%s: kernel larger than the padded input' % where)
+            out.append((size + total - eff) // s + 1)
+        return out
+    if tname in ('max_pool2d', 'avg_pool2d'):
+        k2 = _two(args['kernel'])
+        s2 = _two(args['stride']) if args['stride'] is not None else k2
+        p2 = _two(args['padding'])
+        d2 = _two(args.get('dilation', 1))
+        out = [n, c]
+        for size, k, s, p, d in zip((h, w), k2, s2, p2, d2):
+            if 2 * p > k:
+                raise SpecError('%s: pad should be at most half of kernel size' % where)
+            o = _pool_out(size, k, p, s, d, args['ceil_mode'])
+            if o < 1:
+                raise SpecError('%s: output size is too small' % where)
+            out.append(o)
+        return out
+    if tname == 'adaptive_avg_pool2d':
+        return [n, c] + list(_two(args['out']))
     if tname in ('softmax', 'log_softmax'):
         dim = args['dim']
         if not -len(shape) <= dim < len(shape):
@@ -363,6 +460,19 @@ def _make_layer(tname, args, shape):
                             elementwise_affine=args['elementwise_affine'])
     if tname == 'dropout':
         return nn.Dropout(p=args['p'])
+    if tname == 'conv2d':
+        return nn.Conv2d(shape[1], args['out'], args['kernel'], stride=args['stride'],
+                         padding=args['padding'], dilation=args['dilation'],
+                         groups=args['groups'], bias=args['bias'])
+    if tname == 'max_pool2d':
+        return nn.MaxPool2d(args['kernel'], stride=args['stride'], padding=args['padding'],
+                            dilation=args['dilation'], ceil_mode=args['ceil_mode'])
+    if tname == 'avg_pool2d':
+        return nn.AvgPool2d(args['kernel'], stride=args['stride'], padding=args['padding'],
+                            ceil_mode=args['ceil_mode'],
+                            count_include_pad=args['count_include_pad'])
+    if tname == 'adaptive_avg_pool2d':
+        return nn.AdaptiveAvgPool2d(args['out'])
     return getattr(nn, LAYERS[tname].cls)()
 
 
@@ -708,7 +818,7 @@ def _parse_init(v, where):
 
 
 def _default_init(module, pname, p, where):
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
         if pname == 'weight':
             tinit.kaiming_uniform_(p, a=math.sqrt(5))
             return
