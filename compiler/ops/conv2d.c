@@ -32,14 +32,14 @@ enum { OUT, KERNEL, STRIDE, PADDING, DILATION, GROUPS, BIAS, IN };
 static const char *const pad_words[] = {"same", "valid", NULL};
 
 static const arg_spec args[] = {
-    [OUT] = {"out", ARG_INT, NULL, 1, "the number of output channels", 1, MAX_DIM_SIZE, 0},
-    [KERNEL] = {"kernel", ARG_PAIR, NULL, 1, "the kernel size: k or [kh, kw]", 1, MAX_DIM_SIZE, 0},
-    [STRIDE] = {"stride", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0},
+    [OUT] = {"out", ARG_INT, NULL, 1, "the number of output channels", 1, MAX_DIM_SIZE, 0, NULL},
+    [KERNEL] = {"kernel", ARG_PAIR, NULL, 1, "the kernel size: k or [kh, kw]", 1, MAX_DIM_SIZE, 0, NULL},
+    [STRIDE] = {"stride", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
     [PADDING] = {"padding", ARG_PAIR, "0", 0, NULL, 0, MAX_DIM_SIZE, 0, pad_words},
-    [DILATION] = {"dilation", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0},
-    [GROUPS] = {"groups", ARG_INT, "1", 0, NULL, 1, MAX_DIM_SIZE, 0},
-    [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
-    [IN] = {"in", ARG_INT, NULL, 0, "the number of input channels", 1, MAX_DIM_SIZE, 1},
+    [DILATION] = {"dilation", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
+    [GROUPS] = {"groups", ARG_INT, "1", 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
+    [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
+    [IN] = {"in", ARG_INT, NULL, 0, "the number of input channels", 1, MAX_DIM_SIZE, 1, NULL},
 };
 
 static const char *const tensors[] = {"weight", "bias"};

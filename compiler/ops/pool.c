@@ -24,24 +24,24 @@ enum { KERNEL, STRIDE, PADDING, DILATION, CEIL_MODE, COUNT_INCLUDE_PAD };
 enum { AVG_KERNEL, AVG_STRIDE, AVG_PADDING, AVG_CEIL_MODE, AVG_COUNT_INCLUDE_PAD };
 
 static const arg_spec max_args[] = {
-    [KERNEL] = {"kernel", ARG_PAIR, NULL, 1, "the window size: k or [kh, kw]", 1, MAX_DIM_SIZE, 0},
-    [STRIDE] = {"stride", ARG_PAIR, NULL, 0, NULL, 1, MAX_DIM_SIZE, 0},
-    [PADDING] = {"padding", ARG_PAIR, "0", 0, NULL, 0, MAX_DIM_SIZE, 0},
-    [DILATION] = {"dilation", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0},
-    [CEIL_MODE] = {"ceil_mode", ARG_BOOL, "false", 0, NULL, 0, 1, 0},
+    [KERNEL] = {"kernel", ARG_PAIR, NULL, 1, "the window size: k or [kh, kw]", 1, MAX_DIM_SIZE, 0, NULL},
+    [STRIDE] = {"stride", ARG_PAIR, NULL, 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
+    [PADDING] = {"padding", ARG_PAIR, "0", 0, NULL, 0, MAX_DIM_SIZE, 0, NULL},
+    [DILATION] = {"dilation", ARG_PAIR, "1", 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
+    [CEIL_MODE] = {"ceil_mode", ARG_BOOL, "false", 0, NULL, 0, 1, 0, NULL},
 };
 
 static const arg_spec avg_args[] = {
     [AVG_KERNEL] = {"kernel", ARG_PAIR, NULL, 1, "the window size: k or [kh, kw]", 1,
-                    MAX_DIM_SIZE, 0},
-    [AVG_STRIDE] = {"stride", ARG_PAIR, NULL, 0, NULL, 1, MAX_DIM_SIZE, 0},
-    [AVG_PADDING] = {"padding", ARG_PAIR, "0", 0, NULL, 0, MAX_DIM_SIZE, 0},
-    [AVG_CEIL_MODE] = {"ceil_mode", ARG_BOOL, "false", 0, NULL, 0, 1, 0},
-    [AVG_COUNT_INCLUDE_PAD] = {"count_include_pad", ARG_BOOL, "true", 0, NULL, 0, 1, 0},
+                    MAX_DIM_SIZE, 0, NULL},
+    [AVG_STRIDE] = {"stride", ARG_PAIR, NULL, 0, NULL, 1, MAX_DIM_SIZE, 0, NULL},
+    [AVG_PADDING] = {"padding", ARG_PAIR, "0", 0, NULL, 0, MAX_DIM_SIZE, 0, NULL},
+    [AVG_CEIL_MODE] = {"ceil_mode", ARG_BOOL, "false", 0, NULL, 0, 1, 0, NULL},
+    [AVG_COUNT_INCLUDE_PAD] = {"count_include_pad", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
 };
 
 static const arg_spec adaptive_args[] = {
-    [0] = {"out", ARG_PAIR, NULL, 1, "the output size: s or [h, w]", 1, MAX_DIM_SIZE, 0},
+    [0] = {"out", ARG_PAIR, NULL, 1, "the output size: s or [h, w]", 1, MAX_DIM_SIZE, 0, NULL},
 };
 
 static int is_max(const module *m)
