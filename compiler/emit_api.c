@@ -264,6 +264,9 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
         const char *what = t->owner->op->default_init_what;
         E(e, "/* %s: default (%s) */", ccomment(t->name), what ? what : "zeros");
         op_default_init(t->owner, t, &def);
+        def.loc = in->loc; /* a `default` rule keeps its modifier */
+        def.has_zero_abs_below = in->has_zero_abs_below;
+        def.zero_abs_below = in->zero_abs_below;
         in = &def;
     } else {
         E(e, "/* %s: init rule */", ccomment(t->name));

@@ -260,7 +260,9 @@ static void write_step(pyw *w, const init_step *s)
     if (in->kind == I_DEFAULT) {
         /* a `default` rule: what the layer's constructor draws */
         op_default_init(t->owner, t, &def);
-        def.loc = in->loc;
+        def.loc = in->loc; /* and it keeps its modifier */
+        def.has_zero_abs_below = in->has_zero_abs_below;
+        def.zero_abs_below = in->zero_abs_below;
         in = &def;
     }
     switch (in->kind) {
