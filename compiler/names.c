@@ -42,7 +42,8 @@ void declare_tensor(module *m, const char *local, int ndim, const int64_t *shape
     d->m = m;
     d->local = local;
     d->ndim = ndim;
-    memcpy(d->shape, shape, sizeof *shape * (size_t)ndim);
+    if (ndim > 0) /* a 0-d tensor (num_batches_tracked) may come with no shape */
+        memcpy(d->shape, shape, sizeof *shape * (size_t)ndim);
     d->dt = dt;
     d->is_buffer = is_buffer;
     if (is_buffer)
