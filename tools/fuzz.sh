@@ -53,7 +53,7 @@ if [ "$target" = load ]; then
   done
 fi
 log=$work/fuzz-$(date -u +%Y%m%dT%H%M%SZ).log
-before=$(ls "$work/artifacts" | wc -l)
+touch "$work/.start"
 nfiles() { find "$work/corpus" -type f | wc -l; }
 kbytes() { du -sb "$work/corpus" | cut -f1; }
 echo "fuzz-$target: $seconds s, jobs $jobs, corpus $work/corpus ($(nfiles) files), log $log"
@@ -77,11 +77,18 @@ echo "exit status $rc after $elapsed s (CPU of the fuzzer processes: user, syste
 grep -E '^#[0-9]+' "$log" | grep -vE 'NEW|REDUCE' | tail -n 3 || true
 grep -E '^stat::|^Done ' "$log" || true
 echo "corpus: $(nfiles) files, $(kbytes) bytes in $work/corpus"
-new=$(( $(ls "$work/artifacts" | wc -l) - before ))
-if [ "$new" -gt 0 ]; then
-  echo "FINDINGS: $new new file(s) in $work/artifacts:"
-  ls -t "$work/artifacts" | head -n "$new" | sed 's/^/  /'
-  echo "reproduce: $bin FILE"
+# new files in artifacts/: findings (crash-, leak-, timeout-, oom-) and
+# slow units (slow-unit-: the slowest input so far, not an error)
+newfiles=$(find "$work/artifacts" -type f -newer "$work/.start" -printf '%f\n' | sort)
+slow=$(printf '%s\n' "$newfiles" | grep '^slow-unit-' || true)
+found=$(printf '%s\n' "$newfiles" | grep -v '^slow-unit-' | grep . || true)
+if [ -n "$slow" ]; then
+  echo "slow inputs (not errors; see -report_slow_units): $(printf '%s\n' "$slow" | wc -l) in $work/artifacts"
+fi
+if [ -n "$found" ]; then
+  echo "FINDINGS: $(printf '%s\n' "$found" | wc -l) new file(s) in $work/artifacts:"
+  printf '%s\n' "$found" | sed 's/^/  /'
+  echo "reproduce: $bin FILE (a timeout or oom may be the machine's load: check that it reproduces)"
   exit 1
 fi
 if [ "$rc" -ne 0 ]; then
