@@ -1,4 +1,6 @@
-/* ops/dropout.c: nn.Dropout(p) (SPEC 1.2.2, 1.6).
+/* ops/dropout.c (copies are loops, not memcpy: GCC 12 -O1 with the sanitizers
+ * reports a memcpy into a gradient that might be NULL on a path it cannot
+ * see is guarded, as -Warray-bounds): nn.Dropout(p) (SPEC 1.2.2, 1.6).
  *
  * Training mode: one draw per element of the call's n rows, in row-major
  * order, from the instance's generator, as torch 1.13's CPU
@@ -63,7 +65,7 @@ static void forward(op_emit *ec)
     if (p == 0.0) {
         K(ec, "static void @(int n, const float *restrict x, float *restrict y)");
         K(ec, "{");
-        K(ec, "    memcpy(y, x, sizeof(float) * (size_t)(%s));", cnt);
+        K(ec, "    for (int k = 0; k < %s; k++) y[k] = x[k];", cnt);
         K(ec, "}");
         C(ec, "%s(n, %s, %s);", kend(ec, "f"), ec->x, ec->y);
         return;
@@ -75,7 +77,7 @@ static void forward(op_emit *ec)
           "nn_rng *rng%s)", keep ? ", float *restrict noise" : "");
     K(ec, "{");
     K(ec, "    if (!training) {");
-    K(ec, "        memcpy(y, x, sizeof(float) * (size_t)(%s));", cnt);
+    K(ec, "        for (int k = 0; k < %s; k++) y[k] = x[k];", cnt);
     K(ec, "        return;");
     K(ec, "    }");
     if (p == 1.0) {
@@ -111,7 +113,7 @@ static void backward(op_emit *ec)
     if (p == 0.0) {
         K(ec, "static void @(int n, const float *restrict gy, float *restrict gx)");
         K(ec, "{");
-        K(ec, "    memcpy(gx, gy, sizeof(float) * (size_t)(%s));", cnt);
+        K(ec, "    for (int k = 0; k < %s; k++) gx[k] = gy[k];", cnt);
         K(ec, "}");
         C(ec, "%s(n, %s, %s);", kend(ec, "b"), ec->gy, ec->gx);
         return;
@@ -120,7 +122,7 @@ static void backward(op_emit *ec)
           "const float *restrict noise)");
     K(ec, "{");
     K(ec, "    if (!training) {");
-    K(ec, "        memcpy(gx, gy, sizeof(float) * (size_t)(%s));", cnt);
+    K(ec, "        for (int k = 0; k < %s; k++) gx[k] = gy[k];", cnt);
     K(ec, "        return;");
     K(ec, "    }");
     K(ec, "    for (int k = 0; k < %s; k++) gx[k] = gy[k] * noise[k];", cnt);
