@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -99,6 +100,15 @@ static void out_open(outfile *o, const char *path, int slot)
     int fd = mkstemp(o->tmp);
     if (fd < 0)
         io_error("cannot write '%s': %s", path, strerror(errno));
+    /* mkstemp makes the file 0600; give it the mode any new file gets */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, (mode_t)0666 & ~mask) != 0) {
+        int err = errno;
+        close(fd);
+        remove(o->tmp);
+        io_error("cannot write '%s': %s", path, strerror(err));
+    }
     o->f = fdopen(fd, "w");
     if (!o->f) {
         close(fd);
