@@ -141,6 +141,13 @@ def main():
                 res.fail(label, 'compile', c.stderr.decode(errors='replace')[:2000])
                 return None
             res.ok(label, 'compile')
+            # the outputs get the mode of any new file (not mkstemp's 0600)
+            mask = os.umask(0)
+            os.umask(mask)
+            modes = [os.stat(f).st_mode & 0o777 for f in (out, out[:-2] + '.h')]
+            if modes != [0o666 & ~mask] * 2:
+                res.fail(label, 'mode', 'out.c/.h modes %s, expected %o'
+                         % ([oct(m) for m in modes], 0o666 & ~mask))
             nm = run(['nm', os.path.join(d, 'net.o')]).stdout.decode()
             if re.search(r'\bevil\b', nm):
                 res.fail(label, 'nothing', 'a symbol evil in the object: %s' % nm)
