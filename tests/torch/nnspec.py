@@ -556,7 +556,8 @@ def _parse_init(v, where):
         raise SpecError('%s: bad arguments for %s: %r' % (where, name, arg))
 
     if name in ('default', 'zeros', 'ones'):
-        if arg is not None:
+        # `{zeros: {}}` is the bare name's mapping form (for zero_abs_below)
+        if arg is not None and arg != {}:
             raise SpecError('%s: %s takes no arguments' % (where, name))
         args = {}
     elif name == 'constant':
@@ -795,6 +796,8 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
     if not isinstance(name, str) or not _IDENT_RE.match(name):
         raise SpecError('name: must be a C identifier, got %r' % (name,))
     inp = spec.get('input')
+    if _is_int(inp):  # `input: 4` is `[4]` (docs/language.md, top-level keys)
+        inp = [inp]
     if not isinstance(inp, list) or not inp:
         raise SpecError('input: expects a list of sizes')
     inp = [_int(s, 'input', 1) for s in inp]
