@@ -91,7 +91,10 @@ def check_kind(check):
 
 
 def first_line(msg, limit=400):
-    line = str(msg).strip().splitlines()[0] if str(msg).strip() else ''
+    lines = str(msg).strip().splitlines() or ['']
+    line = lines[0]
+    if line.endswith(':') and len(lines) > 1:      # "differs from torch:\nline 3: ..."
+        line += ' ' + lines[1].strip()
     return line if len(line) <= limit else line[:limit] + '...'
 
 
@@ -110,6 +113,7 @@ class Runner(object):
     def __init__(self, args):
         self.args = args
         self.layers = gen_specs.list_layers(args.nngen)
+        self.kept = 0      # failing networks minimized (per worker process)
 
     def conform_args(self, workdir):
         a = argparse.Namespace()
@@ -132,9 +136,8 @@ class Runner(object):
         except Exception as e:  # noqa - any failure of the oracle is a result
             return '%s: %s' % (type(e).__name__, e)
 
-    def check(self, path, label, seeds, full=True):
-        """[(check, ok, message)] of one spec file.  full=False stops after
-        the cheap part when it already shows the failure (shrinking)."""
+    def check(self, path, label, seeds):
+        """[(check, ok, message)] of one spec file"""
         rc, err = self.nngen_check(path)
         if rc != 0:
             why = self.oracle(path)
@@ -148,6 +151,14 @@ class Runner(object):
         rec = Recorder()
         work = tempfile.mkdtemp(prefix='diff-', dir=self.args.workdir)
         try:
+            spec = nnspec.load_spec_text(open(path).read(), path)
+            if gen_specs.has_ws_names(spec):
+                # names with whitespace: params and print here, the rest on a
+                # copy without them (the driver's dump format cannot carry them)
+                log += self.names_checks(path, ' (names with whitespace)')
+                path = os.path.join(work, os.path.basename(path))
+                with open(path, 'w') as f:
+                    f.write(gen_specs.to_yaml(gen_specs.without_ws_names(spec)))
             conform.check_spec(self.conform_args(work), path, label, rec, seeds=seeds,
                                no_blas=self.args.with_no_blas,
                                noise_samples=self.args.noise_samples, skip_diverging=True)
@@ -157,27 +168,40 @@ class Runner(object):
             shutil.rmtree(work, ignore_errors=True)
         return log + rec.log
 
+    def names_checks(self, path, suffix):
+        """conform's params and print checks, by themselves"""
+        built = nnspec.build(path, seed=0, allow_unsupported_init=True)
+        out = []
+        for check, flag, want in (('params', '--params', nnspec.params_text(built.model)),
+                                  ('print', '--print', nnspec.print_text(built.model))):
+            r = subprocess.run([self.args.nngen, flag, path], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=120)
+            got = r.stdout.decode('utf-8', 'replace')
+            if r.returncode != 0:
+                out.append((check + suffix, False, 'nngen %s failed (exit %d): %s' % (
+                    flag, r.returncode, first_line(r.stderr.decode('utf-8', 'replace')))))
+            elif got != want:
+                out.append((check + suffix, False,
+                            'differs from torch:\n' + conform.text_diff(got, want)))
+            else:
+                out.append((check + suffix, True, ''))
+        return out
+
     # ---- shrinking
     def fails_same(self, spec, kind, label, seeds, errkind):
+        """whether spec (written in the plain style) fails the check `kind`
+        (check_kind) in the same way: nngen's error message for `check`, not
+        by a "not run" for the others"""
         d = tempfile.mkdtemp(prefix='shrink-', dir=self.args.workdir)
         try:
             path = os.path.join(d, 'net.yaml')
             with open(path, 'w') as f:
                 f.write(gen_specs.to_yaml(spec))
-            if kind == 'check':
-                rc, err = self.nngen_check(path)
-                return rc != 0 and error_kind(err) == errkind and self.oracle(path) is None
-            rc, err = self.nngen_check(path)
-            if rc != 0:
-                return False
-            if kind == 'torch model':
-                return self.oracle(path) is not None
-            if self.oracle(path) is not None:
-                return False
             for check, ok, msg in self.check(path, label, seeds):
-                if ok is False and check_kind(check) == kind and \
-                        not str(msg).startswith('not run'):
-                    return True
+                if ok is False and check_kind(check) == kind:
+                    if kind == 'check':
+                        return error_kind(msg) == errkind
+                    return not str(msg).startswith('not run')
             return False
         finally:
             shutil.rmtree(d, ignore_errors=True)
@@ -238,7 +262,8 @@ class Runner(object):
             shutil.rmtree(d, ignore_errors=True)
         out = {'i': i, 'label': label, 'log': log, 'kept': None}
         fails = [(c, m) for c, ok, m in log if ok is False]
-        if fails and a.keep_failures:
+        if fails and a.keep_failures and self.kept < a.max_kept:
+            self.kept += 1
             os.makedirs(a.keep_failures, exist_ok=True)
             base = os.path.join(a.keep_failures, stem)
             with open(base + '_orig.yaml', 'w') as f:
@@ -572,6 +597,8 @@ def main():
                     help='also generate the constructs of gen_specs.KNOWN_BUGS')
     ap.add_argument('--keep-failures', default=None, metavar='DIR')
     ap.add_argument('--no-shrink', action='store_true')
+    ap.add_argument('--max-kept', type=int, default=1000000, metavar='N',
+                    help='keep (and shrink) at most N failing networks per job')
     ap.add_argument('--shrink-time', type=float, default=600,
                     help='seconds spent shrinking one failing network (default 600)')
     ap.add_argument('--spec', action='append', default=[], metavar='FILE',
