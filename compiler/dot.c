@@ -33,8 +33,10 @@ typedef struct dotw {
     char *drawn;
 } dotw;
 
-/* s inside a "..." DOT string: quotes and backslashes escaped, newlines as
- * \n, other control characters and invalid UTF-8 as '?'. */
+/* s inside a "..." DOT string: quotes and backslashes escaped, a newline
+ * as the visible two characters \n (DOT "\\n": a name's newline must not
+ * read as the line break "\n" that separates a label's lines), other control
+ * characters and invalid UTF-8 as '?'. */
 static void dot_escape(strbuf *b, const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -49,7 +51,7 @@ static void dot_escape(strbuf *b, const char *s)
         if (cp == '"' || cp == '\\')
             sb_printf(b, "\\%c", (char)cp);
         else if (cp == '\n')
-            sb_puts(b, "\\n");
+            sb_puts(b, "\\\\n");
         else if (cp < 32 || cp == 127)
             sb_putc(b, '?');
         else

@@ -513,6 +513,22 @@ void nn_print_param(FILE *f, const nn_tensor *t)
 /* ------------------------------------------------------------------ */
 /* Modules                                                             */
 
+/* A child's key in its parent's repr: torch writes "(" + key + "): " as one
+   of the parent's lines, so a newline inside the key starts a line that only
+   the parent's ancestors indent (_addindent), by `base`, not base + 2. */
+static void put_child_name(sink *s, const char *name, long base)
+{
+    for (;;) {
+        const char *nl = strchr(name, '\n');
+        if (nl == NULL)
+            break;
+        put_mem(s, name, (size_t)(nl - name + 1));
+        put_spaces(s, base);
+        name = nl + 1;
+    }
+    put_str(s, name);
+}
+
 /* Module.__repr__ with every line after the first indented by `base`. */
 static void put_module(sink *s, const nn_module *mod, long base)
 {
@@ -542,7 +558,7 @@ static void put_module(sink *s, const nn_module *mod, long base)
             put_ch(s, '\n');
             put_spaces(s, base + 2);
             put_ch(s, '(');
-            put_str(s, mod->child_names[i]);
+            put_child_name(s, mod->child_names[i], base);
             put_str(s, "): ");
             put_module(s, mod->children[i], base + 2);
         }

@@ -227,6 +227,42 @@ def noise_of(ref32, ref64):
     return out
 
 
+JITTER = 2.0 ** -23
+
+
+def jittered(model, arrays, rs):
+    """A copy of model and of the float arrays, at the rounding level: every
+    value, and every layer's input at each call, times a random factor within
+    1 +- 2^-23 (one float32 ulp; ties and frozen flags kept).  torch float32
+    on it against float64 on the original shows how much an equally valid
+    float32 computation may differ (a cancellation that torch's order of
+    operations makes exact by chance, a tanh saturating one ulp earlier)."""
+    m = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(int(rs.randint(0, 2 ** 31 - 1)))
+
+    def jitter(t):
+        if not t.is_floating_point():
+            return t
+        u = torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 - 1
+        return t * (1 + JITTER * u).to(t.dtype)
+
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(jitter(p))
+    for mod in m.modules():
+        if not list(mod.children()):
+            mod.register_forward_pre_hook(lambda _m, inp: tuple(jitter(t) for t in inp))
+    out = [a * (1 + JITTER * rs.uniform(-1, 1, size=a.shape)).astype(a.dtype)
+           if a.dtype.kind == 'f' else a for a in arrays]
+    return m, out
+
+
+def max_noise(noise, more):
+    for n, v in more.items():
+        noise[n] = max(noise.get(n, 0.0), v)
+    return noise
+
+
 def compare_dumps(got, ref, tol, noise=None):
     """got, ref: lists of (name, values|None).  Returns list of messages."""
     gn, rn = [n for n, _ in got], [n for n, _ in ref]
@@ -444,7 +480,18 @@ class Spec(object):
             raise CheckError('driver output is not in dump format: %s' % e)
 
 
-def check_spec(args, path, label, res):
+def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=0,
+               skip_diverging=False):
+    """Every check of the module docstring on one spec, reported to res
+    (a harness.Result) under label.  seeds: the init seeds; no_blas=False
+    leaves out the --no-blas compile and its fwd/bwd (tests/diff does).
+    noise_samples: torch's own rounding error ("noise") is also measured on
+    that many jittered copies (jittered(): float32 with one-ulp random
+    perturbations against float64 without), the largest error counting
+    (tests/diff uses 3).  skip_diverging: a train check
+    whose torch reference (float32 or float64) has a non-finite loss or
+    parameter is skipped (inf against nan says nothing; tests/diff, whose
+    random networks and learning rates sometimes diverge)."""
     work = tempfile.mkdtemp(prefix='conform-', dir=args.workdir)
     sp = Spec(args, path, label, work)
     try:
@@ -513,7 +560,7 @@ def check_spec(args, path, label, res):
 
         # ---- init
         exactness = nnspec.init_exactness(built)
-        for seed in SEEDS:
+        for seed in seeds:
             check = 'init seed=%d' % seed
             if exactness == 'unsupported':
                 res.skip(label, check, 'init comparison not applicable (%s)'
@@ -570,6 +617,17 @@ def check_spec(args, path, label, res):
         write(xfile, [('x', x_np.reshape(-1).tolist())])
         write(dyfile, [('dy', dy_np.reshape(-1).tolist())])
         R = (built.batch + 1) // 2 if built.batch > 1 else 0
+        nrs = np.random.RandomState((zlib.crc32(label.encode()) + 1) & 0x7fffffff)
+
+        def sampled_fwdbwd(noise, x, dy):
+            ref64 = None
+            for _ in range(noise_samples):
+                if ref64 is None:
+                    ref64 = torch_fwdbwd(model, x, dy, torch.float64)
+                m2, (x2, dy2) = jittered(model, [x, dy], nrs)
+                max_noise(noise, noise_of(torch_fwdbwd(m2, x2, dy2, torch.float32), ref64))
+            return noise
+
         if modal:
             modal_checks(sp, built, path, label, res, exe, dict(start), x_np, dy_np, pfile,
                          xfile, dyfile, R)
@@ -578,11 +636,13 @@ def check_spec(args, path, label, res):
         else:
             ref = torch_fwdbwd(model, x_np, dy_np, torch.float32)
             noise = noise_of(ref, torch_fwdbwd(model, x_np, dy_np, torch.float64))
+            sampled_fwdbwd(noise, x_np, dy_np)
 
         # a partial batch: the first R rows alone (P_forward_n, P_backward_n)
         if R and not modal:
             ref_n = torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float32)
             noise_n = noise_of(ref_n, torch_fwdbwd(model, x_np[:R], dy_np[:R], torch.float64))
+            sampled_fwdbwd(noise_n, x_np[:R], dy_np[:R])
 
         def fwdbwd(check, exe_, rows=0):
             try:
@@ -603,6 +663,7 @@ def check_spec(args, path, label, res):
             fwdbwd('fwd/bwd', exe)
             if R:
                 fwdbwd('fwd/bwd rows=%d of %d' % (R, built.batch), exe, R)
+        if not modal and no_blas:
             try:
                 exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
             except CheckError as e:
@@ -636,8 +697,22 @@ def check_spec(args, path, label, res):
                     losses, final = torch_train(built, model, xr, tr, args.steps, torch.float32)
                     losses64, final64 = torch_train(built, model, xr, tr, args.steps,
                                                     torch.float64)
+                    if skip_diverging and not all(
+                            math.isfinite(v) for v in losses + losses64 + [
+                                x for _, t in final + final64 for x in t]):
+                        res.skip(label, check, "torch's own training diverges (a loss or "
+                                 "parameter is not finite)")
+                        return
                     noise = noise_of(final, final64)
                     noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
+                    for _ in range(noise_samples):
+                        fl = [a.numpy() for a in (xr, tr)]
+                        m2, (x2, t2) = jittered(model, fl, nrs)
+                        x2, t2 = torch.from_numpy(x2), torch.from_numpy(t2)
+                        l32, f32 = torch_train(built, m2, x2, t2, args.steps, torch.float32)
+                        max_noise(noise, noise_of(f32, final64))
+                        max_noise(noise, {'loss': max([abs(a - b) for a, b in zip(l32, losses64)
+                                                       if math.isfinite(a - b)] or [0.0])})
                     extra = ['rows=%d' % rows] if rows else []
                     out = must([exe, 'train', pfile, xfile, tfile, str(args.steps)] + extra,
                                'driver train')

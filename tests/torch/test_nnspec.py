@@ -432,6 +432,23 @@ model:
                    lambda: nn.Sequential(nn.LeakyReLU(1), nn.LeakyReLU(1.0),
                                          nn.LeakyReLU(0.001), nn.LeakyReLU()))
 
+    def test_input_int_and_empty_mapping_initializers(self):
+        # docs/language.md: `input: 4` is `[4]`; `{zeros: {}}` is the bare
+        # name's mapping form (the one that can carry zero_abs_below)
+        b = spec("nngen: 1\ninput: 4\nmodel: [{linear: 3}]\n"
+                 "init: [{weight: {ones: {}, zero_abs_below: 2}}]\n")
+        self.assertEqual(b.input_shape, [1, 4])
+        self.assertEqual(float(b.model[0].weight.abs().sum()), 0.0)
+
+        def ref():
+            m = nn.Sequential(nn.Linear(4, 3))
+            with torch.no_grad():
+                nn.init.zeros_(m[0].weight)
+                nn.init.kaiming_uniform_(m[0].weight, a=math.sqrt(5))
+            return m
+        self.check("nngen: 1\ninput: 4\nmodel: [{linear: 3}]\n"
+                   "init: [{weight: {zeros: {}}}, {weight: {default: {}}}]\n", ref)
+
     def test_seed_from_spec(self):
         b = spec(MLP + "seed: 7\n")
         torch.manual_seed(7)

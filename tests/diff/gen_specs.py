@@ -1,0 +1,989 @@
+#!/usr/bin/python3
+"""Random VALID nngen specs, from the grammar of docs/language.md.
+
+Every spec this module makes is meant to be accepted by `nngen --check` and
+by the oracle (tests/torch/nnspec.py); one that is refused is a generator
+bug or an nngen bug (decide by docs/language.md).  What it generates:
+
+  - input shapes of rank 1 to 3 (written `[a, b]` or, for rank 1, sometimes
+    `input: 4`), batch 1 to 8 (sometimes left to its default 1), small sizes;
+    about one network in five is "big": its linear layers cross the BLAS
+    threshold of compiler/ops/linear.c (rows * in * out >= 1024
+    multiply-adds) so that both code paths of a linear are exercised;
+  - modules nested up to 4 levels: list sequentials, `{sequential: [..]}`,
+    named sequentials `{sequential: {NAME: m}}` with random but legal child
+    names (odd ones too: digits, `-`, `%s`, `{i}`, non-ASCII, quotes,
+    backslashes, layer and keyword names), empty sequentials (`[]`,
+    `{sequential: }`);
+  - every layer of `nngen --list-layers` (read from the compiler, so new
+    layers are picked up): linear (out, in, bias in every written form),
+    leaky_relu (slope: ints, negatives, zero), softmax / log_softmax (dim
+    anywhere in -rank .. rank-1, the batch dimension included), flatten, and
+    the layers without arguments (taken to be shape-preserving).  A layer
+    with arguments that this file does not know is skipped with a note on
+    stderr;
+  - `blocks:` (block factories used several times, wherever their shapes
+    allow; blocks whose body is another block; blocks using blocks; now and
+    then a block the model never uses), `repeat` with name templates
+    (`{i}`, `b{i}`, `{i}{i}`, a plain name when times is 1), `shared:`
+    modules used through `{ref: }` in several places, only where the
+    incoming shape is the one of the first use (a shared module may ref the
+    shared modules declared above it; shape-preserving shared modules are
+    used back to back, the tied-weights pattern);
+  - `init:` rules on module mappings, on `shared:` declarations and at the
+    top level, with `at:` paths (through refs too), `layer: linear`
+    filters, several parameters per rule in either order, every
+    initializer the oracle supports (default, zeros, ones, constant,
+    uniform, normal, xavier_uniform / xavier_normal, kaiming_uniform /
+    kaiming_normal with a / mode / nonlinearity, trunc_normal, each in its
+    bare, list and mapping forms) and the zero_abs_below modifier; no
+    mixture or custom (the oracle cannot draw them);
+  - `frozen: true` (and now and then `frozen: false`) subtrees, also on
+    shared declarations;
+  - an optional `train:` (about 40 %): mse, or cross_entropy with a
+    [batch, classes] output (a flatten is appended when needed); sgd with
+    momentum / dampening / nesterov / weight_decay (nesterov only with
+    momentum > 0 and dampening 0) or adam with betas / eps / weight_decay /
+    amsgrad; always at least one trainable parameter.
+
+About one network in ten also has child names with whitespace (`a b`,
+` `, tabs, `\r`, `\v`, `\f`; newlines with known_bugs): the dump format of
+tests/conform/driver.c ("NAME NUMEL", one space) cannot carry them, so
+run_diff.py checks params and print on such a spec and the other checks on a
+copy with those names replaced (has_ws_names, without_ws_names).  Not
+generated: child names that are attributes of torch's nn.Module
+(`forward`, `training`, ...: add_module refuses them, so the oracle cannot
+build the network; nngen accepts them, as docs/language.md says it does).
+
+Python API:  layers = list_layers(NNGEN)
+             spec = generate(random.Random(seed), layers)   # a dict
+             text = to_yaml(spec, random.Random(seed))        # YAML text
+Command line:
+    gen_specs.py --nngen NNGEN [--count N] [--seed S] [--out DIR] [--no-check]
+                 [--known-bugs]
+writes N specs (default 20) from seed S (default 1) into DIR (default: a
+new temporary directory) and runs `nngen --check` on each; exit status 1
+if nngen refuses any.
+"""
+import argparse
+import copy
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+# layers whose arguments this generator knows how to make valid
+KNOWN_ARGS = {
+    'linear': ('out', 'in', 'bias'),
+    'leaky_relu': ('negative_slope',),
+    'softmax': ('dim',),
+    'log_softmax': ('dim',),
+}
+SHAPE_CHANGING_NOARG = ('flatten',)
+RESERVED = ('sequential', 'repeat', 'ref', 'init', 'frozen')
+
+# odd but legal child names: non-empty, no '.', none of them an attribute of
+# torch.nn.Sequential (add_module would refuse it), no whitespace (the dump
+# format of the conformance driver cannot carry it)
+ODD_NAMES = ['0', '7', '12', '007', '-', '+', '_', '__x', 'a-b', 'x:y', 'x#y', 'q"q',
+             "it's", 'back\\slash', '()', '[x]', '{i}', '{x}', '%s', '%d%n', 'ü', 'Σx',
+             '\U0001f600', 'relu', 'linear', 'sequential', 'repeat', 'ref', 'init', 'frozen',
+             'weight', 'bias', 'true', 'null', 'nngen', 'model', 'MODEL', 'Linear', '1e3',
+             '-1', 'x' * 24, 'a,b', '&a', '*a', '!t', '|', '>', '@', '`', "'", '?']
+# names the conformance driver's dump format cannot carry (see run_diff.py)
+WS_NAMES = [' ', 'a b', ' lead', 'trail ', 'two  sp', 'x\ty', '\t', 'c\rr', 'v\x0bx',
+            'f\x0cx']
+NEWLINE_NAMES = ['nl\nx', '\n', 'a\nb\nc']
+WS_CHARS = ' \t\r\n\x0b\x0c'
+PLAIN_NAMES = ['a', 'b', 'c', 'body', 'head', 'fc', 'act', 'enc', 'dec', 'blk', 'x1',
+               'l_0', 'L', 'mid', 'out', 'in', 'tail', 'z9']
+REPEAT_TEMPLATES = ['{i}', 'block{i}', 'l{i}', '{i}_x', 'r-{i}', '{i}{i}', 'ü{i}', '%{i}',
+                    '{i}a{i}b']
+REPEAT_SINGLE = ['only', 'one', '0', 'x-y', 'block']
+INIT_NAMES = ('default', 'zeros', 'ones', 'constant', 'uniform', 'normal', 'xavier_uniform',
+              'xavier_normal', 'kaiming_uniform', 'kaiming_normal', 'trunc_normal')
+NONLINEARITIES = ('linear', 'conv1d', 'conv2d', 'conv3d', 'conv_transpose1d',
+                  'conv_transpose2d', 'conv_transpose3d', 'sigmoid', 'tanh', 'relu',
+                  'leaky_relu', 'selu')
+BLAS_MIN_MACS = 1024   # compiler/ops/linear.c
+
+# Constructs that expose a known, reported nngen bug: not generated unless
+# asked for (generate(..., known_bugs=True), run_diff.py --known-bugs), so
+# that a batch finds what is new.  Each has a spec under specs/regress/.
+# None open.  Fixed: `{default: {}, zero_abs_below: t}` dropped the modifier
+# (specs/regress/default_zero_abs_below.yaml, name 'default_zero_abs_below');
+# a child name with a newline printed unlike torch's _addindent and drew as a
+# label line break in --dot (specs/regress/print_newline_name.yaml, name
+# 'newline_in_name').
+KNOWN_BUGS = set()
+
+_noted = set()
+
+
+def note(msg):
+    if msg not in _noted:
+        _noted.add(msg)
+        sys.stderr.write('gen_specs: note: %s\n' % msg)
+
+
+# --------------------------------------------------------------------------
+# the compiler's layers
+
+def list_layers(nngen):
+    """{name: (torch class, main or None, {arg: (type, default or None)})}
+    from `nngen --list-layers`, in its order (dicts keep it)."""
+    r = subprocess.run([nngen, '--list-layers'], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError('`%s --list-layers` failed (exit %d): %s'
+                           % (nngen, r.returncode, r.stderr.decode('utf-8', 'replace')))
+    layers = {}
+    for line in r.stdout.decode('utf-8').splitlines():
+        f = line.split('\t')
+        if len(f) == 3:
+            f.append('')
+        if len(f) != 4 or not f[0]:
+            raise RuntimeError('`%s --list-layers`: bad line %r' % (nngen, line))
+        args = {}
+        for a in f[3].split():
+            m = re.match(r'^([a-z_][a-z0-9_]*):([a-z|]+)(?:=(\S+))?$', a)
+            if not m:
+                raise RuntimeError('`%s --list-layers`: bad argument %r' % (nngen, a))
+            args[m.group(1)] = (m.group(2), m.group(3))
+        layers[f[0]] = (f[1], None if f[2] == '-' else f[2], args)
+    return layers
+
+
+def usable_layers(layers):
+    """The layers this generator can write: no arguments, or arguments it knows."""
+    out = []
+    for name, (_, _, args) in layers.items():
+        if not args:
+            out.append(name)
+        elif name in KNOWN_ARGS and set(args) <= set(KNOWN_ARGS[name]):
+            out.append(name)
+        else:
+            note('layer %s (arguments %s) is not generated: gen_specs.py does not know '
+                 'how to make its arguments valid' % (name, ', '.join(sorted(args))))
+    return out
+
+
+# --------------------------------------------------------------------------
+# a model of the spec's module tree: shapes (full, batch first), the module
+# tree (for at: paths and for what an init rule matches), frozen flags
+
+class Invalid(Exception):
+    pass
+
+
+class Node(object):
+    __slots__ = ('kind', 'tname', 'children', 'params', 'frozen', 'in_shape', 'macs')
+
+    def __init__(self, kind, tname=None):
+        self.kind = kind          # 'seq' or 'layer'
+        self.tname = tname
+        self.children = []        # [(name, Node)]; a ref's Node is the shared one
+        self.params = []          # a layer's parameters ('weight', 'bias')
+        self.frozen = False       # frozen: true written on this module
+        self.in_shape = None
+        self.macs = 0             # a linear's multiply-adds for the full batch
+
+
+class Ctx(object):
+    def __init__(self, layers):
+        self.layers = layers
+        self.blocks = {}          # name -> expr
+        self.shared = {}          # name -> expr (declaration order)
+        self.shared_in = {}
+        self.shared_out = {}
+        self.shared_node = {}
+
+
+def type_key(expr, ctx):
+    """(kind, key, value, meta) of a module expression."""
+    if isinstance(expr, list):
+        return 'seq', 'sequential', expr, {}
+    if isinstance(expr, str):
+        if expr in ctx.layers:
+            return 'layer', expr, None, {}
+        if expr in ctx.blocks:
+            return 'block', expr, None, {}
+        raise Invalid('unknown name %r' % expr)
+    if isinstance(expr, dict):
+        keys = [k for k in expr if k not in ('init', 'frozen')]
+        if len(keys) != 1:
+            raise Invalid('module mapping with type keys %r' % keys)
+        k = keys[0]
+        meta = {m: expr[m] for m in ('init', 'frozen') if m in expr}
+        v = expr[k]
+        if k == 'sequential':
+            return 'seq', k, ([] if v is None else v), meta
+        if k in ('repeat', 'ref'):
+            return k, k, v, meta
+        if k in ctx.layers:
+            return 'layer', k, v, meta
+        if k in ctx.blocks:
+            return 'block', k, v, meta
+        raise Invalid('unknown module type %r' % k)
+    raise Invalid('not a module: %r' % (expr,))
+
+
+def layer_args(tname, v, ctx):
+    main = ctx.layers[tname][1]
+    a = {}
+    if isinstance(v, dict):
+        a.update(v)
+    elif v is not None:
+        a[main] = v
+    return a
+
+
+def layer_shape(tname, a, shape):
+    if tname == 'linear':
+        if 'in' in a and a['in'] != shape[-1]:
+            raise Invalid('linear in %d, input %s' % (a['in'], shape))
+        return shape[:-1] + [a['out']]
+    if tname == 'flatten':
+        n = 1
+        for s in shape[1:]:
+            n *= s
+        return [shape[0], n]
+    if tname in ('softmax', 'log_softmax'):
+        d = a.get('dim', 1)
+        if not -len(shape) <= d < len(shape):
+            raise Invalid('dim %d for %s' % (d, shape))
+    return list(shape)
+
+
+def repeat_names(v):
+    tmpl = v.get('name', '{i}')
+    return [tmpl.replace('{i}', str(i)) for i in range(v['times'])]
+
+
+def plan(expr, shape, ctx, stack=()):
+    """(Node, output shape) of expr at incoming full shape; Invalid if it does
+    not fit (the rules of docs/language.md that this generator relies on)."""
+    kind, key, v, meta = type_key(expr, ctx)
+    if kind == 'seq':
+        node = Node('seq')
+        items = list(enumerate(v)) if isinstance(v, list) else list(v.items())
+        for name, e in items:
+            child, shape = plan(e, shape, ctx, stack)
+            node.children.append((str(name), child))
+    elif kind == 'repeat':
+        node = Node('seq')
+        for name in repeat_names(v):
+            child, shape = plan(v['body'], shape, ctx, stack)
+            node.children.append((name, child))
+    elif kind == 'layer':
+        a = layer_args(key, v, ctx)
+        node = Node('layer', key)
+        node.in_shape = list(shape)
+        shape = layer_shape(key, a, shape)
+        if key == 'linear':
+            node.params = ['weight'] + (['bias'] if a.get('bias', True) else [])
+            node.macs = node.in_shape[-1]       # rows * in * out
+            for d in shape:
+                node.macs *= d
+    elif kind == 'block':
+        if key in stack:
+            raise Invalid('block cycle')
+        node, shape = plan(ctx.blocks[key], shape, ctx, stack + (key,))
+        if meta:   # the instance's own meta keys: a node of its own
+            node = copy_node(node)
+    else:  # ref
+        if ctx.shared_in.get(v) != shape:
+            raise Invalid('shared %s at %s, first used at %s' % (v, shape, ctx.shared_in.get(v)))
+        return ctx.shared_node[v], list(ctx.shared_out[v])
+    if meta.get('frozen') is True:
+        node.frozen = True
+    return node, shape
+
+
+def is_ref(expr, ctx):
+    """whether expr is a shared module itself: a ref, or a block whose body is
+    one (it then takes no meta keys, and cannot be the model)"""
+    for _ in range(len(ctx.blocks) + 1):
+        if isinstance(expr, dict) and 'ref' in expr:
+            return True
+        if isinstance(expr, str) and expr in ctx.blocks:
+            expr = ctx.blocks[expr]
+        elif isinstance(expr, dict) and len(expr) == 1 and list(expr)[0] in ctx.blocks:
+            expr = ctx.blocks[list(expr)[0]]
+        else:
+            return False
+    return False
+
+
+def copy_node(n):
+    c = Node(n.kind, n.tname)
+    c.children = list(n.children)
+    c.params = n.params
+    c.frozen = n.frozen
+    c.in_shape = n.in_shape
+    c.macs = n.macs
+    return c
+
+
+def walk(node, path=''):
+    """(path, node) of node and every module below it, pre-order, through refs."""
+    yield path, node
+    for name, c in node.children:
+        for x in walk(c, name if path == '' else path + '.' + name):
+            yield x
+
+
+def params_under(node):
+    """{'weight', 'bias'} present in the subtree."""
+    out = set()
+    for _, n in walk(node):
+        out.update(n.params)
+    return out
+
+
+def trainable(node, frozen=False):
+    """Number of layers with a parameter that is not frozen (a shared tensor
+    is frozen if any of its uses is in a frozen subtree)."""
+    frozen_ids = set()
+
+    def mark(n, f):
+        f = f or n.frozen
+        if f and n.params:
+            frozen_ids.add(id(n))
+        for _, c in n.children:
+            mark(c, f)
+    mark(node, frozen)
+    return sum(1 for _, n in walk(node) if n.params and id(n) not in frozen_ids)
+
+
+# --------------------------------------------------------------------------
+# the generator
+
+class Gen(object):
+    def __init__(self, rng, layers, known_bugs=False):
+        self.r = rng
+        self.avoid = set() if known_bugs else set(KNOWN_BUGS)
+        self.all_layers = layers
+        self.layers = usable_layers(layers)
+        self.ctx = Ctx(layers)
+        self.big = rng.random() < 0.2
+        self.max_depth = rng.choice([1, 2, 2, 3, 3, 4])
+        self.budget = rng.randint(3, 14)      # layer instances to write, roughly
+        self.nblock = self.nshared = 0
+        self.ws = rng.random() < 0.1          # child names with whitespace too
+        self.ws_pool = WS_NAMES + ([] if 'newline_in_name' in self.avoid else NEWLINE_NAMES)
+
+    # ---- small values
+    def chance(self, p):
+        return self.r.random() < p
+
+    def size(self):
+        if self.big:
+            return self.r.randint(12, 40)
+        return self.r.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 8, 11])
+
+    def num(self, lo, hi, digits=3):
+        return round(self.r.uniform(lo, hi), digits)
+
+    def ident(self, prefix, taken):
+        while True:
+            if self.chance(0.7):
+                n = '%s%d' % (prefix, len(taken))
+            else:
+                n = self.r.choice(['Blk', '_b', 'x9', 'ReLU_', 'Linear', 'seq_', 'Ref', 'B_1',
+                                   'initb', 'frozen_', 'sh']) + str(self.r.randint(0, 99))
+            if n not in taken and n not in self.all_layers and n not in RESERVED:
+                return n
+
+    def child_names(self, k):
+        pool = ODD_NAMES if self.chance(0.5) else PLAIN_NAMES
+        names = []
+        while len(names) < k:
+            if self.ws and self.chance(0.35):
+                n = self.r.choice(self.ws_pool)
+            else:
+                n = self.r.choice(pool if self.chance(0.7) else ODD_NAMES + PLAIN_NAMES)
+            if n not in names:
+                names.append(n)
+        return names
+
+    # ---- layers
+    def layer(self, shape):
+        names = self.layers
+        weights = [6 if n == 'linear' else 1.5 if n in ('softmax', 'log_softmax') else 1
+                   for n in names]
+        t = self.r.choices(names, weights)[0]
+        rank = len(shape)
+        if t == 'linear':
+            self.budget -= 1
+            out = self.size()
+            form = self.r.random()
+            if form < 0.45:
+                return {'linear': out}
+            a = {'out': out}
+            if self.chance(0.3):
+                a['in'] = shape[-1]
+            if self.chance(0.35):
+                a['bias'] = self.chance(0.3)
+            keys = list(a)
+            self.r.shuffle(keys)
+            return {'linear': {k: a[k] for k in keys}}
+        if t == 'leaky_relu':
+            v = self.r.choice([0.01, 0.2, 0.1, 0.5, 1, 0, -0.3, 2, 3.5, 1e-05, 0.25])
+            f = self.r.random()
+            if f < 0.25:
+                return 'leaky_relu'
+            if f < 0.6:
+                return {'leaky_relu': v}
+            if f < 0.8:
+                return {'leaky_relu': {'negative_slope': v}}
+            return {'leaky_relu': {}}
+        if t in ('softmax', 'log_softmax'):
+            d = self.r.randint(-rank, rank - 1)
+            f = self.r.random()
+            if f < 0.2:
+                return t
+            if f < 0.7:
+                return {t: d}
+            return {t: {'dim': d}}
+        return t if self.chance(0.8) else {t: {}}
+
+    # ---- modules
+    def module(self, shape, depth, in_shared=False):
+        """(expr, output shape)"""
+        deep = depth >= self.max_depth or self.budget <= 0
+        if depth == 0:     # the model: mostly a sequential
+            kinds = [('layer', 0.4), ('list', 4), ('named', 3), ('block', 0.8),
+                     ('repeat', 0.8), ('empty', 0.05)]
+        else:
+            kinds = [('layer', 6)]
+            if not deep:
+                kinds += [('list', 3), ('named', 2), ('block', 1.6), ('repeat', 1),
+                          ('ref', 1.3)]
+            kinds.append(('empty', 0.25))
+        kind = self.r.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
+        if kind == 'layer':
+            e = self.layer(shape)
+        elif kind == 'empty':
+            e = self.r.choice([[], {'sequential': None}, {'sequential': []},
+                               {'sequential': {}}])
+        elif kind in ('list', 'named'):
+            k = self.r.choice([2, 3, 3, 4, 5, 6] if depth == 0 else [1, 2, 2, 3, 3, 4, 5])
+            items = []
+            s = shape
+            while len(items) < k:
+                c, s = self.module(s, depth + 1, in_shared)
+                items.append(c)
+                tied = self.tied_pattern(s)
+                if tied and len(items) < k + 2:
+                    items += tied
+            if kind == 'list':
+                e = items if self.chance(0.75) else {'sequential': items}
+            else:
+                e = {'sequential': dict(zip(self.child_names(len(items)), items))}
+        elif kind == 'block':
+            e = self.block_use(shape, depth)
+        elif kind == 'repeat':
+            e = self.repeat(shape, depth, in_shared)
+        else:
+            e = self.ref(shape, depth)
+        node, out = plan(e, shape, self.ctx)
+        if not is_ref(e, self.ctx):
+            e = self.meta(e, node)
+            node, out = plan(e, shape, self.ctx)
+        return e, out
+
+    def tied_pattern(self, shape):
+        """now and then, a shape-preserving shared module used back to back"""
+        if not self.chance(0.25):
+            return None
+        fit = [n for n in self.ctx.shared if self.ctx.shared_in[n] == shape
+               and self.ctx.shared_out[n] == shape]
+        if not fit:
+            return None
+        n = self.r.choice(fit)
+        mid = self.r.choice([[], ['relu'], ['tanh'], [{'leaky_relu': 0.2}]])
+        return mid + [{'ref': n}]
+
+    def as_mapping(self, e):
+        if isinstance(e, list):
+            return {'sequential': e}
+        if isinstance(e, str):
+            return {e: {}}
+        return dict(e)
+
+    def meta(self, e, node):
+        has = params_under(node)
+        want_init = has and self.chance(0.14)
+        want_frozen = self.chance(0.08)
+        if not (want_init or want_frozen):
+            return e
+        m = self.as_mapping(e)
+        items = list(m.items())
+        if want_init:
+            items.append(('init', self.rules(node)))
+        if want_frozen:
+            items.append(('frozen', self.chance(0.85)))
+        if self.chance(0.3):
+            self.r.shuffle(items)
+        return dict(items)
+
+    def fitting_blocks(self, shape):
+        fit = []
+        for b in self.ctx.blocks:
+            try:
+                plan(b, shape, self.ctx)
+                fit.append(b)
+            except Invalid:
+                pass
+        return fit
+
+    def block_use(self, shape, depth):
+        fit = self.fitting_blocks(shape)
+        if fit and self.chance(0.6):
+            b = self.r.choice(fit)
+        else:
+            if fit and self.chance(0.3):
+                body = self.r.choice(fit)        # a block that is another block
+            else:
+                body, _ = self.module(shape, depth + 1)
+            b = self.ident('b', self.ctx.blocks.keys() | self.ctx.shared.keys())
+            self.ctx.blocks[b] = body
+        return b if self.chance(0.7) else {b: {}}
+
+    def repeat(self, shape, depth, in_shared):
+        times = self.r.choice([1, 2, 2, 3])
+        fit = self.fitting_blocks(shape)
+        if fit and self.chance(0.3):
+            body = self.r.choice(fit)
+        elif self.chance(0.15):
+            body = self.ref(shape, depth)
+        else:
+            body, _ = self.module(shape, depth + 1, in_shared)
+        v = {'times': times, 'body': body}
+        try:
+            plan({'repeat': v}, shape, self.ctx)
+        except Invalid:       # the body does not map its output shape to itself
+            v['times'] = times = 1
+        if times == 1 and self.chance(0.4):
+            v['name'] = self.r.choice(REPEAT_SINGLE + REPEAT_TEMPLATES)
+        elif self.chance(0.7):
+            v['name'] = self.r.choice(REPEAT_TEMPLATES)
+        keys = list(v)
+        self.r.shuffle(keys)
+        return {'repeat': {k: v[k] for k in keys}}
+
+    def ref(self, shape, depth):
+        fit = [n for n in self.ctx.shared if self.ctx.shared_in[n] == shape]
+        if not fit or self.chance(0.4):
+            if self.chance(0.4):
+                # shape-preserving: usable back to back (tied weights)
+                body = {'linear': {'out': shape[-1], 'in': shape[-1]}
+                        if self.chance(0.5) else shape[-1]}
+                self.budget -= 1
+            else:
+                body, _ = self.module(shape, depth + 1, True)
+            if is_ref(body, self.ctx):
+                return {'ref': body['ref']} if isinstance(body, dict) and 'ref' in body \
+                    else body
+            node, out = plan(body, shape, self.ctx)
+            if not (isinstance(body, dict) and ('init' in body or 'frozen' in body)):
+                body = self.meta(body, node)
+                node, out = plan(body, shape, self.ctx)
+            n = self.ident('s', self.ctx.blocks.keys() | self.ctx.shared.keys())
+            self.ctx.shared[n] = body
+            self.ctx.shared_in[n] = list(shape)
+            self.ctx.shared_out[n] = out
+            self.ctx.shared_node[n] = node
+            fit = [n]
+        return {'ref': self.r.choice(fit)}
+
+    # ---- init rules
+    def initializer(self, param):
+        names = list(INIT_NAMES)
+        if param != 'weight':   # Xavier and Kaiming need a tensor of >= 2 dimensions
+            names = [n for n in names if not n.startswith(('xavier', 'kaiming'))]
+        n = self.r.choice(names)
+        f = self.r.random()
+        if n in ('default', 'zeros', 'ones'):
+            v = n
+        elif n == 'constant':
+            v = {n: self.r.choice([0, 1, -2, 0.5, self.num(-2, 2)])}
+        elif n == 'uniform':
+            a = self.num(-2, 1)
+            b = a if self.chance(0.05) else round(a + self.num(0, 2), 3)
+            v = (n if f < 0.2 else {n: [a, b]} if f < 0.6 else
+                 {n: self.subset({'a': a, 'b': b})})
+            if isinstance(v, dict) and isinstance(v[n], dict) and \
+                    v[n].get('a', 0) > v[n].get('b', 1):
+                v = {n: [a, b]}
+        elif n == 'normal':
+            mean, std = self.num(-1, 1), self.r.choice([0, 0.01, 0.1, 1, self.num(0, 2)])
+            v = (n if f < 0.2 else {n: [mean, std]} if f < 0.6 else
+                 {n: self.subset({'mean': mean, 'std': std})})
+        elif n.startswith('xavier'):
+            g = self.r.choice([1, 2, 0.5, self.num(0.1, 3)])
+            v = n if f < 0.25 else {n: g} if f < 0.5 else {n: {'gain': g}} if f < 0.9 \
+                else {n: {}}
+        elif n.startswith('kaiming'):
+            a = {'a': self.r.choice([0, 1, 2.236, self.num(0, 1)]),
+                 'mode': self.r.choice(['fan_in', 'fan_out']),
+                 'nonlinearity': self.r.choice(NONLINEARITIES)}
+            v = n if f < 0.2 else {n: self.subset(a)}
+        else:  # trunc_normal
+            mean, std = self.num(-1, 1), self.r.choice([1, 0.5, self.num(0.05, 2)])
+            lo = round(mean - self.num(0.1, 3), 3)
+            hi = round(mean + self.num(0.1, 3), 3)
+            v = (n if f < 0.2 else {n: [mean, std, lo, hi]} if f < 0.5 else
+                 {n: self.subset({'mean': mean, 'std': std, 'a': lo, 'b': hi})})
+            if isinstance(v, dict) and isinstance(v[n], dict):
+                d = v[n]
+                if not d.get('a', -2.0) < d.get('b', 2.0):
+                    v = {n: [mean, std, lo, hi]}
+        if self.chance(0.15) and not (n == 'default' and
+                                      'default_zero_abs_below' in self.avoid):
+            if isinstance(v, str):
+                v = {v: {}}
+            v = dict(v)
+            v['zero_abs_below'] = self.r.choice([0, 0.05, 0.1, 0.3, 1, self.num(0, 0.5)])
+            if self.chance(0.3):
+                v = dict(reversed(list(v.items())))
+        return v
+
+    def subset(self, d):
+        keys = [k for k in d if self.chance(0.7)]
+        self.r.shuffle(keys)
+        return {k: d[k] for k in keys}
+
+    def rules(self, node):
+        targets = [(p, n) for p, n in walk(node) if params_under(n)]
+        out = []
+        for _ in range(self.r.choice([1, 1, 1, 2, 2, 3])):
+            path, n = targets[0] if self.chance(0.5) else self.r.choice(targets)
+            have = params_under(n)
+            keys = [k for k in ('weight', 'bias') if k in have and self.chance(0.7)]
+            if not keys:
+                keys = [self.r.choice(sorted(have))]
+            if len(keys) == 1 and self.chance(0.05):
+                keys.append('bias' if keys[0] == 'weight' else 'weight')
+            self.r.shuffle(keys)
+            items = [(k, self.initializer(k)) for k in keys]
+            if path != '' or self.chance(0.1):
+                items.insert(0, ('at', path))
+            if self.chance(0.25):
+                items.insert(0, ('layer', 'linear'))
+            if self.chance(0.2):
+                self.r.shuffle(items)
+            out.append(dict(items))
+        return out
+
+    # ---- a whole spec
+    def spec(self, name=None):
+        rank = self.r.choice([1, 1, 1, 2, 2, 3])
+        inp = [self.r.choice([1, 2, 3, 4, 5]) for _ in range(rank - 1)]
+        inp.append(self.size() if self.big or self.chance(0.8) else self.r.randint(1, 6))
+        batch = self.r.choice([1, 1, 2, 2, 3, 4, 5, 8]) if not self.big else \
+            self.r.choice([2, 4, 8])
+        shape = [batch] + inp
+        model, out = self.module(shape, 0)
+        if is_ref(model, self.ctx):
+            model = [model]
+        train = None
+        if self.chance(0.4):
+            loss = 'cross_entropy' if self.chance(0.45) else 'mse'
+            node, out = plan(model, shape, self.ctx)
+            tail = []
+            if loss == 'cross_entropy' and len(out) != 2:
+                tail.append('flatten')
+            if trainable(node) == 0:
+                tail.append({'linear': self.r.randint(1, 5)})
+            if tail:
+                model = (model if isinstance(model, list) else [model]) + tail
+            train = {'loss': loss, 'optimizer': self.optimizer()}
+        node, out = plan(model, shape, self.ctx)
+        lin = [n for _, n in walk(node) if n.tname == 'linear']
+        self.stats = {'linears': len(lin),
+                      'blas': sum(1 for n in lin if n.macs >= BLAS_MIN_MACS)}
+        spec = {'nngen': 1}
+        if name is not None and self.chance(0.85):
+            spec['name'] = name
+        spec['input'] = inp[0] if rank == 1 and self.chance(0.25) else inp
+        if batch != 1 or self.chance(0.5):
+            spec['batch'] = batch
+        if self.chance(0.3):
+            spec['seed'] = self.r.choice([0, 1, 42, 2 ** 64 - 1, self.r.randint(0, 10 ** 6)])
+        if self.chance(0.07):
+            b = self.ident('unused', self.ctx.blocks.keys() | self.ctx.shared.keys())
+            self.ctx.blocks[b] = [{'linear': {'out': 3, 'in': 2}}, 'relu']
+        if self.ctx.blocks:
+            items = list(self.ctx.blocks.items())
+            if self.chance(0.3):
+                self.r.shuffle(items)       # blocks may use blocks declared below
+            spec['blocks'] = dict(items)
+        if self.ctx.shared:
+            spec['shared'] = dict(self.ctx.shared)
+        spec['model'] = model
+        if params_under(node) and self.chance(0.3):
+            spec['init'] = self.rules(node)
+        if train:
+            spec['train'] = train
+        return spec
+
+    def optimizer(self):
+        if self.chance(0.5):
+            a = {'lr': self.r.choice([0.005, 0.01, 0.02, 0.05, 0.1, self.num(0.001, 0.05)])}
+            if self.chance(0.5):
+                a['momentum'] = self.r.choice([0, 0.5, 0.9, self.num(0, 0.99)])
+            nesterov = a.get('momentum', 0) > 0 and self.chance(0.4)
+            if nesterov:
+                if self.chance(0.3):
+                    a['dampening'] = 0
+                a['nesterov'] = True
+            else:
+                if self.chance(0.4):
+                    a['dampening'] = self.r.choice([0, 0.1, 0.5, self.num(0, 0.9)])
+                if self.chance(0.15):
+                    a['nesterov'] = False
+            if self.chance(0.35):
+                a['weight_decay'] = self.r.choice([0, 0.0001, 0.01, self.num(0, 0.1)])
+            return {'sgd': self.subset_keep(a, 'lr')}
+        a = {}
+        if self.chance(0.6):
+            a['lr'] = self.r.choice([0.001, 0.01, 0.05, self.num(0.0005, 0.05, 4)])
+        if self.chance(0.3):
+            a['betas'] = [self.r.choice([0.9, 0.8, 0, 0.5]),
+                          self.r.choice([0.999, 0.99, 0.9, 0])]
+        if self.chance(0.3):
+            a['eps'] = self.r.choice([1e-8, 1e-6, 0.001, 1e-07])
+        if self.chance(0.3):
+            a['weight_decay'] = self.r.choice([0, 0.0001, 0.01])
+        if self.chance(0.4):
+            a['amsgrad'] = self.chance(0.7)
+        return {'adam': a if a or self.chance(0.5) else None}
+
+    def subset_keep(self, d, keep):
+        keys = list(d)
+        rest = keys[1:]
+        self.r.shuffle(rest)
+        return {k: d[k] for k in [keep] + rest}
+
+
+def generate(rng, layers, name=None, stats=None, known_bugs=False):
+    """One random valid spec (a dict in the order it is written); stats, a
+    dict, receives 'linears' and 'blas' (linears of >= BLAS_MIN_MACS
+    multiply-adds, the runtime's path).  known_bugs: also the constructs
+    of KNOWN_BUGS."""
+    g = Gen(rng, layers, known_bugs)
+    spec = g.spec(name)
+    if stats is not None:
+        stats.update(g.stats)
+    return spec
+
+
+def _named_seqs(spec):
+    """every {sequential: {...}} mapping of the spec (model, blocks, shared)"""
+    out = []
+
+    def rec(e):
+        if isinstance(e, list):
+            for x in e:
+                rec(x)
+        elif isinstance(e, dict):
+            v = e.get('sequential')
+            if isinstance(v, dict):
+                out.append(e)
+                for x in v.values():
+                    rec(x)
+            elif isinstance(v, list):
+                rec(v)
+            if isinstance(e.get('repeat'), dict):
+                rec(e['repeat'].get('body'))
+    rec(spec.get('model'))
+    for sect in ('blocks', 'shared'):
+        for x in (spec.get(sect) or {}).values():
+            rec(x)
+    return out
+
+
+def has_ws_names(spec):
+    return any(any(c in WS_CHARS for c in str(k))
+               for m in _named_seqs(spec) for k in m['sequential'])
+
+
+def without_ws_names(spec):
+    """a copy of spec whose child names with whitespace are replaced by
+    ws_0, ws_1, ... (the same name the same everywhere, at: paths included)"""
+    spec = copy.deepcopy(spec)
+    names = {}
+    for m in _named_seqs(spec):
+        for k in m['sequential']:
+            if any(c in WS_CHARS for c in str(k)) and k not in names:
+                names[k] = 'ws_%d' % len(names)
+    for m in _named_seqs(spec):
+        m['sequential'] = {names.get(k, k): v for k, v in m['sequential'].items()}
+
+    def fix_rules(rules):
+        for r in rules if isinstance(rules, list) else []:
+            if isinstance(r, dict) and isinstance(r.get('at'), str):
+                r['at'] = '.'.join(names.get(c, c) for c in r['at'].split('.'))
+
+    def rec(e):
+        if isinstance(e, list):
+            for x in e:
+                rec(x)
+        elif isinstance(e, dict):
+            fix_rules(e.get('init'))
+            for k, v in e.items():
+                if k == 'sequential':
+                    rec(list(v.values()) if isinstance(v, dict) else v)
+                elif k == 'repeat' and isinstance(v, dict):
+                    rec(v.get('body'))
+    fix_rules(spec.get('init'))
+    rec(spec.get('model'))
+    for sect in ('blocks', 'shared'):
+        for x in (spec.get(sect) or {}).values():
+            rec(x)
+    return spec
+
+
+# --------------------------------------------------------------------------
+# YAML text, in varied but plain styles (block and flow, quoted and plain)
+
+_PLAIN_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+_NOT_PLAIN = {'true', 'false', 'True', 'False', 'TRUE', 'FALSE', 'null', 'Null', 'NULL',
+              'yes', 'no', 'Yes', 'No', 'YES', 'NO', 'on', 'off', 'On', 'Off', 'ON', 'OFF',
+              'y', 'n', 'Y', 'N', '_'}
+
+
+def _p(rng, p):
+    """a style decision: random with rng, never (the plain style) without"""
+    return rng is not None and rng.random() < p
+
+
+def yaml_str(s, rng=None):
+    plain = bool(_PLAIN_RE.match(s)) and s not in _NOT_PLAIN
+    if not plain and re.match(r'^[1-9][0-9]{0,5}$', s) and _p(rng, 0.5):
+        plain = True       # a child name `7:` is the integer 7, i.e. the name "7"
+    if plain and not _p(rng, 0.1):
+        return s
+    if s.isprintable() and "'" not in s and '\\' not in s and _p(rng, 0.2):
+        return "'" + s + "'"
+    return json.dumps(s, ensure_ascii=False)
+
+
+def yaml_scalar(v, rng):
+    if v is None:
+        return ''
+    if isinstance(v, bool):
+        t = 'true' if v else 'false'
+        if _p(rng, 0.1):
+            t = t.capitalize() if _p(rng, 0.5) else t.upper()
+        return t
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        t = repr(v)
+        if 'e' not in t and '.' in t and _p(rng, 0.1):
+            t += '0'                      # 0.50: the same number
+        return t
+    return yaml_str(v, rng)
+
+
+def flow(v, rng):
+    if isinstance(v, dict):
+        return '{' + ', '.join('%s: %s' % (yaml_str(str(k), rng), flow(x, rng))
+                               for k, x in v.items()) + '}'
+    if isinstance(v, list):
+        return '[' + ', '.join(flow(x, rng) for x in v) + ']'
+    return yaml_scalar(v, rng)
+
+
+def _size(v):
+    if isinstance(v, dict):
+        return 1 + sum(_size(x) for x in v.values())
+    if isinstance(v, list):
+        return 1 + sum(_size(x) for x in v)
+    return 1
+
+
+def block(v, rng, indent):
+    """lines of v in block style at the given indent (small collections in
+    flow style; with rng, random choices between the two)"""
+    pad = ' ' * indent
+    lines = []
+    if isinstance(v, dict):
+        for k, x in v.items():
+            key = yaml_str(str(k), rng)
+            if isinstance(x, (dict, list)) and x and (_size(x) > 4 or _p(rng, 0.35)):
+                lines.append('%s%s:' % (pad, key))
+                # "key:\n- item" (a block sequence at the key's indent) is valid too
+                lines += block(x, rng, indent if isinstance(x, list) and _p(rng, 0.5)
+                               else indent + 2)
+            else:
+                lines.append(('%s%s: %s' % (pad, key, flow(x, rng))).rstrip())
+    elif isinstance(v, list):
+        for x in v:
+            if isinstance(x, (dict, list)) and x and (_size(x) > 4 or _p(rng, 0.3)):
+                sub = block(x, rng, indent + 2)
+                sub[0] = pad + '- ' + sub[0][indent + 2:]
+                lines += sub
+            else:
+                lines.append(('%s- %s' % (pad, flow(x, rng))).rstrip())
+    else:
+        lines.append(pad + yaml_scalar(v, rng))
+    return lines
+
+
+def to_yaml(spec, rng=None, comment=None):
+    """spec as YAML text; rng varies the style (rng None: one plain style)"""
+    out = []
+    if comment:
+        out += ['# ' + l for l in comment.splitlines()]
+    out += block(spec, rng, 0)
+    return '\n'.join(out) + '\n'
+
+
+# --------------------------------------------------------------------------
+
+def net_rng(seed, i):
+    """the generator of network i of a batch made from seed"""
+    return random.Random(seed * 1000003 + i)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--nngen', required=True)
+    ap.add_argument('--count', type=int, default=20)
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--no-check', action='store_true', help='do not run nngen --check')
+    ap.add_argument('--known-bugs', action='store_true',
+                    help='also the constructs of KNOWN_BUGS')
+    args = ap.parse_args()
+    layers = list_layers(args.nngen)
+    out = args.out or tempfile.mkdtemp(prefix='gen-specs-')
+    os.makedirs(out, exist_ok=True)
+    bad = 0
+    for i in range(args.count):
+        rng = net_rng(args.seed, i)
+        name = 'n%d' % i
+        spec = generate(rng, layers, name, known_bugs=args.known_bugs)
+        path = os.path.join(out, '%s.yaml' % name)
+        with open(path, 'w') as f:
+            f.write(to_yaml(spec, rng, 'gen_specs.py --seed %d%s, network %d'
+                            % (args.seed, ' --known-bugs' if args.known_bugs else '', i)))
+        if not args.no_check:
+            r = subprocess.run([args.nngen, '--check', path], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                bad += 1
+                print('REJECTED %s: %s' % (path, r.stderr.decode('utf-8', 'replace').strip()))
+    print('%d specs in %s, %d rejected by nngen --check' % (args.count, out, bad))
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
