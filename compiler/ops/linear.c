@@ -135,7 +135,11 @@ static void forward(op_emit *ec)
           act == NN_ACT_RELU ? "NN_ACT_RELU" : act == NN_ACT_LEAKY_RELU ? "NN_ACT_LEAKY_RELU"
                                                                           : "NN_ACT_NONE",
           act == NN_ACT_LEAKY_RELU ? flit(slope) : "0.0f");
-        if (epi && !act)
+        const char *rt = epi && !act && epi->d->epilogue_rt ? epi->d->epilogue_rt(ec->p, epi)
+                                                           : NULL;
+        if (rt)
+            K(ec, "    %s((long)%s, y, y);", rt, rows_expr(rp * out));
+        else if (epi && !act)
             K(ec, "    for (int k = 0; k < %s; k++) y[k] = %s;", rows_expr(rp * out),
               epi->d->epilogue_expr(epi->m, "y[k]"));
     } else {

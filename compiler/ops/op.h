@@ -188,6 +188,9 @@ struct op_desc {
        the runtime's fused activation (NN_ACT_*, slope) or 0 if none. */
     const char *(*epilogue_expr)(const module *m, const char *v);
     int (*epilogue_act)(const module *m, double *slope);
+    /* or the runtime function f(count, y, y) that applies it in place to a
+       large use (NULL: the loop of epilogue_expr) */
+    const char *(*epilogue_rt)(const program *p, const op *o);
     /* A ReLU-like op whose backward is gx = y > 0 ? gy : 0 (y its output):
        the next op may apply it as it stores its own gx (takes_mask). */
     int mask_backward;

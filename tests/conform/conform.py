@@ -27,7 +27,8 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                TOL=1e-5
   fwd/bwd --no-blas   the same with code from `nngen --no-blas` (whose object
                must not reference BLAS or the runtime's threads: no cblas_,
-               nn_sgemm*, nn_linear_forward or nn_parallel symbol)
+               nn_sgemm*, nn_linear_forward, nn_parallel, nn_conv2d_* or
+               nn_sigmoid_* symbol)
   train        only for specs with train: 20 steps of P_train_step vs
                torch.optim with the same start values and data: every loss and
                the final parameters, TOL=1e-4
@@ -85,7 +86,8 @@ import zlib
 
 # what `nngen --no-blas` code must not call: BLAS, nor the runtime's
 # products and threads (which need BLAS and pthreads)
-NO_BLAS_FORBIDDEN = ('cblas_', 'nn_sgemm', 'nn_linear_forward', 'nn_parallel')
+NO_BLAS_FORBIDDEN = ('cblas_', 'nn_sgemm', 'nn_linear_forward', 'nn_parallel', 'nn_conv2d_',
+                     'nn_sigmoid_')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_PY = '/usr/bin/python3'
