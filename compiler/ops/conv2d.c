@@ -290,7 +290,7 @@ static void forward(op_emit *ec)
 {
     geo g;
     geometry(ec, &g);
-    int bias = (int)arg_int(ec->o->m, BIAS);
+    int bias = (int)arg_int(ec->o->m, BIAS) || ec->fold_bias;
     if (ec->blas) {
         kbegin(ec);
         K(ec, "static void @(int n, const float *restrict x, float *restrict y, const float "
@@ -419,6 +419,7 @@ const op_desc op_conv2d = {
     .saved_forward = 1,
     .uses_blas = uses_blas,
     .forward = forward,
+    .folds_bn = 1,
     .backward = backward,
     .backward_reads_input = 1,
 };

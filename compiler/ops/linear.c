@@ -118,7 +118,7 @@ static void forward(op_emit *ec)
     const module *m = ec->o->m;
     int64_t rp, in, out;
     geometry(ec, &rp, &in, &out);
-    int bias = (int)arg_int(m, BIAS);
+    int bias = (int)arg_int(m, BIAS) || ec->fold_bias;
     const char *rows = rows_expr(rp);
     const op *epi = ec->epi;
     kbegin(ec);
@@ -256,6 +256,7 @@ const op_desc op_linear = {
     .default_init_what = "Linear.reset_parameters",
     .uses_blas = uses_blas,
     .forward = forward,
+    .folds_bn = 1,
     .backward = backward,
     .backward_reads_input = 1,
     .takes_mask = 1,

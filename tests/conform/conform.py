@@ -407,7 +407,7 @@ class Spec(object):
     def nngen(self, *a):
         return [self.args.nngen] + list(a)
 
-    def compile(self, sub, extra_nngen, built, check_no_blas=False):
+    def compile(self, sub, extra_nngen, built, check_no_blas=False, extra_defs=()):
         """nngen + cc into W/sub; returns (driver path, None) or, when only the
         training part of the driver does not compile, (driver built without
         NET_HAS_TRAIN, the error)."""
@@ -418,11 +418,11 @@ class Spec(object):
         for f in ('net.c', 'net.h'):
             if not os.path.isfile(os.path.join(d, f)):
                 raise CheckError('nngen did not write %s' % f)
-        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS']
+        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS'] + list(extra_defs)
         if is_modal(built.model):
             defs.append('-DNET_HAS_MODES')
         train_defs = []
-        if built.loss_name:
+        if built.loss_name and '--inference' not in extra_nngen:
             train_defs.append('-DNET_HAS_TRAIN')
             if built.loss_name == 'cross_entropy':
                 train_defs.append('-DNET_TARGET_INT')
@@ -766,7 +766,7 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     steps (`driver trainm`) with the buffers at the end."""
     drop = has_dropout(built.model)
 
-    def one(check, exe_, train, seed, calls, rows=0):
+    def one(check, exe_, train, seed, calls, rows=0, forward_only=False):
         try:
             if exe_ is None:
                 raise CheckError('not run: compile failed')
@@ -774,6 +774,8 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
             ref = torch_modes(path, seed, start, xr, dyr, train, calls, torch.float32)
             noise = noise_of(ref, torch_modes(path, seed, start, xr, dyr, train, calls,
                                               torch.float64))
+            if forward_only:  # an --inference build: outputs and buffers only
+                ref = [(n, v) for n, v in ref if n.startswith('y.') or n.startswith('buf.')]
             extra = ['rows=%d' % rows] if rows else []
             _, got = sp.driver(exe_, 'modes', 'train' if train else 'eval', str(seed),
                                str(calls), pfile, xfile, dyfile, *extra)
@@ -801,6 +803,19 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
         res.fail(label, 'compile --no-blas', str(e))
     one('fwd/bwd train --no-blas', exe_nb, True, 0, MODE_CALLS)
     one('fwd/bwd eval --no-blas', exe_nb, False, 0, 1)
+    # --inference (batch norms folded into the layer before them in eval
+    # mode, see compiler/emit.c emit_folded): the forward in both modes
+    try:
+        exe_inf, _ = sp.compile('inference', ['--inference'], built,
+                                extra_defs=['-DNET_FORWARD_ONLY'])
+    except CheckError as e:
+        exe_inf = None
+        res.fail(label, 'compile --inference', str(e))
+    one('fwd eval --inference', exe_inf, False, 0, 2, forward_only=True)
+    if R:
+        one('fwd eval --inference rows=%d of %d' % (R, built.batch), exe_inf, False, 0, 1, R,
+            forward_only=True)
+    one('fwd train --inference', exe_inf, True, 0, MODE_CALLS, forward_only=True)
 
     if not built.loss_name:
         return
