@@ -87,16 +87,22 @@ static int add_op(fwd *f, module *m, const op_desc *d, const char *use_path, con
  * place to blame is where the shared module is used ({ref: ...}), since
  * its declaration was fine for its first use; otherwise the argument that
  * disagrees when it is written (its op's shape_arg), else the use. */
-static const char *shape_prefix(const fwd *f, const char *what)
+/* "in shared module 'S' (declared at line L), used here: " (f->sh set) */
+static const char *shared_where(const fwd *f)
 {
-    if (!f->sh)
-        return xfmt("%s: ", what);
     int line = f->sh->loc.line;
     for (int i = 0; i < f->p->nshared; i++)
         if (f->p->shared[i] == f->sh)
             line = f->shared_keys->keys[i]->loc.line;
-    return xfmt("%s in shared module '%s' (declared at line %d), used here: ", what,
-                f->sh->shared_name, line);
+    return xfmt("in shared module '%s' (declared at line %d), used here: ", f->sh->shared_name,
+                line);
+}
+
+static const char *shape_prefix(const fwd *f, const char *what)
+{
+    if (!f->sh)
+        return xfmt("%s: ", what);
+    return xfmt("%s %s", what, shared_where(f));
 }
 
 static loc blame(const fwd *f, const module *m, loc use)
@@ -138,6 +144,23 @@ void shape_error(shape_ctx *sc, const char *fmt, ...)
     const char *msg = xstrdup(b.s ? b.s : "");
     free(b.s);
     error_at(blame(sc->f, sc->m, sc->use), "%s%s", shape_prefix(sc->f, "shape mismatch"), msg);
+}
+
+void shape_error_arg(shape_ctx *sc, int k, const char *fmt, ...)
+{
+    strbuf b = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&b, fmt, ap);
+    va_end(ap);
+    const char *msg = xstrdup(b.s ? b.s : "");
+    free(b.s);
+    const module *m = sc->m;
+    const argval *a = &m->args[k];
+    if (sc->f->sh)
+        error_at(sc->f->sh_use, "%s%s (its '%s' at line %d)", shared_where(sc->f), msg,
+                 m->op->args[k].name, a->given ? a->loc.line : m->loc.line);
+    error_at(a->given ? a->loc : m->loc, "%s", msg);
 }
 
 const char *shape_what(const shape_ctx *sc)

@@ -82,7 +82,7 @@ static void conv_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
                     shape_text(in), (long long)c);
     int64_t g = arg_int(m, GROUPS);
     if (c % g || arg_int(m, OUT) % g)
-        error_at(m->args[GROUPS].loc, "%s: groups=%lld must divide the input channels (%lld) "
+        shape_error_arg(sc, GROUPS, "%s: groups=%lld must divide the input channels (%lld) "
                  "and the output channels (%lld)", shape_what(sc), (long long)g, (long long)c,
                  (long long)arg_int(m, OUT));
     const char *w = arg_word(m, PADDING);
@@ -101,7 +101,7 @@ static void conv_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
     }
     int dil = arg_pair(m, DILATION, 0) > 1 || arg_pair(m, DILATION, 1) > 1;
     if (eff[0] > padded[0] || eff[1] > padded[1])
-        error_at(m->args[KERNEL].loc, "%s: the kernel (%lld x %lld%s) is larger than the "
+        shape_error_arg(sc, KERNEL, "%s: the kernel (%lld x %lld%s) is larger than the "
                  "padded input (%lld x %lld) of %s", shape_what(sc), (long long)eff[0],
                  (long long)eff[1], dil ? " with its dilation" : "", (long long)padded[0],
                  (long long)padded[1], shape_text(in));

@@ -72,6 +72,12 @@ typedef struct shape_ctx shape_ctx;
    shared module).  `what` is "linear '0'" or "linear (the model)". */
 NORETURN void shape_error(shape_ctx *sc, const char *fmt, ...) PRINTF(2, 3);
 const char *shape_what(const shape_ctx *sc);
+/* An error that this input shape makes of argument k (a kernel larger than
+   the input, groups that do not divide its channels): at the argument, or,
+   in a shared module, at the {ref:} with "... in shared module 'S'
+   (declared at line L), used here: " in front and the argument's line
+   after. */
+NORETURN void shape_error_arg(shape_ctx *sc, int k, const char *fmt, ...) PRINTF(3, 4);
 /* Records that argument k was inferred from this use (for later messages). */
 void shape_infer_arg(shape_ctx *sc, int k, int64_t v);
 /* "'in: 4' at line 3" or "fixed by its first use at line 5" */

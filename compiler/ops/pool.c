@@ -91,7 +91,7 @@ static void pool_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
         int64_t o = pooled(in->d[2 + i], kernel(m, i), padding(m, i), stride(m, i),
                            dilation(m, i), ceil_mode(m));
         if (o < 1)
-            error_at(m->args[KERNEL].loc, "shape mismatch: %s: the window (kernel %s%s, padding %s) does not fit its input "
+            shape_error_arg(sc, KERNEL, "shape mismatch: %s: the window (kernel %s%s, padding %s) does not fit its input "
                         "%s: the output would be empty", shape_what(sc), arg_pair_py(m, KERNEL),
                         is_max(m) ? xfmt(", dilation %s", arg_pair_py(m, DILATION)) : "",
                         arg_pair_py(m, PADDING), shape_text(in));
