@@ -101,6 +101,9 @@ void emit_struct_and_create(emitter *e);
 void emit_init(emitter *e);
 void emit_entry_points(emitter *e);
 void check_rows(emitter *e, const char *fn, const char *ret);
+/* `if (one_value(net, n, "P_FN")) { ON_ERROR return RET; }` when a batch
+   norm can see one value per channel (n = 1 row); nothing otherwise */
+void check_one_value(emitter *e, const char *fn, const char *on_error, const char *ret);
 
 /* emit_train.c */
 void emit_opt_kernels(emitter *e);

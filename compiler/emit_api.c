@@ -379,19 +379,80 @@ void check_rows(emitter *e, const char *fn, const char *ret)
     close_block(e);
 }
 
+/* The first batch norm whose statistics get one value per channel from one
+   row (-1: none), and whether one such uses the batch's statistics in eval
+   mode too. */
+static int one_value_op(const program *p, int *always)
+{
+    int first = -1;
+    *always = 0;
+    for (int i = 0; i < p->nops; i++) {
+        const op *o = &p->ops[i];
+        int al = 0;
+        if (o->d->batch_values && o->d->batch_values(p, o, &al) == 1) {
+            if (first < 0)
+                first = i;
+            *always |= al;
+        }
+    }
+    return first;
+}
+
+void check_one_value(emitter *e, const char *fn, const char *on_error, const char *ret)
+{
+    int always;
+    if (one_value_op(e->p, &always) < 0)
+        return;
+    open_block(e, xfmt("if (one_value(net, n, \"%s_%s\")) ", e->n, fn));
+    if (on_error)
+        E(e, "%s", on_error);
+    E(e, "return%s;", ret);
+    close_block(e);
+}
+
+/* torch's F.batch_norm refuses one value per channel in training mode
+   ("Expected more than 1 value per channel when training"): so do the
+   entry points, with nn_error() and nothing changed */
+static void emit_one_value(emitter *e)
+{
+    const program *p = e->p;
+    int always, i = one_value_op(p, &always);
+    if (i < 0)
+        return;
+    const op *o = &p->ops[i];
+    open_block(e, xfmt("static int one_value(const %s *net, int n, const char *fn)\n", e->n));
+    E(e, "(void)net;");
+    open_block(e, xfmt("if (n == 1%s) ", always ? "" : " && net->training"));
+    E(e, "nn_set_error(\"%%s: %%s gets 1 value per channel from 1 row; torch refuses that in "
+         "training mode (\\\"Expected more than 1 value per channel when training\\\"): "
+         "give 2 or more rows%s\", fn, %s);",
+      always ? " (it has no running statistics, so eval mode uses the batch's too)"
+             : ", or switch to eval mode",
+      cstr(xfmt("%s %s", o->m->op->name,
+                o->use_path[0] ? xfmt("'%s'", o->use_path) : "(the model)")));
+    E(e, "return 1;");
+    close_block(e);
+    E(e, "return 0;");
+    close_block(e);
+    NL(e);
+}
+
 void emit_entry_points(emitter *e)
 {
     const program *p = e->p;
     const char *n = e->n;
     int64_t in_per = shape_numel(&p->input) / p->batch;
     int64_t out_per = shape_numel(&p->output) / p->batch;
+    emit_one_value(e);
     if (e->o->inference) {
         open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
-        E(e, "fwd(net, x, y, %s_BATCH);", n);
+        E(e, "%s_forward_n(net, %s_BATCH, x, y);", n, n);
         close_block(e);
         NL(e);
         open_block(e, xfmt("void %s_forward_n(%s *net, int n, const float *x, float *y)\n", n, n));
         check_rows(e, "forward_n", "");
+        check_one_value(e, "forward", xfmt("for (int i = 0; i < %s; i++) y[i] = NAN; /* and nothing changes */",
+                                           rows_expr(out_per)), "");
         E(e, "fwd(net, x, y, n);");
         close_block(e);
         return;
@@ -399,6 +460,8 @@ void emit_entry_points(emitter *e)
     E(e, "/* keeps a copy of x: backward needs it after the caller's buffer may change */");
     open_block(e, xfmt("%s void forward_rows(%s *net, int n, const float *x, float *y)\n",
                        e->pass, n));
+    check_one_value(e, "forward", xfmt("for (int i = 0; i < %s; i++) y[i] = NAN; /* and nothing changes */",
+                                       rows_expr(out_per)), "");
     E(e, "memcpy(net->act, x, sizeof(float) * (size_t)(%s));", rows_expr(in_per));
     E(e, "memcpy(y, fwd(net, net->act, n), sizeof(float) * (size_t)(%s));", rows_expr(out_per));
     E(e, "net->rows = n;");

@@ -198,6 +198,7 @@ void emit_train(emitter *e)
     open_block(e, xfmt("%s float loss_rows(%s *net, int n, const float *x, const %s *target)\n",
                        e->pass, n, T));
     E(e, "int bad;");
+    check_one_value(e, "loss", NULL, " NAN");
     E(e, "memcpy(net->act, x, sizeof(float) * (size_t)(%s)); /* for a later backward */",
       rows_expr(in_per));
     E(e, "net->rows = n;");
@@ -219,6 +220,7 @@ void emit_train(emitter *e)
                        e->pass, n, T));
     E(e, "int bad;");
     E(e, "float loss;");
+    check_one_value(e, "train_step", NULL, " NAN");
     E(e, "/* x is read in place (no copy); the first write of each gradient replaces");
     E(e, "   it, so zero_grad costs nothing; bwd() updates each parameter as soon as");
     E(e, "   its gradient is complete */");

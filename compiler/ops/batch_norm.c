@@ -116,6 +116,12 @@ static void geometry(const op_emit *ec, long long *c, long long *l)
     *l = (long long)(per_example(op_in(ec->p, ec->o, 0)) / *c);
 }
 
+static int64_t batch_values(const program *p, const op *o, int *always)
+{
+    *always = !arg_int(o->m, TRACK);
+    return per_example(op_in(p, o, 0)) / arg_int(o->m, FEATURES);
+}
+
 static int fold_ok(const module *m)
 {
     return (int)arg_int(m, TRACK);
@@ -301,7 +307,7 @@ static const int is_2d = 1;
     .extra_repr = extra, .torch_ctor = ctor, .default_init = default_init,                 \
     .default_init_what = "BatchNorm.reset_parameters (ones, zeros; running stats reset)",  \
     .forward = forward, .backward = backward, .backward_reads_input = 1,                   \
-    .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold
+    .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold, .batch_values = batch_values
 
 const op_desc op_batch_norm1d = {
     .name = "batch_norm1d", .cls = "BatchNorm1d", .main_what = "batch_norm1d's eps", BN_COMMON,

@@ -211,6 +211,10 @@ struct op_desc {
        emits the kernel computing wout (O x per) and bout (O) from the
        layer's w and b (NULL: no bias) and the norm's tensors. */
     int folds_bn;
+    /* a norm over the batch: the values per channel each example adds to
+       the statistics (torch refuses 1 value per channel in training mode;
+       *always: also in eval mode, where it uses the batch's statistics too) */
+    int64_t (*batch_values)(const program *p, const op *o, int *always);
     int (*fold_ok)(const module *m);
     void (*fold)(op_emit *ec, const char *w, const char *b, const char *wout, const char *bout,
                  int64_t per);

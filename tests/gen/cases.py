@@ -180,6 +180,9 @@ CASES = [
     spec('train_b', 'L:0 R', 'blas'),
     spec('train_tied_b', None, 'blas'),
     spec('train_frozen', 'L:0.0 R', None),
+    # a batch norm that one row gives one value per channel (refused)
+    spec('bn_one', None, None),
+    spec('bn_one_nostats', None, None),
     # residuals (both forms, nested, on the input), loops and nn_sgemm
     spec('residual', None, 'loops'),
     spec('residual_b', None, 'blas'),

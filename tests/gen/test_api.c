@@ -3,7 +3,8 @@
  * loss_mse (mse + plain SGD), loss_ce (cross_entropy + SGD momentum),
  * lin_b3 (the cblas path), train_tied_b (a shared cblas layer in a train
  * step), train_frozen (a frozen block in a train step), drop_alone (dropout
- * p = 0.5 in training mode: the mask). */
+ * p = 0.5 in training mode: the mask), bn_one / bn_one_nostats (a batch
+ * norm with one value per channel from one row). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include "train_frozen.h"
 #include "train_tied_b.h"
 #include "drop_alone.h"
+#include "bn_one.h"
+#include "bn_one_nostats.h"
 
 GNET(tied);
 GNET(frozen);
@@ -660,6 +663,76 @@ END_TEST
 
 /* ---- row counts (docs/language.md, Batches smaller than batch): the range, and n == BATCH is the plain call ---- */
 
+/* ---- one value per channel (torch: "Expected more than 1 value per channel
+   when training"): refused with nn_error(), y NaN / NaN returned, nothing
+   changed; eval mode with running statistics is fine ---- */
+
+static float *state_copy(nn_model *m)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < nn_state_count(m); i++)
+        n += (size_t)nn_find(m, nn_state_key(m, i))->numel * 2;
+    float *v = malloc(sizeof(float) * (n + 1));
+    ck_assert_ptr_nonnull(v);
+    for (size_t i = 0; i < nn_state_count(m); i++) {
+        const nn_tensor *t = nn_find(m, nn_state_key(m, i));
+        size_t bytes = (size_t)t->numel * (t->dtype == NN_I64 ? 8 : 4);
+        memcpy(v + k, t->data, bytes);
+        k += bytes / 4;
+    }
+    return v;
+}
+
+START_TEST(bn_one_value)
+{
+    bn_one *a = bn_one_create();
+    ck_assert_ptr_nonnull(a);
+    bn_one_init(a, 1);
+    nn_model *m = bn_one_model(a);
+    float x[3 * 4] = {0.5f, -1, 2, 0.25f, 1, 1, -1, 0, 3, -2, 0.5f, 1}, y[3 * 2], t[3 * 2] = {0};
+    size_t ns = 0;
+    for (size_t i = 0; i < nn_state_count(m); i++)
+        ns += (size_t)nn_find(m, nn_state_key(m, i))->numel * 2;
+    float *s0 = state_copy(m);
+    y[0] = y[1] = 7.0f;
+    nn_set_error("sentinel");
+    bn_one_forward_n(a, 1, x, y);
+    ck_assert_msg(strstr(nn_error(), "bn_one_forward: batch_norm1d '1' gets 1 value per channel") != NULL,
+                  "nn_error() = %s", nn_error());
+    ck_assert(isnan(y[0]) && isnan(y[1]));
+    nn_set_error("sentinel");
+    ck_assert(isnan(bn_one_loss_n(a, 1, x, t)));
+    ck_assert_ptr_nonnull(strstr(nn_error(), "bn_one_loss"));
+    nn_set_error("sentinel");
+    ck_assert(isnan(bn_one_train_step_n(a, 1, x, t)));
+    ck_assert_ptr_nonnull(strstr(nn_error(), "bn_one_train_step"));
+    float *s1 = state_copy(m);
+    ck_assert_msg(memcmp(s0, s1, sizeof(float) * ns) == 0, "a refused call changed the state");
+    /* two rows are fine, and so is one row in eval mode */
+    nn_set_error("sentinel");
+    bn_one_forward_n(a, 2, x, y);
+    ck_assert_str_eq(nn_error(), "sentinel");
+    ck_assert(isfinite(y[0]) && isfinite(y[3]));
+    bn_one_set_training(a, 0);
+    bn_one_forward_n(a, 1, x, y);
+    ck_assert_str_eq(nn_error(), "sentinel");
+    ck_assert(isfinite(y[0]) && isfinite(y[1]));
+    free(s0), free(s1);
+    bn_one_destroy(a);
+
+    /* without running statistics eval mode uses the batch's too: refused */
+    bn_one_nostats *b = bn_one_nostats_create();
+    ck_assert_ptr_nonnull(b);
+    bn_one_nostats_init(b, 1);
+    bn_one_nostats_set_training(b, 0);
+    bn_one_nostats_forward_n(b, 1, x, y);
+    ck_assert_msg(strstr(nn_error(), "it has no running statistics") != NULL, "nn_error() = %s",
+                  nn_error());
+    ck_assert(isnan(y[0]));
+    bn_one_nostats_destroy(b);
+}
+END_TEST
+
 START_TEST(rows_checked)
 {
     trng r = {21};
@@ -840,6 +913,7 @@ int main(void)
     tcase_add_test(tc, find_alias);
     tcase_add_test(tc, modes_and_rng);
     tcase_add_test(tc, rows_checked);
+    tcase_add_test(tc, bn_one_value);
     tcase_add_test(tc, dropout_mask);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
