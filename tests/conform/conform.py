@@ -344,12 +344,16 @@ def buffers_of(m):
     return [('buf.' + n, tensor_list(b)) for n, b in m.named_buffers()]
 
 
-def torch_modes(path, seed, start, x_np, dy_np, train, calls, dtype):
+def torch_modes(path, seed, start, x_np, dy_np, train, calls, dtype, jitter_rs=None):
     """torch.manual_seed(seed) and construction (nnspec.build), the start
     values, train()/eval(), then `calls` forward/backward passes: what
-    `driver modes` prints."""
+    `driver modes` prints.  jitter_rs: on a jittered() copy (parameters, x,
+    dy and every layer input; the generator's stream, hence the dropout
+    masks, unchanged)."""
     m = nnspec.build(path, seed=seed).model
     load_state(m, start)
+    if jitter_rs is not None:
+        m, (x_np, dy_np) = jittered(m, [x_np, dy_np], jitter_rs)
     m = m.to(dtype)
     m.train(train)
     x = torch.from_numpy(x_np.copy()).to(dtype).requires_grad_(True)
@@ -630,7 +634,8 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
 
         if modal:
             modal_checks(sp, built, path, label, res, exe, dict(start), x_np, dy_np, pfile,
-                         xfile, dyfile, R)
+                         xfile, dyfile, R, no_blas=no_blas, noise_samples=noise_samples,
+                         nrs=nrs, skip_diverging=skip_diverging)
             exe = None  # the plain run and train checks are the modal ones here
             ref = noise = None
         else:
@@ -756,12 +761,16 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
 
 
 def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xfile, dyfile,
-                 R):
+                 R, no_blas=True, noise_samples=0, nrs=None, skip_diverging=False):
     """Specs with batch_norm or dropout: `driver modes` in training mode
     (several seeds, several calls in a row: the generator continues; the
     running statistics and num_batches_tracked after them) and in eval mode,
-    on the full batch and on R rows, with and without BLAS; then 20 train
-    steps (`driver trainm`) with the buffers at the end."""
+    on the full batch and on R rows, with and without BLAS (no_blas=False:
+    without the --no-blas ones); then 20 train steps (`driver trainm`) with
+    the buffers at the end.  noise_samples, nrs, skip_diverging: as for
+    check_spec (the rounding error also measured on noise_samples jittered
+    copies drawn from the numpy RandomState nrs; a train check whose torch
+    reference diverges skipped)."""
     drop = has_dropout(built.model)
 
     def one(check, exe_, train, seed, calls, rows=0):
@@ -770,8 +779,11 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
                 raise CheckError('not run: compile failed')
             xr, dyr = (x_np[:rows], dy_np[:rows]) if rows else (x_np, dy_np)
             ref = torch_modes(path, seed, start, xr, dyr, train, calls, torch.float32)
-            noise = noise_of(ref, torch_modes(path, seed, start, xr, dyr, train, calls,
-                                              torch.float64))
+            ref64 = torch_modes(path, seed, start, xr, dyr, train, calls, torch.float64)
+            noise = noise_of(ref, ref64)
+            for _ in range(noise_samples):
+                max_noise(noise, noise_of(torch_modes(path, seed, start, xr, dyr, train, calls,
+                                                      torch.float32, jitter_rs=nrs), ref64))
             extra = ['rows=%d' % rows] if rows else []
             _, got = sp.driver(exe_, 'modes', 'train' if train else 'eval', str(seed),
                                str(calls), pfile, xfile, dyfile, *extra)
@@ -785,6 +797,9 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
                                                     if drop and train else ''))
         except (CheckError, nnspec.NNSpecError) as e:
             res.fail(label, check, str(e))
+        except Exception as e:  # noqa - torch refusing the input: this check fails
+            res.fail(label, check, 'the torch reference raised %s: %s'
+                     % (type(e).__name__, first_line_of(e)))
 
     for seed in MODE_SEEDS if drop else MODE_SEEDS[:1]:
         one('fwd/bwd train seed=%d' % seed, exe, True, seed, MODE_CALLS)
@@ -792,13 +807,14 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     if R:
         one('fwd/bwd train rows=%d of %d' % (R, built.batch), exe, True, 0, MODE_CALLS, R)
         one('fwd/bwd eval rows=%d of %d' % (R, built.batch), exe, False, 0, 1, R)
-    try:
-        exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
-    except CheckError as e:
-        exe_nb = None
-        res.fail(label, 'compile --no-blas', str(e))
-    one('fwd/bwd train --no-blas', exe_nb, True, 0, MODE_CALLS)
-    one('fwd/bwd eval --no-blas', exe_nb, False, 0, 1)
+    if no_blas:
+        try:
+            exe_nb, _ = sp.compile('noblas', ['--no-blas'], built, check_no_blas=True)
+        except CheckError as e:
+            exe_nb = None
+            res.fail(label, 'compile --no-blas', str(e))
+        one('fwd/bwd train --no-blas', exe_nb, True, 0, MODE_CALLS)
+        one('fwd/bwd eval --no-blas', exe_nb, False, 0, 1)
 
     if not built.loss_name:
         return
@@ -815,13 +831,18 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
         target = torch.from_numpy(tv)
     xt = torch.from_numpy(x_np.copy())
 
-    def torch_trainm(rows, dtype, seed=0):
+    def torch_trainm(rows, dtype, seed=0, jitter=False):
         m = nnspec.build(path, seed=seed).model
         load_state(m, start)
+        x = xt[:rows] if rows else xt
+        t = target[:rows] if rows else target
+        if jitter:
+            m, (x, t2) = jittered(m, [x.numpy(), t.numpy()], nrs)
+            x = torch.from_numpy(x)
+            t = torch.from_numpy(t2) if t.is_floating_point() else t
         m = m.to(dtype)
         m.train(True)
-        x = (xt[:rows] if rows else xt).to(dtype)
-        t = target[:rows] if rows else target
+        x = x.to(dtype)
         if t.is_floating_point():
             t = t.to(dtype)
         opt = built.make_optimizer(m.parameters())
@@ -840,8 +861,19 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
                 raise CheckError('not run: compile failed')
             losses, final = torch_trainm(rows, torch.float32)
             losses64, final64 = torch_trainm(rows, torch.float64)
+            if skip_diverging and not all(
+                    math.isfinite(v) for v in losses + losses64 + [
+                        x for _, t in final + final64 for x in t]):
+                res.skip(label, check, "torch's own training diverges (a loss, parameter "
+                         "or buffer is not finite)")
+                return
             noise = noise_of(final, final64)
             noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
+            for _ in range(noise_samples):
+                l32, f32 = torch_trainm(rows, torch.float32, jitter=True)
+                max_noise(noise, noise_of(f32, final64))
+                max_noise(noise, {'loss': max([abs(a - b) for a, b in zip(l32, losses64)
+                                               if math.isfinite(a - b)] or [0.0])})
             extra = ['rows=%d' % rows] if rows else []
             out = must([exe, 'trainm', '0', pfile, xfile, tfile, str(steps)] + extra,
                        'driver trainm')
@@ -869,10 +901,18 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
                                                                           losses[-1]))
         except (CheckError, ValueError) as e:
             res.fail(label, check, str(e))
+        except Exception as e:  # noqa - torch refusing the input: this check fails
+            res.fail(label, check, 'the torch reference raised %s: %s'
+                     % (type(e).__name__, first_line_of(e)))
 
     train_check('train %d steps (training mode, seed 0)' % steps, 0)
     if R:
         train_check('train %d steps rows=%d of %d' % (steps, R, built.batch), R)
+
+
+def first_line_of(e):
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ''
 
 
 def collect(paths):
