@@ -300,6 +300,25 @@ def torch_fwdbwd(model, x_np, dy_np, dtype):
     return ref
 
 
+ADAM_SATURATES = ("torch's own float64 loss falls below 1e-3 of its first value under adam: "
+                  "its updates (about lr, whatever the gradient's size) then follow "
+                  "gradients made mostly of rounding errors")
+
+
+def adam_saturates(built, losses64):
+    """whether an adam run's float64 losses fall below 1e-3 of the first one
+    (a saturating cross-entropy: the gradient is then about the loss, and
+    float32's absolute rounding error in it, about 1e-7, becomes a large
+    relative error, which adam's m / (sqrt(v) + eps) turns into updates of
+    about lr)"""
+    if not losses64 or built.make_optimizer is None:
+        return False
+    opt = built.make_optimizer([torch.zeros(1, requires_grad=True)])
+    if not isinstance(opt, torch.optim.Adam):
+        return False
+    return min(abs(v) for v in losses64) < 1e-3 * abs(losses64[0])
+
+
 def torch_train(built, model, x, target, steps, dtype):
     m = copy.deepcopy(model).to(dtype)
     x = x.to(dtype)
@@ -495,7 +514,10 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
     (tests/diff uses 3).  skip_diverging: a train check
     whose torch reference (float32 or float64) has a non-finite loss or
     parameter is skipped (inf against nan says nothing; tests/diff, whose
-    random networks and learning rates sometimes diverge)."""
+    random networks and learning rates sometimes diverge), and so is one
+    whose adam run saturates (adam_saturates).  The modal checks
+    (batch_norm, dropout) honour noise_samples, skip_diverging and no_blas
+    too."""
     work = tempfile.mkdtemp(prefix='conform-', dir=args.workdir)
     sp = Spec(args, path, label, work)
     try:
@@ -708,6 +730,9 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                         res.skip(label, check, "torch's own training diverges (a loss or "
                                  "parameter is not finite)")
                         return
+                    if skip_diverging and adam_saturates(built, losses64):
+                        res.skip(label, check, ADAM_SATURATES)
+                        return
                     noise = noise_of(final, final64)
                     noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
                     for _ in range(noise_samples):
@@ -866,6 +891,9 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
                         x for _, t in final + final64 for x in t]):
                 res.skip(label, check, "torch's own training diverges (a loss, parameter "
                          "or buffer is not finite)")
+                return
+            if skip_diverging and adam_saturates(built, losses64):
+                res.skip(label, check, ADAM_SATURATES)
                 return
             noise = noise_of(final, final64)
             noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
