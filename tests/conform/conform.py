@@ -47,8 +47,11 @@ in the start values too, and instead of the fwd/bwd and train checks above:
                torch.manual_seed(S), construction, the start values and
                model.train(): y.K, dx.K, the accumulated grads and every
                buffer (buf.NAME; num_batches_tracked as an integer), TOL=1e-5;
-               and the elements that are exactly zero in y.K and dx.K must be
-               the same (the dropout masks bit for bit)
+               and, with dropout, the elements that are exactly zero in y.K and
+               dx.K must be the same (the dropout masks bit for bit), but for
+               elements within 16 times torch's own rounding error of zero
+               (a value that is 0 analytically: a tanh saturated in float32,
+               a layer_norm over one element)
   fwd/bwd eval  the same in eval mode (P_set_training(net, 0), model.eval())
   ... rows=R    both on the first R rows (P_forward_n: batch statistics over R)
   ... --no-blas the same with `nngen --no-blas` code
@@ -388,14 +391,19 @@ def torch_modes(path, seed, start, x_np, dy_np, train, calls, dtype, jitter_rs=N
     return ref + buffers_of(m)
 
 
-def zero_pattern(got, ref):
+def zero_pattern(got, ref, noise=None):
     """The elements that are exactly zero in y.K and dx.K must be the same
-    (dropout masks bit for bit: a dropped element is 0 on both sides)."""
+    (dropout masks bit for bit: a dropped element is 0 on both sides), but
+    for elements within NOISE_K times the tensor's noise of zero (the value
+    is 0 analytically, and float32 rounding gives 0 on one side and not on
+    the other: a saturated tanh, a layer_norm over one element)."""
     msgs = []
     for (n, a), (_, b) in zip(got, ref):
         if a is None or b is None or not (n.startswith('y.') or n.startswith('dx.')):
             continue
-        bad = [i for i, (u, v) in enumerate(zip(a, b)) if (u == 0) != (v == 0)]
+        lim = NOISE_K * (noise or {}).get(n, 0.0)
+        bad = [i for i, (u, v) in enumerate(zip(a, b))
+               if (u == 0) != (v == 0) and max(abs(u), abs(v)) > lim]
         if bad:
             msgs.append('%s: zeros differ from torch at %d of %d elements (first [%d]: got %r, '
                         'torch %r)' % (n, len(bad), len(a), bad[0], a[bad[0]], b[bad[0]]))
@@ -813,8 +821,8 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
             _, got = sp.driver(exe_, 'modes', 'train' if train else 'eval', str(seed),
                                str(calls), pfile, xfile, dyfile, *extra)
             msgs = compare_dumps(got, ref, TOL_FWD, noise)
-            if not msgs:
-                msgs = zero_pattern(got, ref)
+            if not msgs and drop:
+                msgs = zero_pattern(got, ref, noise)
             if msgs:
                 res.fail(label, check, '\n'.join(msgs[:5]))
             else:
