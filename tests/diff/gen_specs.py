@@ -360,15 +360,19 @@ def layer_params(tname, a):
 
 
 def bn_batch_ok(shape):
-    """whether a batch norm at shape has more than one value per channel on
+    """whether a batch norm at shape has at least 3 values per channel on
     every batch the checks run (the full batch B and, when B > 1, the first
-    ceil(B / 2) rows): torch refuses one value per channel in training mode"""
+    ceil(B / 2) rows): torch refuses one value per channel in training mode,
+    and with two the normalized values are +-1 whatever the input, so that
+    dx is an eps-sized residue of a cancellation (s3/n249: nngen's and
+    torch's float32 roundings of it differ by 1e-3 of it, far more than
+    torch's own rounding noise measures)"""
     b = shape[0]
     rows = b if b == 1 else (b + 1) // 2
     n = rows
     for d in shape[2:]:
         n *= d
-    return n >= 2
+    return n >= 3
 
 
 def windows_hit_input(a, shape):
@@ -986,6 +990,8 @@ class Gen(object):
         else:
             if fit and self.chance(0.3):
                 body = self.r.choice(fit)        # a block that is another block
+            elif self.chance(0.2):
+                body = self.residual(shape, depth, False)
             else:
                 body, _ = self.module(shape, depth + 1)
             b = self.ident('b', self.ctx.blocks.keys() | self.ctx.shared.keys())
@@ -999,6 +1005,8 @@ class Gen(object):
             body = self.r.choice(fit)
         elif self.chance(0.15):
             body = self.ref(shape, depth)
+        elif self.chance(0.3):
+            body = self.residual(shape, depth, in_shared)    # keeps the shape
         else:
             body, _ = self.module(shape, depth + 1, in_shared)
         v = {'times': times, 'body': body}
@@ -1023,6 +1031,8 @@ class Gen(object):
                 body = {'linear': {'out': shape[-1], 'in': shape[-1]}
                         if self.chance(0.5) else shape[-1]}
                 self.budget -= 1
+            elif self.chance(0.15):
+                body = self.residual(shape, depth, True)
             else:
                 body, _ = self.module(shape, depth + 1, True)
             if is_ref(body, self.ctx):
@@ -1420,6 +1430,62 @@ def net_rng(seed, i):
     return random.Random(seed * 1000003 + i)
 
 
+def spec_features(spec, st):
+    """the features of one spec, for --stats"""
+    f = set('layer ' + l for l in st['layers'])
+    text = json.dumps(spec)
+    if st['image']:
+        f.add('image input [C, H, W]')
+    if st['blas']:
+        f.add('a linear on the BLAS path')
+    if any(l in st['layers'] for l in ('dropout',) + BATCH_NORMS):
+        f.add('modal (batch_norm or dropout)')
+    if 'train' in spec:
+        f.add('train')
+        if 'cross_entropy' in text:
+            f.add('train cross_entropy')
+    if '"residual": [' in text:
+        f.add('residual [...]')
+    if '"residual": {' in text:
+        f.add('residual {body, shortcut}')
+    for k in ('blocks', 'shared'):
+        if k in spec and '"residual"' in json.dumps(spec[k]):
+            f.add('residual inside %s' % k)
+    if re.search(r'"body": \{"residual"', text):
+        f.add('residual as a repeat body')
+    if '"layer": "conv2d"' in text:
+        f.add('init rule layer: conv2d')
+    if re.search(r'"layer": "(batch_norm|layer_norm)', text):
+        f.add('init rule layer: a norm')
+    if re.search(r'"(batch_norm[12]d)": [^{]*\{[^{}]*\}?, "frozen": true', text) or \
+            re.search(r'"batch_norm[12]d"[^}]*\}?, "frozen": true', text):
+        f.add('frozen batch_norm')
+    if '"same"' in text:
+        f.add('conv2d padding same')
+    if '"valid"' in text:
+        f.add('conv2d padding valid')
+    if '"groups": ' in text and re.search(r'"groups": [2-8]', text):
+        f.add('conv2d groups > 1')
+    if '"dilation": ' in text:
+        f.add('dilation written')
+    if '"ceil_mode": true' in text:
+        f.add('ceil_mode true')
+    return f
+
+
+def print_stats(layers, args):
+    import collections
+    c = collections.Counter()
+    for i in range(args.count):
+        rng = net_rng(args.seed, i)
+        st = {}
+        spec = generate(rng, layers, 'n%d' % i, stats=st, known_bugs=args.known_bugs)
+        c.update(spec_features(spec, st))
+    print('%d specs of seed %d:' % (args.count, args.seed))
+    for k, v in sorted(c.items()):
+        print('  %5.1f %%  %s' % (100.0 * v / args.count, k))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--nngen', required=True)
@@ -1429,8 +1495,13 @@ def main():
     ap.add_argument('--no-check', action='store_true', help='do not run nngen --check')
     ap.add_argument('--known-bugs', action='store_true',
                     help='also the constructs of KNOWN_BUGS')
+    ap.add_argument('--stats', action='store_true',
+                    help='only print what the specs contain (no files, no check)')
     args = ap.parse_args()
     layers = list_layers(args.nngen)
+    if args.stats:
+        print_stats(layers, args)
+        return 0
     out = args.out or tempfile.mkdtemp(prefix='gen-specs-')
     os.makedirs(out, exist_ok=True)
     bad = 0
