@@ -19,9 +19,20 @@ bug or an nngen bug (decide by docs/language.md).  What it generates:
     layers are picked up): linear (out, in, bias in every written form),
     leaky_relu (slope: ints, negatives, zero), softmax / log_softmax (dim
     anywhere in -rank .. rank-1, the batch dimension included), flatten, and
-    the layers without arguments (taken to be shape-preserving).  A layer
-    with arguments that this file does not know is skipped with a note on
-    stderr;
+    the layers without arguments (taken to be shape-preserving); on
+    [N, C, H, W] (image networks: input [C, H, W], C <= 8, H, W <= 12, batch
+    <= 6, often with a flatten + linear classifier head) conv2d (padding
+    ints, pairs, same, valid; dilation; groups), max_pool2d / avg_pool2d
+    (padding <= kernel/2, ceil_mode, count_include_pad), adaptive_avg_pool2d,
+    batch_norm2d; batch_norm1d on [N, C] and [N, C, L] (>= 3 values per
+    channel on every checked batch); layer_norm over a suffix of the
+    example shape; dropout with p in [0, 1).  Output shapes as torch
+    computes them (layer_shape).  A layer with arguments that this file does
+    not know is skipped with a note on stderr;
+  - residuals, `{residual: [...]}` whose body keeps the shape and
+    `{residual: {body:, shortcut:}}` with branches of one output shape (no
+    flatten inside; a tail of adaptive pool, 1x1 conv or linear maps a body
+    back), also as block, repeat and shared bodies;
   - `blocks:` (block factories used several times, wherever their shapes
     allow; blocks whose body is another block; blocks using blocks; now and
     then a block the model never uses), `repeat` with name templates
@@ -31,8 +42,8 @@ bug or an nngen bug (decide by docs/language.md).  What it generates:
     shared modules declared above it; shape-preserving shared modules are
     used back to back, the tied-weights pattern);
   - `init:` rules on module mappings, on `shared:` declarations and at the
-    top level, with `at:` paths (through refs too), `layer: linear`
-    filters, several parameters per rule in either order, every
+    top level, with `at:` paths (through refs too), `layer: T` filters
+    (conv2d, linear, the norms), several parameters per rule in either order, every
     initializer the oracle supports (default, zeros, ones, constant,
     uniform, normal, xavier_uniform / xavier_normal, kaiming_uniform /
     kaiming_normal with a / mode / nonlinearity, trunc_normal, each in its
