@@ -289,8 +289,14 @@ static void bench(double min_s, int batches)
 
     t_train = time_it(do_train, min_s, batches, &b_train);
     report("train", t_train, b_train);
+#ifdef EVAL_FORWARD
+    N_(_set_training)(net, 0);  /* the forward as a deployed model runs it */
+#endif
     med = time_it(do_forward, min_s, batches, &best);
     report("forward", med, best);
+#ifdef EVAL_FORWARD
+    N_(_set_training)(net, 1);
+#endif
     /* phases of a train step, each on its own (same state, same data) */
     t_zero = time_it(do_zero, min_s / 4, batches, &b_zero);
     report("phase_zero_grad", t_zero, b_zero);

@@ -198,6 +198,10 @@ const char *kend(op_emit *ec, const char *prefix)
         comment = xfmt("%s, then %s", comment, op_comment(p, ec->epi));
     if (ec->gy)
         comment = xfmt("backward of %s", comment);
+    if (ec->fold_bias) {  /* the eval-mode variant of a folded pair: a name of its own */
+        comment = xfmt("%s, with the batch norm after it folded in", comment);
+        prefix = xfmt("%s_folded", prefix);
+    }
     return kernel_once(ec->e, ec->e->kernels, ec->e->kbuf.s, prefix, ec->idx, comment);
 }
 
@@ -279,6 +283,37 @@ static void op_setup(emitter *e, op_emit *ec, int i)
 
 /* ---- forward -------------------------------------------------------------------- */
 
+/* --inference, ops i (conv2d or linear, set up in ec) and i + 1 (a batch
+   norm): in training mode the two as they are; in eval mode the norm's
+   running statistics folded into the layer's weight and bias (each call:
+   the weights may have been loaded since), then the layer alone, writing
+   the norm's output. */
+static void emit_folded(emitter *e, op_emit *ec, int i)
+{
+    const program *p = e->p;
+    const op *o = &p->ops[i], *bn = &p->ops[i + 1];
+    const tensor *w = &p->tensors[o->m->tens_ids[0]];
+    op_emit eb;
+    op_setup(e, &eb, i + 1);
+    E(e, "/* %s, then %s: folded into one in eval mode */", op_comment(p, o), op_comment(p, bn));
+    open_block(e, "if (net->training) ");
+    o->d->forward(ec);
+    bn->d->forward(&eb);
+    close_block(e);
+    open_block(e, "else ");
+    const char *fw = e->L->fold[i], *fb = xfmt("%s + %lld", fw, (long long)w->numel);
+    bn->d->fold(&eb, ec->data[0], o->m->nparams > 1 ? ec->data[1] : NULL, fw, fb,
+                w->numel / w->shape[0]);
+    op_emit ef;
+    op_setup(e, &ef, i);
+    ef.y = eb.y;
+    ef.data[0] = fw;
+    ef.data[1] = fb;
+    ef.fold_bias = 1;
+    o->d->forward(&ef);
+    close_block(e);
+}
+
 static void emit_forward(emitter *e)
 {
     const program *p = e->p;
@@ -296,6 +331,11 @@ static void emit_forward(emitter *e)
         }
         op_emit ec;
         op_setup(e, &ec, i);
+        if (e->s->folded[i]) {
+            emit_folded(e, &ec, i);
+            i++;
+            continue;
+        }
         if (e->s->fused[i]) {
             ec.epi = &p->ops[i + 1];
             ec.y = e->L->bufname[op_out(p, ec.epi)->buf];
@@ -528,7 +568,7 @@ static void emit_backward(emitter *e)
 
 void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o)
 {
-    sched *s = plan_schedule(p, o->no_blas);
+    sched *s = plan_schedule(p, o->no_blas, o->inference);
     layout L = plan_layout(p, o, s);
     strbuf out = {0};
     emitter ee;

@@ -34,8 +34,10 @@ typedef struct sched {
     int *readers;               /* [nvalues] ops reading the value */
     int *last_reader;           /* [nvalues] the last of them in forward order, or -1 */
     char *value_need;           /* [nvalues] NEED_*: whether backward needs its gradient */
+    char *folded;               /* [nops] --inference: op i + 1, a batch norm, is folded
+                                   into op i's weight and bias in eval mode */
 } sched;
-sched *plan_schedule(const program *p, int no_blas);
+sched *plan_schedule(const program *p, int no_blas, int inference);
 
 /* ---- emit_layout.c ----------------------------------------------------------- */
 
@@ -47,6 +49,7 @@ typedef struct layout {
     int64_t scratch_each;
     const char **bufname;             /* C expression of each activation buffer */
     const char **saved;               /* [nops * OP_MAX_SAVED] extra saved tensors */
+    const char **fold;                /* [nops] a folded pair's weight and bias (inference) */
     const char **vgrad;               /* [nvalues] a value's own gradient buffer ("R + 16"),
                                          or NULL: it passes through scratch */
     int64_t vgrad_floats;

@@ -63,11 +63,11 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
                 }
             }
             /* free the inputs read last here; a fused pair (one kernel for
-               ops i and i + 1) frees op i's inputs only after op i + 1's
-               output has its slot */
-            if (s->fused[i])
+               ops i and i + 1) and a folded one (one kernel in eval mode)
+               free op i's inputs only after op i + 1's output has its slot */
+            if (s->fused[i] || s->folded[i])
                 continue;
-            for (int j = i > 0 && s->fused[i - 1] ? i - 1 : i; j <= i; j++)
+            for (int j = i > 0 && (s->fused[i - 1] || s->folded[i - 1]) ? i - 1 : i; j <= i; j++)
                 for (int q = 0; q < p->ops[j].nin; q++) {
                     int ib = op_in(p, &p->ops[j], q)->buf;
                     if (slot_of[ib] && last_use[ib] <= i)
@@ -81,6 +81,14 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
             for (int k = 0; p->ops[i].d->saved_forward && k < p->ops[i].nsaved; k++) {
                 L.saved[i * OP_MAX_SAVED + k] = xfmt("(float *)(A + %lld)", (long long)L.act);
                 L.act += align16(p->ops[i].saved_numel[k]);
+            }
+        /* a folded pair's weight and bias (computed by each eval forward) */
+        L.fold = xalloc(sizeof *L.fold * (size_t)(p->nops + 1));
+        for (int i = 0; i < p->nops; i++)
+            if (s->folded[i]) {
+                const tensor *w = &p->tensors[p->ops[i].m->tens_ids[0]];
+                L.fold[i] = xfmt("(A + %lld)", (long long)L.act);
+                L.act += align16(w->numel + w->shape[0]);
             }
     } else {
         L.act = align16(p->buf_numel[0]); /* P_forward's copy of x */

@@ -16,11 +16,28 @@
  * anything but dx. */
 #include "emit.h"
 
-sched *plan_schedule(const program *p, int no_blas)
+/* --inference: a batch norm (fold_ok) whose only input is op a's output,
+   read by it alone, channels in dimension 1 of a rank-2 or rank-4 value
+   with as many channels as a's weight has rows */
+static int can_fold(const program *p, const op *a, const op *b, const int *readers,
+                    int fused)
+{
+    if (!a->d->folds_bn || !b->d->fold || !b->d->fold_ok(b->m) || fused || b->nin != 1 ||
+        b->in[0] != a->out || readers[a->out] != 1 || a->m->nparams < 1)
+        return 0;
+    const shape *y = &op_out(p, a)->shape;
+    const tensor *w = &p->tensors[a->m->tens_ids[0]];
+    if (y->ndim != 2 && y->ndim != 4)
+        return 0;
+    return w->shape[0] == y->d[1];
+}
+
+sched *plan_schedule(const program *p, int no_blas, int inference)
 {
     sched *s = xalloc(sizeof *s);
     int n = p->nops;
     s->fused = xalloc((size_t)n + 1);
+    s->folded = xalloc((size_t)n + 1);
     s->masked = xalloc((size_t)n + 1);
     s->tbase = xalloc(sizeof *s->tbase * (size_t)(n + 1));
     s->trainable_before = xalloc((size_t)n + 1);
@@ -48,6 +65,10 @@ sched *plan_schedule(const program *p, int no_blas)
         const op *a = &p->ops[i], *b = &p->ops[i + 1];
         s->fused[i] = a->d->takes_epilogue && b->d->epilogue_expr && !op_reads_input(b->m) &&
                       b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1;
+    }
+    for (int i = 0; inference && i + 1 < n; i++) {
+        s->folded[i] = (char)can_fold(p, &p->ops[i], &p->ops[i + 1], readers, s->fused[i]);
+        i += s->folded[i];
     }
     for (int i = 1; i < n; i++) {
         const op *a = &p->ops[i - 1], *b = &p->ops[i];

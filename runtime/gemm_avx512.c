@@ -265,10 +265,9 @@ static void share(long n, int t, int nt, long *lo, long *hi)
     *hi = n * (t + 1) / nt;
 }
 
-static void run(void *ctx, int t, int nt)
+/* Share t of nt of the product, packing into pk. */
+static void run_part(const job *jb, float *pk, int t, int nt)
 {
-    const job *jb = ctx;
-    float *pk = nn__pack_buffer(t);
     long i_lo = 0, i_hi = jb->I, j_lo = 0, j_hi = jb->J;
     if (jb->split_i) {
         long tiles = (jb->I + MR - 1) / MR, lo, hi;
@@ -313,6 +312,11 @@ static void run(void *ctx, int t, int nt)
             }
         }
     }
+}
+
+static void run(void *ctx, int t, int nt)
+{
+    run_part(ctx, nn__pack_buffer(t), t, nt);
 }
 
 static void setup_job(job *jbp, int trans_a, int trans_b, int m, int n, int k, const float *a,
@@ -393,4 +397,73 @@ void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w
     jb.slope = slope;
     jb.has_epi = 1;
     nn__pool_run(run, &jb);
+}
+
+void nn__sgemm_avx512_slot(int t, int trans_a, int trans_b, int m, int n, int k, const float *a,
+                           int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                           const float *bias)
+{
+    if (k == 0) {
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < n; j++)
+                c[i * ldc + j] = (beta != 0.0f ? c[i * ldc + j] : 0.0f) + (bias ? bias[i] : 0.0f);
+        return;
+    }
+    job jb;
+    setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (bias) {
+        jb.bias = bias;
+        jb.act = NN_ACT_NONE;
+        jb.has_epi = 1;
+    }
+    run_part(&jb, nn__pack_buffer(t), 0, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Elementwise: sigmoid (act.c dispatches here on AVX-512 CPUs)        */
+
+/* e^x to about 1 ulp: x = n ln2 + r (Cody-Waite, |r| <= ln2 / 2), Cephes'
+   expf polynomial for e^r, then * 2^n by scalef (which rounds denormals and
+   overflows to inf as the exact value does: e^89 is inf).  The clamp only
+   keeps n and r small (n = +-150 is already past both ends); min/max return
+   their second operand for NaN, x, so NaN stays NaN. */
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(104.0f), x));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    /* (p r^2 + r) + 1, Cephes' order: adding 1 last keeps r's low bits */
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* y = 1 / (1 + e^-x), as torch's vectorized sigmoid writes it */
+void nn__sigmoid_avx512(long n, const float *x, float *y)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(one, _mm512_add_ps(one, e)));
+    }
+}
+
+/* gx = gy (1 - y) y, torch's sigmoid_backward order */
+void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 g = _mm512_maskz_loadu_ps(m, gy + i), v = _mm512_maskz_loadu_ps(m, y + i);
+        _mm512_mask_storeu_ps(gx + i, m, _mm512_mul_ps(_mm512_mul_ps(g, _mm512_sub_ps(one, v)), v));
+    }
 }

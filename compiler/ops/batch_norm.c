@@ -116,6 +116,47 @@ static void geometry(const op_emit *ec, long long *c, long long *l)
     *l = (long long)(per_example(op_in(ec->p, ec->o, 0)) / *c);
 }
 
+static int fold_ok(const module *m)
+{
+    return (int)arg_int(m, TRACK);
+}
+
+/* eval mode, y = (z - mf) a + b with a = (float)invstd * w[c] (forward's
+   formula), folded into z = W x + bz: W' = W a, b' = (bz - mf) a + b */
+static void fold(op_emit *ec, const char *w, const char *b, const char *wout, const char *bout,
+                 int64_t per)
+{
+    const module *m = ec->o->m;
+    long long C_, L;
+    geometry(ec, &C_, &L);
+    int affine = (int)arg_int(m, AFFINE);
+    kbegin(ec);
+    K(ec, "static void @(const float *restrict w, %sfloat *restrict wout, float *restrict bout, "
+          "const float *restrict rm, const float *restrict rv%s)",
+      b ? "const float *restrict bz, " : "",
+      affine ? ", const float *restrict g, const float *restrict beta" : "");
+    K(ec, "{");
+    K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
+    K(ec, "        const double invstd = 1.0 / sqrt((double)rv[c] + %s);", dlit(arg_num(m, EPS)));
+    K(ec, "        const float mf = rm[c], a = (float)invstd%s;", affine ? " * g[c]" : "");
+    K(ec, "        for (int k = 0; k < %lld; k++) wout[c * %lld + k] = w[c * %lld + k] * a;",
+      (long long)per, (long long)per, (long long)per);
+    K(ec, "        bout[c] = (%s - mf) * a%s;", b ? "bz[c]" : "0.0f", affine ? " + beta[c]" : "");
+    K(ec, "    }");
+    K(ec, "}");
+    const char *f = kend(ec, "fold");
+    int k = affine ? 2 : 0;
+    strbuf a = {0};
+    sb_printf(&a, "%s, ", w);
+    if (b)
+        sb_printf(&a, "%s, ", b);
+    sb_printf(&a, "%s, %s, %s, %s", wout, bout, ec->data[k], ec->data[k + 1]);
+    if (affine)
+        sb_printf(&a, ", %s, %s", ec->data[0], ec->data[1]);
+    C(ec, "%s(%s);", f, a.s);
+    free(a.s);
+}
+
 static void forward(op_emit *ec)
 {
     const module *m = ec->o->m;
@@ -260,7 +301,7 @@ static const int is_2d = 1;
     .extra_repr = extra, .torch_ctor = ctor, .default_init = default_init,                 \
     .default_init_what = "BatchNorm.reset_parameters (ones, zeros; running stats reset)",  \
     .forward = forward, .backward = backward, .backward_reads_input = 1,                   \
-    .mode_dependent = 1
+    .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold
 
 const op_desc op_batch_norm1d = {
     .name = "batch_norm1d", .cls = "BatchNorm1d", .main_what = "batch_norm1d's eps", BN_COMMON,

@@ -227,60 +227,27 @@ static int uses_blas(const program *p, const op *o)
     return opg * out->d[2] * out->d[3] * col_rows(o->m) >= BLAS_MIN_MACS;
 }
 
-/* the im2col work buffer: one example and group's columns */
+/* the runtime's work buffer (nn_conv2d_work_floats) */
 static void conv_extra_saved(const program *p, op *o)
 {
     if (!uses_blas(p, o))
         return;
     const shape *out = &op_out(p, o)->shape;
     o->nsaved = 1;
-    o->saved_numel[0] = col_rows(o->m) * out->d[2] * out->d[3];
+    /* nn_conv2d_work_floats: one example's columns, one block's weight and
+       bias gradient sums */
+    o->saved_numel[0] = col_rows(o->m) * out->d[2] * out->d[3] +
+                        arg_int(o->m, OUT) * col_rows(o->m) + arg_int(o->m, OUT);
     o->saved_dtype[0] = DT_F32;
 }
 
-/* col[k][l] (k = (c * KH + kh) * KW + kw, l = oh * OW + ow) from the input
-   planes at xg, or (scatter) gx planes at xg += col */
-static void im2col(op_emit *ec, const geo *g, int scatter)
+/* the runtime's geometry of this use, as a static const in the kernel */
+static void geom_decl(op_emit *ec, const geo *g)
 {
-    K(ec, "            for (int c = 0; c < %lld; c++)", LL(g->C / g->G));
-    K(ec, "                for (int kh = 0; kh < %lld; kh++)", LL(g->KH));
-    K(ec, "                    for (int kw = 0; kw < %lld; kw++) {", LL(g->KW));
-    K(ec, "                        float *cr = col + ((c * %lld + kh) * %lld + kw) * %lld;",
-      LL(g->KH), LL(g->KW), LL(g->OH * g->OW));
-    K(ec, "                        for (int oh = 0; oh < %lld; oh++) {", LL(g->OH));
-    K(ec, "                            int ih = oh * %lld - %lld + kh * %lld;", LL(g->SH),
-      LL(g->PT), LL(g->DH));
-    K(ec, "                            for (int ow = 0; ow < %lld; ow++) {", LL(g->OW));
-    K(ec, "                                int iw = ow * %lld - %lld + kw * %lld;", LL(g->SW),
-      LL(g->PL), LL(g->DW));
-    K(ec, "                                int in = ih >= 0 && ih < %lld && iw >= 0 && iw < "
-          "%lld;", LL(g->H), LL(g->W));
-    if (scatter)
-        K(ec, "                                if (in) xg[(c * %lld + ih) * %lld + iw] += "
-              "cr[oh * %lld + ow];", LL(g->H), LL(g->W), LL(g->OW));
-    else
-        K(ec, "                                cr[oh * %lld + ow] = in ? xg[(c * %lld + ih) * "
-              "%lld + iw] : 0.0f;", LL(g->OW), LL(g->H), LL(g->W));
-    K(ec, "                            }");
-    K(ec, "                        }");
-    K(ec, "                    }");
-}
-
-/* the loops over examples r and groups q with xg (input planes of the
-   group: `xconst` const float or float), wq, yq (the group's filters and
-   output planes); kdim and l for the products */
-static void blas_loops(op_emit *ec, const geo *g, const char *xname, const char *xtype,
-                       const char *yname, const char *ytype, int want_w)
-{
-    int64_t cpg = g->C / g->G, opg = g->O / g->G;
-    K(ec, "    for (int r = 0; r < n; r++)");
-    K(ec, "        for (int q = 0; q < %lld; q++) {", LL(g->G));
-    K(ec, "            %s *xg = %s + r * %lld + q * %lld;", xtype, xname,
-      LL(g->C * g->H * g->W), LL(cpg * g->H * g->W));
-    if (want_w)
-        K(ec, "            const float *wq = w + q * %lld;", LL(opg * cpg * g->KH * g->KW));
-    K(ec, "            %s *yq = %s + r * %lld + q * %lld;", ytype, yname,
-      LL(g->O * g->OH * g->OW), LL(opg * g->OH * g->OW));
+    K(ec, "    static const nn_conv2d_geom g = {%lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, "
+          "%lld, %lld, %lld, %lld, %lld, %lld, %lld};", LL(g->C), LL(g->H), LL(g->W), LL(g->O),
+      LL(g->OH), LL(g->OW), LL(g->KH), LL(g->KW), LL(g->SH), LL(g->SW), LL(g->PT), LL(g->PL),
+      LL(g->DH), LL(g->DW), LL(g->G));
 }
 
 /* the loops over (c, kh, kw) of one output element (r, o, oh, ow), with
@@ -323,21 +290,14 @@ static void forward(op_emit *ec)
 {
     geo g;
     geometry(ec, &g);
-    int bias = (int)arg_int(ec->o->m, BIAS);
+    int bias = (int)arg_int(ec->o->m, BIAS) || ec->fold_bias;
     if (ec->blas) {
-        int64_t opg = g.O / g.G, kd = (g.C / g.G) * g.KH * g.KW, l = g.OH * g.OW;
         kbegin(ec);
         K(ec, "static void @(int n, const float *restrict x, float *restrict y, const float "
-              "*restrict w%s, float *restrict col)", bias ? ", const float *restrict b" : "");
+              "*restrict w%s, float *restrict work)", bias ? ", const float *restrict b" : "");
         K(ec, "{");
-        blas_loops(ec, &g, "x", "const float", "y", "float", 1);
-        im2col(ec, &g, 0);
-        K(ec, "            nn_sgemm(0, 0, %lld, %lld, %lld, wq, %lld, col, %lld, 0, yq, %lld);",
-          LL(opg), LL(l), LL(kd), LL(kd), LL(l), LL(l));
-        if (bias)
-            K(ec, "            for (int o = 0; o < %lld; o++) for (int k = 0; k < %lld; k++) "
-                  "yq[o * %lld + k] += b[q * %lld + o];", LL(opg), LL(l), LL(l), LL(opg));
-        K(ec, "        }");
+        geom_decl(ec, &g);
+        K(ec, "    nn_conv2d_forward(&g, n, x, w, %s, y, work);", bias ? "b" : "NULL");
         K(ec, "}");
         const char *f = kend(ec, "f");
         if (bias)
@@ -375,42 +335,16 @@ static void backward(op_emit *ec)
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
-          "*restrict w%s%s%s%s%s)", ec->blas ? ", float *restrict col" : "",
+          "*restrict w%s%s%s%s%s)", ec->blas ? ", float *restrict work" : "",
       gw ? ", const float *restrict x" : "",
       gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
       set_w || set_b ? ", int set" : "");
     K(ec, "{");
-    if (set_b)
-        K(ec, "    if (set) memset(gb, 0, sizeof(float) * %lld);", LL(g.O));
-    if (set_w)
-        K(ec, "    if (set) memset(gw, 0, sizeof(float) * %lld);",
-          LL(g.O * (g.C / g.G) * g.KH * g.KW));
-    if (gb) {
-        K(ec, "    for (int r = 0; r < n; r++)");
-        K(ec, "        for (int o = 0; o < %lld; o++)", LL(g.O));
-        K(ec, "            for (int k = 0; k < %lld; k++) gb[o] += gy[(r * %lld + o) * %lld + "
-              "k];", LL(g.OH * g.OW), LL(g.O), LL(g.OH * g.OW));
-    }
     if (ec->blas) {
-        int64_t opg = g.O / g.G, kd = (g.C / g.G) * g.KH * g.KW, l = g.OH * g.OW;
-        const char *cond = ec->gx_maybe_null ? "if (gx) " : "";
-        K(ec, "    %smemset(gx, 0, sizeof(float) * (size_t)(%s));", cond,
-          rows_expr(g.C * g.H * g.W));
-        if (gw) {
-            blas_loops(ec, &g, "x", "const float", "gy", "const float", 0);
-            im2col(ec, &g, 0);
-            K(ec, "            nn_sgemm(0, 1, %lld, %lld, %lld, yq, %lld, col, %lld, %s, gw + q * "
-                  "%lld, %lld);", LL(opg), LL(kd), LL(l), LL(l), LL(l),
-              set_w ? "r > 0 || !set" : "1", LL(opg * kd), LL(kd));
-            K(ec, "        }");
-        }
-        K(ec, "    %s{", cond);
-        blas_loops(ec, &g, "gx", "float", "gy", "const float", 1);
-        K(ec, "            nn_sgemm(1, 0, %lld, %lld, %lld, wq, %lld, yq, %lld, 0, col, %lld);",
-          LL(kd), LL(l), LL(opg), LL(kd), LL(l), LL(l));
-        im2col(ec, &g, 1);
-        K(ec, "        }");
-        K(ec, "    }");
+        geom_decl(ec, &g);
+        K(ec, "    nn_conv2d_backward(&g, n, gy, %s, w, gx, %s, %s, %s, %s, work);",
+          gw ? "x" : "NULL", gw ? "gw" : "NULL", gb ? "gb" : "NULL", set_w ? "set" : "0",
+          set_b ? "set" : "0");
         K(ec, "}");
         const char *b = kend(ec, "b");
         strbuf a = {0};
@@ -424,6 +358,17 @@ static void backward(op_emit *ec)
         C(ec, "%s(%s);", b, a.s);
         free(a.s);
         return;
+    }
+    if (set_b)
+        K(ec, "    if (set) memset(gb, 0, sizeof(float) * %lld);", LL(g.O));
+    if (set_w)
+        K(ec, "    if (set) memset(gw, 0, sizeof(float) * %lld);",
+          LL(g.O * (g.C / g.G) * g.KH * g.KW));
+    if (gb) {
+        K(ec, "    for (int r = 0; r < n; r++)");
+        K(ec, "        for (int o = 0; o < %lld; o++)", LL(g.O));
+        K(ec, "            for (int k = 0; k < %lld; k++) gb[o] += gy[(r * %lld + o) * %lld + "
+              "k];", LL(g.OH * g.OW), LL(g.O), LL(g.OH * g.OW));
     }
     if (gw) {
         outputs(ec, &g);
@@ -474,6 +419,7 @@ const op_desc op_conv2d = {
     .saved_forward = 1,
     .uses_blas = uses_blas,
     .forward = forward,
+    .folds_bn = 1,
     .backward = backward,
     .backward_reads_input = 1,
 };

@@ -118,7 +118,7 @@ static void forward(op_emit *ec)
     const module *m = ec->o->m;
     int64_t rp, in, out;
     geometry(ec, &rp, &in, &out);
-    int bias = (int)arg_int(m, BIAS);
+    int bias = (int)arg_int(m, BIAS) || ec->fold_bias;
     const char *rows = rows_expr(rp);
     const op *epi = ec->epi;
     kbegin(ec);
@@ -135,7 +135,11 @@ static void forward(op_emit *ec)
           act == NN_ACT_RELU ? "NN_ACT_RELU" : act == NN_ACT_LEAKY_RELU ? "NN_ACT_LEAKY_RELU"
                                                                           : "NN_ACT_NONE",
           act == NN_ACT_LEAKY_RELU ? flit(slope) : "0.0f");
-        if (epi && !act)
+        const char *rt = epi && !act && epi->d->epilogue_rt ? epi->d->epilogue_rt(ec->p, epi)
+                                                           : NULL;
+        if (rt)
+            K(ec, "    %s((long)%s, y, y);", rt, rows_expr(rp * out));
+        else if (epi && !act)
             K(ec, "    for (int k = 0; k < %s; k++) y[k] = %s;", rows_expr(rp * out),
               epi->d->epilogue_expr(epi->m, "y[k]"));
     } else {
@@ -252,6 +256,7 @@ const op_desc op_linear = {
     .default_init_what = "Linear.reset_parameters",
     .uses_blas = uses_blas,
     .forward = forward,
+    .folds_bn = 1,
     .backward = backward,
     .backward_reads_input = 1,
     .takes_mask = 1,

@@ -103,6 +103,8 @@ typedef struct op_emit {
     const char *xs[OP_MAX_IN];  /* forward: every input (xs[0] is x) */
     const op *epi;              /* forward: the elementwise op fused as this op's
                                    epilogue (writes y for both), or NULL */
+    int fold_bias;              /* forward: a bias at data[1] although the layer
+                                   has none (a batch norm folded into it) */
     const char *gy, *gx;        /* backward: gradient of the output, of the input */
     int gx_maybe_null;          /* gx is NULL when nobody needs it (check at run time) */
     const char *mask;           /* backward: the ReLU output whose backward this op
@@ -188,11 +190,24 @@ struct op_desc {
        the runtime's fused activation (NN_ACT_*, slope) or 0 if none. */
     const char *(*epilogue_expr)(const module *m, const char *v);
     int (*epilogue_act)(const module *m, double *slope);
+    /* or the runtime function f(count, y, y) that applies it in place to a
+       large use (NULL: the loop of epilogue_expr) */
+    const char *(*epilogue_rt)(const program *p, const op *o);
     /* A ReLU-like op whose backward is gx = y > 0 ? gy : 0 (y its output):
        the next op may apply it as it stores its own gx (takes_mask). */
     int mask_backward;
     int takes_mask;             /* can apply the previous op's mask backward */
     int takes_epilogue;         /* can run the next op's epilogue_expr */
+    /* --inference in eval mode: a batch norm right after a layer that
+       folds_bn (conv2d, linear: weight [O, ...], bias [O] or none) is folded
+       into that layer's weight and bias when fold_ok(bn) (it uses the
+       running statistics in eval mode); fold(bn_ec, w, b, wout, bout, per)
+       emits the kernel computing wout (O x per) and bout (O) from the
+       layer's w and b (NULL: no bias) and the norm's tensors. */
+    int folds_bn;
+    int (*fold_ok)(const module *m);
+    void (*fold)(op_emit *ec, const char *w, const char *b, const char *wout, const char *bout,
+                 int64_t per);
 
     const void *data;           /* a family's row (ops/pointwise.h) */
     int random;                 /* draws from the instance generator */

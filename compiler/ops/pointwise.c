@@ -17,10 +17,33 @@ const char *pointwise_epilogue(const module *m, const char *v)
     return pw->expr(m, v);
 }
 
+/* Floats per batch from which an activation with a runtime version calls
+   it (outside --no-blas): 2 threads' shares of act.c's PER_THREAD_MIN.  On
+   LeNet at batch 256 (4704 and 1600 sigmoids per example; 2-core AVX-512
+   machine) the expf loops took about 40 % of the forward. */
+#define RT_MIN_FLOATS 32768
+
+int pointwise_uses_rt(const program *p, const op *o)
+{
+    const pointwise *pw = o->m->op->data;
+    return pw->rt_forward && per_example(op_in(p, o, 0)) * p->batch >= RT_MIN_FLOATS;
+}
+
+const char *pointwise_epilogue_rt(const program *p, const op *o)
+{
+    const pointwise *pw = o->m->op->data;
+    return pointwise_uses_rt(p, o) ? pw->rt_forward : NULL;
+}
+
 void pointwise_forward(op_emit *ec)
 {
     const module *m = ec->o->m;
     const pointwise *pw = m->op->data;
+    if (ec->blas) {
+        C(ec, "%s((long)n * %lld, %s, %s);", pw->rt_forward,
+          (long long)per_example(op_in(ec->p, ec->o, 0)), ec->x, ec->y);
+        return;
+    }
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict x, float *restrict y)");
     K(ec, "{");
@@ -36,6 +59,12 @@ void pointwise_backward(op_emit *ec)
     const pointwise *pw = m->op->data;
     int in = op_reads_input(m);
     const char *s = in ? "x" : "y";
+    if (ec->blas) {
+        C(ec, "%s((long)n * %lld, %s, %s, %s);", pw->rt_backward,
+          (long long)per_example(op_in(ec->p, ec->o, 0)), ec->gy,
+          in ? ec->saved_in : ec->saved_out, ec->gx);
+        return;
+    }
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
           "*restrict %s)", s);
@@ -71,7 +100,7 @@ static int relu_act(const module *m, double *slope)
     return NN_ACT_RELU;
 }
 
-static const pointwise relu_pw = {relu_expr, relu_grad};
+static const pointwise relu_pw = {relu_expr, relu_grad, NULL, NULL};
 
 const op_desc op_relu = {
     .name = "relu", .cls = "ReLU", .main_arg = -1, .data = &relu_pw,
@@ -96,14 +125,16 @@ static void sigmoid_grad(op_emit *ec, const module *m, const char *s)
     K(ec, "        gx[i] = gy[i] * (1.0f - %s[i]) * %s[i];", s, s);
 }
 
-static const pointwise sigmoid_pw = {sigmoid_expr, sigmoid_grad};
+static const pointwise sigmoid_pw = {sigmoid_expr, sigmoid_grad, "nn_sigmoid_forward",
+                                     "nn_sigmoid_backward"};
 
 const op_desc op_sigmoid = {
     .name = "sigmoid", .cls = "Sigmoid", .main_arg = -1, .data = &sigmoid_pw,
     .torch_ctor_fixed = "nn.Sigmoid()",
+    .uses_blas = pointwise_uses_rt,
     .forward = pointwise_forward, .backward = pointwise_backward,
     .backward_reads_output = 1,
-    .epilogue_expr = pointwise_epilogue,
+    .epilogue_expr = pointwise_epilogue, .epilogue_rt = pointwise_epilogue_rt,
 };
 
 static const char *tanh_expr(const module *m, const char *v)
@@ -118,7 +149,7 @@ static void tanh_grad(op_emit *ec, const module *m, const char *s)
     K(ec, "        gx[i] = gy[i] * (1.0f - %s[i] * %s[i]);", s, s);
 }
 
-static const pointwise tanh_pw = {tanh_expr, tanh_grad};
+static const pointwise tanh_pw = {tanh_expr, tanh_grad, NULL, NULL};
 
 const op_desc op_tanh = {
     .name = "tanh", .cls = "Tanh", .main_arg = -1, .data = &tanh_pw,
@@ -173,7 +204,7 @@ static const char *leaky_ctor(const module *m)
     return xfmt("nn.LeakyReLU(negative_slope=%s)", arg_py(m, SLOPE));
 }
 
-static const pointwise leaky_pw = {leaky_expr, leaky_grad};
+static const pointwise leaky_pw = {leaky_expr, leaky_grad, NULL, NULL};
 
 const op_desc op_leaky_relu = {
     .name = "leaky_relu", .cls = "LeakyReLU", .args = leaky_args, .nargs = 1,
@@ -200,7 +231,7 @@ static void gelu_grad(op_emit *ec, const module *m, const char *s)
     K(ec, "        gx[i] = gy[i] * (cdf + %s[i] * pdf);", s);
 }
 
-static const pointwise gelu_pw = {gelu_expr, gelu_grad};
+static const pointwise gelu_pw = {gelu_expr, gelu_grad, NULL, NULL};
 
 const op_desc op_gelu = {
     .name = "gelu", .cls = "GELU", .main_arg = -1, .data = &gelu_pw,

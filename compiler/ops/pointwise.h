@@ -14,7 +14,13 @@ typedef struct pointwise {
     const char *(*expr)(const module *m, const char *v);
     /* backward loop body for element i; s is "x" or "y", the saved array */
     void (*grad)(op_emit *ec, const module *m, const char *s);
+    /* the runtime's vectorized, threaded forward and backward (NULL: none),
+       called instead of the loops for large uses (pointwise_uses_rt) */
+    const char *rt_forward, *rt_backward;
 } pointwise;
+
+int pointwise_uses_rt(const program *p, const op *o);
+const char *pointwise_epilogue_rt(const program *p, const op *o);
 
 void pointwise_forward(op_emit *ec);
 void pointwise_backward(op_emit *ec);

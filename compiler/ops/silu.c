@@ -18,7 +18,7 @@ static void silu_grad(op_emit *ec, const module *m, const char *s)
     K(ec, "        gx[i] = gy[i] * sg * (1.0f + %s[i] * (1.0f - sg));", s);
 }
 
-static const pointwise silu_pw = {silu_expr, silu_grad};
+static const pointwise silu_pw = {silu_expr, silu_grad, NULL, NULL};
 
 const op_desc op_silu = {
     .name = "silu", .cls = "SiLU", .main_arg = -1, .data = &silu_pw,

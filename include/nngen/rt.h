@@ -277,6 +277,31 @@ void nn_linear_forward(int rows, int in, int out, const float *x, const float *w
    ReLU's output (mask), with that ReLU's backward applied as it is stored. */
 void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                         float *c, int ldc, const float *mask, int ldm);
+/* One conv2d layer (nn.Conv2d) on n examples, as matrix products: x is
+   n x c x h x w, y n x o x oh x ow, w o x c/groups x kh x kw (torch's
+   layouts), b o floats or NULL; strides sh, sw, padding pt (top) and pl
+   (left; the bottom and right padding is whatever makes oh and ow), dilation
+   dh, dw.  work: nn_conv2d_work_floats(g) floats of the caller's.  The
+   backward writes gx (n x c x h x w; NULL: not wanted) and gw, gb (NULL:
+   not wanted), each = (set*) or += the gradient.  On nngen's own kernel
+   the examples are split over nn_num_threads() threads; the sums do not
+   depend on the thread count.  The generated code calls these for its
+   larger convolutions (compiler/ops/conv2d.c). */
+typedef struct nn_conv2d_geom {
+    int c, h, w, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, groups;
+} nn_conv2d_geom;
+size_t nn_conv2d_work_floats(const nn_conv2d_geom *g);
+void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const float *w,
+                       const float *b, float *y, float *work);
+void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const float *x,
+                        const float *w, float *gx, float *gw, float *gb, int setw, int setb,
+                        float *work);
+/* Sigmoid over count floats, y = 1 / (1 + e^-x) (y may be x), and its
+   backward gx = gy (1 - y) y (gx may be gy), for the generated code's large
+   activations: on nngen's own kernel's CPUs 16 lanes at a time (e^x to
+   about 1 ulp) on nn_num_threads() threads, elsewhere expf. */
+void nn_sigmoid_forward(long count, const float *x, float *y);
+void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
    (at most 16). */

@@ -27,7 +27,8 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                TOL=1e-5
   fwd/bwd --no-blas   the same with code from `nngen --no-blas` (whose object
                must not reference BLAS or the runtime's threads: no cblas_,
-               nn_sgemm*, nn_linear_forward or nn_parallel symbol)
+               nn_sgemm*, nn_linear_forward, nn_parallel, nn_conv2d_* or
+               nn_sigmoid_* symbol)
   train        only for specs with train: 20 steps of P_train_step vs
                torch.optim with the same start values and data: every loss and
                the final parameters, TOL=1e-4
@@ -88,7 +89,8 @@ import zlib
 
 # what `nngen --no-blas` code must not call: BLAS, nor the runtime's
 # products and threads (which need BLAS and pthreads)
-NO_BLAS_FORBIDDEN = ('cblas_', 'nn_sgemm', 'nn_linear_forward', 'nn_parallel')
+NO_BLAS_FORBIDDEN = ('cblas_', 'nn_sgemm', 'nn_linear_forward', 'nn_parallel', 'nn_conv2d_',
+                     'nn_sigmoid_')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_PY = '/usr/bin/python3'
@@ -436,7 +438,7 @@ class Spec(object):
     def nngen(self, *a):
         return [self.args.nngen] + list(a)
 
-    def compile(self, sub, extra_nngen, built, check_no_blas=False):
+    def compile(self, sub, extra_nngen, built, check_no_blas=False, extra_defs=()):
         """nngen + cc into W/sub; returns (driver path, None) or, when only the
         training part of the driver does not compile, (driver built without
         NET_HAS_TRAIN, the error)."""
@@ -447,11 +449,11 @@ class Spec(object):
         for f in ('net.c', 'net.h'):
             if not os.path.isfile(os.path.join(d, f)):
                 raise CheckError('nngen did not write %s' % f)
-        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS']
+        defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS'] + list(extra_defs)
         if is_modal(built.model):
             defs.append('-DNET_HAS_MODES')
         train_defs = []
-        if built.loss_name:
+        if built.loss_name and '--inference' not in extra_nngen:
             train_defs.append('-DNET_HAS_TRAIN')
             if built.loss_name == 'cross_entropy':
                 train_defs.append('-DNET_TARGET_INT')
@@ -806,7 +808,7 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     reference diverges skipped)."""
     drop = has_dropout(built.model)
 
-    def one(check, exe_, train, seed, calls, rows=0):
+    def one(check, exe_, train, seed, calls, rows=0, forward_only=False):
         try:
             if exe_ is None:
                 raise CheckError('not run: compile failed')
@@ -817,6 +819,8 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
             for _ in range(noise_samples):
                 max_noise(noise, noise_of(torch_modes(path, seed, start, xr, dyr, train, calls,
                                                       torch.float32, jitter_rs=nrs), ref64))
+            if forward_only:  # an --inference build: outputs and buffers only
+                ref = [(n, v) for n, v in ref if n.startswith('y.') or n.startswith('buf.')]
             extra = ['rows=%d' % rows] if rows else []
             _, got = sp.driver(exe_, 'modes', 'train' if train else 'eval', str(seed),
                                str(calls), pfile, xfile, dyfile, *extra)
@@ -848,6 +852,19 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
             res.fail(label, 'compile --no-blas', str(e))
         one('fwd/bwd train --no-blas', exe_nb, True, 0, MODE_CALLS)
         one('fwd/bwd eval --no-blas', exe_nb, False, 0, 1)
+    # --inference (batch norms folded into the layer before them in eval
+    # mode, see compiler/emit.c emit_folded): the forward in both modes
+    try:
+        exe_inf, _ = sp.compile('inference', ['--inference'], built,
+                                extra_defs=['-DNET_FORWARD_ONLY'])
+    except CheckError as e:
+        exe_inf = None
+        res.fail(label, 'compile --inference', str(e))
+    one('fwd eval --inference', exe_inf, False, 0, 2, forward_only=True)
+    if R:
+        one('fwd eval --inference rows=%d of %d' % (R, built.batch), exe_inf, False, 0, 1, R,
+            forward_only=True)
+    one('fwd train --inference', exe_inf, True, 0, MODE_CALLS, forward_only=True)
 
     if not built.loss_name:
         return

@@ -1,6 +1,8 @@
 /* Conformance driver: compiled once per spec together with nngen's output.
  *
  *   cc -std=c99 -DNET_H='"net.h"' -DNET=mlp [-DNET_HAS_TRAIN [-DNET_TARGET_INT]]
+ *      [-DNET_FORWARD_ONLY: code from nngen --inference; run and modes print
+ *      the forward's outputs (and buffers) only, no dx and no gradients]
  *      driver.c net.c -lnngen-rt -lopenblas -lm
  *
  * Modes (all output on stdout; errors on stderr with exit status 1, usage 2):
@@ -296,6 +298,7 @@ int main(int argc, char **argv)
 #endif
             NETF(_forward)(net, x, y);
         cf_put_tensor("", "y", y, R * N_OUT);
+#ifndef NET_FORWARD_ONLY
 #ifdef NET_HAS_ROWS
         if (rows)
             NETF(_backward_n)(net, (int)rows, dy, dx);
@@ -303,6 +306,7 @@ int main(int argc, char **argv)
 #endif
             NETF(_backward)(net, dy, dx);
         cf_put_tensor("", "dx", dx, R * N_IN);
+#endif
         /* the _n forms write nothing past their rows */
         for (i = R * N_OUT; i < (size_t)N_BATCH * N_OUT; i++)
             if (!isnan(y[i])) {
@@ -316,6 +320,7 @@ int main(int argc, char **argv)
                         (unsigned long)i, (unsigned long)R);
                 return 1;
             }
+#ifndef NET_FORWARD_ONLY
         for (i = 0; i < nn_param_count(m); i++) {
             nn_tensor *t = nn_param(m, i);
             if (t->grad)
@@ -323,6 +328,7 @@ int main(int argc, char **argv)
             else
                 printf("grad.%s none\n", t->name);
         }
+#endif
         free(x);
         free(dy);
         free(y);
@@ -358,6 +364,7 @@ int main(int argc, char **argv)
                 NETF(_forward)(net, x, y);
             snprintf(nm, sizeof nm, "y.%llu", k);
             cf_put_tensor("", nm, y, R * N_OUT);
+#ifndef NET_FORWARD_ONLY
 #ifdef NET_HAS_ROWS
             if (rows)
                 NETF(_backward_n)(net, (int)rows, dy, dx);
@@ -366,7 +373,9 @@ int main(int argc, char **argv)
                 NETF(_backward)(net, dy, dx);
             snprintf(nm, sizeof nm, "dx.%llu", k);
             cf_put_tensor("", nm, dx, R * N_IN);
+#endif
         }
+#ifndef NET_FORWARD_ONLY
         for (i = 0; i < nn_param_count(m); i++) {
             nn_tensor *t = nn_param(m, i);
             if (t->grad)
@@ -374,6 +383,7 @@ int main(int argc, char **argv)
             else
                 printf("grad.%s none\n", t->name);
         }
+#endif
         cf_put_buffers(m);
         free(x);
         free(dy);

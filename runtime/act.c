@@ -1,0 +1,81 @@
+/* nngen-rt: large elementwise activations (nn_sigmoid_forward,
+ * nn_sigmoid_backward) for the generated code.  The generated loops call
+ * expf one element at a time (C has no vector exp, and cc -O2 does not
+ * vectorize the call); here, on CPUs where nngen's own kernel runs
+ * (nn_sgemm_impl() "avx512"), the arrays are split over the pool's threads
+ * and each share runs 16 lanes at a time with a polynomial e^x good to
+ * about 1 ulp (gemm_avx512.c).  Elsewhere, or while the pool is busy, the
+ * caller runs the plain loop with expf.  Each element's result depends only
+ * on that element, so the thread count never changes a value. */
+#include <math.h>
+
+#include <nngen/rt.h>
+
+#include "gemm_internal.h"
+
+#ifndef NN_HAVE_AVX512_KERNEL
+#define NN_HAVE_AVX512_KERNEL 0
+#endif
+
+/* elements per thread from which a share pays for waking a thread */
+#define PER_THREAD_MIN 16384L
+
+typedef struct {
+    long n;
+    const float *a, *b;
+    float *out;
+    int backward;
+} act_job;
+
+#if NN_HAVE_AVX512_KERNEL
+static void act_task(void *ctx, int t, int nt)
+{
+    const act_job *j = ctx;
+    /* shares in whole 16-float vectors */
+    long vecs = (j->n + 15) / 16, lo = vecs * t / nt * 16, hi = vecs * (t + 1) / nt * 16;
+    if (hi > j->n)
+        hi = j->n;
+    if (lo >= hi)
+        return;
+    if (j->backward)
+        nn__sigmoid_backward_avx512(hi - lo, j->a + lo, j->b + lo, j->out + lo);
+    else
+        nn__sigmoid_avx512(hi - lo, j->a + lo, j->out + lo);
+}
+
+#endif
+
+/* j on the pool's threads with the AVX-512 loops; 0 when not possible */
+static int run_pooled(act_job *j)
+{
+#if NN_HAVE_AVX512_KERNEL
+    long most = j->n / PER_THREAD_MIN;
+    int nt = nn__pool_take(most < 1 ? 1 : most > NN_MAX_THREADS ? NN_MAX_THREADS : (int)most);
+    if (nt == 0)
+        return 0;
+    nn__pool_run(act_task, j);
+    nn__pool_give();
+    return 1;
+#else
+    (void)j;
+    return 0;
+#endif
+}
+
+void nn_sigmoid_forward(long count, const float *x, float *y)
+{
+    act_job j = {count, x, NULL, y, 0};
+    if (count <= 0 || run_pooled(&j))
+        return;
+    for (long i = 0; i < count; i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
+{
+    act_job j = {count, gy, y, gx, 1};
+    if (count <= 0 || run_pooled(&j))
+        return;
+    for (long i = 0; i < count; i++)
+        gx[i] = gy[i] * (1.0f - y[i]) * y[i];
+}

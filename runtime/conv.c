@@ -1,0 +1,341 @@
+/* nngen-rt: conv2d lowered to matrix products (nn_conv2d_forward,
+ * nn_conv2d_backward), for the generated code's larger convolutions.
+ *
+ * Per example and group: im2col writes the group's input as a kd x L
+ * matrix of columns (kd = C/G * KH * KW rows, ordered (c, kh, kw) as the
+ * weight; L = OH * OW), then
+ *     forward   y = W col + b                      (one product, bias added as it is stored)
+ *     backward  gW += gy col^T,  col = W^T gy,  gx = col2im(col),  gb += sum of gy
+ * im2col and col2im work on whole rows: for each (c, kh, kw) the range of
+ * output columns whose input column is inside the image is computed once,
+ * so a row is zeros, one copy (stride 1: memcpy) and zeros, with no test
+ * per element.
+ *
+ * Threads.  With nngen's own kernel (nn_sgemm_impl() "avx512") the examples
+ * are split over the pool's threads, each running its products alone on
+ * its own packing buffer and im2col buffer (thread 0 uses the caller's
+ * `work`, the others per-thread buffers of this file, grown on demand and
+ * kept for the process, as the packing buffers are).  The weight and bias
+ * gradients are summed per block of examples (NBLK blocks, fixed by n, not
+ * by the thread count) and the blocks' sums are added in block order, so
+ * the result does not depend on how many threads ran.  Without the kernel,
+ * when the pool is busy, or when a buffer cannot be allocated, the caller
+ * does everything alone with nn_sgemm (cblas where that is the
+ * implementation), block by block in the same order, in `work`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <nngen/rt.h>
+
+#include "gemm_internal.h"
+
+/* blocks of examples for the parameter gradients' partial sums */
+#define NBLK 16
+
+static long kdim(const nn_conv2d_geom *g)
+{
+    return (long)(g->c / g->groups) * g->kh * g->kw;
+}
+
+static long plane(const nn_conv2d_geom *g)
+{
+    return (long)g->oh * g->ow;
+}
+
+/* weight and bias gradient floats (one block's partial sums) */
+static long grad_floats(const nn_conv2d_geom *g)
+{
+    return (long)g->o * kdim(g) + g->o;
+}
+
+size_t nn_conv2d_work_floats(const nn_conv2d_geom *g)
+{
+    return (size_t)(kdim(g) * plane(g) + grad_floats(g));
+}
+
+/* the output columns [lo, hi) whose input column ow * sw + off lies in
+   [0, w) */
+static void col_range(const nn_conv2d_geom *g, long off, long *lo, long *hi)
+{
+    long l = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    long h = g->w - 1 - off < 0 ? 0 : (g->w - 1 - off) / g->sw + 1;
+    if (h > g->ow)
+        h = g->ow;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* col (kd x L) from the group's input planes x (C/G x H x W) */
+static void im2col(const nn_conv2d_geom *g, const float *x, float *col)
+{
+    long cg = g->c / g->groups, L = plane(g);
+    for (long c = 0; c < cg; c++)
+        for (long kh = 0; kh < g->kh; kh++)
+            for (long kw = 0; kw < g->kw; kw++) {
+                float *cr = col + ((c * g->kh + kh) * g->kw + kw) * L;
+                long off = kw * g->dw - g->pl, lo, hi;
+                col_range(g, off, &lo, &hi);
+                for (long oh = 0; oh < g->oh; oh++) {
+                    long ih = oh * g->sh - g->pt + kh * g->dh;
+                    float *d = cr + oh * g->ow;
+                    if (ih < 0 || ih >= g->h) {
+                        memset(d, 0, sizeof(float) * (size_t)g->ow);
+                        continue;
+                    }
+                    const float *s = x + (c * g->h + ih) * g->w + off;
+                    if (lo > 0)
+                        memset(d, 0, sizeof(float) * (size_t)lo);
+                    if (g->sw == 1)
+                        memcpy(d + lo, s + lo, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (long ow = lo; ow < hi; ow++)
+                            d[ow] = s[ow * g->sw];
+                    if (hi < g->ow)
+                        memset(d + hi, 0, sizeof(float) * (size_t)(g->ow - hi));
+                }
+            }
+}
+
+/* the group's input gradient planes gx (C/G x H x W) += col2im(col) */
+static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
+{
+    long cg = g->c / g->groups, L = plane(g);
+    for (long c = 0; c < cg; c++)
+        for (long kh = 0; kh < g->kh; kh++)
+            for (long kw = 0; kw < g->kw; kw++) {
+                const float *cr = col + ((c * g->kh + kh) * g->kw + kw) * L;
+                long off = kw * g->dw - g->pl, lo, hi;
+                col_range(g, off, &lo, &hi);
+                for (long oh = 0; oh < g->oh; oh++) {
+                    long ih = oh * g->sh - g->pt + kh * g->dh;
+                    if (ih < 0 || ih >= g->h)
+                        continue;
+                    const float *s = cr + oh * g->ow;
+                    float *d = gx + (c * g->h + ih) * g->w + off;
+                    if (g->sw == 1)
+                        for (long ow = lo; ow < hi; ow++)
+                            d[ow] += s[ow];
+                    else
+                        for (long ow = lo; ow < hi; ow++)
+                            d[ow * g->sw] += s[ow];
+                }
+            }
+}
+
+/* ------------------------------------------------------------------ */
+/* per-thread buffers (threads 1 .. NN_MAX_THREADS-1; thread 0 has work) */
+
+static struct {
+    float *p;
+    size_t cap;
+} bufs[NN_MAX_THREADS];
+static float *parts;        /* NBLK blocks' gradient sums; used by the pool holder only */
+static size_t parts_cap;
+
+static float *grow(float **p, size_t *cap, size_t floats)
+{
+    if (*cap < floats) {
+        float *q = realloc(*p, sizeof(float) * floats);
+        if (q == NULL)
+            return NULL;
+        *p = q;
+        *cap = floats;
+    }
+    return *p;
+}
+
+/* buffers for nt threads; 0 when one cannot be had */
+static int have_buffers(int nt, size_t col_floats, size_t parts_floats)
+{
+    for (int t = 1; t < nt; t++)
+        if (!grow(&bufs[t].p, &bufs[t].cap, col_floats))
+            return 0;
+    if (parts_floats && !grow(&parts, &parts_cap, parts_floats))
+        return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* the product on share t (pool slot t) or, t < 0, alone through nn_sgemm */
+static void gemm(int t, int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                 const float *b, int ldb, int acc, float *c, int ldc, const float *bias)
+{
+    if (t >= 0) {
+        nn__sgemm_slot(t, trans_a, trans_b, m, n, k, a, lda, b, ldb, acc ? 1.0f : 0.0f, c, ldc,
+                       bias);
+        return;
+    }
+    if (bias) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                c[(long)i * ldc + j] = 0.0f;
+        nn_sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, 1, c, ldc);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                c[(long)i * ldc + j] += bias[i];
+        return;
+    }
+    nn_sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, acc, c, ldc);
+}
+
+typedef struct {
+    const nn_conv2d_geom *g;
+    int n;
+    const float *x, *w, *b, *gy;
+    float *y, *gx, *work;
+    int want_grads;
+    float *parts;           /* NBLK x grad_floats */
+} conv_job;
+
+static float *col_of(const conv_job *j, int t)
+{
+    return t <= 0 ? j->work : bufs[t].p;
+}
+
+/* forward of examples [r0, r1) */
+static void fwd_rows(const conv_job *j, int t, int r0, int r1)
+{
+    const nn_conv2d_geom *g = j->g;
+    long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
+    float *col = col_of(j, t);
+    for (long r = r0; r < r1; r++)
+        for (long q = 0; q < g->groups; q++) {
+            im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);
+            gemm(t, 0, 0, (int)og, (int)L, (int)kd, j->w + q * og * kd, (int)kd, col, (int)L, 0,
+                 j->y + (r * g->o + q * og) * L, (int)L, j->b ? j->b + q * og : NULL);
+        }
+}
+
+static void fwd_task(void *ctx, int t, int nt)
+{
+    const conv_job *j = ctx;
+    fwd_rows(j, t, (int)((long)j->n * t / nt), (int)((long)j->n * (t + 1) / nt));
+}
+
+void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const float *w,
+                       const float *b, float *y, float *work)
+{
+    if (n <= 0)
+        return;
+    conv_job j = {g, n, x, w, b, NULL, y, NULL, work, 0, NULL};
+    int nt = nn__pool_take(n);
+    if (nt >= 2 && have_buffers(nt, (size_t)(kdim(g) * plane(g)), 0)) {
+        nn__pool_run(fwd_task, &j);
+        nn__pool_give();
+        return;
+    }
+    if (nt > 0) {          /* the pool alone: thread 0's own kernel */
+        fwd_rows(&j, 0, 0, n);
+        nn__pool_give();
+        return;
+    }
+    fwd_rows(&j, -1, 0, n);
+}
+
+/* backward of block blk (its examples): the input gradient of its examples
+   (when gx) and, when want_grads, the block's weight and bias gradient sums
+   into part (grad_floats) */
+static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
+{
+    const nn_conv2d_geom *g = j->g;
+    long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
+    long r0 = (long)j->n * blk / nblk, r1 = (long)j->n * (blk + 1) / nblk;
+    float *col = col_of(j, t);
+    if (j->want_grads) {
+        float *pw = part, *pb = part + g->o * kd;
+        for (long o = 0; o < g->o; o++) {
+            float s = 0.0f;
+            for (long r = r0; r < r1; r++) {
+                const float *d = j->gy + (r * g->o + o) * L;
+                for (long l = 0; l < L; l++)
+                    s += d[l];
+            }
+            pb[o] = s;
+        }
+        for (long r = r0; r < r1; r++)
+            for (long q = 0; q < g->groups; q++) {
+                im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);
+                gemm(t, 0, 1, (int)og, (int)kd, (int)L, j->gy + (r * g->o + q * og) * L, (int)L,
+                     col, (int)L, r > r0, pw + q * og * kd, (int)kd, NULL);
+            }
+    }
+    if (j->gx)
+        for (long r = r0; r < r1; r++) {
+            float *gxr = j->gx + r * g->c * g->h * g->w;
+            memset(gxr, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
+            for (long q = 0; q < g->groups; q++) {
+                gemm(t, 1, 0, (int)kd, (int)L, (int)og, j->w + q * og * kd, (int)kd,
+                     j->gy + (r * g->o + q * og) * L, (int)L, 0, col, (int)L, NULL);
+                col2im(g, col, gxr + q * cg * g->h * g->w);
+            }
+        }
+}
+
+static int nblocks(int n)
+{
+    return n < NBLK ? n : NBLK;
+}
+
+static void bwd_task(void *ctx, int t, int nt)
+{
+    const conv_job *j = ctx;
+    int nb = nblocks(j->n);
+    for (int blk = t; blk < nb; blk += nt)
+        bwd_block(j, t, blk, nb, j->parts ? j->parts + (long)blk * grad_floats(j->g) : NULL);
+}
+
+/* gw, gb (either may be NULL) = or += the block sums */
+static void add_part(const nn_conv2d_geom *g, const float *part, float *gw, float *gb, int setw,
+                     int setb)
+{
+    long nw = (long)g->o * kdim(g);
+    if (gw)
+        for (long i = 0; i < nw; i++)
+            gw[i] = setw ? part[i] : gw[i] + part[i];
+    if (gb)
+        for (long o = 0; o < g->o; o++)
+            gb[o] = setb ? part[nw + o] : gb[o] + part[nw + o];
+}
+
+void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const float *x,
+                        const float *w, float *gx, float *gw, float *gb, int setw, int setb,
+                        float *work)
+{
+    long nw = (long)g->o * kdim(g);
+    if (n <= 0) {
+        if (gw && setw)
+            memset(gw, 0, sizeof(float) * (size_t)nw);
+        if (gb && setb)
+            memset(gb, 0, sizeof(float) * (size_t)g->o);
+        return;
+    }
+    int want = gw != NULL || gb != NULL;
+    int nb = nblocks(n);
+    conv_job j = {g, n, x, w, NULL, gy, NULL, gx, work, want, NULL};
+    int nt = nn__pool_take(nb);
+    if (nt >= 2 && have_buffers(nt, (size_t)(kdim(g) * plane(g)),
+                                want ? (size_t)(nb * grad_floats(g)) : 0)) {
+        j.parts = parts;
+        nn__pool_run(bwd_task, &j);
+        nn__pool_give();
+        for (int blk = 0; blk < nb; blk++)
+            add_part(g, parts + (long)blk * grad_floats(g), gw, gb, setw && blk == 0,
+                     setb && blk == 0);
+        return;
+    }
+    /* alone (t = 0 with the pool, -1 without), one block at a time, its
+       sums in the end of work */
+    int t = nt > 0 ? 0 : -1;
+    float *part = work + kdim(g) * plane(g);
+    for (int blk = 0; blk < nb; blk++) {
+        bwd_block(&j, t, blk, nb, part);
+        if (want)
+            add_part(g, part, gw, gb, setw && blk == 0, setb && blk == 0);
+    }
+    if (nt > 0)
+        nn__pool_give();
+}

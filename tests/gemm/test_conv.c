@@ -1,0 +1,301 @@
+/* Unit tests of the runtime's conv2d (runtime/conv.c) and sigmoid
+ * (runtime/act.c, the AVX-512 loops of gemm_avx512.c).
+ *
+ * Oracles: a direct double-precision convolution (the definition of
+ * nn.Conv2d: cross-correlation over (c, kh, kw) with zero padding) and its
+ * gradients written out as loops; 1 / (1 + exp(-x)) in double.  Checked:
+ *   - forward, input, weight and bias gradients against the oracle within
+ *     1e-5 * (1 + the sum of the absolute terms), for groups, unequal
+ *     strides, dilations and paddings, batches 1, 3, 19 and 40 (below, at
+ *     and above the 16 blocks of the gradient sums);
+ *   - set vs accumulate (gw += ... when setw is 0), NULL gx / gw / gb;
+ *   - the thread count changes no bit of any result (1, 2 and 3 threads);
+ *   - the arrays past the end of y, gx, gw and gb are not written;
+ *   - sigmoid within 2 float ulps of torch's float formula 1 / (1 + e^-x)
+ *     computed with e^-x correctly rounded (from double; inf past FLT_MAX),
+ *     absolute 1e-45 in the denormal range, NaN, +-inf, in place, counts that are not a multiple
+ *     of 16, and its backward bit for bit as the scalar expression
+ *     gy * (1 - y) * y.
+ * The program runs as is and with NNGEN_GEMM=cblas (tests/gemm/meson.build):
+ * the first runs the threaded AVX-512 path where the CPU has it, the second
+ * the caller-alone path. */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nngen/rt.h>
+
+#define GUARD (-7777.5f)
+#define PAD 8 /* guard floats after each output array */
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void)
+{
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (float)((double)(rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static float *arr(long n, int random)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n + PAD));
+    ck_assert_ptr_nonnull(p);
+    for (long i = 0; i < n; i++)
+        p[i] = random ? frand() : GUARD;
+    for (long i = n; i < n + PAD; i++)
+        p[i] = GUARD;
+    return p;
+}
+
+static void guards_ok(const float *p, long n, const char *what)
+{
+    for (long i = n; i < n + PAD; i++)
+        ck_assert_msg(p[i] == GUARD, "%s written past its end at %ld", what, i - n);
+}
+
+typedef struct {
+    nn_conv2d_geom g;
+    int n;
+} conv_case;
+
+/* input index of (r, c, ih, iw), or -1 when it is padding */
+static long xidx(const nn_conv2d_geom *g, long r, long c, long oh, long ow, long kh, long kw)
+{
+    long ih = oh * g->sh - g->pt + kh * g->dh, iw = ow * g->sw - g->pl + kw * g->dw;
+    if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
+        return -1;
+    return ((r * g->c + c) * g->h + ih) * g->w + iw;
+}
+
+typedef struct {
+    long nx, nw, ny;
+    float *x, *w, *b, *gy;
+    float *y, *gx, *gw, *gb, *work;
+} conv_run;
+
+static void run_conv(const conv_case *k, conv_run *o, int threads, int setw, float init_grad)
+{
+    const nn_conv2d_geom *g = &k->g;
+    nn_set_num_threads(threads);
+    o->y = arr(o->ny, 0);
+    o->gx = arr(o->nx, 0);
+    o->gw = arr(o->nw, 0);
+    o->gb = arr(g->o, 0);
+    for (long i = 0; i < o->nw; i++)
+        o->gw[i] = init_grad;
+    for (long i = 0; i < g->o; i++)
+        o->gb[i] = init_grad;
+    o->work = arr((long)nn_conv2d_work_floats(g), 0);
+    nn_conv2d_forward(g, k->n, o->x, o->w, o->b, o->y, o->work);
+    nn_conv2d_backward(g, k->n, o->gy, o->x, o->w, o->gx, o->gw, o->gb, setw, setw, o->work);
+    guards_ok(o->y, o->ny, "y");
+    guards_ok(o->gx, o->nx, "gx");
+    guards_ok(o->gw, o->nw, "gw");
+    guards_ok(o->gb, g->o, "gb");
+    guards_ok(o->work, (long)nn_conv2d_work_floats(g), "work");
+}
+
+static void free_outs(conv_run *o)
+{
+    free(o->y), free(o->gx), free(o->gw), free(o->gb), free(o->work);
+}
+
+static void near(double got, double want, double mag, const char *what, long i)
+{
+    ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + mag), "%s[%ld]: got %.9g, want %.9g", what, i,
+                  got, want);
+}
+
+static void check_case(const conv_case *k)
+{
+    const nn_conv2d_geom *g = &k->g;
+    long cg = g->c / g->groups, og = g->o / g->groups, L = (long)g->oh * g->ow;
+    conv_run o;
+    o.nx = (long)k->n * g->c * g->h * g->w;
+    o.nw = (long)g->o * cg * g->kh * g->kw;
+    o.ny = (long)k->n * g->o * L;
+    o.x = arr(o.nx, 1), o.w = arr(o.nw, 1), o.b = arr(g->o, 1), o.gy = arr(o.ny, 1);
+
+    /* oracle */
+    double *y = calloc((size_t)o.ny, sizeof(double)), *my = calloc((size_t)o.ny, sizeof(double));
+    double *gx = calloc((size_t)o.nx, sizeof(double)), *mgx = calloc((size_t)o.nx, sizeof(double));
+    double *gw = calloc((size_t)o.nw, sizeof(double)), *mgw = calloc((size_t)o.nw, sizeof(double));
+    double *gb = calloc((size_t)g->o, sizeof(double)), *mgb = calloc((size_t)g->o, sizeof(double));
+    for (long r = 0; r < k->n; r++)
+        for (long oc = 0; oc < g->o; oc++)
+            for (long oh = 0; oh < g->oh; oh++)
+                for (long ow = 0; ow < g->ow; ow++) {
+                    long yi = ((r * g->o + oc) * g->oh + oh) * g->ow + ow;
+                    double s = o.b[oc], m = fabs(o.b[oc]), d = o.gy[yi];
+                    gb[oc] += d, mgb[oc] += fabs(d);
+                    for (long c = 0; c < cg; c++)
+                        for (long kh = 0; kh < g->kh; kh++)
+                            for (long kw = 0; kw < g->kw; kw++) {
+                                long xi = xidx(g, r, oc / og * cg + c, oh, ow, kh, kw);
+                                long wi = ((oc * cg + c) * g->kh + kh) * g->kw + kw;
+                                if (xi < 0)
+                                    continue;
+                                s += (double)o.x[xi] * o.w[wi], m += fabs(o.x[xi] * o.w[wi]);
+                                gx[xi] += d * o.w[wi], mgx[xi] += fabs(d * o.w[wi]);
+                                gw[wi] += d * o.x[xi], mgw[wi] += fabs(d * o.x[xi]);
+                            }
+                    y[yi] = s, my[yi] = m;
+                }
+
+    conv_run one = o, two = o, three = o, acc = o;
+    run_conv(k, &one, 1, 1, NAN);
+    run_conv(k, &two, 2, 1, NAN);
+    run_conv(k, &three, 3, 1, NAN);
+    run_conv(k, &acc, 2, 0, 0.25f);
+    for (long i = 0; i < o.ny; i++)
+        near(one.y[i], y[i], my[i], "y", i);
+    for (long i = 0; i < o.nx; i++)
+        near(one.gx[i], gx[i], mgx[i], "gx", i);
+    for (long i = 0; i < o.nw; i++) {
+        near(one.gw[i], gw[i], mgw[i], "gw", i);
+        near(acc.gw[i], gw[i] + 0.25, mgw[i] + 0.25, "gw (accumulated)", i);
+    }
+    for (long i = 0; i < g->o; i++) {
+        near(one.gb[i], gb[i], mgb[i], "gb", i);
+        near(acc.gb[i], gb[i] + 0.25, mgb[i] + 0.25, "gb (accumulated)", i);
+    }
+    ck_assert_msg(!memcmp(one.y, two.y, sizeof(float) * (size_t)o.ny) &&
+                      !memcmp(one.y, three.y, sizeof(float) * (size_t)o.ny),
+                  "y depends on the thread count");
+    ck_assert_msg(!memcmp(one.gx, two.gx, sizeof(float) * (size_t)o.nx) &&
+                      !memcmp(one.gx, three.gx, sizeof(float) * (size_t)o.nx),
+                  "gx depends on the thread count");
+    ck_assert_msg(!memcmp(one.gw, two.gw, sizeof(float) * (size_t)o.nw) &&
+                      !memcmp(one.gw, three.gw, sizeof(float) * (size_t)o.nw),
+                  "gw depends on the thread count");
+    ck_assert_msg(!memcmp(one.gb, two.gb, sizeof(float) * (size_t)g->o) &&
+                      !memcmp(one.gb, three.gb, sizeof(float) * (size_t)g->o),
+                  "gb depends on the thread count");
+
+    /* NULL gx, gw, gb: nothing else changes */
+    conv_run part = o;
+    nn_set_num_threads(2);
+    part.gx = arr(o.nx, 0);
+    part.work = arr((long)nn_conv2d_work_floats(g), 0);
+    nn_conv2d_backward(g, k->n, o.gy, o.x, o.w, part.gx, NULL, NULL, 1, 1, part.work);
+    ck_assert_msg(!memcmp(part.gx, one.gx, sizeof(float) * (size_t)o.nx), "gx without gw differs");
+    part.gw = arr(o.nw, 0);
+    nn_conv2d_backward(g, k->n, o.gy, o.x, o.w, NULL, part.gw, NULL, 1, 1, part.work);
+    ck_assert_msg(!memcmp(part.gw, one.gw, sizeof(float) * (size_t)o.nw), "gw without gx differs");
+    free(part.gx), free(part.gw), free(part.work);
+
+    free_outs(&one), free_outs(&two), free_outs(&three), free_outs(&acc);
+    free(o.x), free(o.w), free(o.b), free(o.gy);
+    free(y), free(my), free(gx), free(mgx), free(gw), free(mgw), free(gb), free(mgb);
+    nn_set_num_threads(0);
+}
+
+/* {c, h, w, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, groups}, n */
+static const conv_case cases[] = {
+    {{1, 28, 28, 6, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1, 1}, 3},    /* LeNet's first */
+    {{6, 14, 14, 16, 10, 10, 5, 5, 1, 1, 0, 0, 1, 1, 1}, 19},  /* its second */
+    {{4, 16, 16, 6, 8, 18, 3, 2, 2, 1, 1, 2, 1, 2, 2}, 40},    /* groups, strides, dilation */
+    {{6, 8, 18, 4, 6, 6, 3, 3, 1, 3, 0, 0, 1, 1, 1}, 1},
+    {{8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1}, 17},      /* ResNet's downsampling */
+    {{4, 7, 9, 8, 7, 9, 3, 3, 1, 1, 2, 2, 2, 2, 4}, 5},        /* dilated 'same', depth groups */
+    {{3, 5, 5, 2, 1, 1, 5, 5, 1, 1, 0, 0, 1, 1, 1}, 16},       /* one output pixel */
+};
+
+START_TEST(test_conv)
+{
+    check_case(&cases[_i]);
+}
+END_TEST
+
+START_TEST(test_conv_empty)
+{
+    const nn_conv2d_geom *g = &cases[1].g;
+    long nw = (long)g->o * g->c * g->kh * g->kw;
+    float *gw = arr(nw, 1), *gb = arr(g->o, 1);
+    nn_conv2d_backward(g, 0, NULL, NULL, NULL, NULL, gw, gb, 1, 1, NULL);
+    for (long i = 0; i < nw; i++)
+        ck_assert(gw[i] == 0.0f);
+    for (long i = 0; i < g->o; i++)
+        ck_assert(gb[i] == 0.0f);
+    guards_ok(gw, nw, "gw");
+    free(gw), free(gb);
+}
+END_TEST
+
+static double ulp(double v)
+{
+    float f = (float)fabs(v);
+    return (double)nextafterf(f, INFINITY) - f;
+}
+
+START_TEST(test_sigmoid)
+{
+    static const long counts[] = {1, 15, 16, 17, 33, 16384, 40001, 100003};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        long n = counts[c];
+        float *x = arr(n, 1), *y = arr(n, 0), *gy = arr(n, 1), *gx = arr(n, 0);
+        for (long i = 0; i < n; i++)
+            x[i] = x[i] * (i % 3 == 0 ? 110.0f : 8.0f);
+        static const float special[] = {0.0f, -0.0f, 88.0f, -88.0f, 103.0f, -103.0f, 1e-8f,
+                                        -1e-8f, 20.0f, -20.0f, 16.6f, -87.3f};
+        for (long i = 0; i < n && i < 12; i++)
+            x[i] = special[i];
+        if (n > 14) {
+            x[12] = NAN, x[13] = INFINITY, x[14] = -INFINITY;
+        }
+        nn_sigmoid_forward(n, x, y);
+        guards_ok(y, n, "y");
+        for (long i = 0; i < n; i++) {
+            /* the float formula's value: e^-x overflows to inf past
+               FLT_MAX, and the result is then 0 (as torch's) */
+            double e = exp(-(double)x[i]);
+            double want = e > FLT_MAX ? 0.0 : 1.0f / (1.0f + (float)e);
+            if (isnan(x[i])) {
+                ck_assert_msg(isnan(y[i]), "sigmoid(nan) = %g", y[i]);
+                continue;
+            }
+            ck_assert_msg(fabs(y[i] - want) <= 2.0 * ulp(want) + 1e-45,
+                          "sigmoid(%.9g) = %.9g, want %.9g (count %ld)", x[i], y[i], want, n);
+        }
+        nn_sigmoid_backward(n, gy, y, gx);
+        guards_ok(gx, n, "gx");
+        for (long i = 0; i < n; i++) {
+            float want = gy[i] * (1.0f - y[i]) * y[i];
+            ck_assert_msg(!memcmp(&gx[i], &want, sizeof want) || (isnan(want) && isnan(gx[i])),
+                          "sigmoid backward [%ld]: %.9g, want %.9g", i, gx[i], want);
+        }
+        /* in place, and with 1 and 3 threads: the same bits */
+        float *z = arr(n, 0);
+        memcpy(z, x, sizeof(float) * (size_t)n);
+        nn_set_num_threads(3);
+        nn_sigmoid_forward(n, z, z);
+        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "in place / 3 threads differ");
+        nn_set_num_threads(1);
+        nn_sigmoid_forward(n, x, z);
+        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
+        nn_set_num_threads(0);
+        free(x), free(y), free(gy), free(gx), free(z);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    printf("conv2d / sigmoid under test with nn_sgemm_impl() = %s, nn_num_threads() = %d\n",
+           nn_sgemm_impl(), nn_num_threads());
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("conv");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_conv, 0, (int)(sizeof cases / sizeof cases[0]));
+    tcase_add_test(tc, test_conv_empty);
+    tcase_add_test(tc, test_sigmoid);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
