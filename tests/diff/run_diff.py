@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_PY = '/usr/bin/python3'
@@ -312,6 +313,12 @@ def module_paths(spec):
                     rec(x, p + ['sequential', k])
             elif isinstance(e.get('repeat'), dict) and 'body' in e['repeat']:
                 rec(e['repeat']['body'], p + ['repeat', 'body'])
+            elif isinstance(e.get('residual'), list):
+                for i, x in enumerate(e['residual']):
+                    rec(x, p + ['residual', i])
+            elif isinstance(e.get('residual'), dict):
+                for k, x in e['residual'].items():
+                    rec(x, p + ['residual', k])
     rec(spec['model'], ['model'])
     for sect in ('shared', 'blocks'):
         for k, x in (spec.get(sect) or {}).items():
@@ -361,8 +368,9 @@ def used_names(spec):
                 elif k in blocks and k not in used:
                     used.add(k)
                     todo.append(blocks[k])
-                elif k in ('sequential', 'repeat', 'body'):
-                    todo.append(x if not isinstance(x, dict) or k != 'sequential'
+                elif k in ('sequential', 'repeat', 'body', 'residual'):
+                    todo.append(x if not isinstance(x, dict) or k not in ('sequential',
+                                                                        'residual')
                                 else list(x.values()))
     return used
 
@@ -445,6 +453,29 @@ def candidates(spec):
                     yield tidy(put(spec, p, r))
             # named -> list
             yield tidy(put(spec, p + ['sequential'], list(kids.values())))
+    # residuals: by their body (a sequential), a branch, or an identity shortcut
+    for p in paths:
+        e = get(spec, p)
+        if not isinstance(e, dict) or 'residual' not in e:
+            continue
+        meta = {k: e[k] for k in ('init', 'frozen') if k in e}
+        v = e['residual']
+        if isinstance(v, list):
+            for i in range(len(v)):
+                yield tidy(drop(spec, p + ['residual', i]))
+            r = with_meta(copy.deepcopy(v), meta)
+            if r is not None:
+                yield tidy(put(spec, p, r))
+        elif isinstance(v, dict):
+            for k in ('body', 'shortcut'):
+                if k in v:
+                    r = with_meta(copy.deepcopy(v[k]), meta)
+                    if r is not None:
+                        yield tidy(put(spec, p, r))
+            if v.get('shortcut') != []:
+                yield tidy(put(spec, p + ['residual', 'shortcut'], []))
+            if 'body' in v:
+                yield tidy(put(spec, p, dict(e, residual=[copy.deepcopy(v['body'])])))
     # indirections: blocks by their bodies, refs by a copy, repeats by their body
     for p in paths:
         e = get(spec, p)
@@ -517,7 +548,8 @@ def candidates(spec):
         if not isinstance(e, dict):
             continue
         for t, v in e.items():
-            if t in ('init', 'frozen', 'sequential', 'repeat', 'ref') or t in blocks:
+            if t in ('init', 'frozen', 'sequential', 'repeat', 'ref', 'residual') or \
+                    t in blocks:
                 continue
             if isinstance(v, dict):
                 for k in list(v):
@@ -525,8 +557,11 @@ def candidates(spec):
                         yield drop(spec, p + [t, k])
                 if 'out' in v and len(v) == 1:
                     yield put(spec, p + [t], v['out'])
-                for x in smaller_ints(v.get('out')):
-                    yield put(spec, p + [t, 'out'], x)
+                for k, x in v.items():     # out, kernel, stride, ...: smaller
+                    for y in smaller_ints(x):
+                        yield put(spec, p + [t, k], y)
+                    if isinstance(x, list) and len(x) == 2 and x[0] == x[1]:
+                        yield put(spec, p + [t, k], x[0])
             elif t == 'linear':
                 for x in smaller_ints(v):
                     yield put(spec, p + [t], x)
@@ -616,6 +651,8 @@ def main():
     args.blas_libs = args.blas_libs.split()
     args.extra_cflags = args.extra_cflags.split()
     torch.set_num_threads(1)
+    # torch's note on padding='same' with an even kernel (a padded copy)
+    warnings.filterwarnings('ignore', message="Using padding='same'")
     os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
     _RUNNER = Runner(args)
