@@ -218,6 +218,15 @@ const char *rows_expr(int64_t per)
     return per == 1 ? "n" : xfmt("n * %lld", (long long)per);
 }
 
+/* The same as a size_t for memcpy / memset: n as unsigned first, so that
+   no compiler can see a negative int turned into an absurd size (GCC 12
+   -Wstringop-overflow did on (size_t)(n * 7) once a kernel was inlined:
+   specs/regress/adaptive_pool_upsample_memset.yaml) */
+const char *rows_size(int64_t per)
+{
+    return per == 1 ? "(size_t)(unsigned)n" : xfmt("(size_t)(unsigned)n * %lld", (long long)per);
+}
+
 int64_t per_example(const value *v)
 {
     return shape_numel(&v->shape) / v->shape.d[0];
@@ -372,8 +381,8 @@ static void emit_forward(emitter *e)
         sb_puts(e->out, body.s);
     if (e->o->inference) {
         if (strcmp(e->L->bufname[last], "Y") != 0) /* no layer does any work */
-            E(e, "memcpy(Y, %s, sizeof(float) * (size_t)(%s));", e->L->bufname[last],
-              rows_expr(shape_numel(&p->output) / p->batch));
+            E(e, "memcpy(Y, %s, sizeof(float) * %s);", e->L->bufname[last],
+              rows_size(shape_numel(&p->output) / p->batch));
     } else {
         E(e, "return %s;", e->L->bufname[last]);
     }
@@ -483,11 +492,11 @@ static void emit_backward(emitter *e)
                     E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];", cond, rows, acc[k],
                       gy);
                 else if (v == 0 && !L->vgrad[0])
-                    E(e, "%smemcpy(dx, %s, sizeof(float) * (size_t)(%s));",
-                      dx_only ? "" : "if (dx) ", gy, rows);
+                    E(e, "%smemcpy(dx, %s, sizeof(float) * %s);",
+                      dx_only ? "" : "if (dx) ", gy, rows_size(per_example(&p->values[v])));
                 else if (L->vgrad[v])
-                    E(e, "%smemcpy(%s, %s, sizeof(float) * (size_t)(%s));", cond, gx[v], gy,
-                      rows);
+                    E(e, "%smemcpy(%s, %s, sizeof(float) * %s);", cond, gx[v], gy,
+                      rows_size(per_example(&p->values[v])));
                 else
                     gx[v] = gy; /* the same gradient: no copy */
             }
@@ -533,8 +542,8 @@ static void emit_backward(emitter *e)
     }
     /* the input's gradient in a buffer of its own: to the caller */
     if (L->vgrad[0] && gx[0])
-        E(e, "if (dx) memcpy(dx, %s, sizeof(float) * (size_t)(%s));", gx[0],
-          rows_expr(per_example(&p->values[0])));
+        E(e, "if (dx) memcpy(dx, %s, sizeof(float) * %s);", gx[0],
+          rows_size(per_example(&p->values[0])));
     e->out = main_out;
     e->indent = 0;
     E(e, "/* ---- backward kernels ---- */");
@@ -554,8 +563,8 @@ static void emit_backward(emitter *e)
          "(void)n; (void)dx;");
     E(e, "nn_model_attach_grads(&net->model);");
     if (p->nops == 0) /* an empty model is the identity */
-        E(e, "if (dx) memcpy(dx, dy, sizeof(float) * (size_t)(%s));",
-          rows_expr(shape_numel(&p->input) / p->batch));
+        E(e, "if (dx) memcpy(dx, dy, sizeof(float) * %s);",
+          rows_size(shape_numel(&p->input) / p->batch));
     if (body.s)
         sb_puts(e->out, body.s);
     close_block(e);

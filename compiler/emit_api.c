@@ -462,8 +462,8 @@ void emit_entry_points(emitter *e)
                        e->pass, n));
     check_one_value(e, "forward", xfmt("for (int i = 0; i < %s; i++) y[i] = NAN; /* and nothing changes */",
                                        rows_expr(out_per)), "");
-    E(e, "memcpy(net->act, x, sizeof(float) * (size_t)(%s));", rows_expr(in_per));
-    E(e, "memcpy(y, fwd(net, net->act, n), sizeof(float) * (size_t)(%s));", rows_expr(out_per));
+    E(e, "memcpy(net->act, x, sizeof(float) * %s);", rows_size(in_per));
+    E(e, "memcpy(y, fwd(net, net->act, n), sizeof(float) * %s);", rows_size(out_per));
     E(e, "net->rows = n;");
     close_block(e);
     NL(e);

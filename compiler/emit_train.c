@@ -199,8 +199,8 @@ void emit_train(emitter *e)
                        e->pass, n, T));
     E(e, "int bad;");
     check_one_value(e, "loss", NULL, " NAN");
-    E(e, "memcpy(net->act, x, sizeof(float) * (size_t)(%s)); /* for a later backward */",
-      rows_expr(in_per));
+    E(e, "memcpy(net->act, x, sizeof(float) * %s); /* for a later backward */",
+      rows_size(in_per));
     E(e, "net->rows = n;");
     E(e, "return loss_fn(fwd(net, net->act, n), target, NULL, &bad, n);");
     close_block(e);

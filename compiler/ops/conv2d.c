@@ -378,7 +378,7 @@ static void backward(op_emit *ec)
         K(ec, "        }");
     }
     K(ec, "    %s{", ec->gx_maybe_null ? "if (gx) " : "");
-    K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(g.C * g.H * g.W));
+    K(ec, "    memset(gx, 0, sizeof(float) * %s);", rows_size(g.C * g.H * g.W));
     outputs(ec, &g);
     K(ec, "                    float d = gy[yi];");
     window(ec, &g, "                    ", "gx[xo + xi] += d * w[wo + wi];");

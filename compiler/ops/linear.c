@@ -213,7 +213,7 @@ static void backward(op_emit *ec)
         /* gx = gy w, accumulated row by row so the inner loop runs along
            contiguous memory without a reduction (it vectorizes) */
         K(ec, "    %s{", ec->gx_maybe_null ? "if (gx) " : "");
-        K(ec, "        memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(rp * in));
+        K(ec, "        memset(gx, 0, sizeof(float) * %s);", rows_size(rp * in));
         K(ec, "        for (int r = 0; r < %s; r++)", rows);
         K(ec, "            for (int o = 0; o < %lld; o++) {", out);
         K(ec, "                float g = gy[r * %lld + o];", out);

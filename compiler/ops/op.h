@@ -133,6 +133,8 @@ const char *kend(op_emit *ec, const char *prefix);
 void C(op_emit *ec, const char *fmt, ...) PRINTF(2, 3);
 /* "n", or "n * 8": the elements of `per` per example times the rows */
 const char *rows_expr(int64_t per);
+/* the same as a size_t (memcpy, memset sizes) */
+const char *rows_size(int64_t per);
 /* per-example elements of a value (its numel / batch) */
 int64_t per_example(const value *v);
 const char *op_comment(const program *p, const op *o);

@@ -244,7 +244,7 @@ static void max_backward(op_emit *ec)
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const int32_t "
           "*restrict idx)");
     K(ec, "{");
-    K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(nc * g.H * g.W));
+    K(ec, "    memset(gx, 0, sizeof(float) * %s);", rows_size(nc * g.H * g.W));
     K(ec, "    for (int p = 0; p < %s; p++)", rows_expr(nc));
     K(ec, "        for (int k = 0; k < %lld; k++)", LL(g.OH * g.OW));
     K(ec, "            if (idx[p * %lld + k] >= 0) gx[p * %lld + idx[p * %lld + k]] += gy[p * "
@@ -301,7 +301,7 @@ static void avg_backward(op_emit *ec)
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx)");
     K(ec, "{");
-    K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(nc * g.H * g.W));
+    K(ec, "    memset(gx, 0, sizeof(float) * %s);", rows_size(nc * g.H * g.W));
     planes(ec, nc, &g);
     avg_window(ec, &g, (int)arg_int(ec->o->m, AVG_COUNT_INCLUDE_PAD));
     K(ec, "                float d = gy[yi] / (float)cnt;");
@@ -350,7 +350,7 @@ static void adaptive_backward(op_emit *ec)
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx)");
     K(ec, "{");
-    K(ec, "    memset(gx, 0, sizeof(float) * (size_t)(%s));", rows_expr(nc * g.H * g.W));
+    K(ec, "    memset(gx, 0, sizeof(float) * %s);", rows_size(nc * g.H * g.W));
     planes(ec, nc, &g);
     adaptive_window(ec, &g);
     K(ec, "                float d = gy[yi] / (float)kh / (float)kw;");

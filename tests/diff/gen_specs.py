@@ -139,17 +139,15 @@ BLAS_MIN_MACS = 1024   # compiler/ops/linear.c
 # Constructs that expose a known, reported nngen bug: not generated unless
 # asked for (generate(..., known_bugs=True), run_diff.py --known-bugs), so
 # that a batch finds what is new.  Each has a spec under specs/regress/.
-# Open: 'adaptive_pool_upsample': an adaptive_avg_pool2d whose output is
-# larger than its input; its backward kernel's memset(gx, 0, sizeof(float) *
-# (size_t)(n * K)), inlined, fails GCC 12's -Wstringop-overflow under -Werror
-# (specs/regress/adaptive_pool_upsample_memset.yaml; the warning depends on
-# GCC's inlining, so this is where it was seen, not the only place it could
-# be).  Fixed: `{default: {}, zero_abs_below: t}` dropped the modifier
+# None open.  Fixed: 'adaptive_pool_upsample': an adaptive_avg_pool2d whose
+# output is larger than its input made a memset size GCC 12 warned about
+# under -Werror (specs/regress/adaptive_pool_upsample_memset.yaml);
+# `{default: {}, zero_abs_below: t}` dropped the modifier
 # (specs/regress/default_zero_abs_below.yaml, name 'default_zero_abs_below');
 # a child name with a newline printed unlike torch's _addindent and drew as a
 # label line break in --dot (specs/regress/print_newline_name.yaml, name
 # 'newline_in_name').
-KNOWN_BUGS = {'adaptive_pool_upsample'}
+KNOWN_BUGS = set()
 
 _noted = set()
 
