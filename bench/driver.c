@@ -266,6 +266,9 @@ static void bench(double min_s, int batches)
     N_(_init)(net, 0);
 #ifdef FORWARD_ONLY
     /* an inference build (nngen --inference): forward only */
+#ifdef EVAL_FORWARD
+    N_(_set_training)(net, 0);  /* the forward as a deployed model runs it */
+#endif
     for (int k = 0; k < 3; k++) N_(_forward)(net, XS(k), ys);
     sink = ys[0];
     rss1 = rss_bytes();

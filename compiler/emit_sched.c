@@ -25,11 +25,12 @@ static int can_fold(const program *p, const op *a, const op *b, const int *reade
     if (!a->d->folds_bn || !b->d->fold || !b->d->fold_ok(b->m) || fused || b->nin != 1 ||
         b->in[0] != a->out || readers[a->out] != 1 || a->m->nparams < 1)
         return 0;
+    /* the layer's output channels must be the norm's: dimension 1 of a
+       conv2d's [N, O, H, W] or of a linear's [N, O] (not a linear on the
+       last dimension of a larger value: found by tests/diff s3/n388) */
     const shape *y = &op_out(p, a)->shape;
     const tensor *w = &p->tensors[a->m->tens_ids[0]];
-    if (y->ndim != 2 && y->ndim != 4)
-        return 0;
-    return w->shape[0] == y->d[1];
+    return y->ndim == a->d->folds_bn && w->shape[0] == y->d[1];
 }
 
 sched *plan_schedule(const program *p, int no_blas, int inference)

@@ -30,6 +30,10 @@
 
 #include "gemm_internal.h"
 
+#ifndef NN_HAVE_AVX512_KERNEL
+#define NN_HAVE_AVX512_KERNEL 0
+#endif
+
 /* blocks of examples for the parameter gradients' partial sums */
 #define NBLK 16
 
@@ -49,9 +53,48 @@ static long grad_floats(const nn_conv2d_geom *g)
     return (long)g->o * kdim(g) + g->o;
 }
 
+/* ---- the implicit GEMM of the forward (nngen's kernel) --------------------
+
+   The group's zero-padded input, split into sh x sw phase planes: plane
+   (a, b) of channel c holds xpad[c][a + sh i][b + sw j] for i < hq,
+   j < wq.  Then weight row k = (c, kh, kw) meets the input at
+   plane (c, kh dh % sh, kw dw % sw) shifted by (kh dh / sh) wq + kw dw / sw,
+   for every output (oh, ow) at the flat index oh wq + ow: each row of the
+   im2col matrix is a contiguous piece of the planes, and the product reads
+   it in place (nn__sgemm_offs_avx512, B's rows as offsets) into an
+   output of oh x wq columns, of which the first ow of each row are kept. */
+
+typedef struct {
+    long hq, wq;       /* a phase plane */
+    long planes;       /* floats of the planes of the group (+ slack) */
+    long lq;           /* oh * wq: the product's columns */
+} phases;
+
+static void phase_geom(const nn_conv2d_geom *g, phases *ph)
+{
+    long hp = (long)(g->oh - 1) * g->sh + (long)(g->kh - 1) * g->dh + 1;
+    long wp = (long)(g->ow - 1) * g->sw + (long)(g->kw - 1) * g->dw + 1;
+    ph->hq = (hp + g->sh - 1) / g->sh;
+    ph->wq = (wp + g->sw - 1) / g->sw;
+    /* the junk columns of the last output row read up to (kw - 1) dw / sw
+       floats past the last plane */
+    ph->planes = (long)(g->c / g->groups) * g->sh * g->sw * ph->hq * ph->wq + ph->wq + 16;
+    ph->lq = (long)g->oh * ph->wq;
+}
+
+/* floats of the forward's buffers: planes, the wide output, and the row
+   offsets (ints, in float-sized slots) */
+static long direct_floats(const nn_conv2d_geom *g)
+{
+    phases ph;
+    phase_geom(g, &ph);
+    return ph.planes + (long)(g->o / g->groups) * ph.lq + kdim(g);
+}
+
 size_t nn_conv2d_work_floats(const nn_conv2d_geom *g)
 {
-    return (size_t)(kdim(g) * plane(g) + grad_floats(g));
+    long col = kdim(g) * plane(g), direct = direct_floats(g);
+    return (size_t)((col > direct ? col : direct) + grad_floats(g));
 }
 
 /* the output columns [lo, hi) whose input column ow * sw + off lies in
@@ -124,6 +167,50 @@ static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
                 }
             }
 }
+
+#if NN_HAVE_AVX512_KERNEL
+/* the planes of the group's input planes x (C/G x H x W) */
+static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *x, float *xp)
+{
+    long cg = g->c / g->groups, pl = ph->hq * ph->wq;
+    memset(xp, 0, sizeof(float) * (size_t)ph->planes);
+    for (long c = 0; c < cg; c++)
+        for (long ih = 0; ih < g->h; ih++) {
+            long r = ih + g->pt;
+            if (r >= ph->hq * g->sh)
+                break;
+            const float *s = x + (c * g->h + ih) * g->w;
+            float *base = xp + ((c * g->sh + r % g->sh) * g->sw) * pl + (r / g->sh) * ph->wq;
+            if (g->sw == 1) {
+                long n = g->w < ph->wq - g->pl ? g->w : ph->wq - g->pl;
+                if (n > 0)
+                    memcpy(base + g->pl, s, sizeof(float) * (size_t)n);
+                continue;
+            }
+            for (long iw = 0; iw < g->w; iw++) {
+                long q = iw + g->pl;
+                if (q >= ph->wq * g->sw)
+                    break;
+                base[(q % g->sw) * pl + q / g->sw] = s[iw];
+            }
+        }
+}
+
+/* the offsets of the im2col rows k = (c, kh, kw) in the planes */
+static void row_offsets(const nn_conv2d_geom *g, const phases *ph, int *off)
+{
+    long cg = g->c / g->groups, pl = ph->hq * ph->wq;
+    for (long c = 0; c < cg; c++)
+        for (long kh = 0; kh < g->kh; kh++)
+            for (long kw = 0; kw < g->kw; kw++) {
+                long a = kh * g->dh, b = kw * g->dw;
+                off[(c * g->kh + kh) * g->kw + kw] =
+                    (int)(((c * g->sh + a % g->sh) * g->sw + b % g->sw) * pl +
+                          (a / g->sh) * ph->wq + b / g->sw);
+            }
+}
+
+#endif
 
 /* ------------------------------------------------------------------ */
 /* per-thread buffers (threads 1 .. NN_MAX_THREADS-1; thread 0 has work) */
@@ -202,6 +289,27 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
     const nn_conv2d_geom *g = j->g;
     long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
     float *col = col_of(j, t);
+#if NN_HAVE_AVX512_KERNEL
+    if (t >= 0) {   /* nngen's kernel: the implicit GEMM */
+        phases ph;
+        phase_geom(g, &ph);
+        float *xp = col, *wide = col + ph.planes;
+        int *off = (int *)(void *)(wide + og * ph.lq);
+        row_offsets(g, &ph, off);
+        for (long r = r0; r < r1; r++)
+            for (long q = 0; q < g->groups; q++) {
+                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, xp);
+                nn__sgemm_offs_avx512((int)og, (int)ph.lq, (int)kd, j->w + q * og * kd, (int)kd,
+                                      xp, off, wide, (int)ph.lq, j->b ? j->b + q * og : NULL);
+                float *y = j->y + (r * g->o + q * og) * L;
+                for (long o = 0; o < og; o++)
+                    for (long oh = 0; oh < g->oh; oh++)
+                        memcpy(y + (o * g->oh + oh) * g->ow, wide + o * ph.lq + oh * ph.wq,
+                               sizeof(float) * (size_t)g->ow);
+            }
+        return;
+    }
+#endif
     for (long r = r0; r < r1; r++)
         for (long q = 0; q < g->groups; q++) {
             im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);
@@ -223,7 +331,8 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
         return;
     conv_job j = {g, n, x, w, b, NULL, y, NULL, work, 0, NULL};
     int nt = nn__pool_take(n);
-    if (nt >= 2 && have_buffers(nt, (size_t)(kdim(g) * plane(g)), 0)) {
+    long col = kdim(g) * plane(g), direct = direct_floats(g);
+    if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct), 0)) {
         nn__pool_run(fwd_task, &j);
         nn__pool_give();
         return;
@@ -248,13 +357,13 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
     if (j->want_grads) {
         float *pw = part, *pb = part + g->o * kd;
         for (long o = 0; o < g->o; o++) {
-            float s = 0.0f;
+            double s = 0.0; /* in double: the sum is often near 0 (a batch norm after) */
             for (long r = r0; r < r1; r++) {
                 const float *d = j->gy + (r * g->o + o) * L;
                 for (long l = 0; l < L; l++)
                     s += d[l];
             }
-            pb[o] = s;
+            pb[o] = (float)s;
         }
         for (long r = r0; r < r1; r++)
             for (long q = 0; q < g->groups; q++) {
@@ -317,7 +426,8 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
     int nb = nblocks(n);
     conv_job j = {g, n, x, w, NULL, gy, NULL, gx, work, want, NULL};
     int nt = nn__pool_take(nb);
-    if (nt >= 2 && have_buffers(nt, (size_t)(kdim(g) * plane(g)),
+    long col = kdim(g) * plane(g), direct = direct_floats(g);
+    if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct),
                                 want ? (size_t)(nb * grad_floats(g)) : 0)) {
         j.parts = parts;
         nn__pool_run(bwd_task, &j);
@@ -330,7 +440,7 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
     /* alone (t = 0 with the pool, -1 without), one block at a time, its
        sums in the end of work */
     int t = nt > 0 ? 0 : -1;
-    float *part = work + kdim(g) * plane(g);
+    float *part = work + (col > direct ? col : direct);
     for (int blk = 0; blk < nb; blk++) {
         bwd_block(&j, t, blk, nb, part);
         if (want)

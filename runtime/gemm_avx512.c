@@ -467,3 +467,85 @@ void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float 
         _mm512_mask_storeu_ps(gx + i, m, _mm512_mul_ps(_mm512_mul_ps(g, _mm512_sub_ps(one, v)), v));
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* Products with B given by row offsets (conv.c's implicit GEMM)       */
+
+/* One tile: mr rows of C (A's rows a + i * lda) x nv vectors from column
+   j0; B row p is base + off[p] (contiguous columns).  Loads past column j0 + w
+   are masked off (no access). */
+static inline __attribute__((always_inline)) void
+rkernel(const int mr, const int nv, long kc, const float *a, long lda,
+        const float *base, const int *off, long j0, float *c, long ldc, long w, const float *bias)
+{
+    __m512 acc[MR][NRV];
+    __mmask16 mk[NRV];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        long left = w - 16 * v;
+        mk[v] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (long k = 0; k < kc; k++) {
+        const float *b = base + off[k] + j0;
+        __m512 bv[NRV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bv[v] = _mm512_maskz_loadu_ps(mk[v], b + 16 * v);
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(a[i * lda + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        __m512 bi = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mk[v], _mm512_add_ps(acc[i][v], bi));
+    }
+}
+
+typedef void (*rkernel_fn)(long, const float *, long, const float *, const int *, long, float *,
+                           long, long, const float *);
+#define R1(R, V)                                                                              \
+    static void r##R##V(long kc, const float *a, long lda, const float *base, const int *off, \
+                        long j0, float *c, long ldc, long w, const float *bias)               \
+    {                                                                                         \
+        rkernel(R, V, kc, a, lda, base, off, j0, c, ldc, w, bias);                            \
+    }
+#define RROW(R) R1(R, 1) R1(R, 2) R1(R, 3) R1(R, 4)
+RROW(1) RROW(2) RROW(3) RROW(4) RROW(5) RROW(6)
+
+static const rkernel_fn rkernels[MR + 1][NRV + 1] = {
+    {0, 0, 0, 0, 0},
+    {0, r11, r12, r13, r14},
+    {0, r21, r22, r23, r24},
+    {0, r31, r32, r33, r34},
+    {0, r41, r42, r43, r44},
+    {0, r51, r52, r53, r54},
+    {0, r61, r62, r63, r64},
+};
+
+void nn__sgemm_offs_avx512(int m, int n, int k, const float *a, int lda, const float *base,
+                           const int *off, float *c, int ldc, const float *bias)
+{
+    /* column blocks outer: a block of B's rows (k x 64) stays in cache
+       while every row tile of A passes over it */
+    for (long j0 = 0; j0 < n; j0 += NR) {
+        long w = n - j0 < NR ? n - j0 : NR;
+        int nv = (int)((w + 15) / 16);
+        for (long i0 = 0; i0 < m; i0 += MR) {
+            int mr = (int)(m - i0 < MR ? m - i0 : MR);
+            rkernels[mr][nv](k, a + i0 * lda, lda, base, off, j0, c + i0 * ldc + j0, ldc, w,
+                             bias ? bias + i0 : NULL);
+        }
+    }
+}

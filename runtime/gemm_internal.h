@@ -52,4 +52,10 @@ void nn__sgemm_slot(int t, int trans_a, int trans_b, int m, int n, int k, const 
 void nn__sigmoid_avx512(long n, const float *x, float *y);
 void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx);
 
+/* c (m x n, ldc) = a (m x k, lda) b + bias[i] (bias NULL: none), where row p
+   of b is base + off[p] (n contiguous floats, only those read); the
+   calling thread alone, no packing (conv.c's implicit GEMM). */
+void nn__sgemm_offs_avx512(int m, int n, int k, const float *a, int lda, const float *base,
+                           const int *off, float *c, int ldc, const float *bias);
+
 #endif

@@ -212,7 +212,7 @@ struct op_desc {
        running statistics in eval mode); fold(bn_ec, w, b, wout, bout, per)
        emits the kernel computing wout (O x per) and bout (O) from the
        layer's w and b (NULL: no bias) and the norm's tensors. */
-    int folds_bn;
+    int folds_bn;               /* the rank of the output it folds on (2, 4), or 0 */
     /* a norm over the batch: the values per channel each example adds to
        the statistics (torch refuses 1 value per channel in training mode;
        *always: also in eval mode, where it uses the batch's statistics too) */
