@@ -82,13 +82,46 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
     ph->lq = (long)g->oh * ph->wq;
 }
 
-/* floats of the forward's buffers: planes, the wide output, and the row
-   offsets (ints, in float-sized slots) */
+/* The implicit GEMMs' buffers, carved from one block of floats: the
+   planes, their gradient, gy as og x lq (wide: zeros in the junk columns)
+   and as lq x og, the weight gradient transposed (kd x og), and int tables
+   (in float-sized slots): the rows' offsets and three of another kind. */
+typedef struct {
+    float *planes, *gplanes, *gyw, *gyt, *ct;
+    int *off, *t1, *t2, *t3, *t4;
+} dbufs;
+
+static long tab_len(const nn_conv2d_geom *g, const phases *ph)
+{
+    long kd = kdim(g), og = g->o / g->groups, n = kd > og ? kd : og;
+    return n > ph->lq ? n : ph->lq;
+}
+
+static long carve(const nn_conv2d_geom *g, const phases *ph, float *base, dbufs *d)
+{
+    long og = g->o / g->groups, kd = kdim(g), t = tab_len(g, ph), at = 0;
+    float *p = base;
+#define TAKE(field, type, n) (d->field = base ? (type *)(void *)(p + at) : NULL, at += (n))
+    TAKE(planes, float, ph->planes);
+    TAKE(gplanes, float, ph->planes);
+    TAKE(gyw, float, og * ph->lq);
+    TAKE(gyt, float, og * ph->lq);
+    TAKE(ct, float, kd * og);
+    TAKE(off, int, kd);
+    TAKE(t1, int, t);
+    TAKE(t2, int, t);
+    TAKE(t3, int, t);
+    TAKE(t4, int, t);
+#undef TAKE
+    return at;
+}
+
 static long direct_floats(const nn_conv2d_geom *g)
 {
     phases ph;
+    dbufs d;
     phase_geom(g, &ph);
-    return ph.planes + (long)(g->o / g->groups) * ph.lq + kdim(g);
+    return carve(g, &ph, NULL, &d);
 }
 
 size_t nn_conv2d_work_floats(const nn_conv2d_geom *g)
@@ -196,6 +229,34 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
         }
 }
 
+/* the adjoint of fill_planes: the group's input gradient planes gx
+   (C/G x H x W) from the planes' gradient (positions no window reads: 0) */
+static void unfill_planes(const nn_conv2d_geom *g, const phases *ph, const float *gp, float *gx)
+{
+    long cg = g->c / g->groups, pl = ph->hq * ph->wq;
+    memset(gx, 0, sizeof(float) * (size_t)(cg * g->h * g->w));
+    for (long c = 0; c < cg; c++)
+        for (long ih = 0; ih < g->h; ih++) {
+            long r = ih + g->pt;
+            if (r >= ph->hq * g->sh)
+                break;
+            float *d = gx + (c * g->h + ih) * g->w;
+            const float *base = gp + ((c * g->sh + r % g->sh) * g->sw) * pl + (r / g->sh) * ph->wq;
+            if (g->sw == 1) {
+                long n = g->w < ph->wq - g->pl ? g->w : ph->wq - g->pl;
+                if (n > 0)
+                    memcpy(d, base + g->pl, sizeof(float) * (size_t)n);
+                continue;
+            }
+            for (long iw = 0; iw < g->w; iw++) {
+                long q = iw + g->pl;
+                if (q >= ph->wq * g->sw)
+                    break;
+                d[iw] = base[(q % g->sw) * pl + q / g->sw];
+            }
+        }
+}
+
 /* the offsets of the im2col rows k = (c, kh, kw) in the planes */
 static void row_offsets(const nn_conv2d_geom *g, const phases *ph, int *off)
 {
@@ -292,19 +353,23 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
 #if NN_HAVE_AVX512_KERNEL
     if (t >= 0) {   /* nngen's kernel: the implicit GEMM */
         phases ph;
+        dbufs d;
         phase_geom(g, &ph);
-        float *xp = col, *wide = col + ph.planes;
-        int *off = (int *)(void *)(wide + og * ph.lq);
-        row_offsets(g, &ph, off);
+        carve(g, &ph, col, &d);
+        row_offsets(g, &ph, d.off);
+        for (long i = 0; i < og; i++)
+            d.t1[i] = (int)(i * kd), d.t2[i] = (int)(i * ph.lq);
+        nn_gemm_rows gm = {og, ph.lq, kd, NULL, d.t1, 1, d.planes, d.off, d.gyw, d.t2, 0, NULL};
         for (long r = r0; r < r1; r++)
             for (long q = 0; q < g->groups; q++) {
-                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, xp);
-                nn__sgemm_offs_avx512((int)og, (int)ph.lq, (int)kd, j->w + q * og * kd, (int)kd,
-                                      xp, off, wide, (int)ph.lq, j->b ? j->b + q * og : NULL);
+                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
+                gm.a = j->w + q * og * kd;
+                gm.bias = j->b ? j->b + q * og : NULL;
+                nn__sgemm_rows_avx512(&gm);
                 float *y = j->y + (r * g->o + q * og) * L;
                 for (long o = 0; o < og; o++)
                     for (long oh = 0; oh < g->oh; oh++)
-                        memcpy(y + (o * g->oh + oh) * g->ow, wide + o * ph.lq + oh * ph.wq,
+                        memcpy(y + (o * g->oh + oh) * g->ow, d.gyw + o * ph.lq + oh * ph.wq,
                                sizeof(float) * (size_t)g->ow);
             }
         return;
@@ -345,6 +410,62 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
     fwd_rows(&j, -1, 0, n);
 }
 
+#if NN_HAVE_AVX512_KERNEL
+/* bwd_block on nngen's kernel: the implicit GEMMs
+       gW^T (kd x og) += planes rows (kd x lq) . gy^T (lq x og)
+       planes' gradient rows (kd x lq, shifted, overlapping) += W^T gy
+   then the input gradient from the planes' (unfill_planes) */
+static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
+{
+    const nn_conv2d_geom *g = j->g;
+    long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
+    phases ph;
+    dbufs d;
+    phase_geom(g, &ph);
+    carve(g, &ph, col_of(j, t), &d);
+    row_offsets(g, &ph, d.off);
+    for (long l = 0; l < ph.lq; l++)
+        d.t1[l] = (int)(l * og);
+    for (long k = 0; k < kd; k++)
+        d.t2[k] = (int)(k * og), d.t3[k] = (int)k;
+    for (long o = 0; o < og; o++)
+        d.t4[o] = (int)(o * ph.lq);
+    nn_gemm_rows gw = {kd, og, ph.lq, d.planes, d.off, 1, d.gyt, d.t1, d.ct, d.t2, 0, NULL};
+    nn_gemm_rows gx = {kd, ph.lq, og, NULL, d.t3, kd, d.gyw, d.t4, d.gplanes, d.off, 1, NULL};
+    for (long q = 0; q < g->groups; q++) {
+        gx.a = j->w + q * og * kd;
+        for (long r = r0; r < r1; r++) {
+            const float *gyq = j->gy + (r * g->o + q * og) * L;
+            memset(d.gyw, 0, sizeof(float) * (size_t)(og * ph.lq));
+            for (long o = 0; o < og; o++)
+                for (long oh = 0; oh < g->oh; oh++)
+                    memcpy(d.gyw + o * ph.lq + oh * ph.wq, gyq + (o * g->oh + oh) * g->ow,
+                           sizeof(float) * (size_t)g->ow);
+            if (j->want_grads) {
+                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
+                memset(d.gyt, 0, sizeof(float) * (size_t)(og * ph.lq));
+                for (long o = 0; o < og; o++)
+                    for (long oh = 0; oh < g->oh; oh++)
+                        for (long ow = 0; ow < g->ow; ow++)
+                            d.gyt[(oh * ph.wq + ow) * og + o] = gyq[(o * g->oh + oh) * g->ow + ow];
+                gw.beta = r > r0;
+                nn__sgemm_rows_avx512(&gw);
+            }
+            if (j->gx) {
+                memset(d.gplanes, 0, sizeof(float) * (size_t)ph.planes);
+                nn__sgemm_rows_avx512(&gx);
+                unfill_planes(g, &ph, d.gplanes,
+                              j->gx + (r * g->c + q * cg) * g->h * g->w);
+            }
+        }
+        if (j->want_grads)
+            for (long o = 0; o < og; o++)
+                for (long k = 0; k < kd; k++)
+                    part[(q * og + o) * kd + k] = d.ct[k * og + o];
+    }
+}
+#endif
+
 /* backward of block blk (its examples): the input gradient of its examples
    (when gx) and, when want_grads, the block's weight and bias gradient sums
    into part (grad_floats) */
@@ -355,7 +476,7 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
     long r0 = (long)j->n * blk / nblk, r1 = (long)j->n * (blk + 1) / nblk;
     float *col = col_of(j, t);
     if (j->want_grads) {
-        float *pw = part, *pb = part + g->o * kd;
+        float *pb = part + g->o * kd;
         for (long o = 0; o < g->o; o++) {
             double s = 0.0; /* in double: the sum is often near 0 (a batch norm after) */
             for (long r = r0; r < r1; r++) {
@@ -365,6 +486,15 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
             }
             pb[o] = (float)s;
         }
+    }
+#if NN_HAVE_AVX512_KERNEL
+    if (t >= 0) {
+        bwd_direct(j, t, r0, r1, part);
+        return;
+    }
+#endif
+    if (j->want_grads) {
+        float *pw = part;
         for (long r = r0; r < r1; r++)
             for (long q = 0; q < g->groups; q++) {
                 im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);

@@ -469,17 +469,19 @@ void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float 
 }
 
 /* ------------------------------------------------------------------ */
-/* Products with B given by row offsets (conv.c's implicit GEMM)       */
+/* Products over row tables (conv.c's implicit GEMMs)                  */
 
-/* One tile: mr rows of C (A's rows a + i * lda) x nv vectors from column
-   j0; B row p is base + off[p] (contiguous columns).  Loads past column j0 + w
-   are masked off (no access). */
+/* One tile of C = A B: rows i0 .. i0+mr of C, nv vectors from column j0
+   (w columns: loads and stores past them masked off). */
 static inline __attribute__((always_inline)) void
-rkernel(const int mr, const int nv, long kc, const float *a, long lda,
-        const float *base, const int *off, long j0, float *c, long ldc, long w, const float *bias)
+gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long j0, long kc, long w)
 {
     __m512 acc[MR][NRV];
     __mmask16 mk[NRV];
+    const float *ar[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++)
+        ar[i] = g->a + g->aoff[i0 + i];
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
         long left = w - 16 * v;
@@ -490,62 +492,66 @@ rkernel(const int mr, const int nv, long kc, const float *a, long lda,
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             acc[i][v] = _mm512_setzero_ps();
-    for (long k = 0; k < kc; k++) {
-        const float *b = base + off[k] + j0;
+    const long aks = g->aks;
+    for (long p = 0; p < kc; p++) {
+        const float *b = g->b + g->boff[p] + j0;
         __m512 bv[NRV];
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             bv[v] = _mm512_maskz_loadu_ps(mk[v], b + 16 * v);
 #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
-            __m512 av = _mm512_set1_ps(a[i * lda + k]);
+            __m512 av = _mm512_set1_ps(ar[i][p * aks]);
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++)
                 acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
     }
+    /* row by row, load-add-store: rows of C may overlap (col2im's adjoint
+       adds shifted rows into the same planes), each sees the ones before */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
-        __m512 bi = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
+        float *cr = g->c + g->coff[i0 + i] + j0;
+        __m512 bi = g->bias ? _mm512_set1_ps(g->bias[i0 + i]) : _mm512_setzero_ps();
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++)
-            _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mk[v], _mm512_add_ps(acc[i][v], bi));
+        for (int v = 0; v < nv; v++) {
+            __m512 r = _mm512_add_ps(acc[i][v], bi);
+            if (g->beta)
+                r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk[v], cr + 16 * v), r);
+            _mm512_mask_storeu_ps(cr + 16 * v, mk[v], r);
+        }
     }
 }
 
-typedef void (*rkernel_fn)(long, const float *, long, const float *, const int *, long, float *,
-                           long, long, const float *);
-#define R1(R, V)                                                                              \
-    static void r##R##V(long kc, const float *a, long lda, const float *base, const int *off, \
-                        long j0, float *c, long ldc, long w, const float *bias)               \
+typedef void (*gkernel_fn)(const nn_gemm_rows *, long, long, long, long);
+#define G1(R, V)                                                                              \
+    static void g##R##V(const nn_gemm_rows *g, long i0, long j0, long kc, long w)              \
     {                                                                                         \
-        rkernel(R, V, kc, a, lda, base, off, j0, c, ldc, w, bias);                            \
+        gkernel(R, V, g, i0, j0, kc, w);                                                      \
     }
-#define RROW(R) R1(R, 1) R1(R, 2) R1(R, 3) R1(R, 4)
-RROW(1) RROW(2) RROW(3) RROW(4) RROW(5) RROW(6)
+#define GROW(R) G1(R, 1) G1(R, 2) G1(R, 3) G1(R, 4)
+GROW(1) GROW(2) GROW(3) GROW(4) GROW(5) GROW(6)
 
-static const rkernel_fn rkernels[MR + 1][NRV + 1] = {
+static const gkernel_fn gkernels[MR + 1][NRV + 1] = {
     {0, 0, 0, 0, 0},
-    {0, r11, r12, r13, r14},
-    {0, r21, r22, r23, r24},
-    {0, r31, r32, r33, r34},
-    {0, r41, r42, r43, r44},
-    {0, r51, r52, r53, r54},
-    {0, r61, r62, r63, r64},
+    {0, g11, g12, g13, g14},
+    {0, g21, g22, g23, g24},
+    {0, g31, g32, g33, g34},
+    {0, g41, g42, g43, g44},
+    {0, g51, g52, g53, g54},
+    {0, g61, g62, g63, g64},
 };
 
-void nn__sgemm_offs_avx512(int m, int n, int k, const float *a, int lda, const float *base,
-                           const int *off, float *c, int ldc, const float *bias)
+void nn__sgemm_rows_avx512(const nn_gemm_rows *g)
 {
     /* column blocks outer: a block of B's rows (k x 64) stays in cache
        while every row tile of A passes over it */
-    for (long j0 = 0; j0 < n; j0 += NR) {
-        long w = n - j0 < NR ? n - j0 : NR;
+    for (long j0 = 0; j0 < g->n; j0 += NR) {
+        long w = g->n - j0 < NR ? g->n - j0 : NR;
         int nv = (int)((w + 15) / 16);
-        for (long i0 = 0; i0 < m; i0 += MR) {
-            int mr = (int)(m - i0 < MR ? m - i0 : MR);
-            rkernels[mr][nv](k, a + i0 * lda, lda, base, off, j0, c + i0 * ldc + j0, ldc, w,
-                             bias ? bias + i0 : NULL);
+        for (long i0 = 0; i0 < g->m; i0 += MR) {
+            int mr = (int)(g->m - i0 < MR ? g->m - i0 : MR);
+            gkernels[mr][nv](g, i0, j0, g->k, w);
         }
     }
 }

@@ -52,10 +52,24 @@ void nn__sgemm_slot(int t, int trans_a, int trans_b, int m, int n, int k, const 
 void nn__sigmoid_avx512(long n, const float *x, float *y);
 void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx);
 
-/* c (m x n, ldc) = a (m x k, lda) b + bias[i] (bias NULL: none), where row p
-   of b is base + off[p] (n contiguous floats, only those read); the
-   calling thread alone, no packing (conv.c's implicit GEMM). */
-void nn__sgemm_offs_avx512(int m, int n, int k, const float *a, int lda, const float *base,
-                           const int *off, float *c, int ldc, const float *bias);
+/* C = A B (+ bias[i] per row, + C when beta) over row tables, on the
+   calling thread alone, no packing (conv.c's implicit GEMMs): A(i, p) =
+   a[aoff[i] + p aks], row p of B is b + boff[p] (n contiguous floats),
+   row i of C is c + coff[i]; rows of C may overlap when beta (each row is
+   added after the ones before it).  Only the n columns are read and
+   written. */
+typedef struct nn_gemm_rows {
+    long m, n, k;
+    const float *a;
+    const int *aoff;
+    long aks;
+    const float *b;
+    const int *boff;
+    float *c;
+    const int *coff;
+    int beta;
+    const float *bias;
+} nn_gemm_rows;
+void nn__sgemm_rows_avx512(const nn_gemm_rows *g);
 
 #endif
