@@ -83,11 +83,11 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
 }
 
 /* The implicit GEMMs' buffers, carved from one block of floats: the
-   planes, their gradient, gy as og x lq (wide: zeros in the junk columns)
-   and as lq x og, the weight gradient transposed (kd x og), and int tables
-   (in float-sized slots): the rows' offsets and three of another kind. */
+   planes, their gradient, gy as og x lq (wide: zeros in the junk columns),
+   and int tables (in float-sized slots): the rows' offsets and four of
+   other kinds. */
 typedef struct {
-    float *planes, *gplanes, *gyw, *gyt, *ct;
+    float *planes, *gplanes, *gyw;
     int *off, *t1, *t2, *t3, *t4;
 } dbufs;
 
@@ -105,8 +105,6 @@ static long carve(const nn_conv2d_geom *g, const phases *ph, float *base, dbufs 
     TAKE(planes, float, ph->planes);
     TAKE(gplanes, float, ph->planes);
     TAKE(gyw, float, og * ph->lq);
-    TAKE(gyt, float, og * ph->lq);
-    TAKE(ct, float, kd * og);
     TAKE(off, int, kd);
     TAKE(t1, int, t);
     TAKE(t2, int, t);
@@ -412,7 +410,7 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
 
 #if NN_HAVE_AVX512_KERNEL
 /* bwd_block on nngen's kernel: the implicit GEMMs
-       gW^T (kd x og) += planes rows (kd x lq) . gy^T (lq x og)
+       gW (og x kd) += gy (og x lq) . planes rows (kd x lq)^T
        planes' gradient rows (kd x lq, shifted, overlapping) += W^T gy
    then the input gradient from the planes' (unfill_planes) */
 static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
@@ -424,13 +422,11 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
     phase_geom(g, &ph);
     carve(g, &ph, col_of(j, t), &d);
     row_offsets(g, &ph, d.off);
-    for (long l = 0; l < ph.lq; l++)
-        d.t1[l] = (int)(l * og);
     for (long k = 0; k < kd; k++)
-        d.t2[k] = (int)(k * og), d.t3[k] = (int)k;
+        d.t3[k] = (int)k;
     for (long o = 0; o < og; o++)
         d.t4[o] = (int)(o * ph.lq);
-    nn_gemm_rows gw = {kd, og, ph.lq, d.planes, d.off, 1, d.gyt, d.t1, d.ct, d.t2, 0, NULL};
+    nn_gemm_dot gw = {og, kd, ph.lq, d.gyw, d.t4, d.planes, d.off, NULL, kd, 0};
     nn_gemm_rows gx = {kd, ph.lq, og, NULL, d.t3, kd, d.gyw, d.t4, d.gplanes, d.off, 1, NULL};
     for (long q = 0; q < g->groups; q++) {
         gx.a = j->w + q * og * kd;
@@ -443,13 +439,9 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
                            sizeof(float) * (size_t)g->ow);
             if (j->want_grads) {
                 fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
-                memset(d.gyt, 0, sizeof(float) * (size_t)(og * ph.lq));
-                for (long o = 0; o < og; o++)
-                    for (long oh = 0; oh < g->oh; oh++)
-                        for (long ow = 0; ow < g->ow; ow++)
-                            d.gyt[(oh * ph.wq + ow) * og + o] = gyq[(o * g->oh + oh) * g->ow + ow];
+                gw.c = part + q * og * kd;
                 gw.beta = r > r0;
-                nn__sgemm_rows_avx512(&gw);
+                nn__sgemm_dot_avx512(&gw);
             }
             if (j->gx) {
                 memset(d.gplanes, 0, sizeof(float) * (size_t)ph.planes);
@@ -458,10 +450,6 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
                               j->gx + (r * g->c + q * cg) * g->h * g->w);
             }
         }
-        if (j->want_grads)
-            for (long o = 0; o < og; o++)
-                for (long k = 0; k < kd; k++)
-                    part[(q * og + o) * kd + k] = d.ct[k * og + o];
     }
 }
 #endif

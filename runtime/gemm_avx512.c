@@ -555,3 +555,75 @@ void nn__sgemm_rows_avx512(const nn_gemm_rows *g)
         }
     }
 }
+
+/* C = A B^T over row tables, both operands contiguous along the reduction
+   (conv.c's weight gradient: gy's rows against the planes' rows): a tile of
+   DI x DJ sums, 16 lanes of the reduction at a time, reduced at the end. */
+#define DI 6
+#define DJ 4
+static inline __attribute__((always_inline)) void
+dkernel(const int mi, const int nj, const nn_gemm_dot *g, long i0, long j0)
+{
+    __m512 acc[DI][DJ];
+    const float *ar[DI], *br[DJ];
+#pragma GCC unroll 6
+    for (int i = 0; i < mi; i++)
+        ar[i] = g->a + g->aoff[i0 + i];
+#pragma GCC unroll 4
+    for (int j = 0; j < nj; j++)
+        br[j] = g->b + g->boff[j0 + j];
+#pragma GCC unroll 6
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nj; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (long p = 0; p < g->k; p += 16) {
+        long left = g->k - p;
+        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __m512 bv[DJ];
+#pragma GCC unroll 4
+        for (int j = 0; j < nj; j++)
+            bv[j] = _mm512_maskz_loadu_ps(m, br[j] + p);
+#pragma GCC unroll 6
+        for (int i = 0; i < mi; i++) {
+            __m512 av = _mm512_maskz_loadu_ps(m, ar[i] + p);
+#pragma GCC unroll 4
+            for (int j = 0; j < nj; j++)
+                acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nj; j++) {
+            float *c = g->c + (i0 + i) * g->ldc + j0 + j;
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            *c = g->beta ? *c + s : s;
+        }
+}
+
+typedef void (*dkernel_fn)(const nn_gemm_dot *, long, long);
+#define D1(I, J)                                                                              \
+    static void d##I##J(const nn_gemm_dot *g, long i0, long j0) { dkernel(I, J, g, i0, j0); }
+#define DROW(I) D1(I, 1) D1(I, 2) D1(I, 3) D1(I, 4)
+DROW(1) DROW(2) DROW(3) DROW(4) DROW(5) DROW(6)
+
+static const dkernel_fn dkernels[DI + 1][DJ + 1] = {
+    {0, 0, 0, 0, 0},
+    {0, d11, d12, d13, d14},
+    {0, d21, d22, d23, d24},
+    {0, d31, d32, d33, d34},
+    {0, d41, d42, d43, d44},
+    {0, d51, d52, d53, d54},
+    {0, d61, d62, d63, d64},
+};
+
+void nn__sgemm_dot_avx512(const nn_gemm_dot *g)
+{
+    for (long j0 = 0; j0 < g->n; j0 += DJ)
+        for (long i0 = 0; i0 < g->m; i0 += DI) {
+            int mi = (int)(g->m - i0 < DI ? g->m - i0 : DI);
+            int nj = (int)(g->n - j0 < DJ ? g->n - j0 : DJ);
+            dkernels[mi][nj](g, i0, j0);
+        }
+}

@@ -72,4 +72,19 @@ typedef struct nn_gemm_rows {
 } nn_gemm_rows;
 void nn__sgemm_rows_avx512(const nn_gemm_rows *g);
 
+/* C (m x n, ldc) = A B^T (+ C when beta) with row i of A at a + aoff[i]
+   and row j of B at b + boff[j], both k contiguous floats: the reduction
+   runs along the rows (conv.c's weight gradient). */
+typedef struct nn_gemm_dot {
+    long m, n, k;
+    const float *a;
+    const int *aoff;
+    const float *b;
+    const int *boff;
+    float *c;
+    long ldc;
+    int beta;
+} nn_gemm_dot;
+void nn__sgemm_dot_avx512(const nn_gemm_dot *g);
+
 #endif

@@ -296,13 +296,35 @@ static void backward(op_emit *ec)
         K(ec, "    training = 1; /* always the batch statistics */");
     K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
     K(ec, "        const double mean = smean[c], invstd = sinvstd[c];");
-    K(ec, "        double sg = 0.0, sgx = 0.0;");
-    K(ec, "        for (int r = 0; r < n; r++)");
-    K(ec, "            for (int l = 0; l < %lld; l++) {", L);
-    K(ec, "                int k = (r * %lld + c) * %lld + l;", C_, L);
-    K(ec, "                sg += gy[k];");
-    K(ec, "                sgx += (double)gy[k] * (x[k] - mean);");
-    K(ec, "            }");
+    if (L >= 2 * BN_SPLIT) {  /* partial sums, as forward's statistics */
+        long long body = L / BN_SPLIT * BN_SPLIT;
+        K(ec, "        double sg = 0.0, sgx = 0.0, pg[%d] = {0}, pgx[%d] = {0};", BN_SPLIT,
+          BN_SPLIT);
+        K(ec, "        for (int r = 0; r < n; r++) {");
+        K(ec, "            const float *gr = gy + (r * %lld + c) * %lld, *xr = x + (r * %lld + c) "
+              "* %lld;", C_, L, C_, L);
+        K(ec, "            for (int l = 0; l < %lld; l += %d)", body, BN_SPLIT);
+        K(ec, "                for (int q = 0; q < %d; q++) {", BN_SPLIT);
+        K(ec, "                    pg[q] += gr[l + q];");
+        K(ec, "                    pgx[q] += (double)gr[l + q] * (xr[l + q] - mean);");
+        K(ec, "                }");
+        if (body < L) {
+            K(ec, "            for (int l = %lld; l < %lld; l++) {", body, L);
+            K(ec, "                sg += gr[l];");
+            K(ec, "                sgx += (double)gr[l] * (xr[l] - mean);");
+            K(ec, "            }");
+        }
+        K(ec, "        }");
+        K(ec, "        for (int q = 0; q < %d; q++) sg += pg[q], sgx += pgx[q];", BN_SPLIT);
+    } else {
+        K(ec, "        double sg = 0.0, sgx = 0.0;");
+        K(ec, "        for (int r = 0; r < n; r++)");
+        K(ec, "            for (int l = 0; l < %lld; l++) {", L);
+        K(ec, "                int k = (r * %lld + c) * %lld + l;", C_, L);
+        K(ec, "                sg += gy[k];");
+        K(ec, "                sgx += (double)gy[k] * (x[k] - mean);");
+        K(ec, "            }");
+    }
     if (gw)
         K(ec, "        gw[c] = (float)(%s + sgx * invstd);", set_w ? "(set ? 0.0 : (double)gw[c])" : "(double)gw[c]");
     if (gb)
