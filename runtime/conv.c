@@ -218,11 +218,15 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
                     memcpy(base + g->pl, s, sizeof(float) * (size_t)n);
                 continue;
             }
-            for (long iw = 0; iw < g->w; iw++) {
-                long q = iw + g->pl;
-                if (q >= ph->wq * g->sw)
-                    break;
-                base[(q % g->sw) * pl + q / g->sw] = s[iw];
+            for (long b = 0; b < g->sw; b++) { /* plane b: columns iw = j sw + b - pl */
+                float *dst = base + b * pl;
+                for (long j = 0; j < ph->wq; j++) {
+                    long iw = j * g->sw + b - g->pl;
+                    if (iw >= g->w)
+                        break;
+                    if (iw >= 0)
+                        dst[j] = s[iw];
+                }
             }
         }
 }
@@ -246,11 +250,15 @@ static void unfill_planes(const nn_conv2d_geom *g, const phases *ph, const float
                     memcpy(d, base + g->pl, sizeof(float) * (size_t)n);
                 continue;
             }
-            for (long iw = 0; iw < g->w; iw++) {
-                long q = iw + g->pl;
-                if (q >= ph->wq * g->sw)
-                    break;
-                d[iw] = base[(q % g->sw) * pl + q / g->sw];
+            for (long b = 0; b < g->sw; b++) {
+                const float *src = base + b * pl;
+                for (long j = 0; j < ph->wq; j++) {
+                    long iw = j * g->sw + b - g->pl;
+                    if (iw >= g->w)
+                        break;
+                    if (iw >= 0)
+                        d[iw] = src[j];
+                }
             }
         }
 }
@@ -466,12 +474,20 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
     if (j->want_grads) {
         float *pb = part + g->o * kd;
         for (long o = 0; o < g->o; o++) {
-            double s = 0.0; /* in double: the sum is often near 0 (a batch norm after) */
+            /* in double: the sum is often near 0 (a batch norm after); in 8
+               partial sums, so that the additions do not wait for each other */
+            double s = 0.0, ps[8] = {0};
             for (long r = r0; r < r1; r++) {
                 const float *d = j->gy + (r * g->o + o) * L;
-                for (long l = 0; l < L; l++)
+                long l = 0;
+                for (; l + 8 <= L; l += 8)
+                    for (int q = 0; q < 8; q++)
+                        ps[q] += d[l + q];
+                for (; l < L; l++)
                     s += d[l];
             }
+            for (int q = 0; q < 8; q++)
+                s += ps[q];
             pb[o] = (float)s;
         }
     }

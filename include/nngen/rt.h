@@ -284,8 +284,10 @@ void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const floa
    dh, dw.  work: nn_conv2d_work_floats(g) floats of the caller's.  The
    backward writes gx (n x c x h x w; NULL: not wanted) and gw, gb (NULL:
    not wanted), each = (set*) or += the gradient.  On nngen's own kernel
-   the examples are split over nn_num_threads() threads; the sums do not
-   depend on the thread count.  The generated code calls these for its
+   these are implicit GEMMs (no im2col copy) with the examples split over
+   nn_num_threads() threads, whose buffers (beyond the caller's work) are
+   the runtime's, allocated on first use and kept, as the packing buffers;
+   the sums do not depend on the thread count.  The generated code calls these for its
    larger convolutions (compiler/ops/conv2d.c). */
 typedef struct nn_conv2d_geom {
     int c, h, w, o, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, groups;
