@@ -87,7 +87,7 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
    and int tables (in float-sized slots): the rows' offsets and four of
    other kinds. */
 typedef struct {
-    float *planes, *gplanes, *gyw;
+    float *planes, *gplanes, *gyw, *cv;
     int *off, *t1, *t2, *t3, *t4;
 } dbufs;
 
@@ -105,6 +105,7 @@ static long carve(const nn_conv2d_geom *g, const phases *ph, float *base, dbufs 
     TAKE(planes, float, ph->planes);
     TAKE(gplanes, float, ph->planes);
     TAKE(gyw, float, og * ph->lq);
+    TAKE(cv, float, og * kd * 16);
     TAKE(off, int, kd);
     TAKE(t1, int, t);
     TAKE(t2, int, t);
@@ -434,7 +435,7 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
         d.t3[k] = (int)k;
     for (long o = 0; o < og; o++)
         d.t4[o] = (int)(o * ph.lq);
-    nn_gemm_dot gw = {og, kd, ph.lq, d.gyw, d.t4, d.planes, d.off, NULL, kd, 0};
+    nn_gemm_dot gw = {og, kd, ph.lq, d.gyw, d.t4, d.planes, d.off, NULL, kd, 0, d.cv};
     nn_gemm_rows gx = {kd, ph.lq, og, NULL, d.t3, kd, d.gyw, d.t4, d.gplanes, d.off, 1, NULL};
     for (long q = 0; q < g->groups; q++) {
         gx.a = j->w + q * og * kd;
@@ -447,7 +448,6 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
                            sizeof(float) * (size_t)g->ow);
             if (j->want_grads) {
                 fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
-                gw.c = part + q * og * kd;
                 gw.beta = r > r0;
                 nn__sgemm_dot_avx512(&gw);
             }
@@ -458,6 +458,14 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
                               j->gx + (r * g->c + q * cg) * g->h * g->w);
             }
         }
+        if (j->want_grads) /* the block's sums: the 16 lanes of each, added */
+            for (long i = 0; i < og * kd; i++) {
+                const float *v = d.cv + i * 16;
+                float s = 0.0f;
+                for (int q2 = 0; q2 < 16; q2++)
+                    s += v[q2];
+                part[q * og * kd + i] = s;
+            }
     }
 }
 #endif

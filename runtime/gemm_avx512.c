@@ -592,6 +592,19 @@ dkernel(const int mi, const int nj, const nn_gemm_dot *g, long i0, long j0)
                 acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
         }
     }
+    if (g->cv) { /* the 16 lanes kept: one reduction per block of calls */
+#pragma GCC unroll 6
+        for (int i = 0; i < mi; i++)
+#pragma GCC unroll 4
+            for (int j = 0; j < nj; j++) {
+                float *c = g->cv + ((i0 + i) * g->n + j0 + j) * 16;
+                __m512 r = acc[i][j];
+                if (g->beta)
+                    r = _mm512_add_ps(_mm512_loadu_ps(c), r);
+                _mm512_storeu_ps(c, r);
+            }
+        return;
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < mi; i++)
 #pragma GCC unroll 4

@@ -74,7 +74,9 @@ void nn__sgemm_rows_avx512(const nn_gemm_rows *g);
 
 /* C (m x n, ldc) = A B^T (+ C when beta) with row i of A at a + aoff[i]
    and row j of B at b + boff[j], both k contiguous floats: the reduction
-   runs along the rows (conv.c's weight gradient). */
+   runs along the rows (conv.c's weight gradient).  With cv set, C is not
+   written: cv (m x n x 16) gets (or, beta, adds) each sum's 16 lanes, for
+   one reduction after many calls. */
 typedef struct nn_gemm_dot {
     long m, n, k;
     const float *a;
@@ -84,6 +86,7 @@ typedef struct nn_gemm_dot {
     float *c;
     long ldc;
     int beta;
+    float *cv;
 } nn_gemm_dot;
 void nn__sgemm_dot_avx512(const nn_gemm_dot *g);
 
