@@ -79,3 +79,34 @@ void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
     for (long i = 0; i < count; i++)
         gx[i] = gy[i] * (1.0f - y[i]) * y[i];
 }
+
+/* ---- nn_parallel_rows ---- */
+
+typedef struct {
+    void (*fn)(int n, const float *a, float *b);
+    int n;
+    const float *a;
+    long ap;
+    float *b;
+    long bp;
+} rows_job;
+
+static void rows_task(void *ctx, int t, int nt)
+{
+    const rows_job *j = ctx;
+    int r0 = (int)((long)j->n * t / nt), r1 = (int)((long)j->n * (t + 1) / nt);
+    if (r1 > r0)
+        j->fn(r1 - r0, j->a + r0 * j->ap, j->b + r0 * j->bp);
+}
+
+void nn_parallel_rows(void (*fn)(int n, const float *a, float *b), int n, const float *a,
+                      long a_per, float *b, long b_per)
+{
+    rows_job j = {fn, n, a, a_per, b, b_per};
+    if (n < 2) {
+        if (n == 1)
+            fn(1, a, b);
+        return;
+    }
+    nn_parallel(rows_task, &j);
+}

@@ -304,6 +304,11 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
    about 1 ulp) on nn_num_threads() threads, elsewhere expf. */
 void nn_sigmoid_forward(long count, const float *x, float *y);
 void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx);
+/* fn(rows, a + r0 * a_per, b + r0 * b_per) for the rows [r0, r0 + rows)
+   of n, split over nn_parallel's threads (fn may not depend on where a
+   share starts: each row alone); the generated code's large pools. */
+void nn_parallel_rows(void (*fn)(int n, const float *a, float *b), int n, const float *a,
+                      long a_per, float *b, long b_per);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
    (at most 16). */
