@@ -169,8 +169,17 @@ const char *kernel_once(emitter *e, strbuf *to, const char *text, const char *pr
         sb_printf(to, "/* %s */\n", comment);
     /* a small network's kernels go inline too (see emit_c) */
     int inl = strcmp(e->pass, "static") != 0 && !strncmp(text, "static ", 7);
-    sb_printf(to, "%s%.*s%s%s\n", inl ? "PASS " : "", (int)(at - text) - (inl ? 7 : 0),
-              text + (inl ? 7 : 0), name, at + 1);
+    /* every '@' is the kernel's name (a kernel may be several functions:
+       "@_part", "@") */
+    sb_printf(to, "%s%.*s%s", inl ? "PASS " : "", (int)(at - text) - (inl ? 7 : 0),
+              text + (inl ? 7 : 0), name);
+    for (const char *q = at + 1; *q; q++) {
+        if (*q == '@')
+            sb_puts(to, name);
+        else
+            sb_putc(to, *q);
+    }
+    sb_putc(to, '\n');
     return name;
 }
 

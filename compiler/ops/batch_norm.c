@@ -163,6 +163,88 @@ static void fold(op_emit *ec, const char *w, const char *b, const char *wout, co
     free(a.s);
 }
 
+/* ---- kernels over a range of channels, on the runtime's threads when large ----
+
+   The channels of a batch norm are independent, so a large one (at least
+   CH_PARALLEL_MIN floats per batch, outside --no-blas) splits them over
+   nn_parallel's threads: the kernel "@" packs its arguments into a struct
+   and "@_part" runs "@_ch" on a share of the channels.  Small ones stay one
+   plain function.  The body between ch_begin and ch_end loops
+   `for (int c = c0; c < c1; c++)`. */
+#define CH_PARALLEL_MIN 65536
+
+typedef struct {
+    const char *type, *name;  /* "const float *restrict", "x" */
+} kparam;
+
+static int bn_parallel(const program *p, const op *o)
+{
+    return per_example(op_in(p, o, 0)) * p->batch >= CH_PARALLEL_MIN;
+}
+
+static void params_text(strbuf *b, const kparam *ps, int np)
+{
+    sb_puts(b, "int n");
+    for (int i = 0; i < np; i++)
+        sb_printf(b, ", %s %s", ps[i].type, ps[i].name);
+}
+
+/* prologue: lines run once per call, before the channels (may assign the
+   parameters) */
+static void ch_begin(op_emit *ec, const kparam *ps, int np, const char *const *prologue,
+                     long long C)
+{
+    strbuf b = {0};
+    params_text(&b, ps, np);
+    if (!ec->blas) {
+        K(ec, "static void @(%s)", b.s);
+        K(ec, "{");
+        for (int i = 0; prologue[i]; i++)
+            K(ec, "    %s", prologue[i]);
+        K(ec, "    const int c0 = 0, c1 = %lld;", C);
+    } else {
+        K(ec, "struct @_a {");
+        K(ec, "    int n;");
+        for (int i = 0; i < np; i++)
+            K(ec, "    %s %s;", ps[i].type, ps[i].name);
+        K(ec, "};");
+        K(ec, "static void @_ch(const struct @_a *a_, int c0, int c1)");
+        K(ec, "{");
+        K(ec, "    const int n = a_->n;");
+        for (int i = 0; i < np; i++)
+            K(ec, "    %s %s = a_->%s;", ps[i].type, ps[i].name, ps[i].name);
+        for (int i = 0; i < np; i++)
+            K(ec, "    (void)%s;", ps[i].name);
+    }
+    free(b.s);
+}
+
+static void ch_end(op_emit *ec, const kparam *ps, int np, const char *const *prologue,
+                   long long C)
+{
+    K(ec, "}");
+    if (!ec->blas)
+        return;
+    strbuf b = {0};
+    params_text(&b, ps, np);
+    K(ec, "static void @_part(void *ctx, int t, int nt)");
+    K(ec, "{");
+    K(ec, "    @_ch((const struct @_a *)ctx, (int)(%lldL * t / nt), (int)(%lldL * (t + 1) / nt));",
+      C, C);
+    K(ec, "}");
+    K(ec, "static void @(%s)", b.s);
+    K(ec, "{");
+    K(ec, "    struct @_a a_;");
+    for (int i = 0; prologue[i]; i++)
+        K(ec, "    %s", prologue[i]);
+    K(ec, "    a_.n = n;");
+    for (int i = 0; i < np; i++)
+        K(ec, "    a_.%s = %s;", ps[i].name, ps[i].name);
+    K(ec, "    nn_parallel(@_part, &a_);");
+    K(ec, "}");
+    free(b.s);
+}
+
 enum { BN_SPLIT = 8 };
 
 static void forward(op_emit *ec)
@@ -174,17 +256,28 @@ static void forward(op_emit *ec)
     int keep = ec->saved[0] != NULL;
     double mom = arg_num(m, MOMENTUM);
     kbegin(ec);
-    K(ec, "static void @(int n, const float *restrict x, float *restrict y, int training%s%s%s)",
-      affine ? ", const float *restrict w, const float *restrict b" : "",
-      track ? ", float *restrict rm, float *restrict rv, int64_t *restrict nbt" : "",
-      keep ? ", float *restrict smean, float *restrict sinvstd" : "");
-    K(ec, "{");
+    kparam ps[10];
+    int np = 0;
+    ps[np++] = (kparam){"const float *restrict", "x"};
+    ps[np++] = (kparam){"float *restrict", "y"};
+    ps[np++] = (kparam){"int", "training"};
+    if (affine) {
+        ps[np++] = (kparam){"const float *restrict", "w"};
+        ps[np++] = (kparam){"const float *restrict", "b"};
+    }
+    if (track) {
+        ps[np++] = (kparam){"float *restrict", "rm"};
+        ps[np++] = (kparam){"float *restrict", "rv"};
+        ps[np++] = (kparam){"int64_t *restrict", "nbt"};
+    }
+    if (keep) {
+        ps[np++] = (kparam){"float *restrict", "smean"};
+        ps[np++] = (kparam){"float *restrict", "sinvstd"};
+    }
+    const char *pro[] = {track ? "if (training) nbt[0] += 1;" : "(void)training;", NULL};
+    ch_begin(ec, ps, np, pro, C_);
     K(ec, "    const int M = n * %lld;", L);
-    if (!track)
-        K(ec, "    (void)training;");
-    else
-        K(ec, "    if (training) nbt[0] += 1;");
-    K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
+    K(ec, "    for (int c = c0; c < c1; c++) {");
     K(ec, "        double mean, invstd;");
     if (track)
         K(ec, "        if (training) {");
@@ -258,7 +351,7 @@ static void forward(op_emit *ec)
     K(ec, "                }");
     K(ec, "        }");
     K(ec, "    }");
-    K(ec, "}");
+    ch_end(ec, ps, np, pro, C_);
     const char *f = kend(ec, "f");
     strbuf a = {0};
     sb_printf(&a, "n, %s, %s, %s", ec->x, ec->y, ec->training);
@@ -285,16 +378,27 @@ static void backward(op_emit *ec)
     int gw = affine && ec->grad[0] != NULL, gb = affine && ec->grad[1] != NULL;
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
     kbegin(ec);
-    K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
-          "*restrict x, int training, const float *restrict smean, const float *restrict "
-          "sinvstd%s%s%s%s)", affine ? ", const float *restrict w" : "",
-      gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
-      set_w || set_b ? ", int set" : "");
-    K(ec, "{");
+    kparam ps[10];
+    int np = 0;
+    ps[np++] = (kparam){"const float *restrict", "gy"};
+    ps[np++] = (kparam){"float *restrict", "gx"};
+    ps[np++] = (kparam){"const float *restrict", "x"};
+    ps[np++] = (kparam){"int", "training"};
+    ps[np++] = (kparam){"const float *restrict", "smean"};
+    ps[np++] = (kparam){"const float *restrict", "sinvstd"};
+    if (affine)
+        ps[np++] = (kparam){"const float *restrict", "w"};
+    if (gw)
+        ps[np++] = (kparam){"float *restrict", "gw"};
+    if (gb)
+        ps[np++] = (kparam){"float *restrict", "gb"};
+    if (set_w || set_b)
+        ps[np++] = (kparam){"int", "set"};
+    const char *pro[] = {track ? "(void)training;" : "training = 1; /* always the batch statistics */",
+                         NULL};
+    ch_begin(ec, ps, np, pro, C_);
     K(ec, "    const int M = n * %lld;", L);
-    if (!track)
-        K(ec, "    training = 1; /* always the batch statistics */");
-    K(ec, "    for (int c = 0; c < %lld; c++) {", C_);
+    K(ec, "    for (int c = c0; c < c1; c++) {");
     K(ec, "        const double mean = smean[c], invstd = sinvstd[c];");
     if (L >= 2 * BN_SPLIT) {  /* partial sums, as forward's statistics */
         long long body = L / BN_SPLIT * BN_SPLIT;
@@ -340,7 +444,7 @@ static void backward(op_emit *ec)
     K(ec, "                }");
     K(ec, "        }");
     K(ec, "    }");
-    K(ec, "}");
+    ch_end(ec, ps, np, pro, C_);
     const char *b = kend(ec, "b");
     strbuf a = {0};
     sb_printf(&a, "n, %s, %s, %s, %s, %s, %s", ec->gy, ec->gx, ec->saved_in, ec->training,
@@ -365,7 +469,8 @@ static const int is_2d = 1;
     .extra_repr = extra, .torch_ctor = ctor, .default_init = default_init,                 \
     .default_init_what = "BatchNorm.reset_parameters (ones, zeros; running stats reset)",  \
     .forward = forward, .backward = backward, .backward_reads_input = 1,                   \
-    .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold, .batch_values = batch_values
+    .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold, .batch_values = batch_values,  \
+    .uses_blas = bn_parallel
 
 const op_desc op_batch_norm1d = {
     .name = "batch_norm1d", .cls = "BatchNorm1d", .main_what = "batch_norm1d's eps", BN_COMMON,

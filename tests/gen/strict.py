@@ -43,7 +43,7 @@ FLAG_SETS = [
 # what the generated code calls for large layers (never with --no-blas):
 # matrix products, and conv2d and sigmoid, which the runtime runs on them
 RUNTIME_CALLS = ("nn_sgemm(", "nn_linear_forward(", "nn_conv2d_forward(", "nn_conv2d_backward(",
-                 "nn_sigmoid_forward(", "nn_sigmoid_backward(", "nn_parallel_rows(")
+                 "nn_sigmoid_forward(", "nn_sigmoid_backward(", "nn_parallel_rows(", "nn_parallel(")
 
 
 def main():
