@@ -484,18 +484,19 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
         for (long o = 0; o < g->o; o++) {
             /* in double: the sum is often near 0 (a batch norm after); in 8
                partial sums, so that the additions do not wait for each other */
-            double s = 0.0, ps[8] = {0};
+            double s = 0.0, s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0,
+                   s6 = 0.0, s7 = 0.0; /* named, so that they stay in registers */
             for (long r = r0; r < r1; r++) {
                 const float *d = j->gy + (r * g->o + o) * L;
                 long l = 0;
-                for (; l + 8 <= L; l += 8)
-                    for (int q = 0; q < 8; q++)
-                        ps[q] += d[l + q];
+                for (; l + 8 <= L; l += 8) {
+                    s0 += d[l], s1 += d[l + 1], s2 += d[l + 2], s3 += d[l + 3];
+                    s4 += d[l + 4], s5 += d[l + 5], s6 += d[l + 6], s7 += d[l + 7];
+                }
                 for (; l < L; l++)
                     s += d[l];
             }
-            for (int q = 0; q < 8; q++)
-                s += ps[q];
+            s += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
             pb[o] = (float)s;
         }
     }

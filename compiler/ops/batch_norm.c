@@ -247,6 +247,52 @@ static void ch_end(op_emit *ec, const kparam *ps, int np, const char *const *pro
 
 enum { BN_SPLIT = 8 };
 
+/* "p0 = 0.0, p1 = 0.0, ..." (BN_SPLIT named partial sums: named, they stay
+   in registers, where a p[8] array went through memory at -O2) */
+static const char *partials(const char *p)
+{
+    strbuf b = {0};
+    for (int q = 0; q < BN_SPLIT; q++)
+        sb_printf(&b, "%s%s%d = 0.0", q ? ", " : "", p, q);
+    const char *r = xstrdup(b.s);
+    free(b.s);
+    return r;
+}
+
+/* "((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))" */
+static const char *partials_sum(const char *p)
+{
+    return xfmt("((%s0 + %s1) + (%s2 + %s3)) + ((%s4 + %s5) + (%s6 + %s7))", p, p, p, p, p, p,
+                p, p);
+}
+
+/* the BN_SPLIT statements of one step, statement q written by fn(b, q) */
+static void unrolled(op_emit *ec, const char *indent, void (*fn)(strbuf *b, int q))
+{
+    for (int q = 0; q < BN_SPLIT; q++) {
+        strbuf b = {0};
+        fn(&b, q);
+        K(ec, "%s%s", indent, b.s);
+        free(b.s);
+    }
+}
+
+static void st_sum(strbuf *b, int q)
+{
+    sb_printf(b, "s%d += xr[l + %d];", q, q);
+}
+
+static void st_var(strbuf *b, int q)
+{
+    sb_printf(b, "{ const double d = xr[l + %d] - mean; v%d += d * d; }", q, q);
+}
+
+static void st_bwd(strbuf *b, int q)
+{
+    sb_printf(b, "g%d += gr[l + %d]; h%d += (double)gr[l + %d] * (xr[l + %d] - mean);", q, q, q,
+              q, q);
+}
+
 static void forward(op_emit *ec)
 {
     const module *m = ec->o->m;
@@ -289,24 +335,22 @@ static void forward(op_emit *ec)
        small ResNet's batch norms a quarter of its forward) */
     if (L >= 2 * BN_SPLIT) {
         long long body = L / BN_SPLIT * BN_SPLIT;
-        K(ec, "            double s = 0.0, v = 0.0, ps[%d] = {0}, pv[%d] = {0};", BN_SPLIT,
-          BN_SPLIT);
+        K(ec, "            double s = 0.0, v = 0.0, %s, %s;", partials("s"), partials("v"));
         K(ec, "            for (int r = 0; r < n; r++) {");
         K(ec, "                const float *xr = x + (r * %lld + c) * %lld;", C_, L);
-        K(ec, "                for (int l = 0; l < %lld; l += %d)", body, BN_SPLIT);
-        K(ec, "                    for (int q = 0; q < %d; q++) ps[q] += xr[l + q];", BN_SPLIT);
+        K(ec, "                for (int l = 0; l < %lld; l += %d) {", body, BN_SPLIT);
+        unrolled(ec, "                    ", st_sum);
+        K(ec, "                }");
         if (body < L)
             K(ec, "                for (int l = %lld; l < %lld; l++) s += xr[l];", body, L);
         K(ec, "            }");
-        K(ec, "            for (int q = 0; q < %d; q++) s += ps[q];", BN_SPLIT);
+        K(ec, "            s += %s;", partials_sum("s"));
         K(ec, "            mean = s / M;");
         K(ec, "            for (int r = 0; r < n; r++) {");
         K(ec, "                const float *xr = x + (r * %lld + c) * %lld;", C_, L);
-        K(ec, "                for (int l = 0; l < %lld; l += %d)", body, BN_SPLIT);
-        K(ec, "                    for (int q = 0; q < %d; q++) {", BN_SPLIT);
-        K(ec, "                        double d = xr[l + q] - mean;");
-        K(ec, "                        pv[q] += d * d;");
-        K(ec, "                    }");
+        K(ec, "                for (int l = 0; l < %lld; l += %d) {", body, BN_SPLIT);
+        unrolled(ec, "                    ", st_var);
+        K(ec, "                }");
         if (body < L) {
             K(ec, "                for (int l = %lld; l < %lld; l++) {", body, L);
             K(ec, "                    double d = xr[l] - mean;");
@@ -314,7 +358,7 @@ static void forward(op_emit *ec)
             K(ec, "                }");
         }
         K(ec, "            }");
-        K(ec, "            for (int q = 0; q < %d; q++) v += pv[q];", BN_SPLIT);
+        K(ec, "            v += %s;", partials_sum("v"));
     } else {
         K(ec, "            double s = 0.0, v = 0.0;");
         K(ec, "            for (int r = 0; r < n; r++)");
@@ -402,16 +446,13 @@ static void backward(op_emit *ec)
     K(ec, "        const double mean = smean[c], invstd = sinvstd[c];");
     if (L >= 2 * BN_SPLIT) {  /* partial sums, as forward's statistics */
         long long body = L / BN_SPLIT * BN_SPLIT;
-        K(ec, "        double sg = 0.0, sgx = 0.0, pg[%d] = {0}, pgx[%d] = {0};", BN_SPLIT,
-          BN_SPLIT);
+        K(ec, "        double sg = 0.0, sgx = 0.0, %s, %s;", partials("g"), partials("h"));
         K(ec, "        for (int r = 0; r < n; r++) {");
         K(ec, "            const float *gr = gy + (r * %lld + c) * %lld, *xr = x + (r * %lld + c) "
               "* %lld;", C_, L, C_, L);
-        K(ec, "            for (int l = 0; l < %lld; l += %d)", body, BN_SPLIT);
-        K(ec, "                for (int q = 0; q < %d; q++) {", BN_SPLIT);
-        K(ec, "                    pg[q] += gr[l + q];");
-        K(ec, "                    pgx[q] += (double)gr[l + q] * (xr[l + q] - mean);");
-        K(ec, "                }");
+        K(ec, "            for (int l = 0; l < %lld; l += %d) {", body, BN_SPLIT);
+        unrolled(ec, "                ", st_bwd);
+        K(ec, "            }");
         if (body < L) {
             K(ec, "            for (int l = %lld; l < %lld; l++) {", body, L);
             K(ec, "                sg += gr[l];");
@@ -419,7 +460,8 @@ static void backward(op_emit *ec)
             K(ec, "            }");
         }
         K(ec, "        }");
-        K(ec, "        for (int q = 0; q < %d; q++) sg += pg[q], sgx += pgx[q];", BN_SPLIT);
+        K(ec, "        sg += %s;", partials_sum("g"));
+        K(ec, "        sgx += %s;", partials_sum("h"));
     } else {
         K(ec, "        double sg = 0.0, sgx = 0.0;");
         K(ec, "        for (int r = 0; r < n; r++)");
