@@ -477,7 +477,8 @@ void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float 
 /* One tile of C = A B: rows i0 .. i0+mr of C, nv vectors from column j0
    (w columns: loads and stores past them masked off). */
 static inline __attribute__((always_inline)) void
-gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long j0, long kc, long w)
+gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long jb, long jc, long kc,
+        long w)
 {
     __m512 acc[MR][NRV];
     __mmask16 mk[NRV];
@@ -497,7 +498,7 @@ gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long j0, lon
             acc[i][v] = _mm512_setzero_ps();
     const long aks = g->aks;
     for (long p = 0; p < kc; p++) {
-        const float *b = g->b + g->boff[p] + j0;
+        const float *b = g->b + g->boff[p] + jb;
         __m512 bv[NRV];
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
@@ -514,7 +515,7 @@ gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long j0, lon
        adds shifted rows into the same planes), each sees the ones before */
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
-        float *cr = g->c + g->coff[i0 + i] + j0;
+        float *cr = g->c + g->coff[i0 + i] + jc;
         __m512 bi = g->bias ? _mm512_set1_ps(g->bias[i0 + i]) : _mm512_setzero_ps();
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
@@ -526,11 +527,11 @@ gkernel(const int mr, const int nv, const nn_gemm_rows *g, long i0, long j0, lon
     }
 }
 
-typedef void (*gkernel_fn)(const nn_gemm_rows *, long, long, long, long);
+typedef void (*gkernel_fn)(const nn_gemm_rows *, long, long, long, long, long);
 #define G1(R, V)                                                                              \
-    static void g##R##V(const nn_gemm_rows *g, long i0, long j0, long kc, long w)              \
+    static void g##R##V(const nn_gemm_rows *g, long i0, long jb, long jc, long kc, long w)     \
     {                                                                                         \
-        gkernel(R, V, g, i0, j0, kc, w);                                                      \
+        gkernel(R, V, g, i0, jb, jc, kc, w);                                                  \
     }
 #define GROW(R) G1(R, 1) G1(R, 2) G1(R, 3) G1(R, 4)
 GROW(1) GROW(2) GROW(3) GROW(4) GROW(5) GROW(6)
@@ -548,15 +549,18 @@ static const gkernel_fn gkernels[MR + 1][NRV + 1] = {
 void nn__sgemm_rows_avx512(const nn_gemm_rows *g)
 {
     /* column blocks outer: a block of B's rows (k x 64) stays in cache
-       while every row tile of A passes over it */
-    for (long j0 = 0; j0 < g->n; j0 += NR) {
-        long w = g->n - j0 < NR ? g->n - j0 : NR;
-        int nv = (int)((w + 15) / 16);
-        for (long i0 = 0; i0 < g->m; i0 += MR) {
-            int mr = (int)(g->m - i0 < MR ? g->m - i0 : MR);
-            gkernels[mr][nv](g, i0, j0, g->k, w);
+       while every row tile of A passes over it; with nrow, the columns are
+       nrow runs of n, rsb apart in B and rsc apart in C */
+    long runs = g->nrow > 0 ? g->nrow : 1;
+    for (long r = 0; r < runs; r++)
+        for (long j0 = 0; j0 < g->n; j0 += NR) {
+            long w = g->n - j0 < NR ? g->n - j0 : NR;
+            int nv = (int)((w + 15) / 16);
+            for (long i0 = 0; i0 < g->m; i0 += MR) {
+                int mr = (int)(g->m - i0 < MR ? g->m - i0 : MR);
+                gkernels[mr][nv](g, i0, r * g->rsb + j0, r * g->rsc + j0, g->k, w);
+            }
         }
-    }
 }
 
 /* C = A B^T over row tables, both operands contiguous along the reduction
@@ -580,21 +584,23 @@ dkernel(const int mi, const int nj, const nn_gemm_dot *g, long i0, long j0)
 #pragma GCC unroll 4
         for (int j = 0; j < nj; j++)
             acc[i][j] = _mm512_setzero_ps();
-    for (long p = 0; p < g->k; p += 16) {
-        long left = g->k - p;
-        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-        __m512 bv[DJ];
-#pragma GCC unroll 4
-        for (int j = 0; j < nj; j++)
-            bv[j] = _mm512_maskz_loadu_ps(m, br[j] + p);
-#pragma GCC unroll 6
-        for (int i = 0; i < mi; i++) {
-            __m512 av = _mm512_maskz_loadu_ps(m, ar[i] + p);
+    long runs = g->nrow > 0 ? g->nrow : 1;
+    for (long r = 0; r < runs; r++)
+        for (long p = 0; p < g->k; p += 16) {
+            long left = g->k - p;
+            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+            __m512 bv[DJ];
 #pragma GCC unroll 4
             for (int j = 0; j < nj; j++)
-                acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+                bv[j] = _mm512_maskz_loadu_ps(m, br[j] + r * g->rsb + p);
+#pragma GCC unroll 6
+            for (int i = 0; i < mi; i++) {
+                __m512 av = _mm512_maskz_loadu_ps(m, ar[i] + r * g->rsa + p);
+#pragma GCC unroll 4
+                for (int j = 0; j < nj; j++)
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+            }
         }
-    }
     if (g->cv) { /* the 16 lanes kept: one reduction per block of calls */
 #pragma GCC unroll 6
         for (int i = 0; i < mi; i++)

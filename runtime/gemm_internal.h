@@ -69,6 +69,8 @@ typedef struct nn_gemm_rows {
     const int *coff;
     int beta;
     const float *bias;
+    long nrow, rsb, rsc;  /* nrow > 0: the columns are nrow runs of n, rsb
+                             floats apart in B's rows and rsc in C's */
 } nn_gemm_rows;
 void nn__sgemm_rows_avx512(const nn_gemm_rows *g);
 
@@ -87,6 +89,8 @@ typedef struct nn_gemm_dot {
     long ldc;
     int beta;
     float *cv;
+    long nrow, rsa, rsb;  /* nrow > 0: the reduction is nrow runs of k, rsa
+                             floats apart in A's rows and rsb in B's */
 } nn_gemm_dot;
 void nn__sgemm_dot_avx512(const nn_gemm_dot *g);
 
