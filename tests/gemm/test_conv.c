@@ -16,6 +16,8 @@
  *     absolute 1e-45 in the denormal range, NaN, +-inf, in place, counts that are not a multiple
  *     of 16, and its backward bit for bit as the scalar expression
  *     gy * (1 - y) * y.
+  * Two cases have output rows of 64 or more (conv.c computes those by rows,
+ * the others wide).
  * The program runs as is and with NNGEN_GEMM=cblas (tests/gemm/meson.build):
  * the first runs the threaded AVX-512 path where the CPU has it, the second
  * the caller-alone path. */
@@ -202,6 +204,8 @@ static const conv_case cases[] = {
     {{8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1}, 17},      /* ResNet's downsampling */
     {{4, 7, 9, 8, 7, 9, 3, 3, 1, 1, 2, 2, 2, 2, 4}, 5},        /* dilated 'same', depth groups */
     {{3, 5, 5, 2, 1, 1, 5, 5, 1, 1, 0, 0, 1, 1, 1}, 16},       /* one output pixel */
+    {{3, 6, 70, 8, 6, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 5},     /* rows of 70: by output rows */
+    {{4, 9, 140, 6, 5, 71, 3, 2, 2, 2, 1, 1, 1, 1, 2}, 3},    /* by rows, strided, groups */
 };
 
 START_TEST(test_conv)
