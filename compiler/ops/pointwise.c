@@ -220,16 +220,13 @@ const op_desc op_leaky_relu = {
 static const char *gelu_expr(const module *m, const char *v)
 {
     (void)m;
-    /* 1 + erf(x / sqrt 2) in double: for x below about -2 the float sum
-       cancels (erff's last bit becomes a large part of it; tests/diff
-       s8/n319 found the backward's cdf off by 20 %) */
-    return xfmt("(float)(0.5 * (double)%s * (1.0 + erf((double)%s * 0.70710678118654752)))", v, v);
+    return xfmt("0.5f * %s * (1.0f + erff(%s * 0.70710678118654752f))", v, v);
 }
 
 static void gelu_grad(op_emit *ec, const module *m, const char *s)
 {
     (void)m;
-    K(ec, "        float cdf = (float)(0.5 * (1.0 + erf((double)%s[i] * 0.70710678118654752)));", s);
+    K(ec, "        float cdf = 0.5f * (1.0f + erff(%s[i] * 0.70710678118654752f));", s);
     K(ec, "        float pdf = expf(-0.5f * %s[i] * %s[i]) * 0.39894228040143268f;", s, s);
     K(ec, "        gx[i] = gy[i] * (cdf + %s[i] * pdf);", s);
 }
