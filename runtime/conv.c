@@ -1,27 +1,27 @@
 /* nngen-rt: conv2d lowered to matrix products (nn_conv2d_forward,
  * nn_conv2d_backward), for the generated code's larger convolutions.
  *
- * Per example and group: im2col writes the group's input as a kd x L
- * matrix of columns (kd = C/G * KH * KW rows, ordered (c, kh, kw) as the
- * weight; L = OH * OW), then
- *     forward   y = W col + b                      (one product, bias added as it is stored)
+ * On nngen's own kernel (nn_sgemm_impl() "avx512"): implicit GEMMs over the
+ * zero-padded input split into stride phases (see "the implicit GEMM"
+ * below), with no im2col copy.  Elsewhere, per example and group, im2col
+ * writes the group's input as a kd x L matrix of columns (kd = C/G * KH * KW
+ * rows, ordered (c, kh, kw) as the weight; L = OH * OW), then
+ *     forward   y = W col + b
  *     backward  gW += gy col^T,  col = W^T gy,  gx = col2im(col),  gb += sum of gy
- * im2col and col2im work on whole rows: for each (c, kh, kw) the range of
- * output columns whose input column is inside the image is computed once,
- * so a row is zeros, one copy (stride 1: memcpy) and zeros, with no test
- * per element.
+ * through nn_sgemm; im2col and col2im work on whole rows (zeros, one copy,
+ * zeros), with no test per element.
  *
- * Threads.  With nngen's own kernel (nn_sgemm_impl() "avx512") the examples
- * are split over the pool's threads, each running its products alone on
- * its own packing buffer and im2col buffer (thread 0 uses the caller's
- * `work`, the others per-thread buffers of this file, grown on demand and
- * kept for the process, as the packing buffers are).  The weight and bias
- * gradients are summed per block of examples (NBLK blocks, fixed by n, not
- * by the thread count) and the blocks' sums are added in block order, so
- * the result does not depend on how many threads ran.  Without the kernel,
- * when the pool is busy, or when a buffer cannot be allocated, the caller
- * does everything alone with nn_sgemm (cblas where that is the
- * implementation), block by block in the same order, in `work`.
+ * Threads.  With the kernel the examples are split over the pool's threads,
+ * each working alone (thread 0 in the caller's `work`, the others in
+ * per-thread buffers of this file, grown on demand and kept for the
+ * process, as the packing buffers are).  The weight and bias gradients are
+ * summed per block of examples (NBLK blocks, fixed by n, not by the thread
+ * count) and the blocks' sums are added in block order, so the result does
+ * not depend on how many threads ran.  Without the kernel, or when the pool
+ * is busy, the caller does everything alone with im2col and nn_sgemm
+ * (cblas where that is the implementation), block by block in the same
+ * order, in `work`; when only a helper buffer cannot be allocated, the
+ * caller runs the kernel's path alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -329,15 +329,11 @@ static int have_buffers(int nt, size_t col_floats, size_t parts_floats)
 
 /* ------------------------------------------------------------------ */
 
-/* the product on share t (pool slot t) or, t < 0, alone through nn_sgemm */
-static void gemm(int t, int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+/* the product through nn_sgemm (the im2col path: no kernel, or the pool
+   busy), with the bias added to each row as it is stored */
+static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                  const float *b, int ldb, int acc, float *c, int ldc, const float *bias)
 {
-    if (t >= 0) {
-        nn__sgemm_slot(t, trans_a, trans_b, m, n, k, a, lda, b, ldb, acc ? 1.0f : 0.0f, c, ldc,
-                       bias);
-        return;
-    }
     if (bias) {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
@@ -407,7 +403,7 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
     for (long r = r0; r < r1; r++)
         for (long q = 0; q < g->groups; q++) {
             im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);
-            gemm(t, 0, 0, (int)og, (int)L, (int)kd, j->w + q * og * kd, (int)kd, col, (int)L, 0,
+            gemm(0, 0, (int)og, (int)L, (int)kd, j->w + q * og * kd, (int)kd, col, (int)L, 0,
                  j->y + (r * g->o + q * og) * L, (int)L, j->b ? j->b + q * og : NULL);
         }
 }
@@ -544,7 +540,7 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
         for (long r = r0; r < r1; r++)
             for (long q = 0; q < g->groups; q++) {
                 im2col(g, j->x + (r * g->c + q * cg) * g->h * g->w, col);
-                gemm(t, 0, 1, (int)og, (int)kd, (int)L, j->gy + (r * g->o + q * og) * L, (int)L,
+                gemm(0, 1, (int)og, (int)kd, (int)L, j->gy + (r * g->o + q * og) * L, (int)L,
                      col, (int)L, r > r0, pw + q * og * kd, (int)kd, NULL);
             }
     }
@@ -553,7 +549,7 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
             float *gxr = j->gx + r * g->c * g->h * g->w;
             memset(gxr, 0, sizeof(float) * (size_t)(g->c * g->h * g->w));
             for (long q = 0; q < g->groups; q++) {
-                gemm(t, 1, 0, (int)kd, (int)L, (int)og, j->w + q * og * kd, (int)kd,
+                gemm(1, 0, (int)kd, (int)L, (int)og, j->w + q * og * kd, (int)kd,
                      j->gy + (r * g->o + q * og) * L, (int)L, 0, col, (int)L, NULL);
                 col2im(g, col, gxr + q * cg * g->h * g->w);
             }

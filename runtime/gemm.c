@@ -361,19 +361,6 @@ void nn__pool_give(void)
     __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
 }
 
-void nn__sgemm_slot(int t, int trans_a, int trans_b, int m, int n, int k, const float *a,
-                    int lda, const float *b, int ldb, float beta, float *c, int ldc,
-                    const float *bias)
-{
-#if NN_HAVE_AVX512_KERNEL
-    nn__sgemm_avx512_slot(t, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, bias);
-#else
-    (void)t, (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)a, (void)lda;
-    (void)b, (void)ldb, (void)beta, (void)c, (void)ldc, (void)bias;
-    abort(); /* nn__pool_take never succeeds without the kernel */
-#endif
-}
-
 void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx)
 {
     pthread_once(&once, setup);

@@ -265,9 +265,10 @@ static void share(long n, int t, int nt, long *lo, long *hi)
     *hi = n * (t + 1) / nt;
 }
 
-/* Share t of nt of the product, packing into pk. */
-static void run_part(const job *jb, float *pk, int t, int nt)
+static void run(void *ctx, int t, int nt)
 {
+    const job *jb = ctx;
+    float *pk = nn__pack_buffer(t);
     long i_lo = 0, i_hi = jb->I, j_lo = 0, j_hi = jb->J;
     if (jb->split_i) {
         long tiles = (jb->I + MR - 1) / MR, lo, hi;
@@ -312,11 +313,6 @@ static void run_part(const job *jb, float *pk, int t, int nt)
             }
         }
     }
-}
-
-static void run(void *ctx, int t, int nt)
-{
-    run_part(ctx, nn__pack_buffer(t), t, nt);
 }
 
 static void setup_job(job *jbp, int trans_a, int trans_b, int m, int n, int k, const float *a,
@@ -397,26 +393,6 @@ void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w
     jb.slope = slope;
     jb.has_epi = 1;
     nn__pool_run(run, &jb);
-}
-
-void nn__sgemm_avx512_slot(int t, int trans_a, int trans_b, int m, int n, int k, const float *a,
-                           int lda, const float *b, int ldb, float beta, float *c, int ldc,
-                           const float *bias)
-{
-    if (k == 0) {
-        for (long i = 0; i < m; i++)
-            for (long j = 0; j < n; j++)
-                c[i * ldc + j] = (beta != 0.0f ? c[i * ldc + j] : 0.0f) + (bias ? bias[i] : 0.0f);
-        return;
-    }
-    job jb;
-    setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
-    if (bias) {
-        jb.bias = bias;
-        jb.act = NN_ACT_NONE;
-        jb.has_epi = 1;
-    }
-    run_part(&jb, nn__pack_buffer(t), 0, 1);
 }
 
 /* ------------------------------------------------------------------ */

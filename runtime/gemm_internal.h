@@ -28,14 +28,6 @@ void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const f
 void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
                        const float *bias, int act, float slope, float *y);
 
-/* nn_sgemm (beta 0 or 1) on the calling thread alone, with pool slot t's
-   packing buffer (the caller holds the pool and is its participant t);
-   bias (trans_b == 0 only, or NULL): c[i][j] += bias[i] after the product,
-   as nn_linear_forward adds its bias. */
-void nn__sgemm_avx512_slot(int t, int trans_a, int trans_b, int m, int n, int k, const float *a,
-                           int lda, const float *b, int ldb, float beta, float *c, int ldc,
-                           const float *bias);
-
 /* For work split over examples (conv.c): nn__pool_take(max) takes the pool
    for min(nn_num_threads(), max) threads and returns that count when
    nngen's own kernel is in use and the pool was free, else 0 (then nothing is held; the caller
@@ -44,9 +36,6 @@ void nn__sgemm_avx512_slot(int t, int trans_a, int trans_b, int m, int n, int k,
    nn__sgemm_slot is nn__sgemm_avx512_slot. */
 int nn__pool_take(int max_threads);
 void nn__pool_give(void);
-void nn__sgemm_slot(int t, int trans_a, int trans_b, int m, int n, int k, const float *a,
-                    int lda, const float *b, int ldb, float beta, float *c, int ldc,
-                    const float *bias);
 
 /* act.c's AVX-512 loops (any n >= 0; y may be x, gx may be gy) */
 void nn__sigmoid_avx512(long n, const float *x, float *y);

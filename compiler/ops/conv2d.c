@@ -336,6 +336,25 @@ static void forward(op_emit *ec)
         C(ec, "%s(n, %s, %s, %s);", f, ec->x, ec->y, ec->data[0]);
 }
 
+/* the call of the backward kernel just written (the runtime's, with its
+   work buffer, or the loops) */
+static void backward_call(op_emit *ec, int gw, int gb, int set)
+{
+    const char *b = kend(ec, "b");
+    strbuf a = {0};
+    sb_printf(&a, "n, %s, %s, %s", ec->gy, ec->gx, ec->data[0]);
+    if (ec->blas)
+        sb_printf(&a, ", %s", ec->saved[0]);
+    if (gw)
+        sb_printf(&a, ", %s, %s", ec->saved_in, ec->grad[0]);
+    if (gb)
+        sb_printf(&a, ", %s", ec->grad[1]);
+    if (set)
+        sb_puts(&a, ", set");
+    C(ec, "%s(%s);", b, a.s);
+    free(a.s);
+}
+
 static void backward(op_emit *ec)
 {
     geo g;
@@ -357,17 +376,7 @@ static void backward(op_emit *ec)
           gw ? "x" : "NULL", gw ? "gw" : "NULL", gb ? "gb" : "NULL", set_w ? "set" : "0",
           set_b ? "set" : "0");
         K(ec, "}");
-        const char *b = kend(ec, "b");
-        strbuf a = {0};
-        sb_printf(&a, "n, %s, %s, %s, %s", ec->gy, ec->gx, ec->data[0], ec->saved[0]);
-        if (gw)
-            sb_printf(&a, ", %s, %s", ec->saved_in, ec->grad[0]);
-        if (gb)
-            sb_printf(&a, ", %s", ec->grad[1]);
-        if (set_w || set_b)
-            sb_puts(&a, ", set");
-        C(ec, "%s(%s);", b, a.s);
-        free(a.s);
+        backward_call(ec, gw, gb, set_w || set_b);
         return;
     }
     if (set_w)
@@ -402,17 +411,7 @@ static void backward(op_emit *ec)
     K(ec, "        }");
     K(ec, "    }");
     K(ec, "}");
-    const char *b = kend(ec, "b");
-    strbuf a = {0};
-    sb_printf(&a, "n, %s, %s, %s", ec->gy, ec->gx, ec->data[0]);
-    if (gw)
-        sb_printf(&a, ", %s, %s", ec->saved_in, ec->grad[0]);
-    if (gb)
-        sb_printf(&a, ", %s", ec->grad[1]);
-    if (set_w || set_b)
-        sb_puts(&a, ", set");
-    C(ec, "%s(%s);", b, a.s);
-    free(a.s);
+    backward_call(ec, gw, gb, set_w || set_b);
 }
 
 const op_desc op_conv2d = {
