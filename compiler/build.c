@@ -143,6 +143,43 @@ static void set_arg(argval *a, const arg_spec *as, const ynode *x, const char *w
         }
         a->i = a->i2 = get_int(x, what, as->min, as->max);
         return;
+    case ARG_WORD: {
+        int nw = 0;
+        strbuf b = {0};
+        for (; as->words[nw]; nw++)
+            sb_printf(&b, "%s'%s'", nw ? ", " : "", as->words[nw]);
+        const char *list = xstrdup(b.s ? b.s : "");
+        free(b.s);
+        if (x->kind == Y_SCALAR)
+            for (int w = 0; w < nw; w++)
+                if (!strcmp(x->str, as->words[w])) {
+                    a->word = as->words[w];
+                    return;
+                }
+        error_at(x->loc, "%s takes one of %s, got %s%s", what, list, describe(x),
+                 x->kind == Y_SCALAR ? did_you_mean(x->str, as->words, nw) : "");
+    }
+    case ARG_TIED: {
+        static const char *const keys[] = {"tied", "transpose"};
+        if (x->kind != Y_MAP)
+            error_at(x->loc, "%s takes {tied: PATH} or {tied: PATH, transpose: true} (PATH a "
+                             "state_dict key such as encoder.weight), got %s",
+                     what, describe(x));
+        check_keys(x, keys, 2, what);
+        const ynode *t = map_get(x, "tied");
+        if (!t)
+            error_at(x->loc, "%s needs 'tied: PATH', the state_dict key of the weight to use "
+                             "(e.g. {tied: encoder.weight})", what);
+        a->text = get_str(t, xfmt("%s 'tied'", what));
+        if (!a->text[0])
+            error_at(t->loc, "%s 'tied' is empty: give the state_dict key of the weight to use "
+                             "(e.g. encoder.weight)", what);
+        a->loc = t->loc;
+        const ynode *tr = map_get(x, "transpose");
+        a->i = tr ? get_bool(tr, xfmt("%s 'transpose'", what)) : 0;
+        a->i2 = tr != NULL;
+        return;
+    }
     case ARG_SHAPE:
         a->is_list = x->kind == Y_SEQ;
         if (!a->is_list) {
@@ -178,6 +215,8 @@ static void layer_args(module *m, const ynode *v, loc key_loc)
         a->d = strtod(def, NULL);
         a->i = !strcmp(def, "true") ? 1 : !strcmp(def, "false") ? 0 : strtoll(def, NULL, 10);
         a->i2 = a->i;
+        if (d->args[k].type == ARG_WORD)
+            a->word = def;
     }
     if (d->nargs == 0) {
         if (is_null(v) || (v->kind == Y_MAP && v->n == 0))

@@ -78,7 +78,7 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
         L.act = (nslots > 2 ? nslots : 2) * L.scratch_each; /* the slots */
         /* work space of forward kernels (saved_forward), after the slots */
         for (int i = 0; i < p->nops; i++)
-            for (int k = 0; p->ops[i].d->saved_forward && k < p->ops[i].nsaved; k++) {
+            for (int k = 0; k < p->ops[i].d->saved_forward && k < p->ops[i].nsaved; k++) {
                 L.saved[i * OP_MAX_SAVED + k] = xfmt("(float *)(A + %lld)", (long long)L.act);
                 L.act += align16(p->ops[i].saved_numel[k]);
             }

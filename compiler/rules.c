@@ -4,6 +4,7 @@
  * decided later, in plan.c. */
 #include <math.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "phases.h"
@@ -294,6 +295,25 @@ static const char **tensor_names(int *n)
     return names;
 }
 
+/* A recurrent layer's parameter: (weight|bias)_(ih|hh)_l<k>[_reverse] */
+static int rnn_tensor_name(const char *k)
+{
+    if (!strncmp(k, "weight_", 7))
+        k += 7;
+    else if (!strncmp(k, "bias_", 5))
+        k += 5;
+    else
+        return 0;
+    if ((strncmp(k, "ih_l", 4) && strncmp(k, "hh_l", 4)) || !isdigit((unsigned char)k[4]))
+        return 0;
+    k += 4;
+    if (k[0] == '0' && isdigit((unsigned char)k[1]))
+        return 0;
+    while (isdigit((unsigned char)*k))
+        k++;
+    return !*k || !strcmp(k, "_reverse");
+}
+
 rule *parse_rules(const ynode *n, int *count)
 {
     expect_kind(n, Y_SEQ, "init");
@@ -325,7 +345,7 @@ rule *parse_rules(const ynode *n, int *count)
                 }
                 ru->layer = d;
             } else {
-                int nt, known = 0;
+                int nt, known = rnn_tensor_name(k);
                 const char **tn = tensor_names(&nt);
                 for (int q = 0; q < nt; q++)
                     known |= !strcmp(k, tn[q]);

@@ -38,8 +38,11 @@
 /* ARG_PAIR: an int k or a list [a, b] (print shows what was written: k or
    (a, b)), or one of `words` when the spec gives them ("same", "valid").
    ARG_SHAPE: an int k or a list [a, b, ...] of 1 .. NN_MAX_DIM - 1 sizes,
-   each in [min, max] (argval ndims, dims; layer_norm's shape). */
-typedef enum { ARG_INT, ARG_NUM, ARG_BOOL, ARG_PAIR, ARG_SHAPE } arg_type;
+   each in [min, max] (argval ndims, dims; layer_norm's shape).
+   ARG_WORD: one of `words` (a string: rnn's nonlinearity).
+   ARG_TIED: {tied: PATH} or {tied: PATH, transpose: true} (SPEC 1.2.5):
+   argval text is the path, i the transpose flag. */
+typedef enum { ARG_INT, ARG_NUM, ARG_BOOL, ARG_PAIR, ARG_SHAPE, ARG_WORD, ARG_TIED } arg_type;
 
 typedef struct arg_spec {
     const char *name;
@@ -166,9 +169,10 @@ struct op_desc {
     /* the tensors backward needs beyond the op's input and output (masks,
        statistics, indices): sets o->nsaved, saved_numel, saved_dtype */
     void (*extra_saved)(const program *p, op *o);
-    int saved_forward;          /* forward uses the extra saved tensors as work space
-                                   (conv2d's im2col columns): --inference allocates
-                                   them too, where other ops get NULL */
+    int saved_forward;          /* forward uses the first saved_forward extra saved
+                                   tensors as work space (conv2d's im2col columns, a
+                                   recurrent layer's states): --inference allocates
+                                   those too, where the others are NULL */
     int backward_identity;      /* backward passes the output gradient to every input
                                    unchanged (views, a residual's sum): the schedule
                                    does it, the op writes no backward kernel */

@@ -298,6 +298,30 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
 void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const float *x,
                         const float *w, float *gx, float *gw, float *gb, int setw, int setb,
                         float *work);
+/* Recurrent layers (nn.RNN, nn.LSTM, nn.GRU, batch_first=True) on n
+   examples: x is n x t x in, y n x t x (hidden * dirs).  w lists the
+   parameters in torch's registration order (per layer, per direction:
+   weight_ih, weight_hh, then bias_ih, bias_hh when bias), gw their
+   gradients in the same order (an entry NULL: not wanted), each = (set) or
+   += its gradient.  keep is 1 - dropout (1: none) and scale 1 / (float)keep;
+   between stacked layers in training mode the dropout draws from rng as
+   torch does.  work: nn_rnn_work_floats(g) floats, written by forward and
+   read by the backward after it (same n, same mode); scratch:
+   nn_rnn_scratch_floats(g), backward's own.  blas 0: loops instead of
+   nn_sgemm.  The generated code calls these (compiler/ops/rnn.c). */
+enum { NN_RNN_TANH = 0, NN_RNN_RELU = 1, NN_LSTM = 2, NN_GRU = 3 };
+typedef struct nn_rnn_geom {
+    int kind, layers, dirs, bias, t, in, hidden, batch, blas;
+    double keep;
+    float scale;
+} nn_rnn_geom;
+size_t nn_rnn_work_floats(const nn_rnn_geom *g);
+size_t nn_rnn_scratch_floats(const nn_rnn_geom *g);
+void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
+                    const float *const *w, float *work, int training, nn_rng *rng);
+void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *x,
+                     const float *const *w, float *gx, float *const *gw, int set,
+                     const float *work, float *scratch, int training);
 /* Sigmoid over count floats, y = 1 / (1 + e^-x) (y may be x), and its
    backward gx = gy (1 - y) y (gx may be gy), for the generated code's large
    activations: on nngen's own kernel's CPUs 16 lanes at a time (e^x to
