@@ -96,6 +96,8 @@ int any_blas(const emitter *e);
 
 /* emit_api.c */
 void emit_header(emitter *e, FILE *h);
+const char *api_xtype(const emitter *e);        /* "const float" or "const int32_t" */
+const char *api_x(const emitter *e, const char *x); /* x as fwd() and bwd() take it */
 void emit_tables(emitter *e);
 void emit_struct_and_create(emitter *e);
 void emit_init(emitter *e);

@@ -126,10 +126,14 @@ void emit_header(emitter *e, FILE *h)
     fprintf(h, "void %s_init(%s *net, uint64_t seed);\n", n, n);
     fprintf(h, "/* the same, continuing the caller's generator (like torch's global one) */\n");
     fprintf(h, "void %s_init_rng(%s *net, nn_rng *rng);\n", n, n);
-    fprintf(h, "void %s_forward(%s *net, const float *x, float *y);\n", n, n);
+    const char *XT = api_xtype(e);
+    fprintf(h, "void %s_forward(%s *net, %s *x, float *y);\n", n, n, XT);
     fprintf(h, "/* the same on the first n rows alone (1 <= n <= %s_BATCH); the _n forms below\n"
                "   likewise; n out of range: nn_error() set, nothing changes, NAN returned */\n", n);
-    fprintf(h, "void %s_forward_n(%s *net, int n, const float *x, float *y);\n", n, n);
+    fprintf(h, "void %s_forward_n(%s *net, int n, %s *x, float *y);\n", n, n, XT);
+    if (p->input_dtype == DT_I32)
+        fprintf(h, "/* x holds int32 indices (input_dtype: int32); an example with an index\n"
+                   "   outside its embedding's range gets NaN rows, and nn_error() is set */\n");
     fprintf(h, "/* modes and randomness: a new instance trains (net.train()); set 0 for eval */\n");
     fprintf(h, "void %s_set_training(%s *net, int training);\n", n, n);
     fprintf(h, "int %s_training(const %s *net);\n", n, n);
@@ -142,6 +146,8 @@ void emit_header(emitter *e, FILE *h)
                    "   dx may be NULL and must not overlap dy */\n", n,
                 p->train.loss != LOSS_NONE ? " or " : "", p->train.loss != LOSS_NONE ? n : "",
                 p->train.loss != LOSS_NONE ? "_loss" : "");
+        if (p->input_dtype == DT_I32)
+            fprintf(h, "/* the input is indices: dx must be NULL */\n");
         fprintf(h, "void %s_backward(%s *net, const float *dy, float *dx);\n", n, n);
         fprintf(h, "/* after a forward of the same n rows */\n");
         fprintf(h, "void %s_backward_n(%s *net, int n, const float *dy, float *dx);\n", n, n);
@@ -150,17 +156,21 @@ void emit_header(emitter *e, FILE *h)
     fprintf(h, "nn_model *%s_model(%s *net);\n", n, n);
     if (p->train.loss != LOSS_NONE && !e->o->inference) {
         const char *T = p->train.loss == LOSS_MSE ? "float" : "int32_t";
+        int64_t per = shape_numel(&p->output) / p->batch / p->output.d[p->output.ndim - 1];
         fprintf(h, "\n/* training (spec 'train:'): target is %s */\n",
                 p->train.loss == LOSS_MSE ? "float[BATCH * OUT_SIZE] (mse)"
-                                          : "int32_t[BATCH] class labels (cross_entropy)");
-        fprintf(h, "float %s_loss(%s *net, const float *x, const %s *target);       /* forward + "
-                   "loss */\n", n, n, T);
-        fprintf(h, "float %s_train_step(%s *net, const float *x, const %s *target); /* zero_grad, "
-                   "forward, loss, backward, optimizer step */\n", n, n, T);
-        fprintf(h, "float %s_loss_n(%s *net, int n, const float *x, const %s *target);\n", n, n, T);
-        fprintf(h, "float %s_train_step_n(%s *net, int n, const float *x, const %s *target);\n", n,
-                n, T);
-        fprintf(h, "/* NAN (and nn_error()) when a class label is out of range */\n");
+                : per == 1 ? "int32_t[BATCH] class labels (cross_entropy)"
+                           : xfmt("int32_t[BATCH * %lld] class labels (cross_entropy over "
+                                  "the last dimension)", (long long)per));
+        fprintf(h, "float %s_loss(%s *net, %s *x, const %s *target);       /* forward + "
+                   "loss */\n", n, n, XT, T);
+        fprintf(h, "float %s_train_step(%s *net, %s *x, const %s *target); /* zero_grad, "
+                   "forward, loss, backward, optimizer step */\n", n, n, XT, T);
+        fprintf(h, "float %s_loss_n(%s *net, int n, %s *x, const %s *target);\n", n, n, XT, T);
+        fprintf(h, "float %s_train_step_n(%s *net, int n, %s *x, const %s *target);\n", n,
+                n, XT, T);
+        fprintf(h, "/* NAN (and nn_error()) when a class label is out of range%s; nothing\n"
+                   "   changes then */\n", p->input_dtype == DT_I32 ? " or an index is" : "");
     }
     if (p->ncustom) {
         fprintf(h, "\n/* custom initializers named in the spec: define them in your program */\n");
@@ -326,6 +336,11 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
     }
     if (in->has_zero_abs_below)
         E(e, "nn_init_zero_abs_below(%s, (float)%s);", T, dlit(in->zero_abs_below));
+    if (in->zero_row) {
+        int64_t row = t->numel / t->shape[0];
+        E(e, "memset(net->t[%d].data + %lld, 0, sizeof(float) * %lld); /* padding_idx's row */",
+          s->tensor, (long long)((in->zero_row - 1) * row), (long long)row);
+    }
 }
 
 
@@ -437,41 +452,115 @@ static void emit_one_value(emitter *e)
     NL(e);
 }
 
+/* The type of x in the entry points, and x as fwd() and bwd() take it. */
+const char *api_xtype(const emitter *e)
+{
+    return e->p->input_dtype == DT_I32 ? "const int32_t" : "const float";
+}
+
+const char *api_x(const emitter *e, const char *x)
+{
+    return e->p->input_dtype == DT_I32 ? xfmt("(const float *)(const void *)%s", x) : x;
+}
+
+/* input_dtype: int32: the first index of each example outside its
+   embedding's [0, num) (SPEC 1.2.4).  bad_index() says whether any row of
+   the n has one, setting nn_error(); nan_bad_rows() gives those rows NaN
+   outputs after a forward. */
+static void emit_index_check(emitter *e)
+{
+    const program *p = e->p;
+    if (p->input_dtype != DT_I32)
+        return;
+    const op *o = NULL;
+    for (int i = 0; i < p->nops && !o; i++)
+        if (p->ops[i].d->int_input)
+            o = &p->ops[i];
+    if (!o)
+        unreachable();
+    int64_t per = shape_numel(&p->input) / p->batch;
+    int64_t out_per = shape_numel(&p->output) / p->batch;
+    int64_t num = p->tensors[o->m->tens_ids[0]].shape[0];
+    open_block(e, xfmt("static int bad_row(const int32_t *x, int r, int *at)\n"));
+    open_block(e, xfmt("for (int k = 0; k < %lld; k++) ", (long long)per));
+    open_block(e, xfmt("if (x[r * %lld + k] < 0 || x[r * %lld + k] >= %lld) ", (long long)per,
+                       (long long)per, (long long)num));
+    E(e, "*at = k;");
+    E(e, "return 1;");
+    close_block(e);
+    close_block(e);
+    E(e, "return 0;");
+    close_block(e);
+    NL(e);
+    open_block(e, "static int bad_index(const int32_t *x, int n, const char *fn)\n");
+    E(e, "int at;");
+    open_block(e, "for (int r = 0; r < n; r++) ");
+    open_block(e, "if (bad_row(x, r, &at)) ");
+    E(e, "nn_set_error(\"%%s: index %%ld at position %%d of example %%d is out of range [0, "
+         "%lld) of %%s\", fn, (long)x[r * %lld + at], at, r, %s);", (long long)num,
+      (long long)per,
+      cstr(xfmt("%s %s", o->m->op->name, o->use_path[0] ? xfmt("'%s'", o->use_path)
+                                                          : "(the model)")));
+    E(e, "return 1;");
+    close_block(e);
+    close_block(e);
+    E(e, "return 0;");
+    close_block(e);
+    NL(e);
+    open_block(e, "static void nan_bad_rows(const int32_t *x, int n, float *y, const char *fn)\n");
+    E(e, "int at;");
+    open_block(e, "if (!bad_index(x, n, fn)) ");
+    E(e, "return;");
+    close_block(e);
+    E(e, "for (int r = 0; r < n; r++)");
+    E(e, "    if (bad_row(x, r, &at))");
+    E(e, "        for (int k = 0; k < %lld; k++) y[r * %lld + k] = NAN;", (long long)out_per,
+      (long long)out_per);
+    close_block(e);
+    NL(e);
+}
+
 void emit_entry_points(emitter *e)
 {
     const program *p = e->p;
     const char *n = e->n;
     int64_t in_per = shape_numel(&p->input) / p->batch;
     int64_t out_per = shape_numel(&p->output) / p->batch;
+    const char *XT = api_xtype(e);
     emit_one_value(e);
+    emit_index_check(e);
     if (e->o->inference) {
-        open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+        open_block(e, xfmt("void %s_forward(%s *net, %s *x, float *y)\n", n, n, XT));
         E(e, "%s_forward_n(net, %s_BATCH, x, y);", n, n);
         close_block(e);
         NL(e);
-        open_block(e, xfmt("void %s_forward_n(%s *net, int n, const float *x, float *y)\n", n, n));
+        open_block(e, xfmt("void %s_forward_n(%s *net, int n, %s *x, float *y)\n", n, n, XT));
         check_rows(e, "forward_n", "");
         check_one_value(e, "forward", xfmt("for (int i = 0; i < %s; i++) y[i] = NAN; /* and nothing changes */",
                                            rows_expr(out_per)), "");
-        E(e, "fwd(net, x, y, n);");
+        E(e, "fwd(net, %s, y, n);", api_x(e, "x"));
+        if (p->input_dtype == DT_I32)
+            E(e, "nan_bad_rows(x, n, y, \"%s_forward\");", n);
         close_block(e);
         return;
     }
     E(e, "/* keeps a copy of x: backward needs it after the caller's buffer may change */");
-    open_block(e, xfmt("%s void forward_rows(%s *net, int n, const float *x, float *y)\n",
-                       e->pass, n));
+    open_block(e, xfmt("%s void forward_rows(%s *net, int n, %s *x, float *y)\n",
+                       e->pass, n, XT));
     check_one_value(e, "forward", xfmt("for (int i = 0; i < %s; i++) y[i] = NAN; /* and nothing changes */",
                                        rows_expr(out_per)), "");
-    E(e, "memcpy(net->act, x, sizeof(float) * %s);", rows_size(in_per));
+    E(e, "memcpy(net->act, x, sizeof *x * %s);", rows_size(in_per));
     E(e, "memcpy(y, fwd(net, net->act, n), sizeof(float) * %s);", rows_size(out_per));
+    if (p->input_dtype == DT_I32)
+        E(e, "nan_bad_rows(x, n, y, \"%s_forward\");", n);
     E(e, "net->rows = n;");
     close_block(e);
     NL(e);
-    open_block(e, xfmt("void %s_forward(%s *net, const float *x, float *y)\n", n, n));
+    open_block(e, xfmt("void %s_forward(%s *net, %s *x, float *y)\n", n, n, XT));
     E(e, "forward_rows(net, %s_BATCH, x, y);", n);
     close_block(e);
     NL(e);
-    open_block(e, xfmt("void %s_forward_n(%s *net, int n, const float *x, float *y)\n", n, n));
+    open_block(e, xfmt("void %s_forward_n(%s *net, int n, %s *x, float *y)\n", n, n, XT));
     check_rows(e, "forward_n", "");
     E(e, "forward_rows(net, n, x, y);");
     close_block(e);
@@ -483,6 +572,13 @@ void emit_entry_points(emitter *e)
          "net->rows);", n);
     E(e, "return;");
     close_block(e);
+    if (p->input_dtype == DT_I32) {
+        open_block(e, "if (dx) ");
+        E(e, "nn_set_error(\"%s_backward_n: the input is int32 indices, which have no gradient: "
+             "pass dx = NULL\");", n);
+        E(e, "return;");
+        close_block(e);
+    }
     E(e, "bwd(net, net->act, dy, dx, 0, n);");
     close_block(e);
     NL(e);

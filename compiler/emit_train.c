@@ -162,21 +162,25 @@ void emit_train(emitter *e)
         E(e, "return (float)(sum / (double)count);");
         close_block(e);
     } else {
-        int64_t C = p->output.d[1];
-        E(e, "/* nn.CrossEntropyLoss() (mean) over the integer class labels of n rows; writes");
+        int64_t C = p->output.d[p->output.ndim - 1];
+        int64_t per = out_per / C; /* labels per example: [N, T, V] is [N * T, V] */
+        E(e, "/* nn.CrossEntropyLoss() (mean) over the integer class labels of n rows%s; writes",
+          per > 1 ? xfmt(" (%lld per example: the output as [n * %lld, %lld])", (long long)per,
+                         (long long)per, (long long)C) : "");
         E(e, "   d loss / d y into dy unless dy is NULL; a label outside [0, %lld) sets *bad */",
           (long long)C);
         open_block(e, xfmt("%s float loss_fn(const float *y, const int32_t *target, float *dy, "
                            "int *bad, int n)\n", e->pass));
         E(e, "double sum = 0.0;");
-        E(e, "const float scale = (float)(1.0 / (double)n);");
+        E(e, "const int rows = %s;", rows_expr(per));
+        E(e, "const float scale = (float)(1.0 / (double)rows);");
         E(e, "*bad = 0;");
-        open_block(e, "for (int b = 0; b < n; b++) ");
+        open_block(e, "for (int b = 0; b < rows; b++) ");
         E(e, "const float *row = y + b * %lld;", (long long)C);
         E(e, "int32_t label = target[b];");
         E(e, "float mx = row[0], s = 0.0f, lse;");
         open_block(e, xfmt("if (label < 0 || label >= %lld) ", (long long)C));
-        E(e, "nn_set_error(\"%s: class label %%ld of example %%d is out of range [0, %lld)\", "
+        E(e, "nn_set_error(\"%s: class label %%ld of row %%d is out of range [0, %lld)\", "
              "(long)label, b);", n, (long long)C);
         E(e, "*bad = 1;");
         E(e, "return NAN;");
@@ -190,42 +194,48 @@ void emit_train(emitter *e)
         E(e, "        dy[b * %lld + c] = (expf(row[c] - lse) - (c == label ? 1.0f : 0.0f)) * scale;",
           (long long)C);
         close_block(e);
-        E(e, "return (float)(sum / (double)n);");
+        E(e, "return (float)(sum / (double)rows);");
         close_block(e);
     }
     const char *T = t->loss == LOSS_MSE ? "float" : "int32_t";
     NL(e);
-    open_block(e, xfmt("%s float loss_rows(%s *net, int n, const float *x, const %s *target)\n",
-                       e->pass, n, T));
+    const char *XT = api_xtype(e);
+    open_block(e, xfmt("%s float loss_rows(%s *net, int n, %s *x, const %s *target)\n",
+                       e->pass, n, XT, T));
     E(e, "int bad;");
     check_one_value(e, "loss", NULL, " NAN");
-    E(e, "memcpy(net->act, x, sizeof(float) * %s); /* for a later backward */",
+    if (p->input_dtype == DT_I32)
+        E(e, "if (bad_index(x, n, \"%s_loss\")) return NAN; /* and nothing changes */", n);
+    E(e, "memcpy(net->act, x, sizeof *x * %s); /* for a later backward */",
       rows_size(in_per));
     E(e, "net->rows = n;");
     E(e, "return loss_fn(fwd(net, net->act, n), target, NULL, &bad, n);");
     close_block(e);
     NL(e);
-    open_block(e, xfmt("float %s_loss(%s *net, const float *x, const %s *target)\n", n, n, T));
+    open_block(e, xfmt("float %s_loss(%s *net, %s *x, const %s *target)\n", n, n, XT, T));
     E(e, "return loss_rows(net, %s_BATCH, x, target);", n);
     close_block(e);
     NL(e);
-    open_block(e, xfmt("float %s_loss_n(%s *net, int n, const float *x, const %s *target)\n", n,
-                       n, T));
+    open_block(e, xfmt("float %s_loss_n(%s *net, int n, %s *x, const %s *target)\n", n,
+                       n, XT, T));
     check_rows(e, "loss_n", " NAN");
     E(e, "return loss_rows(net, n, x, target);");
     close_block(e);
     NL(e);
 
-    open_block(e, xfmt("%s float step_rows(%s *net, int n, const float *x, const %s *target)\n",
-                       e->pass, n, T));
+    open_block(e, xfmt("%s float step_rows(%s *net, int n, %s *x, const %s *target)\n",
+                       e->pass, n, XT, T));
     E(e, "int bad;");
     E(e, "float loss;");
     check_one_value(e, "train_step", NULL, " NAN");
+    if (p->input_dtype == DT_I32)
+        E(e, "if (bad_index(x, n, \"%s_train_step\")) return NAN; /* and nothing changes */",
+          n);
     E(e, "/* x is read in place (no copy); the first write of each gradient replaces");
     E(e, "   it, so zero_grad costs nothing; bwd() updates each parameter as soon as");
     E(e, "   its gradient is complete */");
     E(e, "net->rows = n;");
-    E(e, "loss = loss_fn(fwd(net, x, n), target, net->dy, &bad, n);");
+    E(e, "loss = loss_fn(fwd(net, %s, n), target, net->dy, &bad, n);", api_x(e, "x"));
     E(e, "if (bad) return loss;");
     if (t->opt == OPT_ADAM) {
         E(e, "{");
@@ -236,18 +246,18 @@ void emit_train(emitter *e)
         E(e, "    net->bc2_sqrt = (float)sqrt(bc2);");
         E(e, "}");
     }
-    E(e, "bwd(net, x, net->dy, NULL, 1, n);");
+    E(e, "bwd(net, %s, net->dy, NULL, 1, n);", api_x(e, "x"));
     E(e, "net->steps++;");
     E(e, "return loss;");
     close_block(e);
     NL(e);
-    open_block(e, xfmt("float %s_train_step(%s *net, const float *x, const %s *target)\n", n, n,
-                       T));
+    open_block(e, xfmt("float %s_train_step(%s *net, %s *x, const %s *target)\n", n, n,
+                       XT, T));
     E(e, "return step_rows(net, %s_BATCH, x, target);", n);
     close_block(e);
     NL(e);
-    open_block(e, xfmt("float %s_train_step_n(%s *net, int n, const float *x, const %s *target)\n",
-                       n, n, T));
+    open_block(e, xfmt("float %s_train_step_n(%s *net, int n, %s *x, const %s *target)\n",
+                       n, n, XT, T));
     check_rows(e, "train_step_n", " NAN");
     E(e, "return step_rows(net, n, x, target);");
     close_block(e);

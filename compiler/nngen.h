@@ -152,6 +152,8 @@ typedef struct initializer {
     mix_part *mix;
     int has_zero_abs_below;
     double zero_abs_below;
+    int64_t zero_row;           /* a default's row + 1 to zero after (embedding's
+                                   padding_idx); 0: none */
 } initializer;
 extern const char *const nl_names[];    /* torch's nonlinearity names, by nn_nonlinearity */
 #define N_NL_NAMES 12
@@ -291,6 +293,8 @@ typedef struct program {
     const char *name;
     int64_t batch;
     shape input;                /* with batch */
+    dtype input_dtype;          /* DT_F32, or DT_I32: indices for an embedding */
+    loc input_dtype_loc;
     shape output;
     int has_seed;
     uint64_t seed;

@@ -46,7 +46,7 @@ static void add_step(planner *pl, module *m, int tid, const initializer *in)
 }
 
 static const initializer default_init = {I_DEFAULT, {NULL, 0, 0}, 0, 0, 0, 0, 0, 0, NULL, 0,
-                                         NULL, 0, 0};
+                                         NULL, 0, 0, 0};
 
 /* Module.apply order: children first (each child object once per parent),
  * then the module itself. */

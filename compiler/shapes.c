@@ -130,6 +130,10 @@ static int residual_sum(fwd *f, module *m, const char *path, loc use, int a, int
                  "maps one to the other, e.g. {residual: {body: ..., shortcut: {linear: N}}})",
                  shape_prefix(f, "shape mismatch"), path[0] ? xfmt("'%s'", path) : "(the model)",
                  what_a, shape_text(sa), what_b, shape_text(sb));
+    if (p->values[a].dtype == DT_I32 || p->values[b].dtype == DT_I32)
+        error_at(f->sh ? f->sh_use : use, "residual %s adds the network's int32 indices "
+                 "(input_dtype: int32), which only an embedding can read: put the embedding "
+                 "before the residual", path[0] ? xfmt("'%s'", path) : "(the model)");
     int in[2] = {a, b};
     return add_op(f, m, &op_add, path, in, 2, sa);
 }
@@ -235,6 +239,18 @@ static int forward(fwd *f, module *m, int in, loc use, const char *path)
     shape sin = p->values[in].shape, out = sin;
     shape_ctx sc = {f, m, use, NULL};
     sc.what = path[0] ? xfmt("%s '%s'", m->op->name, path) : xfmt("%s (the model)", m->op->name);
+    if (p->values[in].dtype == DT_I32 && !m->op->int_input)
+        error_at(f->sh ? f->sh_use : use, "%s gets the network's int32 indices (input_dtype: "
+                 "int32), which only an embedding can read: make embedding the first layer",
+                 sc.what);
+    if (m->op->int_input && p->values[in].dtype != DT_I32) {
+        if (p->input_dtype == DT_I32)
+            error_at(f->sh ? f->sh_use : use, "%s must be the first layer: it reads the "
+                     "network's int32 indices, but here it gets the float output of another "
+                     "layer", sc.what);
+        error_at(f->sh ? f->sh_use : use, "%s reads int32 indices: add 'input_dtype: int32' at "
+                 "the top level and make it the first layer", sc.what);
+    }
     if (m->op->shape)
         m->op->shape(&sc, m, &sin, &out);
     if (shape_numel(&out) > MAX_TENSOR_ELEMS)
@@ -252,7 +268,11 @@ void check_shapes(program *p, const ynode *shared_keys, const ynode *model)
     f.p = p;
     f.shared_keys = shared_keys;
     int buf = new_buf(&f, &p->input); /* buffer 0: x */
-    int in = new_value(&f, &p->input, DT_F32, buf, -1);
+    int in = new_value(&f, &p->input, p->input_dtype, buf, -1);
     int out = forward(&f, p->root, in, model->loc, "");
+    if (p->values[out].dtype == DT_I32)
+        error_at(p->input_dtype_loc, "input_dtype: int32 gives indices, which only an embedding "
+                 "reads, but the model has no layer that reads them: make embedding the first "
+                 "layer");
     p->output = p->values[out].shape;
 }

@@ -23,9 +23,9 @@ void parse_train(program *p, const ynode *n)
     else
         error_at(l->loc, "unknown loss '%s'%s; expected 'mse' or 'cross_entropy'", ls,
                  did_you_mean(ls, losses, 2));
-    if (t->loss == LOSS_CROSS_ENTROPY && p->output.ndim != 2)
-        error_at(l->loc, "cross_entropy needs the model's output to be [batch, classes], but it "
-                         "is %s", shape_text(&p->output));
+    if (t->loss == LOSS_CROSS_ENTROPY && p->output.ndim < 2)
+        error_at(l->loc, "cross_entropy needs the model's output to be [batch, classes] (or "
+                         "[batch, ..., classes]), but it is %s", shape_text(&p->output));
     const ynode *o = map_get(n, "optimizer");
     if (!o)
         error_at(n->loc, "train needs 'optimizer' ({sgd: {lr: 0.1}} or {adam: {}})");

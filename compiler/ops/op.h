@@ -225,6 +225,8 @@ struct op_desc {
     void (*fold)(op_emit *ec, const char *w, const char *b, const char *wout, const char *bout,
                  int64_t per);
 
+    int int_input;              /* reads the network's int32 indices (embedding): the
+                                   only op that may, and it may read nothing else */
     const void *data;           /* a family's row (ops/pointwise.h) */
     int random;                 /* draws from the instance generator */
     int mode_dependent;         /* differs between training and eval */
