@@ -475,7 +475,41 @@ module *build(ctx *c, const ynode *n)
             error_at(n->loc, "unknown layer or block '%s'%s", name, did_you_mean(name, names, k));
         }
     } else {
-        /* a mapping: one type key plus meta keys */
+        /* a mapping: one type key plus meta keys; or, when two or more keys
+           and none is a type, named children (SPEC 1.2.5's example): the
+           sequential mapping form {sequential: {a: m0, b: m1}} */
+        int nonmeta = 0, types = 0;
+        for (int i = 0; i < n->n; i++) {
+            const char *k = n->keys[i]->str;
+            if (!strcmp(k, "init") || !strcmp(k, "frozen"))
+                continue;
+            nonmeta++;
+            types += op_find(k) || namemap_find(&c->block_ix, k) >= 0 ||
+                     namemap_find(&c->shared_ix, k) >= 0 || !strcmp(k, "sequential") ||
+                     !strcmp(k, "residual") || !strcmp(k, "repeat") || !strcmp(k, "ref");
+        }
+        if (nonmeta >= 2 && !types) {
+            ynode *kids = xalloc(sizeof *kids);
+            *kids = *n;
+            kids->n = 0;
+            kids->keys = xalloc(sizeof *kids->keys * (size_t)n->n);
+            kids->items = xalloc(sizeof *kids->items * (size_t)n->n);
+            for (int i = 0; i < n->n; i++) {
+                const char *k = n->keys[i]->str;
+                if (!strcmp(k, "init") || !strcmp(k, "frozen"))
+                    continue;
+                kids->keys[kids->n] = n->keys[i];
+                kids->items[kids->n++] = n->items[i];
+            }
+            m = build_sequential(c, kids, n->loc);
+            const ynode *fr = map_get(n, "frozen");
+            if (fr && get_bool(fr, "frozen"))
+                m->frozen = 1;
+            const ynode *in = map_get(n, "init");
+            if (in)
+                m->rules = parse_rules(in, &m->nrules);
+            return m;
+        }
         int ti = -1;
         for (int i = 0; i < n->n; i++) {
             const char *k = n->keys[i]->str;
@@ -484,7 +518,9 @@ module *build(ctx *c, const ynode *n)
             if (ti >= 0)
                 error_at(n->keys[i]->loc, "a module mapping holds exactly one type key, but "
                                           "has '%s' and '%s' (meta keys are 'init' and "
-                                          "'frozen'); to chain modules use a list",
+                                          "'frozen'); to chain modules use a list, or "
+                                          "{sequential: {name: module, ...}} for named "
+                                          "children",
                          n->keys[ti]->str, k);
             ti = i;
         }

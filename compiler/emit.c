@@ -293,6 +293,11 @@ static void op_setup(emitter *e, op_emit *ec, int i)
         ec->data[k] = xfmt("D + %lld", (long long)t->offset);
         ec->grad[k] = t->requires_grad ? xfmt("G + %lld", (long long)t->offset) : NULL;
     }
+    if (o->m->has_borrow) {
+        const tensor *t = &p->tensors[o->m->borrow];
+        ec->tied_w = xfmt("D + %lld", (long long)t->offset);
+        ec->tied_gw = t->requires_grad ? xfmt("G + %lld", (long long)t->offset) : NULL;
+    }
     for (int k = 0; k < o->nsaved; k++)
         ec->saved[k] = e->L->saved[i * OP_MAX_SAVED + k];
     ec->training = "net->training";
@@ -521,9 +526,12 @@ static void emit_backward(emitter *e)
                 ec.mask = L->bufname[op_in(p, o, 0)->buf];
             for (int k = 0; k < o->m->nparams; k++)
                 ec.set[k] = s->set[s->tbase[i] + k];
+            if (o->m->has_borrow)
+                ec.tied_set = s->set[s->tbase[i] + o->m->nparams];
             /* ops with parameters check gx themselves; the others run only
                for their input gradient, which is dx here */
-            int guard = o->m->nparams == 0 && !strcmp(target[0], "dx") && !dx_only;
+            int guard = o->m->nparams + o->m->has_borrow == 0 && !strcmp(target[0], "dx") &&
+                        !dx_only;
             if (guard)
                 open_block(e, "if (dx) ");
             o->d->backward(&ec);
@@ -540,8 +548,8 @@ static void emit_backward(emitter *e)
                 }
         }
         if (p->train.loss != LOSS_NONE)
-            for (int k = 0; k < o->m->nparams; k++) {
-                int tid = o->m->tens_ids[k];
+            for (int k = 0; k < o->m->nparams + o->m->has_borrow; k++) {
+                int tid = k < o->m->nparams ? o->m->tens_ids[k] : o->m->borrow;
                 if (s->complete_at[tid] == i && p->tensors[tid].requires_grad)
                     E(e, "if (set) %s /* %s is complete: step */", opt_call(e, tid),
                       ccomment(p->tensors[tid].name));

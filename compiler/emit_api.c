@@ -270,6 +270,21 @@ static void emit_init_step(emitter *e, const init_step *s, int k)
     const initializer *in = s->init;
     const char *T = xfmt("&net->t[%d]", s->tensor);
     initializer def;
+    if (s->discard) {
+        /* a {tied: PATH} layer's own default weight: drawn, then replaced */
+        op_default_init(s->m, t, &def);
+        int normal = def.kind == I_NORMAL || def.kind == I_XAVIER_NORMAL ||
+                     def.kind == I_KAIMING_NORMAL;
+        if (!normal && def.kind != I_UNIFORM && def.kind != I_XAVIER_UNIFORM &&
+            def.kind != I_KAIMING_UNIFORM)
+            unreachable();
+        E(e, "/* %s: its own default (%s) is drawn and replaced by %s, as torch does */",
+          ccomment(s->m->path[0] ? xfmt("%s.weight", s->m->path) : "weight"),
+          s->m->op->default_init_what,
+          ccomment(t->name));
+        E(e, "nn_init_discard(rng, %lld, %d);", (long long)t->numel, normal);
+        return;
+    }
     if (in->kind == I_DEFAULT) {
         const char *what = t->owner->op->default_init_what;
         E(e, "/* %s: default (%s) */", ccomment(t->name), what ? what : "zeros");

@@ -23,7 +23,7 @@ static int can_fold(const program *p, const op *a, const op *b, const int *reade
                     int fused)
 {
     if (!a->d->folds_bn || !b->d->fold || !b->d->fold_ok(b->m) || fused || b->nin != 1 ||
-        b->in[0] != a->out || readers[a->out] != 1 || a->m->nparams < 1)
+        b->in[0] != a->out || readers[a->out] != 1 || a->m->nparams < 1 || a->m->has_borrow)
         return 0;
     /* the layer's output channels must be the norm's: dimension 1 of a
        conv2d's [N, O, H, W] or of a linear's [N, O] (not a linear on the
@@ -56,8 +56,8 @@ sched *plan_schedule(const program *p, int no_blas, int inference)
     s->readers = readers;
     int total = 0;
     for (int i = 0; i < n; i++) {
-        s->tbase[i] = total;
-        total += p->ops[i].m->nparams;
+        s->tbase[i] = total; /* the op's tensors: its parameters, then a borrowed weight */
+        total += p->ops[i].m->nparams + p->ops[i].m->has_borrow;
     }
     s->tbase[n] = total;
     s->set = xalloc((size_t)total + 1);
@@ -84,9 +84,10 @@ sched *plan_schedule(const program *p, int no_blas, int inference)
     char *touched = xalloc((size_t)p->ntensors + 1);
     for (int i = n - 1; i >= 0; i--) {
         const module *m = p->ops[i].m;
-        for (int k = 0; k < m->nparams; k++) {
-            s->set[s->tbase[i] + k] = !touched[m->tens_ids[k]];
-            touched[m->tens_ids[k]] = 1;
+        for (int k = 0; k < m->nparams + m->has_borrow; k++) {
+            int t = k < m->nparams ? m->tens_ids[k] : m->borrow;
+            s->set[s->tbase[i] + k] = !touched[t];
+            touched[t] = 1;
         }
     }
     for (int k = 0; k < p->ntensors; k++)
@@ -95,8 +96,8 @@ sched *plan_schedule(const program *p, int no_blas, int inference)
     for (int i = 0; i < n; i++) {
         const module *m = p->ops[i].m;
         s->trainable_before[i] = (char)any;
-        for (int k = 0; k < m->nparams; k++) {
-            int t = m->tens_ids[k];
+        for (int k = 0; k < m->nparams + m->has_borrow; k++) {
+            int t = k < m->nparams ? m->tens_ids[k] : m->borrow;
             if (s->complete_at[t] < 0)
                 s->complete_at[t] = i;
             if (p->tensors[t].requires_grad)

@@ -15,13 +15,26 @@ typedef struct decl {
     int64_t shape[NN_MAX_DIM];
     dtype dt;
     int is_buffer;
+    int tied;                   /* a {tied: PATH} slot: no tensor of its own */
 } decl;
+
+/* A tie to resolve once every layer is declared (SPEC 1.2.5). */
+typedef struct tie {
+    module *m;
+    int slot;                   /* the parameter slot, or -1: transposed (borrow) */
+    const char *path;           /* the state_dict key it names */
+    loc loc;
+    int64_t want[2];            /* the shape PATH's tensor must have */
+    int64_t out, in;            /* the layer's weight as [out, in], for messages */
+} tie;
 
 typedef struct namer {
     program *p;
     int cap_tensors, cap_state;
     decl *decls;
     int ndecls, cap_decls;
+    tie *ties;
+    int nties, cap_ties;
 } namer;
 
 static namer *cur;              /* the namer declare_tensor() adds to */
@@ -46,16 +59,56 @@ void declare_tensor(module *m, const char *local, int ndim, const int64_t *shape
         memcpy(d->shape, shape, sizeof *shape * (size_t)ndim);
     d->dt = dt;
     d->is_buffer = is_buffer;
+    d->tied = 0;
     if (is_buffer)
         m->nbuffers++;
     else
         m->nparams++;
 }
 
+void declare_tied(module *m, const char *local, int k, const int64_t *shape)
+{
+    namer *nm = cur;
+    const argval *a = &m->args[k];
+    if (!nm)
+        unreachable();
+    if (nm->nties == nm->cap_ties) {
+        int nc = nm->cap_ties ? nm->cap_ties * 2 : 8;
+        nm->ties = xrealloc_array(nm->ties, (size_t)nm->cap_ties, (size_t)nc, sizeof *nm->ties);
+        nm->cap_ties = nc;
+    }
+    tie *t = &nm->ties[nm->nties++];
+    t->m = m;
+    t->path = a->text;
+    t->loc = a->loc;
+    t->out = shape[0];
+    t->in = shape[1];
+    m->tied_loc = a->loc;
+    if (a->i) { /* transposed: the layer computes with PATH's [in, out] tensor */
+        t->slot = -1;
+        t->want[0] = shape[1];
+        t->want[1] = shape[0];
+        return;
+    }
+    t->slot = m->nparams;
+    t->want[0] = shape[0];
+    t->want[1] = shape[1];
+    declare_tensor(m, local, 2, shape, DT_F32, 0);
+    nm->decls[nm->ndecls - 1].tied = 1;
+}
+
 static void add_tensor(namer *nm, const decl *d, int slot)
 {
     program *p = nm->p;
     module *m = d->m;
+    if (d->tied) {
+        if (!m->tens_tied)
+            m->tens_tied = xalloc((size_t)(m->nparams + m->nbuffers));
+        m->tens_tied[slot] = 1;
+        m->tens_local[slot] = d->local;
+        m->tens_ids[slot] = -1; /* resolve_ties */
+        return;
+    }
     if (p->ntensors == nm->cap_tensors) {
         int nc = nm->cap_tensors ? nm->cap_tensors * 2 : 16;
         p->tensors = xrealloc_array(p->tensors, (size_t)nm->cap_tensors, (size_t)nc,
@@ -124,6 +177,134 @@ static void name_state(namer *nm, const module *m, const char *path)
         name_state(nm, m->children[i].m, join(path, m->children[i].name));
 }
 
+/* PyTorch's construction order of the modules (plan.c: shared modules in
+   declaration order, then the model; children before their parent). */
+static void construction_order(const module *m, int *next, int *ord)
+{
+    if (ord[m->id])
+        return;
+    for (int i = 0; i < m->nchildren; i++)
+        construction_order(m->children[i].m, next, ord);
+    ord[m->id] = ++*next;
+}
+
+/* Every state_dict key that names a resolved tensor, for suggestions. */
+static void state_keys(const module *m, const char *path, const char ***keys, int *n, int *cap)
+{
+    for (int i = 0; i < m->nparams + m->nbuffers; i++) {
+        if (m->tens_ids[i] < 0)
+            continue;
+        if (*n == *cap) {
+            int nc = *cap ? *cap * 2 : 16;
+            *keys = xrealloc_array(*keys, (size_t)*cap, (size_t)nc, sizeof **keys);
+            *cap = nc;
+        }
+        (*keys)[(*n)++] = join(path, m->tens_local[i]);
+    }
+    for (int i = 0; i < m->nchildren && *n < 100000; i++)
+        state_keys(m->children[i].m, join(path, m->children[i].name), keys, n, cap);
+}
+
+static NORETURN void no_such_key(const program *p, const tie *t)
+{
+    const char **keys = NULL;
+    int n = 0, cap = 0;
+    state_keys(p->root, "", &keys, &n, &cap);
+    error_at(t->loc, "tied weight '%s' is not a state_dict key of the model%s; a tie names a "
+                     "weight declared by another layer, e.g. 'encoder.weight'",
+             t->path, did_you_mean(t->path, keys, n));
+}
+
+static const char *shape2(const int64_t *d)
+{
+    return xfmt("[%lld, %lld]", (long long)d[0], (long long)d[1]);
+}
+
+/* The tensors the {tied: ...} arguments name, in construction order: the
+   tied-to layer must come earlier, so a tie to a tie resolves to the first
+   weight and no cycle can form. */
+static void resolve_ties(namer *nm)
+{
+    program *p = nm->p;
+    if (!nm->nties)
+        return;
+    int *ord = xalloc(sizeof *ord * (size_t)(p->nmodules + 1)), next = 0;
+    for (int i = 0; i < p->nshared; i++)
+        construction_order(p->shared[i], &next, ord);
+    construction_order(p->root, &next, ord);
+    /* insertion sort by construction order (ties are few) */
+    for (int i = 1; i < nm->nties; i++)
+        for (int j = i; j > 0 && ord[nm->ties[j - 1].m->id] > ord[nm->ties[j].m->id]; j--) {
+            tie t = nm->ties[j];
+            nm->ties[j] = nm->ties[j - 1];
+            nm->ties[j - 1] = t;
+        }
+    for (int i = 0; i < nm->nties; i++) {
+        const tie *t = &nm->ties[i];
+        /* the module at the path's prefix, through the children's names */
+        module *a = p->root;
+        char *path = xstrdup(t->path);
+        char *local = strrchr(path, '.');
+        if (local) {
+            *local++ = 0;
+            for (char *tok = path, *dot; tok && a; tok = dot) {
+                dot = strchr(tok, '.');
+                if (dot)
+                    *dot++ = 0;
+                module *c = NULL;
+                for (int k = 0; k < a->nchildren && !c; k++)
+                    if (!strcmp(a->children[k].name, tok))
+                        c = a->children[k].m;
+                a = c;
+            }
+        } else {
+            local = path;
+        }
+        int slot = -1;
+        for (int k = 0; a && k < a->nparams + a->nbuffers && slot < 0; k++)
+            if (!strcmp(a->tens_local[k], local))
+                slot = k;
+        if (slot < 0)
+            no_such_key(p, t);
+        const char *what = a->path[0] ? xfmt("%s '%s'", a->op->name, a->path)
+                                      : xfmt("%s (the model)", a->op->name);
+        if (a == t->m)
+            error_at(t->loc, "tied weight '%s' is this layer's own weight: tie it to another "
+                             "layer's weight", t->path);
+        if (ord[a->id] > ord[t->m->id] || a->tens_ids[slot] < 0)
+            error_at(t->loc, "tied weight '%s' belongs to %s, which is constructed after this "
+                             "layer; the tied-to layer must come earlier in construction order "
+                             "(tie the later layer to the earlier one's weight)", t->path, what);
+        const tensor *w = &p->tensors[a->tens_ids[slot]];
+        if (w->is_buffer || strcmp(local, "weight") != 0)
+            error_at(t->loc, "tied weight '%s' is %s's %s '%s', not a weight: a tie names a "
+                             "layer's 'weight' (e.g. '%s')", t->path, what,
+                     w->is_buffer ? "buffer" : "parameter", local, join(a->path, "weight"));
+        if (w->ndim != 2 || w->shape[0] != t->want[0] || w->shape[1] != t->want[1]) {
+            const char *have = w->ndim == 2 ? shape2(w->shape) : "not 2-d";
+            int64_t wt[2] = {t->out, t->in};
+            const char *hint = "";
+            if (w->ndim == 2 && t->slot >= 0 && w->shape[0] == t->in && w->shape[1] == t->out)
+                hint = xfmt("; it fits transposed: write {tied: %s, transpose: true}", t->path);
+            else if (w->ndim == 2 && t->slot < 0 && w->shape[0] == t->out &&
+                     w->shape[1] == t->in)
+                hint = xfmt("; it fits as it is: write {tied: %s} without transpose", t->path);
+            if (t->slot >= 0)
+                error_at(t->loc, "shape mismatch: tied weight '%s' is %s, but this layer's "
+                                 "weight is %s ([out, in])%s", t->path, have, shape2(wt), hint);
+            error_at(t->loc, "shape mismatch: tied weight '%s' is %s, but used transposed by "
+                             "this layer (in %lld, out %lld) it must be %s ([in, out])%s",
+                     t->path, have, (long long)t->in, (long long)t->out, shape2(t->want), hint);
+        }
+        if (t->slot >= 0) {
+            t->m->tens_ids[t->slot] = a->tens_ids[slot];
+        } else {
+            t->m->has_borrow = 1;
+            t->m->borrow = a->tens_ids[slot];
+        }
+    }
+}
+
 static void freeze(program *p, const module *m, int frozen)
 {
     frozen |= m->frozen;
@@ -160,6 +341,7 @@ void name_program(program *p)
             p->nparam_tensors = i + 1;
     p->grad_floats = p->nparam_tensors ? p->tensors[p->nparam_tensors - 1].offset +
                      (p->tensors[p->nparam_tensors - 1].numel + 15) / 16 * 16 : 0;
+    resolve_ties(&nm);
     name_state(&nm, p->root, "");
     freeze(p, p->root, 0);
 }

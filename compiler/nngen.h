@@ -227,6 +227,12 @@ struct module {
     int nparams, nbuffers;      /* own tensors: parameters, then buffers */
     const char **tens_local;    /* [nparams + nbuffers] local names */
     int *tens_ids;              /* [nparams + nbuffers] tensor ids */
+    char *tens_tied;            /* [nparams + nbuffers]: this slot is another layer's
+                                   tensor ({tied: PATH}, SPEC 1.2.5), or NULL: none is */
+    int has_borrow;             /* {tied: PATH, transpose: true}: the layer computes with */
+    int borrow;                 /* this tensor transposed, which is not its own (not in
+                                   its state dict, not frozen with it, never its init) */
+    loc tied_loc;               /* where the tie is written */
     char *extra;                /* extra_repr() */
     int constructed;            /* init planning */
 };
@@ -252,6 +258,8 @@ typedef struct state_entry {
 
 typedef struct init_step {
     int tensor;
+    int discard;                /* draw the default of a {tied: PATH} layer's own weight
+                                   (shaped as tensor) and throw it away, as torch does */
     const initializer *init;    /* I_DEFAULT: the owner's op default (op_default_init) */
     module *m;
 } init_step;

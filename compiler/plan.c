@@ -40,13 +40,34 @@ static void add_step(planner *pl, module *m, int tid, const initializer *in)
         pl->cap = nc;
     }
     init_step *s = &p->steps[p->nsteps++];
+    s->discard = 0;
     s->tensor = tid;
     s->init = in;
     s->m = m;
 }
 
+static init_step *p_last_step(planner *pl)
+{
+    return &pl->p->steps[pl->p->nsteps - 1];
+}
+
 static const initializer default_init = {I_DEFAULT, {NULL, 0, 0}, 0, 0, 0, 0, 0, 0, NULL, 0,
                                          NULL, 0, 0, 0};
+
+/* A rule that would initialize a weight this layer borrows ({tied: ...}). */
+static NORETURN void borrowed_init(planner *pl, const module *m, const rule_param *rp)
+{
+    const char *where = m->path[0] ? xfmt("%s '%s'", module_class(m), m->path)
+                                   : xfmt("%s (the model)", module_class(m));
+    const char *tied = NULL;
+    for (int k = 0; m->op && k < m->op->nargs && !tied; k++)
+        if (m->op->args[k].type == ARG_TIED && m->args[k].given)
+            tied = m->args[k].text;
+    (void)pl;
+    error_at(rp->loc, "this init rule initializes the weight of %s, which is tied to '%s' (line "
+                      "%d): initialize it where it is declared, in an init rule of that layer",
+             where, tied ? tied : "?", m->tied_loc.line);
+}
 
 /* Module.apply order: children first (each child object once per parent),
  * then the module itself. */
@@ -74,14 +95,21 @@ static void apply_rule(planner *pl, module *m, const rule *r)
     for (int i = 0; i < m->nchildren; i++)
         if (!dup || !dup[i])
             apply_rule(pl, m->children[i].m, r);
-    if (!m->op || (r->layer && m->op != r->layer))
+    /* a transposed tie makes the layer a TiedLinear: no `layer: linear` */
+    if (!m->op || (r->layer && (m->op != r->layer || m->has_borrow)))
         return;
-    for (int k = 0; k < r->nparams; k++)
+    for (int k = 0; k < r->nparams; k++) {
+        const char *pn = r->params[k].name;
+        if (m->has_borrow && !strcmp(pn, "weight"))
+            borrowed_init(pl, m, &r->params[k]);
         for (int i = 0; i < m->nparams; i++)
-            if (!strcmp(m->tens_local[i], r->params[k].name)) {
+            if (!strcmp(m->tens_local[i], pn)) {
+                if (m->tens_tied && m->tens_tied[i])
+                    borrowed_init(pl, m, &r->params[k]);
                 add_step(pl, m, m->tens_ids[i], r->params[k].init);
                 pl->matched++;
             }
+    }
 }
 
 /* The child of m named name, or NULL. */
@@ -185,8 +213,12 @@ static void construct(planner *pl, module *m)
     m->constructed = 1;
     for (int i = 0; i < m->nchildren; i++)
         construct(pl, m->children[i].m);
-    for (int i = 0; i < m->nparams + m->nbuffers; i++)
+    for (int i = 0; i < m->nparams + m->nbuffers; i++) {
         add_step(pl, m, m->tens_ids[i], &default_init);
+        /* {tied: PATH}: torch draws the layer's own weight, then replaces it */
+        if (m->tens_tied && m->tens_tied[i])
+            p_last_step(pl)->discard = 1;
+    }
     run_rules(pl, m, m->rules, m->nrules);
 }
 

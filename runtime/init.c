@@ -373,6 +373,25 @@ static void fill_normal(nn_tensor *t, nn_rng *r, double mean, double std, const 
     }
 }
 
+/* What uniform_ (normal 0) or normal_ (normal 1) of numel floats draws,
+   without a tensor: fill_uniform's one 32-bit word per element, or
+   fill_normal's words (or 64-bit draws with the cached sample below 16). */
+void nn_init_discard(nn_rng *r, int64_t numel, int normal)
+{
+    int64_t i;
+    if (!r || numel <= 0)
+        return;
+    if (normal && numel < 16) {
+        for (i = 0; i < numel; i++)
+            (void)nn_rng_normal(r, 0.0, 1.0);
+        return;
+    }
+    if (normal && numel % 16 != 0)
+        numel += 16;
+    for (i = 0; i < numel; i++)
+        (void)nn_rng_u32(r);
+}
+
 void nn_init_normal(nn_tensor *t, nn_rng *r, float mean, float std)
 {
     fill_normal(t, r, mean, std, "normal");

@@ -14,13 +14,26 @@
 
 #include "op.h"
 
-enum { OUT, IN, BIAS };
+enum { OUT, IN, BIAS, WEIGHT };
 
 static const arg_spec args[] = {
     [OUT] = {"out", ARG_INT, NULL, 1, "the number of output features", 1, MAX_DIM_SIZE, 0, NULL},
     [IN] = {"in", ARG_INT, NULL, 0, "the number of input features", 1, MAX_DIM_SIZE, 1, NULL},
     [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},
+    [WEIGHT] = {"weight", ARG_TIED, NULL, 0, NULL, 0, 0, 0, NULL},
 };
+
+/* {tied: PATH, transpose: true} (SPEC 1.2.5): torch's TiedLinear, y = x W + b
+   with W the tied-to [in, out] weight (the module's borrow) */
+static int transposed(const module *m)
+{
+    return m->args[WEIGHT].given && m->args[WEIGHT].i;
+}
+
+static const char *cls_of(const module *m)
+{
+    return transposed(m) ? "TiedLinear" : "Linear";
+}
 
 static const char *const tensors[] = {"weight", "bias"};
 
@@ -46,19 +59,26 @@ static void declare(module *m)
         error_at(m->loc, "cannot infer this linear layer's input size: it is never used "
                          "in the model; give 'in:' or use it");
     int64_t w[2] = {arg_int(m, OUT), arg_int(m, IN)};
-    declare_tensor(m, "weight", 2, w, DT_F32, 0);
+    if (m->args[WEIGHT].given)
+        declare_tied(m, "weight", WEIGHT, w);
+    else
+        declare_tensor(m, "weight", 2, w, DT_F32, 0);
     if (arg_int(m, BIAS))
         declare_tensor(m, "bias", 1, &w[0], DT_F32, 0);
 }
 
 static const char *extra_repr(const module *m)
 {
-    return xfmt("in_features=%lld, out_features=%lld, bias=%s", (long long)arg_int(m, IN),
-                (long long)arg_int(m, OUT), arg_int(m, BIAS) ? "True" : "False");
+    return xfmt("in_features=%lld, out_features=%lld, bias=%s%s", (long long)arg_int(m, IN),
+                (long long)arg_int(m, OUT), arg_int(m, BIAS) ? "True" : "False",
+                transposed(m) ? xfmt(", weight=%s.T", m->args[WEIGHT].text) : "");
 }
 
 static const char *torch_ctor(const module *m)
 {
+    if (transposed(m)) /* the class of emit_py.c, which also ties its weight */
+        return xfmt("TiedLinear(%lld, %lld%s)", (long long)arg_int(m, IN),
+                    (long long)arg_int(m, OUT), arg_int(m, BIAS) ? "" : ", bias=False");
     return xfmt("nn.Linear(%lld, %lld%s)", (long long)arg_int(m, IN), (long long)arg_int(m, OUT),
                 arg_int(m, BIAS) ? "" : ", bias=False");
 }
@@ -113,6 +133,109 @@ static void geometry(const op_emit *ec, int64_t *rows_per, int64_t *in, int64_t 
     *rows_per = per_example(op_in(ec->p, ec->o, 0)) / *in;
 }
 
+/* y = x W + b with W [in, out] (the tied-to weight); bias first, then the
+   product added, as torch's addmm(b, x, W) */
+static void forward_transposed(op_emit *ec, int64_t rp, int64_t in64, int64_t out64, int bias)
+{
+    long long in = (long long)in64, out = (long long)out64;
+    const op *epi = ec->epi;
+    const char *rows = rows_expr(rp);
+    kbegin(ec);
+    K(ec, "static void @(int n, const float *restrict x, float *restrict y, const float "
+          "*restrict w%s)", bias ? ", const float *restrict b" : "");
+    K(ec, "{");
+    if (ec->blas) {
+        K(ec, "    for (int r = 0; r < %s; r++)", rows);
+        K(ec, "        for (int o = 0; o < %lld; o++) y[r * %lld + o] = %s;", out, out,
+          bias ? "b[o]" : "0.0f");
+        K(ec, "    nn_sgemm(0, 0, %s, %lld, %lld, x, %lld, w, %lld, 1, y, %lld);", rows, out, in,
+          in, out, out);
+        if (epi)
+            K(ec, "    for (int k = 0; k < %s; k++) y[k] = %s;", rows_expr(rp * out64),
+              epi->d->epilogue_expr(epi->m, "y[k]"));
+    } else {
+        K(ec, "    for (int r = 0; r < %s; r++)", rows);
+        K(ec, "        for (int o = 0; o < %lld; o++) {", out);
+        K(ec, "            float s = 0.0f;");
+        K(ec, "            for (int i = 0; i < %lld; i++)", in);
+        K(ec, "                s += x[r * %lld + i] * w[i * %lld + o];", in, out);
+        if (bias)
+            K(ec, "            s += b[o];");
+        K(ec, "            y[r * %lld + o] = %s;", out, epi ? epi->d->epilogue_expr(epi->m, "s")
+                                                          : "s");
+        K(ec, "        }");
+    }
+    K(ec, "}");
+    const char *f = kend(ec, "f");
+    if (bias)
+        C(ec, "%s(n, %s, %s, %s, %s);", f, ec->x, ec->y, ec->tied_w, ec->data[0]);
+    else
+        C(ec, "%s(n, %s, %s, %s);", f, ec->x, ec->y, ec->tied_w);
+}
+
+/* gW += x^T gy (W [in, out]), gb += the sum of gy's rows, gx = gy W^T */
+static void backward_transposed(op_emit *ec, int64_t rp, int64_t in64, int64_t out64, int bias)
+{
+    long long in = (long long)in64, out = (long long)out64;
+    const char *rows = rows_expr(rp);
+    int gw = ec->tied_gw != NULL, gb = bias && ec->grad[0] != NULL;
+    int set_w = gw && ec->tied_set, set_b = gb && ec->set[0];
+    kbegin(ec);
+    K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
+          "*restrict w%s%s%s%s)", gw ? ", const float *restrict x, float *restrict gw" : "",
+      gb ? ", float *restrict gb" : "", set_w || set_b ? ", int set" : "",
+      ec->mask ? ", const float *restrict mask" : "");
+    K(ec, "{");
+    if (gb) {
+        if (set_b)
+            K(ec, "    if (set) memset(gb, 0, sizeof(float) * %lld);", out);
+        K(ec, "    for (int r = 0; r < %s; r++)", rows);
+        K(ec, "        for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
+    }
+    if (ec->blas) {
+        if (gw)
+            K(ec, "    nn_sgemm(1, 0, %lld, %lld, %s, x, %lld, gy, %lld, %s, gw, %lld);", in, out,
+              rows, in, out, set_w ? "!set" : "1", out);
+        K(ec, "    %snn_sgemm(0, 1, %s, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);",
+          ec->gx_maybe_null ? "if (gx) " : "", rows, in, out, out, out, in);
+    } else {
+        if (gw) {
+            if (set_w)
+                K(ec, "    if (set) memset(gw, 0, sizeof(float) * %lld);", out * in);
+            K(ec, "    for (int r = 0; r < %s; r++)", rows);
+            K(ec, "        for (int i = 0; i < %lld; i++) {", in);
+            K(ec, "            float xv = x[r * %lld + i];", in);
+            K(ec, "            for (int o = 0; o < %lld; o++) gw[i * %lld + o] += xv * gy[r * "
+                  "%lld + o];", out, out, out);
+            K(ec, "        }");
+        }
+        K(ec, "    %sfor (int r = 0; r < %s; r++)", ec->gx_maybe_null ? "if (gx) " : "", rows);
+        K(ec, "        for (int i = 0; i < %lld; i++) {", in);
+        K(ec, "            float s = 0.0f;");
+        K(ec, "            for (int o = 0; o < %lld; o++) s += gy[r * %lld + o] * w[i * %lld + "
+              "o];", out, out, out);
+        K(ec, "            gx[r * %lld + i] = s;", in);
+        K(ec, "        }");
+    }
+    if (ec->mask) /* the ReLU before this layer: gx = mask > 0 ? gx : 0 */
+        K(ec, "    %sfor (int k = 0; k < %s; k++) if (!(mask[k] > 0.0f)) gx[k] = 0.0f;",
+          ec->gx_maybe_null ? "if (gx) " : "", rows_expr(rp * in64));
+    K(ec, "}");
+    const char *b = kend(ec, "b");
+    strbuf a = {0};
+    sb_printf(&a, "n, %s, %s, %s", ec->gy, ec->gx, ec->tied_w);
+    if (gw)
+        sb_printf(&a, ", %s, %s", ec->saved_in, ec->tied_gw);
+    if (gb)
+        sb_printf(&a, ", %s", ec->grad[0]);
+    if (set_w || set_b)
+        sb_puts(&a, ", set");
+    if (ec->mask)
+        sb_printf(&a, ", %s", ec->mask);
+    C(ec, "%s(%s);", b, a.s);
+    free(a.s);
+}
+
 static void forward(op_emit *ec)
 {
     const module *m = ec->o->m;
@@ -121,6 +244,10 @@ static void forward(op_emit *ec)
     int bias = (int)arg_int(m, BIAS) || ec->fold_bias;
     const char *rows = rows_expr(rp);
     const op *epi = ec->epi;
+    if (m->has_borrow) {
+        forward_transposed(ec, rp, in, out, bias);
+        return;
+    }
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict x, float *restrict y, const float "
           "*restrict w%s)", bias ? ", const float *restrict b" : "");
@@ -170,6 +297,10 @@ static void backward(op_emit *ec)
     geometry(ec, &rp, &in64, &out64);
     long long in = (long long)in64, out = (long long)out64;
     int bias = (int)arg_int(m, BIAS);
+    if (m->has_borrow) {
+        backward_transposed(ec, rp, in64, out64, bias);
+        return;
+    }
     int gw = ec->grad[0] != NULL, gb = bias && ec->grad[1] != NULL;
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
     const char *rows = rows_expr(rp);
@@ -241,8 +372,9 @@ static void backward(op_emit *ec)
 const op_desc op_linear = {
     .name = "linear",
     .cls = "Linear",
+    .cls_of = cls_of,
     .args = args,
-    .nargs = 3,
+    .nargs = 4,
     .main_arg = OUT,
     .main_what = "linear's output size",
     .null_msg = "linear needs its output size: write {linear: 8} or {linear: {out: 8}}",

@@ -91,6 +91,13 @@ const char *shape_arg_origin(const shape_ctx *sc, int k);
 /* Declares the next parameter (or buffer) of m; registration order. */
 void declare_tensor(module *m, const char *local, int ndim, const int64_t *shape, dtype dt,
                     int is_buffer);
+/* A weight given by argument k, an ARG_TIED {tied: PATH[, transpose]}
+   (SPEC 1.2.5): with shape [out, in] (what the layer would declare), the
+   next parameter slot is the tensor at PATH (same shape), or, transposed,
+   the layer computes with PATH's tensor of shape [in, out] as its weight
+   (module has_borrow / borrow) and declares no weight.  Resolved after
+   every layer is declared; the errors are at PATH. */
+void declare_tied(module *m, const char *local, int k, const int64_t *shape);
 
 /* ---- emission ------------------------------------------------------------ */
 
@@ -114,6 +121,9 @@ typedef struct op_emit {
                                    epilogue (writes y for both), or NULL */
     int fold_bias;              /* forward: a bias at data[1] although the layer
                                    has none (a batch norm folded into it) */
+    const char *tied_w;         /* a weight used transposed (module has_borrow) */
+    const char *tied_gw;        /* and its gradient (NULL: frozen where declared) */
+    int tied_set;               /* backward: the first write of tied_gw (as set[]) */
     const char *gy, *gx;        /* backward: gradient of the output, of the input */
     int gx_maybe_null;          /* gx is NULL when nobody needs it (check at run time) */
     const char *mask;           /* backward: the ReLU output whose backward this op
@@ -153,6 +163,7 @@ int op_blas(const program *p, const op *o, int no_blas);
 struct op_desc {
     const char *name;           /* spec name: "linear" */
     const char *cls;            /* torch class: "Linear" */
+    const char *(*cls_of)(const module *m);  /* when the arguments decide ("TiedLinear") */
     const arg_spec *args;
     int nargs;
     int main_arg;               /* index of the main argument ({linear: 8}); -1: none */

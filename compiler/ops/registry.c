@@ -54,6 +54,8 @@ void op_default_init(const module *m, const tensor *t, initializer *out)
 
 const char *module_class(const module *m)
 {
+    if (m->op && m->op->cls_of)
+        return m->op->cls_of(m);
     return m->op ? m->op->cls : m->kind == MOD_SEQUENTIAL ? "Sequential" : "Residual";
 }
 

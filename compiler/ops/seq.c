@@ -118,7 +118,10 @@ static void emb_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
 static void emb_declare(module *m)
 {
     int64_t w[2] = {arg_int(m, NUM), arg_int(m, DIM)};
-    declare_tensor(m, "weight", 2, w, DT_F32, 0);
+    if (m->args[WEIGHT].given)
+        declare_tied(m, "weight", WEIGHT, w);
+    else
+        declare_tensor(m, "weight", 2, w, DT_F32, 0);
 }
 
 static const char *emb_extra(const module *m)

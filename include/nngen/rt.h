@@ -243,6 +243,12 @@ void nn_init_mixture(nn_tensor *t, nn_rng *r, const nn_mix_component *c, int n);
 /* Modifier: set elements with |w| < threshold to 0 (the seed's w *= w.abs() >= t). */
 void nn_init_zero_abs_below(nn_tensor *t, float threshold);
 
+/* The draws of an initializer whose result is thrown away (a layer whose
+   weight is tied to another's draws its own first, as torch's idiom
+   `decoder.weight = encoder.weight` does): normal 0 is uniform_ over numel
+   floats (kaiming_uniform, xavier_uniform too), 1 is normal_. */
+void nn_init_discard(nn_rng *r, int64_t numel, int normal);
+
 /* Layer defaults (reset_parameters of the torch layer). */
 void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */, nn_rng *r);
 
