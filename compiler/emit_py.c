@@ -90,7 +90,7 @@ static const char *const reserved[] = {
     "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
     "try", "while", "with", "yield", "math", "torch", "nn", "init", "OrderedDict", "seed",
     "inits", "net", "build", "loss_fn", "make_optimizer", "train_step", "Residual",
-    "Residual2"};
+    "Residual2", "RNN", "LSTM", "GRU", "LastStep", "TiedLinear"};
 
 /* ---- Python text -------------------------------------------------------------- */
 
@@ -208,6 +208,7 @@ typedef struct pyw {
     int step;                   /* the next init step to write */
     nameset names;
     int use_mixture, use_sequential, use_residual; /* what the file needs */
+    int use_rnn, use_lstm, use_gru, use_last, use_tied;
 } pyw;
 
 static void W(pyw *w, const char *fmt, ...) PRINTF(2, 3);
@@ -229,7 +230,7 @@ static NORETURN void plan_mismatch(int line, int step)
 static int needs_var(const pyw *w, const module *m)
 {
     return !m->op || m->nparams + m->nbuffers > 0 || w->uses[m->id] != 1 || m->shared_name ||
-           m->frozen || m->nrules > 0;
+           m->frozen || m->nrules > 0 || m->has_borrow;
 }
 
 /* The expression a parent uses for child m. */
@@ -394,11 +395,27 @@ static void construct(pyw *w, const module *m)
             if (w->step >= p->nsteps)
                 plan_mismatch(__LINE__, w->step);
             const init_step *s = &p->steps[w->step];
+            int tied = m->tens_tied && m->tens_tied[i];
             if (s->tensor != m->tens_ids[i] || s->init->kind != I_DEFAULT ||
-                w->drawn[s->tensor])
+                s->discard != tied || w->drawn[s->tensor] != tied)
                 plan_mismatch(__LINE__, w->step);
+            if (tied) { /* its own weight was drawn; now it is the other one */
+                const tensor *t = &p->tensors[s->tensor];
+                W(w, "        %s.%s = %s.%s  # tied: %s", w->var[m->id], m->tens_local[i],
+                  w->var[t->owner->id], t->local, pycomment(t->name));
+            }
             w->drawn[s->tensor] = 1;
             w->step++;
+        }
+        if (m->has_borrow) {
+            const tensor *t = &p->tensors[m->borrow];
+            const char *written = NULL;
+            for (int k = 0; k < m->op->nargs; k++)
+                if (m->op->args[k].type == ARG_TIED && m->args[k].given)
+                    written = m->args[k].text;
+            W(w, "        %s.tie(%s, %s, %s)  # tied transposed: %s", w->var[m->id],
+              w->var[t->owner->id], pystr(t->local), pystr(written ? written : t->name),
+              pycomment(t->name));
         }
     } else {
         write_children(w, m);
@@ -508,6 +525,8 @@ static void write_header(pyw *w)
         W(w, "draws exactly as nngen-rt's nn_init_mixture.");
     }
     W(w, "\"\"\"");
+    if (w->use_tied)
+        W(w, "import math");
     W(w, "import torch");
     W(w, "from torch import nn");
     W(w, "from torch.nn import init");
@@ -623,6 +642,76 @@ static void write_helpers(pyw *w)
         "    def forward(self, x):",
         "        return self.body(x) + self.shortcut(x)",
     };
+    static const char *const last[] = {
+        "",
+        "",
+        "class LastStep(nn.Module):",
+        "    \"\"\"last_step: [N, T, F] -> [N, F], the last time step.\"\"\"",
+        "",
+        "    def forward(self, x):",
+        "        return x[:, -1]",
+    };
+    static const char *const tied[] = {
+        "",
+        "",
+        "class TiedLinear(nn.Module):",
+        "    \"\"\"{linear: {out: N, weight: {tied: PATH, transpose: true}}}: y = x W + b with",
+        "    W another layer's weight, read at call time (F.linear(x, W.t(), bias)); only",
+        "    the bias is this module's parameter, drawn U(+-1/sqrt(in_features)).\"\"\"",
+        "",
+        "    def __init__(self, in_features, out_features, bias=True):",
+        "        super().__init__()",
+        "        self.in_features = in_features",
+        "        self.out_features = out_features",
+        "        self._source = None",
+        "        self._path = None",
+        "        if bias:",
+        "            self.bias = nn.Parameter(torch.empty(out_features))",
+        "            bound = 1 / math.sqrt(in_features)",
+        "            init.uniform_(self.bias, -bound, bound)",
+        "        else:",
+        "            self.register_parameter('bias', None)",
+        "",
+        "    def tie(self, module, name, path):",
+        "        \"\"\"Use module's tensor `name` (the state_dict key `path`) transposed.\"\"\"",
+        "        self._source = (module, name)  # a tuple: not a child of this module",
+        "        self._path = path",
+        "",
+        "    def forward(self, x):",
+        "        w = getattr(self._source[0], self._source[1])",
+        "        return nn.functional.linear(x, w.t(), self.bias)",
+        "",
+        "    def extra_repr(self):",
+        "        return 'in_features={}, out_features={}, bias={}, weight={}.T'.format(",
+        "            self.in_features, self.out_features, self.bias is not None, self._path)",
+    };
+    static const char *const rnn_fmt[] = {
+        "",
+        "",
+        "class %s(nn.%s):",
+        "    \"\"\"nn.%s returning its output only (h_n%s dropped), so that it fits in a",
+        "    Sequential; prints as nn.%s.\"\"\"",
+        "",
+        "    def forward(self, x):",
+        "        return super().forward(x)[0]",
+    };
+    const char *const rnn_cls[3] = {"RNN", "LSTM", "GRU"};
+    const int rnn_use[3] = {w->use_rnn, w->use_lstm, w->use_gru};
+    for (int c = 0; c < 3; c++) {
+        if (!rnn_use[c])
+            continue;
+        W(w, "%s", rnn_fmt[0]);
+        W(w, "%s", rnn_fmt[1]);
+        W(w, rnn_fmt[2], rnn_cls[c], rnn_cls[c]);
+        W(w, rnn_fmt[3], rnn_cls[c], c == 1 ? ", c_n" : "");
+        W(w, rnn_fmt[4], rnn_cls[c]);
+        for (int k = 5; k < 8; k++)
+            W(w, "%s", rnn_fmt[k]);
+    }
+    if (w->use_last)
+        write_lines(w, last, sizeof last / sizeof *last);
+    if (w->use_tied)
+        write_lines(w, tied, sizeof tied / sizeof *tied);
     if (w->use_sequential)
         write_lines(w, seq, sizeof seq / sizeof *seq);
     if (w->use_residual)
@@ -648,6 +737,15 @@ static void survey(pyw *w)
     for (int i = 0; i < p->nmodules; i++)
         if (!p->modules[i]->op && p->modules[i]->kind != MOD_SEQUENTIAL)
             w->use_residual = 1;
+    for (int i = 0; i < p->nmodules; i++) {
+        const module *m = p->modules[i];
+        const char *c = m->op ? module_class(m) : "";
+        w->use_rnn |= !strcmp(c, "RNN");
+        w->use_lstm |= !strcmp(c, "LSTM");
+        w->use_gru |= !strcmp(c, "GRU");
+        w->use_last |= !strcmp(c, "LastStep");
+        w->use_tied |= m->has_borrow;
+    }
 }
 
 static void write_build(pyw *w)
@@ -710,9 +808,18 @@ static void write_train(pyw *w)
     W(w, "def train_step(net, optimizer, x, target):");
     W(w, "    \"\"\"target: %s.\"\"\"", t->loss == LOSS_MSE
                                             ? "float32, OUTPUT_SHAPE"
-                                            : "int64 class labels, shape (BATCH,)");
+                                            : w->p->output.ndim > 2
+                                                  ? "int64 class labels of every position, "
+                                                    "OUTPUT_SHAPE without its last dimension"
+                                                  : "int64 class labels, shape (BATCH,)");
     W(w, "    optimizer.zero_grad()");
-    W(w, "    loss = loss_fn()(net(x), target)");
+    if (t->loss == LOSS_CROSS_ENTROPY && w->p->output.ndim > 2) {
+        /* SPEC 1.5: the classes are the last dimension */
+        W(w, "    out = net(x)");
+        W(w, "    loss = loss_fn()(out.reshape(-1, out.shape[-1]), target.reshape(-1))");
+    } else {
+        W(w, "    loss = loss_fn()(net(x), target)");
+    }
     W(w, "    loss.backward()");
     W(w, "    optimizer.step()");
     W(w, "    return loss.item()");
