@@ -169,6 +169,13 @@ static void print_params(const program *p)
             printf(" (shared with %s)", t->name);
         printf("\n");
     }
+    /* weights used transposed are no key of their user (a TiedLinear) */
+    for (int i = 0; i < p->nmodules; i++) {
+        const module *m = p->modules[i];
+        if (m->has_borrow)
+            printf("# %s uses %s transposed (tied, not a state_dict key of its own)\n",
+                   m->path[0] ? m->path : "(the model)", p->tensors[m->borrow].name);
+    }
 }
 
 static int run(enum mode mode, const char *spec, const char *out, const char *header,

@@ -122,6 +122,10 @@ static void draw_layer(dotw *d, const module *m, int depth)
     sb_printf(&b, "%s\\n%s(%s)", use_list(d, m), module_class(m), esc(m->extra));
     for (int i = 0; i < m->nparams + m->nbuffers; i++) {
         const tensor *t = &p->tensors[m->tens_ids[i]];
+        if (m->tens_tied && m->tens_tied[i]) {
+            sb_printf(&b, "\\n%s = %s", esc(m->tens_local[i]), esc(t->name));
+            continue;
+        }
         sb_printf(&b, "\\n%s [", esc(t->local));
         for (int k = 0; k < t->ndim; k++)
             sb_printf(&b, "%s%lld", k ? ", " : "", (long long)t->shape[k]);
@@ -265,5 +269,23 @@ void emit_dot(FILE *f, const program *p)
     int last = p->nops - 1;
     edge(&d, last < 0 ? "input" : node[last], last < 0 ? NULL : &p->ops[last], "output", NULL,
          &p->output);
+    /* tied weights (SPEC 1.2.5): a dashed edge from the layer that declares
+       the weight to each layer that uses it */
+    for (int i = 0; i < p->nmodules; i++) {
+        const module *m = p->modules[i];
+        for (int k = 0; m->tens_tied && k < m->nparams; k++)
+            if (m->tens_tied[k]) {
+                const tensor *t = &p->tensors[m->tens_ids[k]];
+                fprintf(f, "    m%d -> m%d [label=\"tied: %s\", style=dashed, "
+                           "color=\"#2060c0\", fontcolor=\"#2060c0\", constraint=false];\n",
+                        t->owner->id, m->id, esc(t->name));
+            }
+        if (m->has_borrow) {
+            const tensor *t = &p->tensors[m->borrow];
+            fprintf(f, "    m%d -> m%d [label=\"tied: %s.T\", style=dashed, "
+                       "color=\"#2060c0\", fontcolor=\"#2060c0\", constraint=false];\n",
+                    t->owner->id, m->id, esc(t->name));
+        }
+    }
     fputs("}\n", f);
 }
