@@ -5,8 +5,10 @@
  * dropout noise), `scratch` is backward's; nothing is allocated here.
  *
  * Layout.  x is n x T x in and y n x T x (hidden * dirs), batch first, as
- * the spec's values.  Inside, as torch holds them, a layer's output is time
- * major: out[t][r][d * H + j].  The cell equations are torch 1.13's
+ * the spec's values, and so is everything inside: a layer's output is
+ * out[r][t][d * H + j], its gates gates[r][t][gate * H + j], so that the
+ * input projections of all steps are one product (n T rows) and the hidden
+ * products of one step read rows T apart.  The cell equations are torch 1.13's
  * (aten/src/ATen/native/RNN.cpp: RNNCell, LSTMCell, GRUCell):
  *   rnn   h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)          act tanh or relu
  *   lstm  i, f, g, o = chunks of the same sum (sigmoid, sigmoid, tanh, sigmoid)
@@ -21,8 +23,8 @@
  * the instance's generator as torch's bernoulli_(keep) draws (SPEC 1.6).
  *
  * Backward adds every step's contribution into the one gradient of each
- * parameter: W_hh and the biases step by step, W_ih and the input gradient
- * in products over all steps at once.  Bias gradients are summed in double.
+ * parameter: W_hh step by step, W_ih and the input gradient in one product
+ * over all steps, the biases summed in double over all steps.
  */
 #include <math.h>
 #include <string.h>
@@ -66,7 +68,7 @@ static float sigm(float v)
     return 1.0f / (1.0f + expf(-v));
 }
 
-/* Where a layer's pieces of `work` are, for n rows. */
+/* Where the pieces of `work` are, for n rows. */
 typedef struct {
     size_t out, noise, dropped, gates, cell, ghn, hh; /* offsets of layer 0, dir 0 */
     size_t out_per, gates_per, cell_per;              /* per layer / per (layer, dir) */
@@ -102,13 +104,13 @@ size_t nn_rnn_work_floats(const nn_rnn_geom *g)
     return layout(g, g->batch).total;
 }
 
-/* backward: the gradient of a layer's output and of its input (time
-   major), the gates' gradients of all steps, dh, dc, the hidden part */
+/* backward: the gradient of a layer's output and of its input, the gates'
+   gradients of all steps (and GRU's hidden part of them), dh, dh_next, dc */
 size_t nn_rnn_scratch_floats(const nn_rnn_geom *g)
 {
     size_t T = (size_t)g->t, N = (size_t)g->batch, H = (size_t)g->hidden, D = (size_t)g->dirs;
     size_t G = (size_t)gates_of(g->kind);
-    return 2 * T * N * H * D + T * N * G * H + 3 * N * H + N * G * H;
+    return 2 * T * N * H * D + (g->kind == NN_GRU ? 2 : 1) * T * N * G * H + 3 * N * H;
 }
 
 /* the parameters of (layer l, direction d): w_ih, w_hh, b_ih, b_hh */
@@ -117,22 +119,17 @@ static int pidx(const nn_rnn_geom *g, int l, int d)
     return (l * g->dirs + d) * (g->bias ? 4 : 2);
 }
 
-/* row r of step t of layer l's input: its pointer and the row stride */
-static const float *layer_in(const nn_rnn_geom *g, const wlayout *L, int n, int l,
-                             const float *x, const float *work, int training, int t,
-                             int *ld)
+/* layer l's input, n x T x IN (contiguous) */
+static const float *layer_in(const nn_rnn_geom *g, const wlayout *L, int l, const float *x,
+                             const float *work, int training)
 {
-    int HD = g->hidden * g->dirs;
-    if (l == 0) {
-        *ld = g->t * g->in;
-        return x + (size_t)t * (size_t)g->in;
-    }
-    *ld = HD;
-    const float *base = dropout_on(g, training)
-                            ? work + L->dropped + (size_t)(l - 1) * L->out_per
-                            : work + L->out + (size_t)(l - 1) * L->out_per;
-    return base + (size_t)t * (size_t)n * (size_t)HD;
+    if (l == 0)
+        return x;
+    return dropout_on(g, training) ? work + L->dropped + (size_t)(l - 1) * L->out_per
+                                   : work + L->out + (size_t)(l - 1) * L->out_per;
 }
+
+#define AT(r, t, w) (((size_t)(r) * (size_t)T + (size_t)(t)) * (size_t)(w))
 
 void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                     const float *const *w, float *work, int training, nn_rng *rng)
@@ -143,6 +140,7 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
     float *hh = work + L.hh;
     for (int l = 0; l < g->layers; l++) {
         int IN = l == 0 ? g->in : HD;
+        const float *xin = layer_in(g, &L, l, x, work, training);
         float *out = work + L.out + (size_t)l * L.out_per;
         for (int d = 0; d < D; d++) {
             const float *wih = w[pidx(g, l, d)], *whh = w[pidx(g, l, d) + 1];
@@ -151,15 +149,12 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
             float *gates = work + L.gates + (size_t)(l * D + d) * L.gates_per;
             float *cell = work + L.cell + (size_t)(l * D + d) * L.cell_per;
             float *ghn = work + L.ghn + (size_t)(l * D + d) * L.cell_per;
+            /* the input part of every step: b_ih + x W_ih^T, one product */
+            for (size_t k = 0; bih && k < (size_t)n * (size_t)T; k++)
+                memcpy(gates + k * (size_t)GH, bih, sizeof(float) * (size_t)GH);
+            mm(g, 0, 1, n * T, GH, IN, xin, IN, wih, IN, bih != NULL, gates, GH);
             for (int s = 0; s < T; s++) {
                 int t = d == 0 ? s : T - 1 - s, tp = d == 0 ? t - 1 : t + 1;
-                int ld;
-                const float *xin = layer_in(g, &L, n, l, x, work, training, t, &ld);
-                float *gt = gates + (size_t)t * (size_t)n * (size_t)GH;
-                /* the input part: b_ih + x W_ih^T */
-                for (int r = 0; r < n && bih; r++)
-                    memcpy(gt + (size_t)r * (size_t)GH, bih, sizeof(float) * (size_t)GH);
-                mm(g, 0, 1, n, GH, IN, xin, ld, wih, IN, bih != NULL, gt, GH);
                 /* the hidden part: b_hh + h W_hh^T (h = 0 at the first step) */
                 for (int r = 0; r < n; r++) {
                     if (bhh)
@@ -167,15 +162,14 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                     else
                         memset(hh + (size_t)r * (size_t)GH, 0, sizeof(float) * (size_t)GH);
                 }
-                const float *hprev = s ? out + (size_t)tp * (size_t)n * (size_t)HD + (size_t)d * (size_t)H
-                                       : NULL;
+                const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
                 if (hprev)
-                    mm(g, 0, 1, n, GH, H, hprev, HD, whh, H, 1, hh, GH);
+                    mm(g, 0, 1, n, GH, H, hprev, T * HD, whh, H, 1, hh, GH);
                 for (int r = 0; r < n; r++) {
-                    float *a = gt + (size_t)r * (size_t)GH;
+                    float *a = gates + AT(r, t, GH);
                     const float *b = hh + (size_t)r * (size_t)GH;
-                    float *h = out + ((size_t)t * (size_t)n + (size_t)r) * (size_t)HD + (size_t)d * (size_t)H;
-                    const float *hp = hprev ? hprev + (size_t)r * (size_t)HD : NULL;
+                    float *h = out + AT(r, t, HD) + (size_t)d * (size_t)H;
+                    const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
                     if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
                         for (int j = 0; j < H; j++) {
                             float v = b[j] + a[j];
@@ -184,8 +178,8 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                             h[j] = v;
                         }
                     } else if (g->kind == NN_LSTM) {
-                        float *c = cell + ((size_t)t * (size_t)n + (size_t)r) * (size_t)H;
-                        const float *cp = s ? cell + ((size_t)tp * (size_t)n + (size_t)r) * (size_t)H : NULL;
+                        float *c = cell + AT(r, t, H);
+                        const float *cp = s ? cell + AT(r, tp, H) : NULL;
                         for (int j = 0; j < H; j++) {
                             float ig = sigm(b[j] + a[j]);
                             float fg = sigm(b[H + j] + a[H + j]);
@@ -200,7 +194,7 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                             h[j] = og * tanhf(cv);
                         }
                     } else {
-                        float *gn = ghn + ((size_t)t * (size_t)n + (size_t)r) * (size_t)H;
+                        float *gn = ghn + AT(r, t, H);
                         for (int j = 0; j < H; j++) {
                             float rg = sigm(b[j] + a[j]);
                             float zg = sigm(b[H + j] + a[H + j]);
@@ -217,22 +211,33 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
             }
         }
         if (l + 1 < g->layers && dropout_on(g, training)) {
+            /* torch draws over the layer's output as it holds it: [T, n, HD] */
             float *noise = work + L.noise + (size_t)l * L.out_per;
             float *dropped = work + L.dropped + (size_t)l * L.out_per;
-            for (size_t k = 0; k < L.out_per; k++) {
-                uint64_t rv = nn_rng_u64(rng);
-                double u = (double)(rv & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
-                float v = u < g->keep ? g->scale : 0.0f;
-                noise[k] = v;
-                dropped[k] = out[k] * v;
-            }
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < n; r++)
+                    for (int j = 0; j < HD; j++) {
+                        size_t k = AT(r, t, HD) + (size_t)j;
+                        uint64_t rv = nn_rng_u64(rng);
+                        double u = (double)(rv & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
+                        float v = u < g->keep ? g->scale : 0.0f;
+                        noise[k] = v;
+                        dropped[k] = out[k] * v;
+                    }
         }
     }
-    const float *last = work + L.out + (size_t)(g->layers - 1) * L.out_per;
-    for (int r = 0; r < n; r++)
-        for (int t = 0; t < T; t++)
-            memcpy(y + ((size_t)r * (size_t)T + (size_t)t) * (size_t)HD,
-                   last + ((size_t)t * (size_t)n + (size_t)r) * (size_t)HD, sizeof(float) * (size_t)HD);
+    memcpy(y, work + L.out + (size_t)(g->layers - 1) * L.out_per, sizeof(float) * L.out_per);
+}
+
+/* gb += the sum of m rows of gr (ld floats apart), in double */
+static void bias_sum(float *gb, const float *gr, size_t m, int cols, int ld)
+{
+    for (int j = 0; j < cols; j++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < m; k++)
+            sum += (double)gr[k * (size_t)ld + (size_t)j];
+        gb[j] += (float)sum;
+    }
 }
 
 void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *x,
@@ -242,36 +247,31 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
     const int T = g->t, H = g->hidden, D = g->dirs, HD = H * D, G = gates_of(g->kind);
     const int GH = G * H;
     wlayout L = layout(g, n);
-    size_t outsz = (size_t)T * (size_t)n * (size_t)HD;
+    size_t outsz = L.out_per, rows = (size_t)n * (size_t)T;
     float *gcur = scratch, *gin = scratch + outsz;
-    float *dpre = gin + outsz;                          /* [T][n][GH] */
-    float *dh = dpre + (size_t)T * (size_t)n * (size_t)GH;  /* [n][H] */
-    float *dnext = dh + (size_t)n * (size_t)H;          /* [n][H] */
-    float *dcn = dnext + (size_t)n * (size_t)H;         /* [n][H] */
-    float *dgh = dcn + (size_t)n * (size_t)H;           /* [n][GH] */
-    int np = g->layers * g->dirs * (g->bias ? 4 : 2);
+    float *dpre = gin + outsz;                      /* [n][T][GH]: the input part's */
+    float *dghall = g->kind == NN_GRU ? dpre + rows * (size_t)GH : dpre; /* the hidden part's */
+    float *dh = dpre + (g->kind == NN_GRU ? 2 : 1) * rows * (size_t)GH; /* [n][H] */
+    float *dnext = dh + (size_t)n * (size_t)H;      /* [n][H] */
+    float *dcn = dnext + (size_t)n * (size_t)H;     /* [n][H] */
+    int per = g->bias ? 4 : 2;
     if (set)
-        for (int k = 0; k < np; k++) {
+        for (int k = 0; k < g->layers * D * per; k++) {
             if (!gw[k])
                 continue;
-            int l = k / (D * (g->bias ? 4 : 2)), which = k % (g->bias ? 4 : 2);
+            int l = k / (D * per), which = k % per;
             size_t cnt = which == 0 ? (size_t)GH * (size_t)(l == 0 ? g->in : HD)
                          : which == 1 ? (size_t)GH * (size_t)H : (size_t)GH;
             memset(gw[k], 0, sizeof(float) * cnt);
         }
-    /* the output gradient, time major */
-    for (int r = 0; r < n; r++)
-        for (int t = 0; t < T; t++)
-            memcpy(gcur + ((size_t)t * (size_t)n + (size_t)r) * (size_t)HD,
-                   gy + ((size_t)r * (size_t)T + (size_t)t) * (size_t)HD, sizeof(float) * (size_t)HD);
-    if (gx)
-        memset(gx, 0, sizeof(float) * (size_t)n * (size_t)T * (size_t)g->in);
+    memcpy(gcur, gy, sizeof(float) * outsz);
     for (int l = g->layers - 1; l >= 0; l--) {
         int IN = l == 0 ? g->in : HD;
+        const float *xin = layer_in(g, &L, l, x, work, training);
         const float *out = work + L.out + (size_t)l * L.out_per;
-        int want_in = l > 0 || gx != NULL;
-        if (l > 0)
-            memset(gin, 0, sizeof(float) * outsz);
+        float *gxl = l > 0 ? gin : gx; /* the layer input's gradient, or NULL */
+        if (gxl)
+            memset(gxl, 0, sizeof(float) * rows * (size_t)IN);
         for (int d = 0; d < D; d++) {
             const float *wih = w[pidx(g, l, d)], *whh = w[pidx(g, l, d) + 1];
             float *gwih = gw[pidx(g, l, d)], *gwhh = gw[pidx(g, l, d) + 1];
@@ -284,15 +284,12 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
             memset(dcn, 0, sizeof(float) * (size_t)n * (size_t)H);
             for (int s = T - 1; s >= 0; s--) {
                 int t = d == 0 ? s : T - 1 - s, tp = d == 0 ? t - 1 : t + 1;
-                const float *gt = gates + (size_t)t * (size_t)n * (size_t)GH;
-                float *dp = dpre + (size_t)t * (size_t)n * (size_t)GH;
-                const float *hprev = s ? out + (size_t)tp * (size_t)n * (size_t)HD + (size_t)d * (size_t)H
-                                       : NULL;
+                const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
                 for (int r = 0; r < n; r++) {
-                    const float *a = gt + (size_t)r * (size_t)GH;
-                    float *dpr = dp + (size_t)r * (size_t)GH;
-                    float *dgr = dgh + (size_t)r * (size_t)GH;
-                    const float *go = gcur + ((size_t)t * (size_t)n + (size_t)r) * (size_t)HD + (size_t)d * (size_t)H;
+                    const float *a = gates + AT(r, t, GH);
+                    float *dpr = dpre + AT(r, t, GH);
+                    float *dgr = dghall + AT(r, t, GH);
+                    const float *go = gcur + AT(r, t, HD) + (size_t)d * (size_t)H;
                     float *dhr = dh + (size_t)r * (size_t)H, *dnr = dnext + (size_t)r * (size_t)H;
                     float *dcr = dcn + (size_t)r * (size_t)H;
                     for (int j = 0; j < H; j++)
@@ -300,14 +297,12 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
                     if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
                         for (int j = 0; j < H; j++) {
                             float hv = a[j];
-                            float v = g->kind == NN_RNN_TANH ? dhr[j] * (1.0f - hv * hv)
-                                                             : hv > 0.0f ? dhr[j] : 0.0f;
-                            dpr[j] = v;
-                            dgr[j] = v;
+                            dpr[j] = g->kind == NN_RNN_TANH ? dhr[j] * (1.0f - hv * hv)
+                                                            : hv > 0.0f ? dhr[j] : 0.0f;
                         }
                     } else if (g->kind == NN_LSTM) {
-                        const float *c = cell + ((size_t)t * (size_t)n + (size_t)r) * (size_t)H;
-                        const float *cp = s ? cell + ((size_t)tp * (size_t)n + (size_t)r) * (size_t)H : NULL;
+                        const float *c = cell + AT(r, t, H);
+                        const float *cp = s ? cell + AT(r, tp, H) : NULL;
                         for (int j = 0; j < H; j++) {
                             float ig = a[j], fg = a[H + j], cg = a[2 * H + j], og = a[3 * H + j];
                             float tc = tanhf(c[j]);
@@ -319,10 +314,9 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
                             dpr[3 * H + j] = dhr[j] * tc * og * (1.0f - og);
                             dcr[j] = dc * fg;
                         }
-                        memcpy(dgr, dpr, sizeof(float) * (size_t)GH);
                     } else {
-                        const float *gn = ghn + ((size_t)t * (size_t)n + (size_t)r) * (size_t)H;
-                        const float *hp = hprev ? hprev + (size_t)r * (size_t)HD : NULL;
+                        const float *gn = ghn + AT(r, t, H);
+                        const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
                         for (int j = 0; j < H; j++) {
                             float rg = a[j], zg = a[H + j], ng = a[2 * H + j];
                             float hv = hp ? hp[j] : 0.0f;
@@ -339,40 +333,23 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
                         }
                     }
                 }
-                if (gbhh) {
-                    for (int j = 0; j < GH; j++) {
-                        double sh = 0.0, si = 0.0;
-                        for (int r = 0; r < n; r++) {
-                            sh += (double)dgh[(size_t)r * (size_t)GH + (size_t)j];
-                            si += (double)dp[(size_t)r * (size_t)GH + (size_t)j];
-                        }
-                        gbhh[j] += (float)sh;
-                        gbih[j] += (float)si;
-                    }
-                }
                 if (hprev) {
+                    const float *dgt = dghall + (size_t)t * (size_t)GH; /* rows T * GH apart */
                     if (gwhh) /* W_hh += dgh^T h_prev */
-                        mm(g, 1, 0, GH, H, n, dgh, GH, hprev, HD, 1, gwhh, H);
+                        mm(g, 1, 0, GH, H, n, dgt, T * GH, hprev, T * HD, 1, gwhh, H);
                     /* the gradient into h_prev: dgh W_hh (added to GRU's direct path) */
-                    mm(g, 0, 0, n, H, GH, dgh, GH, whh, H, g->kind == NN_GRU, dnext, H);
+                    mm(g, 0, 0, n, H, GH, dgt, T * GH, whh, H, g->kind == NN_GRU, dnext, H);
                 }
             }
-            /* W_ih and the layer input over every step */
-            for (int t = 0; t < T; t++) {
-                int ld;
-                const float *xin = layer_in(g, &L, n, l, x, work, training, t, &ld);
-                const float *dp = dpre + (size_t)t * (size_t)n * (size_t)GH;
-                if (gwih)
-                    mm(g, 1, 0, GH, IN, n, dp, GH, xin, ld, 1, gwih, IN);
-                if (!want_in)
-                    continue;
-                if (l > 0)
-                    mm(g, 0, 0, n, IN, GH, dp, GH, wih, IN, 1, gin + (size_t)t * (size_t)n * (size_t)HD,
-                       HD);
-                else
-                    mm(g, 0, 0, n, IN, GH, dp, GH, wih, IN, 1, gx + (size_t)t * (size_t)g->in,
-                       T * g->in);
+            if (gbih) {
+                bias_sum(gbih, dpre, rows, GH, GH);
+                bias_sum(gbhh, dghall, rows, GH, GH);
             }
+            /* W_ih and the layer input over every step at once */
+            if (gwih)
+                mm(g, 1, 0, GH, IN, (int)rows, dpre, GH, xin, IN, 1, gwih, IN);
+            if (gxl)
+                mm(g, 0, 0, (int)rows, IN, GH, dpre, GH, wih, IN, 1, gxl, IN);
         }
         if (l > 0) {
             /* through the dropout before this layer, into the previous output */
