@@ -95,21 +95,23 @@ program *check_program(const char *file, ynode *doc)
             p->input.d[i + 1] = get_int(v->items[i], "an input dimension", 1, MAX_DIM_SIZE);
     }
     p->input.d[0] = p->batch;
-    p->input_dtype = DT_F32;
-    if ((v = map_get(doc, "input_dtype"))) {
-        static const char *const dts[] = {"float32", "int32"};
-        const char *dt = get_str(v, "input_dtype");
-        if (!strcmp(dt, "int32"))
-            p->input_dtype = DT_I32;
-        else if (strcmp(dt, "float32"))
-            error_at(v->loc, "input_dtype must be float32 (the default) or int32 (indices for an "
-                             "embedding as the first layer), got '%s'%s", dt,
-                     did_you_mean(dt, dts, 2));
-        p->input_dtype_loc = v->loc;
-    }
+
     if (shape_numel(&p->input) > MAX_TENSOR_ELEMS)
         error_at(v->loc, "the input batch %s has more than %lld elements (nngen's limit)",
                  shape_text(&p->input), MAX_TENSOR_ELEMS);
+    p->input_dtype = DT_F32;
+    const ynode *dv;
+    if ((dv = map_get(doc, "input_dtype"))) {
+        static const char *const dts[] = {"float32", "int32"};
+        const char *dt = get_str(dv, "input_dtype");
+        if (!strcmp(dt, "int32"))
+            p->input_dtype = DT_I32;
+        else if (strcmp(dt, "float32"))
+            error_at(dv->loc, "input_dtype must be float32 (the default) or int32 (indices for an "
+                             "embedding as the first layer), got '%s'%s", dt,
+                     did_you_mean(dt, dts, 2));
+        p->input_dtype_loc = dv->loc;
+    }
 
     if ((c.blocks = map_get(doc, "blocks"))) {
         if (is_null(c.blocks))

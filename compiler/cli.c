@@ -255,7 +255,7 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
    without a default: required, or inferred from the input). */
 static int list_layers(void)
 {
-    static const char *const types[] = {"int", "num", "bool", "pair", "shape"};
+    static const char *const types[] = {"int", "num", "bool", "pair", "shape", "word", "tied"};
     for (int i = 0; i < op_count; i++) {
         const op_desc *d = op_registry[i];
         printf("%s\t%s\t%s\t", d->name, d->cls, d->main_arg >= 0 ? d->args[d->main_arg].name

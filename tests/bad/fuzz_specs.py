@@ -44,7 +44,9 @@ TOKENS = [b'[', b']', b'{', b'}', b':', b'- ', b'\n', b'  ', b'\t', b'&a ', b'*a
           b'normal', b'custom', b'train', b'loss', b'optimizer', b'sgd', b'adam', b'times',
           b'body', b'name', b'in', b'out', b'dim', b'softmax', b'flatten', b'\x00', b'\xff',
           b'\xc3\xa9', b'\xe9', b'%YAML 1.1\n', b'? ']
-ARG_TYPES = ('int', 'num', 'bool', 'pair', 'shape')  # pair: also pair|WORD|WORD (conv2d's padding)
+# pair: also pair|WORD|WORD (conv2d's padding); word: one of word|A|B (rnn's
+# nonlinearity); tied: {tied: PATH[, transpose: BOOL]} (SPEC 1.2.5)
+ARG_TYPES = ('int', 'num', 'bool', 'pair', 'shape', 'word', 'tied')
 
 
 def list_layers(nngen):
@@ -71,7 +73,7 @@ def list_layers(nngen):
         for a in f[3].split() if ok else []:
             m = re.match(r'^([a-z_][a-z0-9_]*):([a-z]+)((?:\|[a-z_]+)*)(?:=(\S+))?$', a)
             if (not m or m.group(2) not in ARG_TYPES or m.group(1) in args
-                    or (m.group(3) and m.group(2) != 'pair')):
+                    or (m.group(3) and m.group(2) not in ('pair', 'word'))):
                 ok = False
                 break
             args[m.group(1)] = (m.group(2), m.group(4))

@@ -88,7 +88,7 @@ import tempfile
 
 # layers whose arguments this generator knows how to make valid
 KNOWN_ARGS = {
-    'linear': ('out', 'in', 'bias'),
+    'linear': ('out', 'in', 'bias', 'weight'),  # weight: ties are not generated
     'leaky_relu': ('negative_slope',),
     'softmax': ('dim',),
     'log_softmax': ('dim',),
@@ -108,7 +108,7 @@ BATCH_NORMS = ('batch_norm1d', 'batch_norm2d')
 # under a second)
 MAX_CHANNELS = 8
 MAX_HW = 12
-SHAPE_CHANGING_NOARG = ('flatten',)
+SHAPE_CHANGING_NOARG = ('flatten', 'last_step')
 RESERVED = ('sequential', 'repeat', 'ref', 'residual', 'init', 'frozen')
 
 # odd but legal child names: non-empty, no '.', none of them an attribute of
@@ -305,6 +305,10 @@ def layer_shape(tname, a, shape):
         for s in shape[1:]:
             n *= s
         return [shape[0], n]
+    if tname == 'last_step':
+        if len(shape) != 3:
+            raise Invalid('last_step on %s' % (shape,))
+        return [shape[0], shape[2]]
     if tname in ('softmax', 'log_softmax'):
         d = a.get('dim', 1)
         if not -len(shape) <= d < len(shape):
@@ -611,6 +615,8 @@ class Gen(object):
         if t in BATCH_NORMS and not bn_batch_ok(shape):
             return False
         if t == 'flatten' and self.keep_rank:
+            return False
+        if t == 'last_step' and (rank != 3 or self.keep_rank):
             return False
         return True
 
