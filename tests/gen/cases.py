@@ -264,4 +264,24 @@ CASES = [
     # cases' inputs must stay away from ties)
     spec('bn_one', None, None),
     spec('bn_one_nostats', None, None),
+    # recurrent layers (SPEC 1.2.4): short sequences, through the runtime's
+    # loops and, from 1024 multiply-adds per step, nn_sgemm
+    case('rnn_tanh',          '{rnn: {hidden: 3, layers: 2, bidirectional: true}}', [3, 2], 2,
+         'alone', False, None),
+    case('rnn_relu',          '{rnn: {hidden: 4, nonlinearity: relu, bias: false}}', [4, 3], 2,
+         'alone', False, None),
+    case('lstm_2',            '{lstm: {hidden: 3, layers: 2}}', [4, 2], 2, 'alone', False, None),
+    case('lstm_bi',           '{lstm: {hidden: 3, bidirectional: true, bias: false}}', [3, 3], 2,
+         'alone', False, None),
+    case('gru_bi',            '{gru: {hidden: 3, layers: 2, bidirectional: true}}', [3, 2], 2,
+         'alone', False, None),
+    # (the runtime makes the products: the generated code names no nn_sgemm)
+    case('lstm_b',            '{lstm: 16}', [3, 5], 2, 'alone', False, None),
+    case('gru_last',          '{gru: 4}', [4, 3], 2, [OP, 'last_step', '{linear: 2}'], False,
+         None),
+    case('rnn_eval',          '{lstm: {hidden: 3, layers: 2, dropout: 0.5}}', [3, 2], 2,
+         'alone', False, None, mode='eval'),
+    # tied weights (SPEC 1.2.5)
+    spec('tied_tr', None, None),
+    spec('tied_lm', None, None),
 ]
