@@ -581,7 +581,7 @@ def _make_layer(tname, args, shape):
                             count_include_pad=args['count_include_pad'])
     if tname == 'adaptive_avg_pool2d':
         return nn.AdaptiveAvgPool2d(args['out'])
-    return getattr(nn, LAYERS[tname].cls)()
+    return _layer_class(tname)()
 
 
 # --------------------------------------------------------------------------
