@@ -1450,7 +1450,14 @@ def init_exactness(built):
 # Text outputs
 
 def params_text(model):
-    """`nngen --params` format: one line per state_dict key."""
+    """`nngen --params` format: one line per state_dict key, "(shared with
+    FIRST)" on an alias; the first line of a weight that a TiedLinear uses
+    transposed (it is no key of the TiedLinear) ends in "(used transposed by
+    PATH, ...)", the TiedLinear's module paths in state_dict order."""
+    users = {}
+    for mpath, mod in model.named_modules(remove_duplicate=False):
+        if isinstance(mod, TiedLinear) and mod.tied_owner is not None:
+            users.setdefault(id(mod.tied_weight), []).append(mpath or '(root)')
     lines = []
     first = {}
     for key, t in model.state_dict(keep_vars=True).items():
@@ -1460,6 +1467,8 @@ def params_text(model):
             line += ' (shared with %s)' % first[id(t)]
         else:
             first[id(t)] = key
+            if id(t) in users:
+                line += ' (used transposed by %s)' % ', '.join(users[id(t)])
         lines.append(line + '\n')
     return ''.join(lines)
 

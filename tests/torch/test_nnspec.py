@@ -711,8 +711,10 @@ class Sequences(unittest.TestCase):
             enc, bias = torch_ae()
             m = b.model
             self.assertEqual(nnspec.print_text(m), AE_PRINT)
-            self.assertEqual(nnspec.params_text(m), 'encoder.weight [16, 64]\n'
-                             'encoder.bias [16]\ndecoder.bias [64]\n')
+            self.assertEqual(nnspec.params_text(m), 'encoder.weight [16, 64] (used transposed '
+                             'by decoder)\nencoder.bias [16]\ndecoder.bias [64]\n')
+            self.assertEqual(list(m.state_dict()), ['encoder.weight', 'encoder.bias',
+                                                    'decoder.bias'])
             self.assertEqual([n for n, _ in m.named_parameters()],
                              ['encoder.weight', 'encoder.bias', 'decoder.bias'])
             self.assertTrue(torch.equal(bits(m.encoder.weight), bits(enc.weight)))
@@ -812,6 +814,52 @@ model:
         b = spec(MLP + 'train: {loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}\n')
         self.assertIs(type(b.loss), nn.CrossEntropyLoss)
         self.assertEqual((b.targets, b.classes), (1, 1))
+
+
+    def test_params_show_a_transposed_tie(self):
+        # shared modules are constructed first: a shared TiedLinear used twice,
+        # tied to a shared linear declared before it, also used twice
+        b = spec("""
+nngen: 1
+input: [4]
+batch: 2
+shared:
+  enc: {linear: 3}
+  dec: {linear: {out: 4, weight: {tied: 0.weight, transpose: true}}}
+model:
+  - {ref: enc}
+  - relu
+  - {ref: dec}
+  - {ref: enc}
+  - {ref: dec}
+  - {linear: {out: 3, weight: {tied: 3.weight}}}
+""")
+        self.assertEqual(nnspec.params_text(b.model),
+                         '0.weight [3, 4] (used transposed by 2, 4)\n0.bias [3]\n2.bias [4]\n'
+                         '3.weight [3, 4] (shared with 0.weight)\n'
+                         '3.bias [3] (shared with 0.bias)\n4.bias [4] (shared with 2.bias)\n'
+                         '5.weight [3, 4] (shared with 0.weight)\n5.bias [3]\n')
+        self.assertEqual(str(b.model[2]), 'TiedLinear(in_features=3, out_features=4, bias=True, '
+                                          'weight=0.weight.T)')
+
+    def test_every_spec_under_specs_seq_builds_and_runs(self):
+        d = os.path.join(HERE, '..', '..', 'specs', 'seq')
+        names = sorted(f for f in os.listdir(d) if f.endswith('.yaml'))
+        self.assertGreaterEqual(len(names), 4)
+        for f in names:
+            b = nnspec.build(os.path.join(d, f), seed=0)
+            if b.input_dtype == 'int32':
+                emb = [m for m in b.model.modules() if isinstance(m, nn.Embedding)][0]
+                x = torch.randint(0, emb.num_embeddings, tuple(b.input_shape))
+            else:
+                x = torch.randn(*b.input_shape)
+            y = b.model(x)
+            self.assertEqual(list(y.shape), b.output_shape, f)
+            if b.loss_name == 'cross_entropy':
+                t = torch.randint(0, b.classes, (b.batch * b.targets,))
+                b.loss(y, t).backward()
+            elif b.loss_name == 'mse':
+                b.loss(y, torch.zeros_like(y)).backward()
 
 
 class SequenceErrors(unittest.TestCase):
@@ -922,6 +970,22 @@ model: [{linear: 4}, {ref: s}]
         spec(LM + 'init: [{layer: embedding, weight: ones}, {layer: linear, bias: zeros}]\n')
         spec(LM + 'init: [{at: "0", weight: {uniform: [-1, 1]}}]\n')
 
+
+    def test_bad_corpus_of_issue_14(self):
+        # the bad specs of tests/bad for these layers: the oracle rejects
+        # every one of them too
+        d = os.path.join(HERE, '..', 'bad')
+        names = ['embedding_float_input', 'embedding_no_dim', 'embedding_not_first',
+                 'embedding_padding_idx_range', 'input_dtype_unknown', 'int32_without_embedding',
+                 'last_step_rank2', 'lstm_nonlinearity', 'rnn_dropout_above_one',
+                 'rnn_dropout_negative', 'rnn_hidden_zero', 'rnn_layers_zero', 'rnn_no_hidden',
+                 'rnn_nonlinearity_unknown', 'rnn_rank2', 'rnn_rank4', 'tied_init_borrowed',
+                 'tied_init_borrowed_top', 'tied_later', 'tied_missing', 'tied_not_mapping',
+                 'tied_not_weight', 'tied_self', 'tied_shape', 'tied_transpose_embedding',
+                 'tied_transpose_shape', 'tied_unknown_key']
+        for f in (n + '.yaml' for n in names):
+            with self.assertRaises(nnspec.SpecError, msg=f):
+                nnspec.build(os.path.join(d, f))
 
 class Train(unittest.TestCase):
     def test_sgd(self):
