@@ -1046,7 +1046,9 @@ def badidx_checks(sp, built, path, label, res, exe, train_err, start, x_np, pfil
       bad index: P_forward   (in eval mode for a mode-dependent spec) sets
                  nn_error(), writes NaN over the rows of the bad examples and
                  torch's output over the others (not compared, only checked
-                 finite, when an eval-mode batch_norm uses batch statistics)
+                 finite, when an eval-mode batch_norm uses batch statistics);
+                 a mode-dependent spec also in training mode on an instance of
+                 its own: nn_error(), the same NaN rows, the others finite
       bad index: P_loss, P_train_step   (specs with train:) a valid
                  P_train_step, then P_loss and P_train_step on XBAD: each
                  returns NaN, sets nn_error() and changes nothing (every
@@ -1078,7 +1080,8 @@ def badidx_checks(sp, built, path, label, res, exe, train_err, start, x_np, pfil
             argv.append(tfile)
         out = must(argv, 'driver badidx')
         lines = out.splitlines(True)
-        keys = ['forward_error']
+        keys = ['forward_train_error'] if modal else []
+        keys.append('forward_error')
         if has_train:
             keys += ['loss0', 'loss_bad', 'loss_error', 'loss_changed', 'step_bad', 'step_error',
                      'step_changed', 'loss1']
@@ -1096,6 +1099,12 @@ def badidx_checks(sp, built, path, label, res, exe, train_err, start, x_np, pfil
         if not dump or dump[0][0] != 'y':
             raise CheckError('driver badidx: no y')
         y = dump[0][1]
+        ytrain = None
+        if modal:
+            if len(dump) < 2 or dump[1][0] != 'y.train':
+                raise CheckError('driver badidx: no y.train')
+            ytrain = dump[1][1]
+            dump = dump[1:]
     except CheckError as e:
         res.fail(label, fcheck, str(e))
         if has_train:
@@ -1114,14 +1123,27 @@ def badidx_checks(sp, built, path, label, res, exe, train_err, start, x_np, pfil
 
     msgs = []
     if got['forward_error'] != '1':
-        msgs.append('nn_error() is not set after P_forward with a bad index')
+        msgs.append('nn_error() is not set after P_forward with a bad index%s'
+                    % (' (eval mode)' if modal else ''))
     per = built.out_size
     rows = [y[r * per:(r + 1) * per] for r in range(n)]
+    good = [r for r in range(n) if r not in bad_rows]
     for r in bad_rows:
         if not all(v != v for v in rows[r]):
             msgs.append('row %d (a bad index) is not all NaN: %s' % (
                 r, ', '.join(nnspec.format_float(v) for v in rows[r][:4])))
-    good = [r for r in range(n) if r not in bad_rows]
+    if modal:
+        # training mode: the same NaN rows; the others finite (their values
+        # depend on the draws, not compared)
+        if got['forward_train_error'] != '1':
+            msgs.append('nn_error() is not set after P_forward with a bad index in training '
+                        'mode')
+        for r in range(n):
+            row = ytrain[r * per:(r + 1) * per]
+            if r in bad_rows and not all(v != v for v in row):
+                msgs.append('training mode: row %d (a bad index) is not all NaN' % r)
+            if r not in bad_rows and not all(math.isfinite(v) for v in row):
+                msgs.append('training mode: row %d (valid indices) is not finite' % r)
     batch_stats = any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)
                       and not mod.track_running_stats for mod in built.model.modules())
     if good:

@@ -57,6 +57,11 @@
  *                                    loss1 V        P_train_step(X)
  *                                  then y, every parameter and (NET_HAS_MODES)
  *                                  every buffer "buf.NAME" in dump format.
+ *                                  With NET_HAS_MODES, first of all, on a
+ *                                  second instance (P_init(0), PARAMS) in
+ *                                  training mode: P_forward(XBAD) ->
+ *                                  "forward_train_error E", its output as the
+ *                                  tensor "y.train" after y.
  *                                  nn_error() is cleared before each bad call.
  *
  * Dump format: per tensor a line "NAME NUMEL" then NUMEL lines with one float
@@ -641,7 +646,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "badidx") == 0 && argc == 5 && !rows) {
 #endif
         cf_x *x, *xbad;
-        float *y;
+        float *y, *ytrain = NULL;
         net = cf_create();
         m = NETF(_model)(net);
         NETF(_init)(net, 0);
@@ -652,6 +657,20 @@ int main(int argc, char **argv)
         for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
             y[i] = 0.0f;
 #ifdef NET_HAS_MODES
+        {
+            /* training mode, on an instance of its own (its draws and buffer
+               updates leave the other one as it is) */
+            NET_T *net2 = cf_create();
+            NETF(_init)(net2, 0);
+            cf_load_params(NETF(_model)(net2), argv[2]);
+            ytrain = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+            for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
+                ytrain[i] = 0.0f;
+            nn_set_error("%s", "");
+            NETF(_forward)(net2, xbad, ytrain);
+            printf("forward_train_error %d\n", cf_error_set());
+            NETF(_destroy)(net2);
+        }
         NETF(_set_training)(net, 0);
 #endif
         nn_set_error("%s", "");
@@ -681,6 +700,8 @@ int main(int argc, char **argv)
         }
 #endif
         cf_put_tensor("", "y", y, (size_t)N_BATCH * N_OUT);
+        if (ytrain)
+            cf_put_tensor("", "y.train", ytrain, (size_t)N_BATCH * N_OUT);
 #ifdef NET_HAS_TRAIN
         cf_put_params(m);
 #ifdef NET_HAS_MODES
@@ -690,6 +711,7 @@ int main(int argc, char **argv)
         free(x);
         free(xbad);
         free(y);
+        free(ytrain);
         NETF(_destroy)(net);
         return cf_finish();
     }
