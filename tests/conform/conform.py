@@ -38,8 +38,27 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                last, partial batch); the _n forms must write nothing beyond
                their R rows
 
-Specs with batch_norm or dropout (mode-dependent layers; the driver is built
-with -DNET_HAS_MODES) get random float buffers (running_mean, running_var)
+Specs with input_dtype: int32 (an embedding first; the driver is built with
+-DNET_INPUT_INT32: x is const int32_t *): x holds valid indices in [0, num)
+(the embedding's padding_idx at every 4th position from the 2nd when it has
+one), P_backward gets dx == NULL, there is no dx to compare, and two more
+checks run (badidx_checks):
+
+  bad index: P_forward   an index one past the end in the first example, -1
+               in the last: nn_error() set, NaN rows for those examples, the
+               others as torch (eval mode for a mode-dependent spec)
+  bad index: P_loss, P_train_step   (with train:) each returns NaN, sets
+               nn_error() and changes nothing (state_dict tensors and grads
+               bit for bit, the generator); the valid steps around them
+               (optimizer state included) as torch's two steps
+
+cross_entropy on an output of rank > 2 ([N, T, V]) takes N*T labels (the
+driver is built with -DNET_TARGETS=T; torch: CrossEntropyLoss over
+out.reshape(-1, V), SPEC 1.5); the rows=R forms take the first R*T.
+
+Specs with batch_norm or dropout (also an rnn/lstm/gru with dropout between
+stacked layers: mode-dependent layers; the driver is built with
+-DNET_HAS_MODES) get random float buffers (running_mean, running_var)
 in the start values too, and instead of the fwd/bwd and train checks above:
 
   fwd/bwd train seed=S   S in 0, 1, 42 (with dropout; else 0): `driver modes
@@ -293,13 +312,64 @@ def write(path, tensors):
 # --------------------------------------------------------------------------
 # torch references (on a deep copy: ties and frozen flags are kept)
 
+def input_of(x, dtype, grad=False):
+    """x (a numpy array or a tensor) as the model's input: integer indices
+    (input_dtype: int32) as int64 indices, without a gradient; floats in
+    dtype, requiring grad when `grad`."""
+    t = torch.from_numpy(x.copy()) if isinstance(x, np.ndarray) else x
+    if not t.is_floating_point():
+        return t.to(torch.int64)
+    t = t.to(dtype)
+    return t.requires_grad_(True) if grad else t
+
+
+def first_embedding(model):
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Embedding):
+            return mod
+    return None
+
+
+def draw_x(rng, built):
+    """The input: standard normal floats, or (input_dtype: int32) valid
+    indices in [0, num) of the first layer's embedding, its padding_idx at
+    every 4th position from the 2nd when it has one."""
+    if built.input_dtype != 'int32':
+        return rng.standard_normal(size=tuple(built.input_shape)).astype(np.float32)
+    emb = first_embedding(built.model)
+    x = rng.randint(0, emb.num_embeddings, size=tuple(built.input_shape)).astype(np.int32)
+    if emb.padding_idx is not None:
+        x.reshape(-1)[1::4] = emb.padding_idx
+    return x
+
+
+def draw_target(rs, built):
+    """(dump values, tensor) of a training target: for cross_entropy
+    built.targets class labels per example in [0, built.classes) (an
+    [N, T, V] output has N*T), for mse floats of the output's shape."""
+    if built.loss_name == 'cross_entropy':
+        lab = rs.randint(0, built.classes, size=built.batch * built.targets)
+        return [float(v) for v in lab], torch.from_numpy(lab.astype(np.int64))
+    tv = rs.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
+    return tv.reshape(-1).tolist(), torch.from_numpy(tv)
+
+
+def target_rows(built, target, rows):
+    """The targets of the first `rows` examples (all of them when 0)."""
+    if not rows:
+        return target
+    return target[:rows * built.targets] if built.loss_name == 'cross_entropy' else target[:rows]
+
+
 def torch_fwdbwd(model, x_np, dy_np, dtype):
     m = copy.deepcopy(model).to(dtype)
-    x = torch.from_numpy(x_np.copy()).to(dtype).requires_grad_(True)
+    x = input_of(x_np, dtype, True)
     m.zero_grad(set_to_none=True)
     y = m(x)
     y.backward(torch.from_numpy(dy_np.copy()).to(dtype))
-    ref = [('y', tensor_list(y)), ('dx', tensor_list(x.grad))]
+    ref = [('y', tensor_list(y))]
+    if x.is_floating_point():   # no input gradient for indices
+        ref.append(('dx', tensor_list(x.grad)))
     ref += [('grad.' + n, None if p.grad is None else tensor_list(p.grad))
             for n, p in m.named_parameters()]
     return ref
@@ -326,7 +396,7 @@ def adam_saturates(built, losses64):
 
 def torch_train(built, model, x, target, steps, dtype):
     m = copy.deepcopy(model).to(dtype)
-    x = x.to(dtype)
+    x = input_of(x, dtype)
     if target.is_floating_point():
         target = target.to(dtype)
     opt = built.make_optimizer(m.parameters())
@@ -348,12 +418,19 @@ MODE_SEEDS = [0, 1, 42]
 MODE_CALLS = 3
 
 
+def rnn_dropout(m):
+    """a recurrent layer with dropout between its stacked layers (training
+    mode only, SPEC 1.2.4; with one layer torch draws nothing)"""
+    return isinstance(m, torch.nn.RNNBase) and m.dropout > 0 and m.num_layers > 1
+
+
 def is_modal(model):
-    return any(isinstance(m, MODAL) for m in model.modules())
+    return any(isinstance(m, MODAL) or rnn_dropout(m) for m in model.modules())
 
 
 def has_dropout(model):
-    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    return any((isinstance(m, torch.nn.Dropout) and m.p > 0) or rnn_dropout(m)
+               for m in model.modules())
 
 
 def load_state(model, start):
@@ -380,14 +457,16 @@ def torch_modes(path, seed, start, x_np, dy_np, train, calls, dtype, jitter_rs=N
         m, (x_np, dy_np) = jittered(m, [x_np, dy_np], jitter_rs)
     m = m.to(dtype)
     m.train(train)
-    x = torch.from_numpy(x_np.copy()).to(dtype).requires_grad_(True)
+    x = input_of(x_np, dtype, True)
     dy = torch.from_numpy(dy_np.copy()).to(dtype)
     ref = []
     for k in range(calls):
         y = m(x)
         y.backward(dy)
-        ref += [('y.%d' % k, tensor_list(y)), ('dx.%d' % k, tensor_list(x.grad))]
-        x.grad = None
+        ref.append(('y.%d' % k, tensor_list(y)))
+        if x.is_floating_point():   # no input gradient for indices
+            ref.append(('dx.%d' % k, tensor_list(x.grad)))
+            x.grad = None
     ref += [('grad.' + n, None if p.grad is None else tensor_list(p.grad))
             for n, p in m.named_parameters()]
     return ref + buffers_of(m)
@@ -452,11 +531,13 @@ class Spec(object):
         defs = ['-DNET_H="net.h"', '-DNET=%s' % built.name, '-DNET_HAS_ROWS'] + list(extra_defs)
         if is_modal(built.model):
             defs.append('-DNET_HAS_MODES')
+        if built.input_dtype == 'int32':
+            defs.append('-DNET_INPUT_INT32')
         train_defs = []
         if built.loss_name and '--inference' not in extra_nngen:
             train_defs.append('-DNET_HAS_TRAIN')
             if built.loss_name == 'cross_entropy':
-                train_defs.append('-DNET_TARGET_INT')
+                train_defs += ['-DNET_TARGET_INT', '-DNET_TARGETS=%d' % built.targets]
         inc = ['-I' + d, '-I' + self.args.include]
         objs = []
         net_o = os.path.join(d, 'net.o')
@@ -644,7 +725,7 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
         if modal:
             start += [(n, tensor_list(b)) for n, b in model.named_buffers()
                       if b.is_floating_point()]
-        x_np = rng.standard_normal(size=tuple(built.input_shape)).astype(np.float32)
+        x_np = draw_x(rng, built)
         dy_np = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
         pfile = os.path.join(work, 'params.dump')
         xfile = os.path.join(work, 'x.dump')
@@ -664,6 +745,7 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                 max_noise(noise, noise_of(torch_fwdbwd(m2, x2, dy2, torch.float32), ref64))
             return noise
 
+        exe_main = exe
         if modal:
             modal_checks(sp, built, path, label, res, exe, dict(start), x_np, dy_np, pfile,
                          xfile, dyfile, R, no_blas=no_blas, noise_samples=noise_samples,
@@ -708,6 +790,11 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                 res.fail(label, 'compile --no-blas', str(e))
             fwdbwd('fwd/bwd --no-blas', exe_nb)
 
+        # ---- indices out of range at run time (input_dtype: int32 only)
+        if built.input_dtype == 'int32':
+            badidx_checks(sp, built, path, label, res, exe_main, train_err, dict(start), x_np,
+                          pfile, xfile, modal)
+
         # ---- train
         if built.loss_name and not modal:
             check = 'train %d steps' % args.steps
@@ -717,20 +804,12 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                                                     if train_err else 'compile failed'))
                 tfile = os.path.join(work, 'target.dump')
                 xt = torch.from_numpy(x_np.copy())
-                if built.loss_name == 'cross_entropy':
-                    if len(built.output_shape) != 2:
-                        raise CheckError('cross_entropy needs an output [batch, classes], '
-                                         'got %s' % built.output_shape)
-                    lab = rng.randint(0, built.output_shape[1], size=built.batch)
-                    write(tfile, [('target', [float(v) for v in lab])])
-                    target = torch.from_numpy(lab.astype(np.int64))
-                else:
-                    tv = rng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
-                    write(tfile, [('target', tv.reshape(-1).tolist())])
-                    target = torch.from_numpy(tv)
+                tvals, target = draw_target(rng, built)
+                write(tfile, [('target', tvals)])
+
                 def train_check(check, rows):
                     xr = xt[:rows] if rows else xt
-                    tr = target[:rows] if rows else target
+                    tr = target_rows(built, target, rows)
                     losses, final = torch_train(built, model, xr, tr, args.steps, torch.float32)
                     losses64, final64 = torch_train(built, model, xr, tr, args.steps,
                                                     torch.float64)
@@ -871,28 +950,22 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     steps = sp.args.steps
     tfile = os.path.join(sp.work, 'target.dump')
     trng = np.random.RandomState(zlib.crc32(('train ' + label).encode()) & 0x7fffffff)
-    if built.loss_name == 'cross_entropy':
-        lab = trng.randint(0, built.output_shape[1], size=built.batch)
-        write(tfile, [('target', [float(v) for v in lab])])
-        target = torch.from_numpy(lab.astype(np.int64))
-    else:
-        tv = trng.standard_normal(size=tuple(built.output_shape)).astype(np.float32)
-        write(tfile, [('target', tv.reshape(-1).tolist())])
-        target = torch.from_numpy(tv)
+    tvals, target = draw_target(trng, built)
+    write(tfile, [('target', tvals)])
     xt = torch.from_numpy(x_np.copy())
 
     def torch_trainm(rows, dtype, seed=0, jitter=False):
         m = nnspec.build(path, seed=seed).model
         load_state(m, start)
         x = xt[:rows] if rows else xt
-        t = target[:rows] if rows else target
+        t = target_rows(built, target, rows)
         if jitter:
             m, (x, t2) = jittered(m, [x.numpy(), t.numpy()], nrs)
             x = torch.from_numpy(x)
             t = torch.from_numpy(t2) if t.is_floating_point() else t
         m = m.to(dtype)
         m.train(True)
-        x = x.to(dtype)
+        x = input_of(x, dtype)
         if t.is_floating_point():
             t = t.to(dtype)
         opt = built.make_optimizer(m.parameters())
@@ -961,6 +1034,192 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     train_check('train %d steps (training mode, seed 0)' % steps, 0)
     if R:
         train_check('train %d steps rows=%d of %d' % (steps, R, built.batch), R)
+
+
+def badidx_checks(sp, built, path, label, res, exe, train_err, start, x_np, pfile, xfile,
+                  modal):
+    """SPEC 1.2.4, an index out of range or a negative one (input_dtype:
+    int32): `driver badidx` with X and XBAD, X with one index set to num (one
+    past the end) in the first example and one set to -1 in the last (both
+    in the one example when the batch is 1).
+
+      bad index: P_forward   (in eval mode for a mode-dependent spec) sets
+                 nn_error(), writes NaN over the rows of the bad examples and
+                 torch's output over the others (not compared, only checked
+                 finite, when an eval-mode batch_norm uses batch statistics);
+                 a mode-dependent spec also in training mode on an instance of
+                 its own: nn_error(), the same NaN rows, the others finite
+      bad index: P_loss, P_train_step   (specs with train:) a valid
+                 P_train_step, then P_loss and P_train_step on XBAD: each
+                 returns NaN, sets nn_error() and changes nothing (every
+                 state_dict tensor and gradient bit for bit, the generator),
+                 then a valid P_train_step: the two losses and the final
+                 parameters (and buffers) against torch's two steps
+                 (optimizer state untouched by the failed step), TOL_TRAIN"""
+    fcheck, tcheck = 'bad index: P_forward', 'bad index: P_loss, P_train_step'
+    has_train = bool(built.loss_name)
+    try:
+        if exe is None:
+            raise CheckError('not run: compile failed')
+        if has_train and train_err:
+            raise CheckError('not run: the training API does not compile')
+        emb = first_embedding(built.model)
+        num, n = emb.num_embeddings, built.batch
+        xb = x_np.copy().reshape(n, -1)
+        xb[0, -1] = num
+        xb[n - 1, 0] = -1
+        bad_rows = sorted({0, n - 1})
+        xbfile = os.path.join(sp.work, 'xbad.dump')
+        write(xbfile, [('x', xb.reshape(-1).astype(np.float64).tolist())])
+        argv = [exe, 'badidx', pfile, xfile, xbfile]
+        if has_train:
+            trng = np.random.RandomState(zlib.crc32(('badidx ' + label).encode()) & 0x7fffffff)
+            tvals, target = draw_target(trng, built)
+            tfile = os.path.join(sp.work, 'target_badidx.dump')
+            write(tfile, [('target', tvals)])
+            argv.append(tfile)
+        out = must(argv, 'driver badidx')
+        lines = out.splitlines(True)
+        keys = ['forward_train_error'] if modal else []
+        keys.append('forward_error')
+        if has_train:
+            keys += ['loss0', 'loss_bad', 'loss_error', 'loss_changed', 'step_bad', 'step_error',
+                     'step_changed', 'loss1']
+        got = {}
+        for i, k in enumerate(keys):
+            parts = lines[i].split() if i < len(lines) else []
+            if len(parts) != 2 or parts[0] != k:
+                raise CheckError('driver badidx: expected "%s VALUE", got %r'
+                                 % (k, lines[i] if i < len(lines) else '<eof>'))
+            got[k] = parts[1]
+        try:
+            dump = nnspec.parse_dump(''.join(lines[len(keys):]))
+        except nnspec.DumpError as e:
+            raise CheckError('driver badidx output: %s' % e)
+        if not dump or dump[0][0] != 'y':
+            raise CheckError('driver badidx: no y')
+        y = dump[0][1]
+        ytrain = None
+        if modal:
+            if len(dump) < 2 or dump[1][0] != 'y.train':
+                raise CheckError('driver badidx: no y.train')
+            ytrain = dump[1][1]
+            dump = dump[1:]
+    except CheckError as e:
+        res.fail(label, fcheck, str(e))
+        if has_train:
+            res.fail(label, tcheck, str(e))
+        return
+
+    # ---- the forward
+    def ref_model(dtype):
+        if modal:
+            m = nnspec.build(path, seed=0).model
+            load_state(m, start)
+            m.eval()
+        else:
+            m = copy.deepcopy(built.model)
+        return m.to(dtype)
+
+    msgs = []
+    if got['forward_error'] != '1':
+        msgs.append('nn_error() is not set after P_forward with a bad index%s'
+                    % (' (eval mode)' if modal else ''))
+    per = built.out_size
+    rows = [y[r * per:(r + 1) * per] for r in range(n)]
+    good = [r for r in range(n) if r not in bad_rows]
+    for r in bad_rows:
+        if not all(v != v for v in rows[r]):
+            msgs.append('row %d (a bad index) is not all NaN: %s' % (
+                r, ', '.join(nnspec.format_float(v) for v in rows[r][:4])))
+    if modal:
+        # training mode: the same NaN rows; the others finite (their values
+        # depend on the draws, not compared)
+        if got['forward_train_error'] != '1':
+            msgs.append('nn_error() is not set after P_forward with a bad index in training '
+                        'mode')
+        for r in range(n):
+            row = ytrain[r * per:(r + 1) * per]
+            if r in bad_rows and not all(v != v for v in row):
+                msgs.append('training mode: row %d (a bad index) is not all NaN' % r)
+            if r not in bad_rows and not all(math.isfinite(v) for v in row):
+                msgs.append('training mode: row %d (valid indices) is not finite' % r)
+    batch_stats = any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)
+                      and not mod.track_running_stats for mod in built.model.modules())
+    if good:
+        with torch.no_grad():
+            ref = tensor_list(ref_model(torch.float32)(input_of(x_np, torch.float32)))
+            ref64 = tensor_list(ref_model(torch.float64)(input_of(x_np, torch.float64)))
+        for r in good:
+            g, w, w64 = rows[r], ref[r * per:(r + 1) * per], ref64[r * per:(r + 1) * per]
+            if batch_stats:
+                if not all(math.isfinite(v) for v in g):
+                    msgs.append('row %d (valid indices) is not finite' % r)
+                continue
+            noise = max(abs(a - b) for a, b in zip(w, w64))
+            m = compare('y row %d (valid indices)' % r, g, w, TOL_FWD, noise)
+            if m:
+                msgs.append(m)
+    if msgs:
+        res.fail(label, fcheck, '\n'.join(msgs[:5]))
+    else:
+        res.ok(label, fcheck, 'NaN rows %s, nn_error() set' % ', '.join(map(str, bad_rows)))
+    if not has_train:
+        return
+
+    # ---- P_loss and P_train_step
+    msgs = []
+    for call, v, e, c in (('P_loss', 'loss_bad', 'loss_error', 'loss_changed'),
+                          ('P_train_step', 'step_bad', 'step_error', 'step_changed')):
+        try:
+            val = nnspec.parse_float(got[v])
+        except ValueError:
+            val = 0.0
+        if val == val:
+            msgs.append('%s with a bad index returned %s, not NaN' % (call, got[v]))
+        if got[e] != '1':
+            msgs.append('nn_error() is not set after %s with a bad index' % call)
+        if got[c] != '-':
+            msgs.append('%s with a bad index changed %s' % (call, got[c]))
+
+    def torch_two_steps(dtype):
+        if modal:
+            m = nnspec.build(path, seed=0).model
+            load_state(m, start)
+        else:
+            m = copy.deepcopy(built.model)
+        m = m.to(dtype)
+        m.train(True)
+        t = target.to(dtype) if target.is_floating_point() else target
+        x = input_of(x_np, dtype)
+        opt = built.make_optimizer(m.parameters())
+        losses = []
+        for _ in range(2):
+            opt.zero_grad()
+            loss = built.loss(m(x), t)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        final = [(nm, tensor_list(p)) for nm, p in m.named_parameters()]
+        return losses, final + (buffers_of(m) if modal else [])
+
+    try:
+        losses, final = torch_two_steps(torch.float32)
+        losses64, final64 = torch_two_steps(torch.float64)
+        noise = noise_of(final, final64)
+        got_losses = [nnspec.parse_float(got['loss0']), nnspec.parse_float(got['loss1'])]
+        m = compare('loss', got_losses, losses, TOL_TRAIN,
+                    max(abs(a - b) for a, b in zip(losses, losses64)))
+        if m:
+            msgs.append('valid steps around the failed ones: ' + m)
+        msgs += ['after the failed step and one more: ' + x
+                 for x in compare_dumps(dump[1:], final, TOL_TRAIN, noise)]
+    except ValueError as e:
+        msgs.append('bad loss value: %s' % e)
+    if msgs:
+        res.fail(label, tcheck, '\n'.join(msgs[:6]))
+    else:
+        res.ok(label, tcheck, 'NaN, nn_error() set, nothing changed; the next step as torch')
 
 
 def first_line_of(e):

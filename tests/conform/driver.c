@@ -3,6 +3,12 @@
  *   cc -std=c99 -DNET_H='"net.h"' -DNET=mlp [-DNET_HAS_TRAIN [-DNET_TARGET_INT]]
  *      [-DNET_FORWARD_ONLY: code from nngen --inference; run and modes print
  *      the forward's outputs (and buffers) only, no dx and no gradients]
+ *      [-DNET_INPUT_INT32: a spec with input_dtype: int32 (an embedding
+ *      first): x is const int32_t * (X still holds floats, each an integer),
+ *      P_backward gets dx == NULL, run and modes print no dx]
+ *      [-DNET_TARGETS=T: with NET_TARGET_INT, T class labels per example
+ *      (cross_entropy over an [N, T, V] output: TARGET holds N*T labels in
+ *      [0, V), V = OUT_SIZE / T); default 1]
  *      driver.c net.c -lnngen-rt -lopenblas -lm
  *
  * Modes (all output on stdout; errors on stderr with exit status 1, usage 2):
@@ -30,6 +36,33 @@
  *                                  after the op registry) the same through P_forward_n,
  *                                  P_backward_n, P_train_step_n on the first R
  *                                  rows of X, DY, TARGET (y and dx have R rows)
+ *   driver badidx PARAMS X XBAD [TARGET]   (only with -DNET_INPUT_INT32; TARGET
+ *                                  with NET_HAS_TRAIN) bad indices at run time
+ *                                  (SPEC 1.2.4): P_init(0), load PARAMS; in
+ *                                  eval mode (with NET_HAS_MODES) P_forward(XBAD)
+ *                                  -> "forward_error E" (E 1 when nn_error()
+ *                                  is set afterwards, 0 when not), and y as a
+ *                                  tensor at the very end; back in training
+ *                                  mode, with NET_HAS_TRAIN:
+ *                                    loss0 V        P_train_step(X)
+ *                                    loss_bad V     P_loss(XBAD)
+ *                                    loss_error E
+ *                                    loss_changed W (what that call changed:
+ *                                                   "-" for nothing, else a
+ *                                                   comma list of NAME,
+ *                                                   grad.NAME and "rng")
+ *                                    step_bad V     P_train_step(XBAD)
+ *                                    step_error E
+ *                                    step_changed W
+ *                                    loss1 V        P_train_step(X)
+ *                                  then y, every parameter and (NET_HAS_MODES)
+ *                                  every buffer "buf.NAME" in dump format.
+ *                                  With NET_HAS_MODES, first of all, on a
+ *                                  second instance (P_init(0), PARAMS) in
+ *                                  training mode: P_forward(XBAD) ->
+ *                                  "forward_train_error E", its output as the
+ *                                  tensor "y.train" after y.
+ *                                  nn_error() is cleared before each bad call.
  *
  * Dump format: per tensor a line "NAME NUMEL" then NUMEL lines with one float
  * each, printed with "%a" (C99 hex float); a tensor without a value is the
@@ -59,6 +92,16 @@
 #define N_BATCH NETF(_BATCH)
 #define N_IN NETF(_IN_SIZE)
 #define N_OUT NETF(_OUT_SIZE)
+
+#ifndef NET_TARGETS
+#define NET_TARGETS 1   /* class labels per example: T of an [N, T, V] output */
+#endif
+
+#ifdef NET_INPUT_INT32
+typedef int32_t cf_x;   /* P_forward(P *, const int32_t *x, float *y) */
+#else
+typedef float cf_x;
+#endif
 
 #include "dump.h"
 
@@ -109,6 +152,26 @@ static void cf_load_params(nn_model *m, const char *path)
     }
     free(set);
     cf_dump_free(&d);
+}
+
+/* X: NUMEL floats; with NET_INPUT_INT32 each must be an integer in
+   int32's range (out-of-range indices are allowed: badidx) */
+static cf_x *cf_load_x(const char *path, size_t numel)
+{
+    float *v = cf_load_single(path, "x", numel);
+#ifdef NET_INPUT_INT32
+    size_t i;
+    int32_t *x = cf_xmalloc(numel * sizeof *x);
+    for (i = 0; i < numel; i++) {
+        if (!(v[i] >= -2147483648.0f && v[i] < 2147483648.0f) || v[i] != floorf(v[i]))
+            cf_bad_dump(path, 2 + i, "an index must be an integer in int32's range");
+        x[i] = (int32_t)v[i];
+    }
+    free(v);
+    return x;
+#else
+    return v;
+#endif
 }
 
 /* ------------------------------------------------------------------ */
@@ -189,6 +252,125 @@ static unsigned long long cf_parse_ull(const char *s, const char *what)
     return v;
 }
 
+#ifdef NET_HAS_TRAIN
+#ifdef NET_TARGET_INT
+typedef int32_t cf_target;
+#else
+typedef float cf_target;
+#endif
+
+/* TARGET: NET_BATCH*NET_TARGETS class labels in [0, OUT_SIZE / NET_TARGETS)
+   (cross_entropy), or NET_BATCH*NET_OUT_SIZE floats (mse) */
+static cf_target *cf_load_target(const char *path)
+{
+#ifdef NET_TARGET_INT
+    size_t i, n = (size_t)N_BATCH * NET_TARGETS;
+    int32_t *target = cf_xmalloc(n * sizeof(int32_t));
+    float *tf = cf_load_single(path, "target", n);
+    for (i = 0; i < n; i++) {
+        if (!(tf[i] >= 0 && tf[i] < (float)(N_OUT / NET_TARGETS)) || tf[i] != floorf(tf[i]))
+            cf_bad_dump(path, 2 + i, "class label must be an integer in [0, OUT_SIZE / TARGETS)");
+        target[i] = (int32_t)tf[i];
+    }
+    free(tf);
+    return target;
+#else
+    return cf_load_single(path, "target", (size_t)N_BATCH * N_OUT);
+#endif
+}
+#endif
+
+#ifdef NET_INPUT_INT32
+static int cf_error_set(void)
+{
+    const char *e = nn_error();
+    return e != NULL && *e != '\0';
+}
+
+#ifdef NET_HAS_TRAIN
+/* Everything a failing call must leave alone that the driver can see: every
+   tensor of the state dict (data and grad, bit for bit) and the generator. */
+typedef struct cf_snap_entry {
+    nn_tensor *t;
+    size_t bytes;
+    unsigned char *data, *grad;   /* grad NULL when t->grad was NULL */
+} cf_snap_entry;
+
+typedef struct cf_snap {
+    nn_rng *rng;
+    nn_rng rng_copy;
+    size_t n;
+    cf_snap_entry *e;
+} cf_snap;
+
+static void cf_snap_take(cf_snap *s, nn_model *m, nn_rng *rng)
+{
+    size_t i, j, ns = nn_state_count(m);
+    s->rng = rng;
+    s->rng_copy = *rng;
+    s->n = 0;
+    s->e = cf_xmalloc((ns + 1) * sizeof *s->e);
+    for (i = 0; i < ns; i++) {
+        nn_tensor *t = nn_find(m, nn_state_key(m, i));
+        cf_snap_entry *e;
+        for (j = 0; j < s->n; j++)
+            if (s->e[j].t == t)
+                break;
+        if (j < s->n)
+            continue;
+        e = &s->e[s->n++];
+        e->t = t;
+        e->bytes = (size_t)t->numel * (t->dtype == NN_I64 ? 8 : 4);
+        e->data = cf_xmalloc(e->bytes);
+        memcpy(e->data, t->data, e->bytes);
+        e->grad = NULL;
+        if (t->grad) {
+            e->grad = cf_xmalloc((size_t)t->numel * sizeof(float));
+            memcpy(e->grad, t->grad, (size_t)t->numel * sizeof(float));
+        }
+    }
+}
+
+static int cf_rng_same(const nn_rng *a, const nn_rng *b)
+{
+    return memcmp(a->state, b->state, sizeof a->state) == 0 && a->left == b->left
+           && a->seed == b->seed && a->has_next_double_normal == b->has_next_double_normal
+           && memcmp(&a->next_double_normal, &b->next_double_normal, sizeof(double)) == 0
+           && a->has_next_float_normal == b->has_next_float_normal
+           && memcmp(&a->next_float_normal, &b->next_float_normal, sizeof(float)) == 0;
+}
+
+/* Prints what differs from the snapshot ("-" for nothing) and a newline. */
+static void cf_snap_diff(const cf_snap *s)
+{
+    size_t i;
+    int any = 0;
+    for (i = 0; i < s->n; i++) {
+        const cf_snap_entry *e = &s->e[i];
+        if (memcmp(e->data, e->t->data, e->bytes) != 0) {
+            printf("%s%s", any++ ? "," : "", e->t->name);
+        }
+        if ((e->grad == NULL) != (e->t->grad == NULL)
+            || (e->grad && memcmp(e->grad, e->t->grad, (size_t)e->t->numel * sizeof(float))))
+            printf("%sgrad.%s", any++ ? "," : "", e->t->name);
+    }
+    if (!cf_rng_same(&s->rng_copy, s->rng))
+        printf("%srng", any++ ? "," : "");
+    printf("%s\n", any ? "" : "-");
+}
+
+static void cf_snap_free(cf_snap *s)
+{
+    size_t i;
+    for (i = 0; i < s->n; i++) {
+        free(s->e[i].data);
+        free(s->e[i].grad);
+    }
+    free(s->e);
+}
+#endif
+#endif
+
 static int cf_usage(void)
 {
     fprintf(stderr,
@@ -204,6 +386,13 @@ static int cf_usage(void)
             "       %s trainm SEED|- PARAMS X TARGET STEPS [rows=R]\n"
 #endif
 #endif
+#ifdef NET_INPUT_INT32
+#ifdef NET_HAS_TRAIN
+            "       %s badidx PARAMS X XBAD TARGET\n"
+#else
+            "       %s badidx PARAMS X XBAD\n"
+#endif
+#endif
             , cf_prog, cf_prog, cf_prog
 #ifdef NET_HAS_TRAIN
             , cf_prog
@@ -213,6 +402,9 @@ static int cf_usage(void)
 #ifdef NET_HAS_TRAIN
             , cf_prog
 #endif
+#endif
+#ifdef NET_INPUT_INT32
+            , cf_prog
 #endif
             );
     return 2;
@@ -279,18 +471,23 @@ int main(int argc, char **argv)
     }
 
     if (strcmp(argv[1], "run") == 0 && argc == 5) {
-        float *x, *dy, *y, *dx;
+        cf_x *x;
+        float *dy, *y, *dx;
         net = cf_create();
         m = NETF(_model)(net);
         cf_load_params(m, argv[2]);
-        x = cf_load_single(argv[3], "x", (size_t)N_BATCH * N_IN);
+        x = cf_load_x(argv[3], (size_t)N_BATCH * N_IN);
         dy = cf_load_single(argv[4], "dy", (size_t)N_BATCH * N_OUT);
         y = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+#ifdef NET_INPUT_INT32
+        dx = NULL;   /* no input gradient for indices: dx == NULL only */
+#else
         dx = cf_xmalloc((size_t)N_BATCH * N_IN * sizeof(float));
-        for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
-            y[i] = NAN;
         for (i = 0; i < (size_t)N_BATCH * N_IN; i++)
             dx[i] = NAN;
+#endif
+        for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
+            y[i] = NAN;
 #ifdef NET_HAS_ROWS
         if (rows)
             NETF(_forward_n)(net, (int)rows, x, y);
@@ -305,7 +502,8 @@ int main(int argc, char **argv)
         else
 #endif
             NETF(_backward)(net, dy, dx);
-        cf_put_tensor("", "dx", dx, R * N_IN);
+        if (dx)
+            cf_put_tensor("", "dx", dx, R * N_IN);
 #endif
         /* the _n forms write nothing past their rows */
         for (i = R * N_OUT; i < (size_t)N_BATCH * N_OUT; i++)
@@ -314,7 +512,7 @@ int main(int argc, char **argv)
                         (unsigned long)i, (unsigned long)R);
                 return 1;
             }
-        for (i = R * N_IN; i < (size_t)N_BATCH * N_IN; i++)
+        for (i = R * N_IN; dx && i < (size_t)N_BATCH * N_IN; i++)
             if (!isnan(dx[i])) {
                 fprintf(stderr, "%s: backward_n wrote dx[%lu] beyond its %lu rows\n", cf_prog,
                         (unsigned long)i, (unsigned long)R);
@@ -339,7 +537,8 @@ int main(int argc, char **argv)
 
 #ifdef NET_HAS_MODES
     if (strcmp(argv[1], "modes") == 0 && argc == 8) {
-        float *x, *dy, *y, *dx;
+        cf_x *x;
+        float *dy, *y, *dx;
         unsigned long long calls = cf_parse_ull(argv[4], "call count"), k;
         int train = strcmp(argv[2], "train") == 0;
         char nm[32];
@@ -351,10 +550,14 @@ int main(int argc, char **argv)
             NETF(_init)(net, (uint64_t)cf_parse_ull(argv[3], "seed"));
         cf_load_params(m, argv[5]);
         NETF(_set_training)(net, train);
-        x = cf_load_single(argv[6], "x", (size_t)N_BATCH * N_IN);
+        x = cf_load_x(argv[6], (size_t)N_BATCH * N_IN);
         dy = cf_load_single(argv[7], "dy", (size_t)N_BATCH * N_OUT);
         y = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+#ifdef NET_INPUT_INT32
+        dx = NULL;
+#else
         dx = cf_xmalloc((size_t)N_BATCH * N_IN * sizeof(float));
+#endif
         for (k = 0; k < calls; k++) {
 #ifdef NET_HAS_ROWS
             if (rows)
@@ -372,7 +575,8 @@ int main(int argc, char **argv)
 #endif
                 NETF(_backward)(net, dy, dx);
             snprintf(nm, sizeof nm, "dx.%llu", k);
-            cf_put_tensor("", nm, dx, R * N_IN);
+            if (dx)
+                cf_put_tensor("", nm, dx, R * N_IN);
 #endif
         }
 #ifndef NET_FORWARD_ONLY
@@ -400,16 +604,11 @@ int main(int argc, char **argv)
         || (strcmp(argv[1], "trainm") == 0 && argc == 7)
 #endif
         ) {
-        float *x;
+        cf_x *x;
         unsigned long long steps, k;
         int modal = strcmp(argv[1], "trainm") == 0;
         const char *seed = modal ? argv[2] : "-";
-#ifdef NET_TARGET_INT
-        int32_t *target = cf_xmalloc((size_t)N_BATCH * sizeof(int32_t));
-        float *tf;
-#else
-        float *target;
-#endif
+        cf_target *target;
         argv += modal;
         steps = cf_parse_ull(argv[5], "step count");
         net = cf_create();
@@ -417,18 +616,8 @@ int main(int argc, char **argv)
         if (strcmp(seed, "-") != 0)
             NETF(_init)(net, (uint64_t)cf_parse_ull(seed, "seed"));
         cf_load_params(m, argv[2]);
-        x = cf_load_single(argv[3], "x", (size_t)N_BATCH * N_IN);
-#ifdef NET_TARGET_INT
-        tf = cf_load_single(argv[4], "target", (size_t)N_BATCH);
-        for (i = 0; i < (size_t)N_BATCH; i++) {
-            if (!(tf[i] >= 0 && tf[i] < (float)N_OUT) || tf[i] != floorf(tf[i]))
-                cf_bad_dump(argv[4], 2 + i, "class label must be an integer in [0, OUT_SIZE)");
-            target[i] = (int32_t)tf[i];
-        }
-        free(tf);
-#else
-        target = cf_load_single(argv[4], "target", (size_t)N_BATCH * N_OUT);
-#endif
+        x = cf_load_x(argv[3], (size_t)N_BATCH * N_IN);
+        target = cf_load_target(argv[4]);
         for (k = 0; k < steps; k++) {
 #ifdef NET_HAS_ROWS
             float loss = rows ? NETF(_train_step_n)(net, (int)rows, x, target)
@@ -445,6 +634,84 @@ int main(int argc, char **argv)
 #endif
         free(x);
         free(target);
+        NETF(_destroy)(net);
+        return cf_finish();
+    }
+#endif
+
+#ifdef NET_INPUT_INT32
+#ifdef NET_HAS_TRAIN
+    if (strcmp(argv[1], "badidx") == 0 && argc == 6 && !rows) {
+#else
+    if (strcmp(argv[1], "badidx") == 0 && argc == 5 && !rows) {
+#endif
+        cf_x *x, *xbad;
+        float *y, *ytrain = NULL;
+        net = cf_create();
+        m = NETF(_model)(net);
+        NETF(_init)(net, 0);
+        cf_load_params(m, argv[2]);
+        x = cf_load_x(argv[3], (size_t)N_BATCH * N_IN);
+        xbad = cf_load_x(argv[4], (size_t)N_BATCH * N_IN);
+        y = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+        for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
+            y[i] = 0.0f;
+#ifdef NET_HAS_MODES
+        {
+            /* training mode, on an instance of its own (its draws and buffer
+               updates leave the other one as it is) */
+            NET_T *net2 = cf_create();
+            NETF(_init)(net2, 0);
+            cf_load_params(NETF(_model)(net2), argv[2]);
+            ytrain = cf_xmalloc((size_t)N_BATCH * N_OUT * sizeof(float));
+            for (i = 0; i < (size_t)N_BATCH * N_OUT; i++)
+                ytrain[i] = 0.0f;
+            nn_set_error("%s", "");
+            NETF(_forward)(net2, xbad, ytrain);
+            printf("forward_train_error %d\n", cf_error_set());
+            NETF(_destroy)(net2);
+        }
+        NETF(_set_training)(net, 0);
+#endif
+        nn_set_error("%s", "");
+        NETF(_forward)(net, xbad, y);
+        printf("forward_error %d\n", cf_error_set());
+#ifdef NET_HAS_MODES
+        NETF(_set_training)(net, 1);
+#endif
+#ifdef NET_HAS_TRAIN
+        {
+            cf_target *target = cf_load_target(argv[5]);
+            cf_snap snap;
+            float v;
+            printf("loss0 %a\n", (double)NETF(_train_step)(net, x, target));
+            cf_snap_take(&snap, m, NETF(_rng)(net));
+            nn_set_error("%s", "");
+            v = NETF(_loss)(net, xbad, target);
+            printf("loss_bad %a\nloss_error %d\nloss_changed ", (double)v, cf_error_set());
+            cf_snap_diff(&snap);
+            nn_set_error("%s", "");
+            v = NETF(_train_step)(net, xbad, target);
+            printf("step_bad %a\nstep_error %d\nstep_changed ", (double)v, cf_error_set());
+            cf_snap_diff(&snap);
+            cf_snap_free(&snap);
+            printf("loss1 %a\n", (double)NETF(_train_step)(net, x, target));
+            free(target);
+        }
+#endif
+        cf_put_tensor("", "y", y, (size_t)N_BATCH * N_OUT);
+        if (ytrain)
+            cf_put_tensor("", "y.train", ytrain, (size_t)N_BATCH * N_OUT);
+#ifdef NET_HAS_TRAIN
+        cf_put_params(m);
+#ifdef NET_HAS_MODES
+        cf_put_buffers(m);
+#endif
+#endif
+        free(x);
+        free(xbad);
+        free(y);
+        free(ytrain);
         NETF(_destroy)(net);
         return cf_finish();
     }

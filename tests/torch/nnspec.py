@@ -17,15 +17,34 @@ Python API
     b.batch          batch size (default 1)
     b.input_shape    [batch, *input]        (full shape, batch first)
     b.output_shape   [batch, *out]          (full shape, batch first)
-    b.in_size        floats per example of input   (P_IN_SIZE)
+    b.input_dtype    'float32' (default) or 'int32' (top-level input_dtype:,
+                     SPEC 1.2.4: the model then starts with an embedding and
+                     takes int64/int32 index tensors)
+    b.in_size        floats (or int32 indices) per example of input (P_IN_SIZE)
     b.out_size       floats per example of output  (P_OUT_SIZE)
-    b.loss           nn.MSELoss / nn.CrossEntropyLoss instance, or None
+    b.loss           nn.MSELoss / nn.CrossEntropyLoss instance, or None; for
+                     cross_entropy on an output of rank > 2 ([N, T, V]) a
+                     SeqCrossEntropyLoss: CrossEntropyLoss over
+                     out.reshape(-1, V), target.reshape(-1) (SPEC 1.5)
     b.loss_name      'mse' / 'cross_entropy' / None
+    b.targets        class labels per example for cross_entropy: the product
+                     of the output's dimensions between batch and classes
+                     (T of [N, T, V]; 1 for [N, C])
+    b.classes        the output's last dimension (V, the classes)
     b.make_optimizer callable(params) -> torch.optim.Optimizer, or None
     b.init_families  set of initializer names used (after defaults), e.g.
                      {'default', 'normal'}; see init_exactness()
     b.unsupported    list of "where: initializer" strings that were skipped
                      (only when allow_unsupported_init=True)
+
+Layers beyond torch.nn's own classes (same print as torch's): SeqRNN,
+SeqLSTM, SeqGRU (nn.RNN/LSTM/GRU, batch_first, forward returns `output`
+only), LastStep (x[:, -1]) and TiedLinear ({tied: PATH, transpose: true}).
+A `weight: {tied: PATH}` layer is constructed as usual (its own weight
+drawn) and its weight then replaced by the tensor at PATH, the PyTorch idiom
+`decoder.weight = encoder.weight`; to find which layer holds PATH in
+construction order, a spec with ties is constructed twice (the generator is
+restored after the first construction).
 
 If ``seed`` is None the spec's ``seed:`` is used when present; otherwise the
 global torch generator is left as it is.  ``mixture`` and ``custom``
@@ -50,11 +69,13 @@ inf, -inf, nan).  A tensor that has no value (a grad that is None) is the
 single line "NAME none".
 """
 
+import difflib
 import math
 import os
 import re
 import struct
 import sys
+import warnings
 
 import yaml
 
@@ -212,8 +233,11 @@ class _LayerDef(object):
         self.required = required
 
 
+_RNN_ARGS = {'hidden': None, 'layers': 1, 'bias': True, 'bidirectional': False, 'dropout': 0}
+
 LAYERS = {
-    'linear': _LayerDef('Linear', 'out', {'out': None, 'in': None, 'bias': True}, ('out',)),
+    'linear': _LayerDef('Linear', 'out', {'out': None, 'in': None, 'bias': True,
+                                          'weight': None}, ('out',)),
     'relu': _LayerDef('ReLU'),
     'sigmoid': _LayerDef('Sigmoid'),
     'tanh': _LayerDef('Tanh'),
@@ -245,7 +269,15 @@ LAYERS = {
                                                     'padding': 0, 'ceil_mode': False,
                                                     'count_include_pad': True}, ('kernel',)),
     'adaptive_avg_pool2d': _LayerDef('AdaptiveAvgPool2d', 'out', {'out': None}, ('out',)),
+    # SPEC 1.2.4: sequences [N, T, F] (batch_first=True) and embeddings
+    'rnn': _LayerDef('RNN', 'hidden', dict(_RNN_ARGS, nonlinearity='tanh'), ('hidden',)),
+    'lstm': _LayerDef('LSTM', 'hidden', dict(_RNN_ARGS), ('hidden',)),
+    'gru': _LayerDef('GRU', 'hidden', dict(_RNN_ARGS), ('hidden',)),
+    'last_step': _LayerDef('LastStep'),
+    'embedding': _LayerDef('Embedding', 'num', {'num': None, 'dim': None, 'padding_idx': None,
+                                                'weight': None}, ('num', 'dim')),
 }
+RNN_LAYERS = ('rnn', 'lstm', 'gru')
 
 
 def _pair_arg(v, what, minimum, words=()):
@@ -271,20 +303,26 @@ def _pool_out(size, k, pad, stride, dil, ceil):
         o -= 1
     return o
 
-# type names usable in an init rule's `layer:` filter
+# type names usable in an init rule's `layer:` filter: a tuple of classes
+# (`type(m) in classes`, the seed's `type(m) == nn.Linear`).  A `linear`
+# whose weight is tied transposed is a TiedLinear: still a `linear` of the
+# spec, so `layer: linear` visits it (SPEC 1.2.5; there it only has a bias).
 def _type_class(tname):
     if tname == 'sequential':
-        return nn.Sequential
+        return (nn.Sequential,)
+    if tname == 'linear':
+        return (nn.Linear, TiedLinear)
     if tname in LAYERS:
-        return getattr(nn, LAYERS[tname].cls)
+        return (_layer_class(tname),)
     raise SpecError('init rule: unknown layer type %r in layer: (one of %s)'
                     % (tname, ', '.join(sorted(list(LAYERS) + ['sequential']))))
 
 
 META_KEYS = ('init', 'frozen')
 STRUCT_KEYS = ('sequential', 'repeat', 'ref', 'residual')
-TOP_KEYS = ('nngen', 'name', 'input', 'batch', 'seed', 'blocks', 'shared',
+TOP_KEYS = ('nngen', 'name', 'input', 'input_dtype', 'batch', 'seed', 'blocks', 'shared',
             'model', 'init', 'train')
+INPUT_DTYPES = ('float32', 'int32')
 
 
 def _layer_args(tname, value, where):
@@ -312,6 +350,27 @@ def _layer_args(tname, value, where):
         if args['in'] is not None:
             _int(args['in'], where + ': linear in', 1)
         _bool(args['bias'], where + ': linear bias')
+        args['weight'] = _tied_arg(tname, args['weight'], where)
+    elif tname in RNN_LAYERS:
+        _int(args['hidden'], where + ': %s hidden' % tname, 1)
+        _int(args['layers'], where + ': %s layers' % tname, 1)
+        _bool(args['bias'], where + ': %s bias' % tname)
+        _bool(args['bidirectional'], where + ': %s bidirectional' % tname)
+        if not 0 <= _num(args['dropout'], where + ': %s dropout' % tname) <= 1:
+            raise SpecError('%s: %s dropout must be in [0, 1], got %r'
+                            % (where, tname, args['dropout']))
+        if tname == 'rnn' and args['nonlinearity'] not in ('tanh', 'relu'):
+            raise SpecError("%s: rnn nonlinearity must be 'tanh' or 'relu', got %r"
+                            % (where, args['nonlinearity']))
+    elif tname == 'embedding':
+        num = _int(args['num'], where + ': embedding num', 1)
+        _int(args['dim'], where + ': embedding dim', 1)
+        if args['padding_idx'] is not None:
+            pi = _int(args['padding_idx'], where + ': embedding padding_idx')
+            if not -num <= pi < num:     # torch's assertion; a negative one counts from the end
+                raise SpecError('%s: embedding padding_idx must be in [-%d, %d), got %d'
+                                % (where, num, num, pi))
+        args['weight'] = _tied_arg(tname, args['weight'], where)
     elif tname == 'leaky_relu':
         # passed to torch as written: `1` prints negative_slope=1, `1.0` prints 1.0
         _num(args['negative_slope'], where + ': negative_slope')
@@ -367,8 +426,37 @@ def _layer_args(tname, value, where):
     return args
 
 
+def _tied_arg(tname, w, where):
+    """`weight: {tied: PATH[, transpose: BOOL]}` -> (PATH, transpose) or None."""
+    if w is None:
+        return None
+    if not isinstance(w, dict) or 'tied' not in w:
+        raise SpecError('%s: %s weight: takes {tied: PATH} or {tied: PATH, transpose: true}, '
+                        'got %r' % (where, tname, w))
+    for k in w:
+        if k not in ('tied', 'transpose'):
+            raise SpecError('%s: unknown key %r in %s weight (tied, transpose)' % (where, k, tname))
+    path = w['tied']
+    if not isinstance(path, str) or not path:
+        raise SpecError('%s: tied: takes a state_dict key such as encoder.weight, got %r'
+                        % (where, path))
+    transpose = _bool(w.get('transpose', False), where + ': transpose')
+    if transpose and tname != 'linear':
+        raise SpecError('%s: transpose: true is for a linear only (an %s ties its weight '
+                        'as it is)' % (where, tname))
+    return (path, transpose)
+
+
 def _layer_shape(tname, args, shape, where):
     """Output shape of a layer for incoming full shape `shape`."""
+    if tname in RNN_LAYERS or tname == 'last_step':
+        if len(shape) != 3:
+            raise SpecError('%s: %s needs a sequence [N, T, F], got %s' % (where, tname, shape))
+        if tname == 'last_step':
+            return [shape[0], shape[2]]
+        return [shape[0], shape[1], args['hidden'] * (2 if args['bidirectional'] else 1)]
+    if tname == 'embedding':
+        return list(shape) + [args['dim']]
     if tname == 'linear':
         if len(shape) < 2:
             raise SpecError('%s: linear needs an input of rank >= 2, got %s' % (where, shape))
@@ -441,9 +529,29 @@ def _layer_shape(tname, args, shape, where):
     return list(shape)
 
 
+def _layer_class(tname):
+    """The class that _make_layer makes for a layer type."""
+    mine = {'rnn': SeqRNN, 'lstm': SeqLSTM, 'gru': SeqGRU, 'last_step': LastStep}
+    if tname in mine:
+        return mine[tname]
+    return getattr(nn, LAYERS[tname].cls)
+
+
 def _make_layer(tname, args, shape):
     if tname == 'linear':
         return nn.Linear(shape[-1], args['out'], bias=args['bias'])
+    if tname in RNN_LAYERS:
+        kw = dict(num_layers=args['layers'], bias=args['bias'], batch_first=True,
+                  dropout=args['dropout'], bidirectional=args['bidirectional'])
+        if tname == 'rnn':
+            kw['nonlinearity'] = args['nonlinearity']
+        with warnings.catch_warnings():
+            # torch warns about dropout with one layer (it has no effect) and
+            # builds the layer all the same
+            warnings.simplefilter('ignore')
+            return _layer_class(tname)(shape[-1], args['hidden'], **kw)
+    if tname == 'embedding':
+        return nn.Embedding(args['num'], args['dim'], padding_idx=args['padding_idx'])
     if tname == 'leaky_relu':
         return nn.LeakyReLU(negative_slope=args['negative_slope'])
     if tname in ('softmax', 'log_softmax'):
@@ -473,7 +581,7 @@ def _make_layer(tname, args, shape):
                             count_include_pad=args['count_include_pad'])
     if tname == 'adaptive_avg_pool2d':
         return nn.AdaptiveAvgPool2d(args['out'])
-    return getattr(nn, LAYERS[tname].cls)()
+    return _layer_class(tname)()
 
 
 # --------------------------------------------------------------------------
@@ -578,11 +686,28 @@ class _Ctx(object):
         self.strict_init = True
         self.unsupported = []
         self.families = set()
+        self.input_int = spec.get('input_dtype', 'float32') == 'int32'
+        self.has_ties = False      # some layer says weight: {tied: ...}
+        self.leaves = []           # leaf layers in construction order
+        self.path_of = {}          # id(leaf) -> its path (for messages)
+        self.tie_info = None       # pass 2: state_dict key -> (leaf index, module, name)
+
+
+class _IntShape(list):
+    """The shape of the network's int32 input (input_dtype: int32) while no
+    embedding has taken it."""
+
+
+def _same_kind(shape, like):
+    return _IntShape(shape) if isinstance(like, _IntShape) else list(shape)
 
 
 def _plan(expr, shape, ctx, where):
     """Shape-only walk: returns output shape; records shared modules' input shapes."""
     kind, key, val, meta = _split_module(expr, ctx, where)
+    if kind in ('res', 'res2') and isinstance(shape, _IntShape):
+        raise SpecError('%s: a residual gets the int32 indices of input_dtype: int32; the first '
+                        'layer must be an embedding' % where)
     if kind == 'res':
         out = shape
         for name, e in _seq_items(val, where):
@@ -611,6 +736,18 @@ def _plan(expr, shape, ctx, where):
         return shape
     if kind == 'layer':
         args = _layer_args(key, val, where)
+        if key == 'embedding':
+            if not ctx.input_int:
+                raise SpecError('%s: embedding takes int32 indices: the spec needs '
+                                'input_dtype: int32 (and the embedding as its first layer)' % where)
+            if not isinstance(shape, _IntShape):
+                raise SpecError('%s: embedding must be the first layer (it takes the int32 '
+                                'input), but here it gets %s floats' % (where, shape))
+        elif isinstance(shape, _IntShape):
+            raise SpecError('%s: input_dtype: int32 needs an embedding as the first layer, '
+                            'but %s gets the int32 indices' % (where, key))
+        if args.get('weight') is not None:
+            ctx.has_ties = True
         return _layer_shape(key, args, shape, where)
     if kind == 'block':
         if key in ctx.block_stack:
@@ -622,15 +759,21 @@ def _plan(expr, shape, ctx, where):
             ctx.block_stack.pop()
     if kind == 'ref':
         if val in ctx.shared_in:
+            if isinstance(ctx.shared_in[val], _IntShape) != isinstance(shape, _IntShape):
+                raise SpecError('%s: shared module %s gets %s here but %s at its first use (an '
+                                'embedding must be the first layer)'
+                                % (where, val, 'int32 indices' if isinstance(shape, _IntShape)
+                                   else 'floats', 'int32 indices'
+                                   if isinstance(ctx.shared_in[val], _IntShape) else 'floats'))
             if ctx.shared_in[val] != shape:
                 raise SpecError('%s: shared module %s is used with incoming shape %s '
                                 'but was first used with %s'
                                 % (where, val, shape, ctx.shared_in[val]))
-            return list(ctx.shared_out[val])
+            return _same_kind(ctx.shared_out[val], ctx.shared_out[val])
         if val in ctx.planning:
             raise SpecError('%s: shared module %s refers to itself' % (where, val))
         ctx.planning.add(val)
-        ctx.shared_in[val] = list(shape)
+        ctx.shared_in[val] = _same_kind(shape, shape)
         saved = ctx.block_stack
         ctx.block_stack = []
         try:
@@ -638,7 +781,7 @@ def _plan(expr, shape, ctx, where):
         finally:
             ctx.block_stack = saved
         ctx.planning.discard(val)
-        ctx.shared_out[val] = list(out)
+        ctx.shared_out[val] = _same_kind(out, out)
         return out
     raise AssertionError(kind)
 
@@ -672,6 +815,129 @@ class ResidualBS(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+class _OutputOnly(object):
+    """Mixin for torch's recurrent layers (SPEC 1.2.4): forward returns
+    `output` only ([N, T, hidden*dirs], batch_first), so that the layer fits
+    in a Sequential; the class prints under torch's own name."""
+    TORCH_NAME = None
+
+    def _get_name(self):
+        return self.TORCH_NAME
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class SeqRNN(_OutputOnly, nn.RNN):
+    TORCH_NAME = 'RNN'
+
+
+class SeqLSTM(_OutputOnly, nn.LSTM):
+    TORCH_NAME = 'LSTM'
+
+
+class SeqGRU(_OutputOnly, nn.GRU):
+    TORCH_NAME = 'GRU'
+
+
+class LastStep(nn.Module):
+    """[N, T, F] -> [N, F]: the last time step (SPEC 1.2.4)."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+class TiedLinear(nn.Module):
+    """A linear whose weight is another layer's weight transposed (SPEC
+    1.2.5): y = x W^T^T + b = F.linear(x, W.t(), bias), W read from the owner
+    at call time.  Holds only its bias, drawn U(+-1/sqrt(in_features)) as
+    nn.Linear draws it.  The owner is kept outside the module tree (it is
+    not a child); copy.deepcopy of the whole model keeps the tie."""
+
+    def __init__(self, in_features, out_features, bias, owner, path):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.tied_path = path
+        object.__setattr__(self, 'tied_owner', owner)  # not registered as a child
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features))
+            bound = 1 / math.sqrt(in_features)
+            tinit.uniform_(self.bias, -bound, bound)
+        else:
+            self.register_parameter('bias', None)
+
+    @property
+    def tied_weight(self):
+        return self.tied_owner.weight
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.tied_weight.t(), self.bias)
+
+    def extra_repr(self):
+        return 'in_features=%d, out_features=%d, bias=%s, weight=%s.T' % (
+            self.in_features, self.out_features, self.bias is not None, self.tied_path)
+
+
+class SeqCrossEntropyLoss(nn.CrossEntropyLoss):
+    """cross_entropy on an output of rank > 2 (SPEC 1.5): the classes are the
+    last dimension, CrossEntropyLoss()(out.reshape(-1, V), target.reshape(-1))."""
+
+    def forward(self, input, target):
+        return super().forward(input.reshape(-1, input.shape[-1]), target.reshape(-1))
+
+
+def _model_path(where):
+    return '' if where == 'model' else where
+
+
+def _tied_owner(path, index, ctx, where, want, transpose):
+    """The layer whose weight `path` names, for the leaf layer number `index`
+    (construction order) that ties to it, its shape checked against `want`
+    (the tied layer's own [out, in] / [num, dim]; transposed: [in, out]).
+    None in pass 1 (ctx.tie_info is None: nothing is resolved yet)."""
+    if ctx.tie_info is None:
+        return None
+    ent = ctx.tie_info.get(path)
+    if ent is None:
+        near = difflib.get_close_matches(path, list(ctx.tie_info), n=1)
+        raise SpecError('%s: tied: %r is not a state_dict key of the model%s'
+                        % (where, path, " (did you mean %r?)" % near[0] if near else ''))
+    tindex, tmod, pname = ent
+    if pname != 'weight' or not isinstance(tmod, (nn.Linear, nn.Embedding)):
+        raise SpecError('%s: tied: %r is not a weight (tied: names the weight of a linear or '
+                        'an embedding, e.g. encoder.weight)' % (where, path))
+    if tindex == index:
+        raise SpecError('%s: tied: %r is this layer\'s own weight' % (where, path))
+    if tindex > index:
+        raise SpecError('%s: tied: %r belongs to a layer constructed after this one (the '
+                        'tied-to layer must come earlier in construction order)' % (where, path))
+    owner = ctx.leaves[tindex]
+    have = tuple(owner.weight.shape)
+    if transpose:
+        if have != (want[0], want[1]):
+            raise SpecError('%s: tied: %r is %s, transposed %s, but this linear needs '
+                            '[out, in] = [%d, %d]' % (where, path, list(have),
+                                                      list(have[::-1]), want[1], want[0]))
+    elif have != tuple(want):
+        raise SpecError('%s: tied: %r is %s, but this layer\'s weight is %s'
+                        % (where, path, list(have), list(want)))
+    return owner
+
+
+def _tie_table(model, ctx):
+    """state_dict key -> (leaf index, module, parameter or buffer name), for
+    every alias (pass 1's model, ties not made)."""
+    index = {id(m): i for i, m in enumerate(ctx.leaves)}
+    table = {}
+    for mpath, mod in model.named_modules(remove_duplicate=False):
+        names = [n for n, _ in mod.named_parameters(recurse=False)]
+        names += [n for n, _ in mod.named_buffers(recurse=False)]
+        for n in names:
+            table[(mpath + '.' + n) if mpath else n] = (index.get(id(mod)), mod, n)
+    return table
+
+
 def _construct(expr, shape, ctx, where):
     """Construct the module for expr at incoming `shape`; returns (module, out_shape)."""
     kind, key, val, meta = _split_module(expr, ctx, where)
@@ -699,9 +965,28 @@ def _construct(expr, shape, ctx, where):
     elif kind == 'layer':
         args = _layer_args(key, val, where)
         out = _layer_shape(key, args, shape, where)
-        m = _make_layer(key, args, shape)
+        tie = args.get('weight')
+        index = len(ctx.leaves)
+        if tie is not None and tie[1]:
+            # {tied: PATH, transpose: true}: a TiedLinear, which draws its bias only
+            owner = _tied_owner(tie[0], index, ctx, where, (shape[-1], args['out']), True)
+            m = TiedLinear(shape[-1], args['out'], args['bias'], owner, tie[0])
+        else:
+            m = _make_layer(key, args, shape)
+            if tie is not None:
+                # constructed with its own weight (drawn, then discarded), as
+                # after `decoder.weight = encoder.weight`
+                owner = _tied_owner(tie[0], index, ctx, where, tuple(m.weight.shape), False)
+                if owner is not None:
+                    m.weight = owner.weight
+        if tie is not None:
+            m.nnspec_tied = tie[0]
+        ctx.leaves.append(m)
+        ctx.path_of[id(m)] = _model_path(where)
         if any(True for _ in m.parameters(recurse=False)):
             ctx.families.add('default')
+        if key == 'embedding':
+            ctx.families.add('normal')   # its default is normal_(weight)
         shape = out
     elif kind == 'block':
         m, shape = _construct(ctx.blocks[key], shape, ctx, where)
@@ -828,6 +1113,21 @@ def _default_init(module, pname, p, where):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             tinit.uniform_(p, -bound, bound)
             return
+    if isinstance(module, TiedLinear) and pname == 'bias':
+        bound = 1 / math.sqrt(module.in_features)
+        tinit.uniform_(p, -bound, bound)
+        return
+    if isinstance(module, nn.RNNBase):
+        # RNNBase.reset_parameters: every parameter U(+-1/sqrt(hidden))
+        stdv = 1.0 / math.sqrt(module.hidden_size)
+        tinit.uniform_(p, -stdv, stdv)
+        return
+    if isinstance(module, nn.Embedding) and pname == 'weight':
+        # Embedding.reset_parameters: normal_, then the padding_idx row zeroed
+        tinit.normal_(p)
+        if module.padding_idx is not None:
+            p[module.padding_idx].fill_(0)
+        return
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
         if pname == 'weight':
             tinit.ones_(p)
@@ -912,9 +1212,14 @@ def apply_rules(module, rules, ctx, where):
         count = [0]
 
         def fn(m):
-            if cls is not None and type(m) is not cls:
+            if cls is not None and type(m) not in cls:
                 return
             for k in keys:
+                tied = getattr(m, 'nnspec_tied', None)
+                if k == 'weight' and tied is not None:
+                    raise SpecError('%s: this rule initializes the weight of %s, which is borrowed '
+                                    'from %s ({tied: %s}): initialize it where it is declared'
+                                    % (rwhere, ctx.path_of.get(id(m), '?'), tied, tied))
                 p = m._parameters.get(k)
                 if p is None:
                     continue
@@ -1013,6 +1318,22 @@ def build(spec_path, seed=None, allow_unsupported_init=False):
     return build_from_spec(spec, stem, seed, allow_unsupported_init)
 
 
+def _construct_all(spec, shared, in_shape, out_shape, ctx):
+    """Construct: shared modules first, in declaration order, then the
+    model, then the top-level init: rules."""
+    for k in shared:
+        m, out = _construct(shared[k], _same_kind(ctx.shared_in[k], ctx.shared_in[k]), ctx,
+                            'shared.' + k)
+        assert out == ctx.shared_out[k], (k, out, ctx.shared_out[k])
+        ctx.shared_inst[k] = m
+    model, out2 = _construct(spec['model'], _same_kind(in_shape, _IntShape() if ctx.input_int
+                                                        else []), ctx, 'model')
+    assert out2 == out_shape
+    if 'init' in spec:
+        apply_rules(model, spec['init'], ctx, '')
+    return model
+
+
 def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=False):
     for k in spec:
         if k not in TOP_KEYS:
@@ -1028,6 +1349,9 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
     if not isinstance(inp, list) or not inp:
         raise SpecError('input: expects a list of sizes')
     inp = [_int(s, 'input', 1) for s in inp]
+    input_dtype = spec.get('input_dtype', 'float32')
+    if input_dtype not in INPUT_DTYPES:
+        raise SpecError('input_dtype: must be float32 or int32, got %r' % (input_dtype,))
     batch = _int(spec.get('batch', 1), 'batch', 1)
     if 'seed' in spec:
         _int(spec['seed'], 'seed', 0)
@@ -1053,8 +1377,14 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
     ctx = _Ctx(spec)
     ctx.strict_init = not allow_unsupported_init
     in_shape = [batch] + inp
-    # pass 1: shapes (incoming shape of each shared module = its first use)
-    out_shape = _plan(spec['model'], list(in_shape), ctx, 'model')
+    # shapes first (incoming shape of each shared module = its first use);
+    # the int32 input is tagged until an embedding takes it
+    out_shape = _plan(spec['model'], _same_kind(in_shape, _IntShape() if ctx.input_int else []),
+                      ctx, 'model')
+    if isinstance(out_shape, _IntShape):
+        raise SpecError('model: input_dtype: int32 needs an embedding as the first layer, but '
+                        'the int32 indices reach the output')
+    out_shape = list(out_shape)
     for k in shared:
         if k not in ctx.shared_in:
             raise SpecError('shared: %s is never used by the model, so its input shape '
@@ -1062,17 +1392,22 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
 
     if seed is None and 'seed' in spec:
         seed = spec['seed']
+    if ctx.has_ties:
+        # tied weights (SPEC 1.2.5): a first construction, ties not made,
+        # tells which layer (in construction order) holds each state_dict
+        # key; the generator is put back as it was
+        rng = torch.get_rng_state()
+        ctx1 = _Ctx(spec)
+        ctx1.strict_init = False
+        ctx1.shared_in, ctx1.shared_out = ctx.shared_in, ctx.shared_out
+        try:
+            model1 = _construct_all(spec, shared, in_shape, out_shape, ctx1)
+        finally:
+            torch.set_rng_state(rng)
+        ctx.tie_info = _tie_table(model1, ctx1)
     if seed is not None:
         torch.manual_seed(seed)
-    # pass 2: construct. Shared modules first, in declaration order.
-    for k in shared:
-        m, out = _construct(shared[k], list(ctx.shared_in[k]), ctx, 'shared.' + k)
-        assert out == ctx.shared_out[k], (k, out, ctx.shared_out[k])
-        ctx.shared_inst[k] = m
-    model, out2 = _construct(spec['model'], list(in_shape), ctx, 'model')
-    assert out2 == out_shape
-    if 'init' in spec:
-        apply_rules(model, spec['init'], ctx, '')
+    model = _construct_all(spec, shared, in_shape, out_shape, ctx)
 
     b = Built()
     b.model = model
@@ -1081,7 +1416,8 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
     b.batch = batch
     b.input_shape = in_shape
     b.output_shape = out_shape
-    b.in_size = _prod(in_shape[1:])
+    b.input_dtype = input_dtype
+    b.in_size = _prod(in_shape[1:])       # floats, or int32 indices, per example
     b.out_size = _prod(out_shape[1:])
     b.seed = seed
     b.unsupported = ctx.unsupported
@@ -1090,6 +1426,11 @@ def build_from_spec(spec, default_name='net', seed=None, allow_unsupported_init=
         b.loss_name, b.loss, b.make_optimizer = _train(spec['train'])
     else:
         b.loss_name, b.loss, b.make_optimizer = None, None, None
+    # cross_entropy: class labels per example (T of an [N, T, V] output) and V
+    b.targets = _prod(out_shape[1:-1]) if len(out_shape) > 2 else 1
+    b.classes = out_shape[-1]
+    if b.loss_name == 'cross_entropy' and len(out_shape) > 2:
+        b.loss = SeqCrossEntropyLoss()
     return b
 
 
@@ -1109,7 +1450,14 @@ def init_exactness(built):
 # Text outputs
 
 def params_text(model):
-    """`nngen --params` format: one line per state_dict key."""
+    """`nngen --params` format: one line per state_dict key, "(shared with
+    FIRST)" on an alias; the first line of a weight that a TiedLinear uses
+    transposed (it is no key of the TiedLinear) ends in "(used transposed by
+    PATH, ...)", the TiedLinear's module paths in state_dict order."""
+    users = {}
+    for mpath, mod in model.named_modules(remove_duplicate=False):
+        if isinstance(mod, TiedLinear) and mod.tied_owner is not None:
+            users.setdefault(id(mod.tied_weight), []).append(mpath or '(root)')
     lines = []
     first = {}
     for key, t in model.state_dict(keep_vars=True).items():
@@ -1119,6 +1467,8 @@ def params_text(model):
             line += ' (shared with %s)' % first[id(t)]
         else:
             first[id(t)] = key
+            if id(t) in users:
+                line += ' (used transposed by %s)' % ', '.join(users[id(t)])
         lines.append(line + '\n')
     return ''.join(lines)
 

@@ -8,6 +8,7 @@ and the errors nnspec must raise.
 
 Run: /usr/bin/python3 tests/torch/test_nnspec.py    (exit 77 if no torch)
 """
+import copy
 import ctypes
 import io
 import math
@@ -455,6 +456,536 @@ model:
         r = torch_mlp()
         self.assertTrue(torch.equal(bits(b.model[0].weight), bits(r[0].weight)))
 
+
+
+# ---- sequences, embeddings and tied weights (SPEC 1.2.4, 1.2.5, issue 14) --
+
+LM = """
+nngen: 1
+name: lm
+input: [5]
+input_dtype: int32
+batch: 3
+model:
+  - {embedding: {num: 12, dim: 8}}
+  - {lstm: {hidden: 8, layers: 2}}
+  - {linear: {out: 12, weight: {tied: 0.weight}}}
+train:
+  loss: cross_entropy
+  optimizer: {adam: {lr: 0.01}}
+"""
+
+AE = """
+nngen: 1
+name: ae
+input: [64]
+batch: 4
+model:
+  sequential:
+    encoder: {linear: 16}
+    act: relu
+    decoder: {linear: {out: 64, weight: {tied: encoder.weight, transpose: true}}}
+train:
+  loss: mse
+  optimizer: {sgd: {lr: 0.1}}
+"""
+
+AE_PRINT = """Sequential(
+  (encoder): Linear(in_features=64, out_features=16, bias=True)
+  (act): ReLU()
+  (decoder): TiedLinear(in_features=16, out_features=64, bias=True, weight=encoder.weight.T)
+)
+"""
+
+
+def seq_spec(model, inp='[5, 4]', extra=''):
+    return 'nngen: 1\ninput: %s\nbatch: 3\n%smodel: %s\n' % (inp, extra, model)
+
+
+class HandLastStep(nn.Module):
+    """what a user writes for last_step"""
+
+    def _get_name(self):
+        return 'LastStep'
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+def torch_lm():
+    emb = nn.Embedding(12, 8)
+    lstm = nn.LSTM(8, 8, num_layers=2, batch_first=True)
+    lin = nn.Linear(8, 12)
+    lin.weight = emb.weight
+    return nn.Sequential(emb, lstm, lin)
+
+
+def torch_ae():
+    # what TiedLinear stands for: the encoder, then the decoder's bias only
+    enc = nn.Linear(64, 16)
+    bias = torch.empty(64)
+    nn.init.uniform_(bias, -1 / math.sqrt(16), 1 / math.sqrt(16))
+    return enc, bias
+
+
+class Sequences(unittest.TestCase):
+    """rnn, lstm, gru, last_step, embedding against torch built by hand."""
+
+    check = Equivalence.check
+
+    def forward_equal(self, b, ref_forward, x):
+        torch.manual_seed(5)
+        got = b.model(x)
+        torch.manual_seed(5)
+        want = ref_forward(x)
+        self.assertEqual(list(got.shape), b.output_shape)
+        self.assertTrue(torch.equal(got, want))
+
+    def test_lstm_two_layers(self):
+        b = self.check(seq_spec('[{lstm: {hidden: 8, layers: 2}}]'),
+                       lambda: nn.Sequential(nn.LSTM(4, 8, num_layers=2, batch_first=True)))
+        self.assertEqual(str(b.model[0]), 'LSTM(4, 8, num_layers=2, batch_first=True)')
+        self.assertIsInstance(b.model[0], nn.LSTM)
+        self.assertEqual([n for n, _ in b.model.named_parameters()],
+                         ['0.%s_%s_l%d' % (w, g, k) for k in (0, 1)
+                          for w, g in (('weight', 'ih'), ('weight', 'hh'), ('bias', 'ih'),
+                                       ('bias', 'hh'))])
+        self.assertEqual(b.output_shape, [3, 5, 8])
+        self.assertEqual(b.model[0].weight_ih_l0.shape, (32, 4))   # gates i, f, g, o
+        self.assertEqual(b.model[0].weight_hh_l1.shape, (32, 8))
+        bound = 1 / math.sqrt(8)
+        for _, p in b.model.named_parameters():
+            self.assertTrue(bool((p.abs() <= bound).all()))
+        x = torch.randn(3, 5, 4)
+        self.forward_equal(b, lambda x: nn.LSTM.forward(b.model[0], x)[0], x)
+
+    def test_rnn_every_argument(self):
+        text = seq_spec('[{rnn: {hidden: 6, layers: 3, bias: false, bidirectional: true, '
+                        'dropout: 0.25, nonlinearity: relu}}]')
+
+        def ref():
+            return nn.Sequential(nn.RNN(4, 6, num_layers=3, nonlinearity='relu', bias=False,
+                                        batch_first=True, dropout=0.25, bidirectional=True))
+        b = self.check(text, ref)
+        m = b.model[0]
+        self.assertEqual(str(m), 'RNN(4, 6, num_layers=3, bias=False, batch_first=True, '
+                                 'dropout=0.25, bidirectional=True)')
+        self.assertEqual(m.nonlinearity, 'relu')
+        self.assertEqual([n for n, _ in m.named_parameters()],
+                         ['weight_ih_l0', 'weight_hh_l0', 'weight_ih_l0_reverse',
+                          'weight_hh_l0_reverse', 'weight_ih_l1', 'weight_hh_l1',
+                          'weight_ih_l1_reverse', 'weight_hh_l1_reverse', 'weight_ih_l2',
+                          'weight_hh_l2', 'weight_ih_l2_reverse', 'weight_hh_l2_reverse'])
+        self.assertEqual(m.weight_ih_l1.shape, (6, 12))     # takes both directions
+        self.assertEqual(b.output_shape, [3, 5, 12])
+        # training mode: dropout between layers, drawn from the global generator
+        x = torch.randn(3, 5, 4)
+        r = ref()
+        r.load_state_dict(b.model.state_dict())
+        self.forward_equal(b, lambda x: r[0](x)[0], x)
+        b.model.eval()
+        r.eval()
+        self.forward_equal(b, lambda x: r[0](x)[0], x)
+        # the default nonlinearity is tanh, and it is not printed (as torch)
+        b2 = spec(seq_spec('[{rnn: 6}]'))
+        self.assertEqual(b2.model[0].nonlinearity, 'tanh')
+        self.assertEqual(str(b2.model[0]), 'RNN(4, 6, batch_first=True)')
+        # torch stores dropout as a float: `dropout: 1` prints 1.0
+        b3 = spec(seq_spec('[{gru: {hidden: 2, layers: 2, dropout: 1}}]'))
+        self.assertEqual(str(b3.model[0]), 'GRU(4, 2, num_layers=2, batch_first=True, '
+                                           'dropout=1.0)')
+
+    def test_dropout_masks_are_time_major(self):
+        # SPEC 1.2.4: between stacked layers, one draw per element of each
+        # layer's output in [T, N, hidden*dirs] order (as this torch does)
+        b = spec(seq_spec('[{lstm: {hidden: 3, layers: 2, dropout: 0.5}}]'), seed=3)
+        x = torch.randn(3, 5, 4)
+        state = torch.get_rng_state()
+        b.model(x)
+        after = torch.rand(4)
+        torch.set_rng_state(state)
+        torch.empty(5, 3, 3).bernoulli_(0.5)
+        self.assertTrue(torch.equal(after, torch.rand(4)))
+        # eval mode draws nothing
+        b.model.eval()
+        torch.set_rng_state(state)
+        b.model(x)
+        after = torch.rand(4)
+        torch.set_rng_state(state)
+        self.assertTrue(torch.equal(after, torch.rand(4)))
+
+    def test_gru_bidirectional_classifier(self):
+        def ref():
+            return nn.Sequential(nn.GRU(4, 5, num_layers=2, batch_first=True,
+                                        bidirectional=True), HandLastStep(), nn.Linear(10, 3))
+        text = seq_spec('[{gru: {hidden: 5, layers: 2, bidirectional: true}}, last_step, '
+                        '{linear: 3}]')
+        b = self.check(text, ref)
+        self.assertEqual(nnspec.print_text(b.model),
+                         'Sequential(\n  (0): GRU(4, 5, num_layers=2, batch_first=True, '
+                         'bidirectional=True)\n  (1): LastStep()\n'
+                         '  (2): Linear(in_features=10, out_features=3, bias=True)\n)\n')
+        self.assertEqual(b.model[0].weight_ih_l0_reverse.shape, (15, 4))   # gates r, z, n
+        self.assertEqual(b.output_shape, [3, 3])
+        self.assertIn('0.weight_ih_l0_reverse', b.model.state_dict())
+        self.assertIn('0.bias_hh_l1_reverse', dict(b.model.named_parameters()))
+        x = torch.randn(3, 5, 4)
+        self.forward_equal(b, lambda x: b.model[2](nn.GRU.forward(b.model[0], x)[0][:, -1]), x)
+
+    def test_embedding(self):
+        text = seq_spec('[{embedding: {num: 10, dim: 4, padding_idx: 2}}, {linear: 3}]',
+                        inp='[6]', extra='input_dtype: int32\n')
+        b = self.check(text, lambda: nn.Sequential(nn.Embedding(10, 4, padding_idx=2),
+                                                   nn.Linear(4, 3)), exact=False)
+        self.assertEqual(b.input_dtype, 'int32')
+        self.assertEqual((b.in_size, b.out_size), (6, 18))
+        self.assertEqual(b.output_shape, [3, 6, 3])
+        self.assertEqual(str(b.model[0]), 'Embedding(10, 4, padding_idx=2)')
+        self.assertEqual(nnspec.init_exactness(b), 'approx')   # normal_ in its default
+        self.assertTrue(bool((b.model[0].weight[2] == 0).all()))
+        self.assertFalse(bool((b.model[0].weight[3] == 0).any()))
+        # int32 indices are taken as they are; the padding row gets no gradient
+        x = torch.tensor([[2, 0, 9, 2, 1, 1]] * 3, dtype=torch.int32)
+        b.model(x).sum().backward()
+        g = b.model[0].weight.grad
+        self.assertTrue(bool((g[2] == 0).all()))
+        self.assertTrue(bool((g[1] != 0).all()))
+        # a negative padding_idx counts from the end, as torch
+        b2 = spec(text.replace('padding_idx: 2', 'padding_idx: -1'))
+        self.assertEqual(str(b2.model[0]), 'Embedding(10, 4, padding_idx=9)')
+        self.assertEqual(spec(text).input_dtype, 'int32')
+        self.assertEqual(spec(MLP).input_dtype, 'float32')
+        self.assertEqual(spec(MLP + 'input_dtype: float32\n').input_dtype, 'float32')
+        # the default rule redraws normal_ and zeroes the padding row again
+        b3 = spec(text + 'init: [{layer: embedding, weight: default}]\n', seed=4)
+        torch.manual_seed(4)
+        r = nn.Sequential(nn.Embedding(10, 4, padding_idx=2), nn.Linear(4, 3))
+        r[0].reset_parameters()
+        self.assertTrue(torch.allclose(b3.model[0].weight, r[0].weight, rtol=1e-6, atol=0))
+        self.assertTrue(bool((b3.model[0].weight[2] == 0).all()))
+
+    def test_default_rule_on_rnn_parameters(self):
+        text = seq_spec('[{lstm: 3}]') + 'init:\n  - {layer: lstm, weight_hh_l0: zeros}\n' \
+            '  - {at: "0", bias_ih_l0: default, weight_hh_l0: default}\n'
+
+        def ref():
+            m = nn.Sequential(nn.LSTM(4, 3, batch_first=True))
+            nn.init.zeros_(m[0].weight_hh_l0)
+            for p in (m[0].bias_ih_l0, m[0].weight_hh_l0):
+                nn.init.uniform_(p, -1 / math.sqrt(3), 1 / math.sqrt(3))
+            return m
+        self.check(text, ref)
+
+    def test_language_model(self):
+        b = self.check(LM, torch_lm, exact=False)
+        m = b.model
+        self.assertIs(m[2].weight, m[0].weight)
+        self.assertEqual(nnspec.params_text(m).splitlines()[-2:],
+                         ['2.weight [12, 8] (shared with 0.weight)', '2.bias [12]'])
+        self.assertNotIn('2.weight', dict(m.named_parameters()))
+        self.assertIn('2.weight', m.state_dict())
+        self.assertEqual((b.input_dtype, b.in_size, b.out_size, b.targets, b.classes),
+                         ('int32', 5, 60, 5, 12))
+        self.assertEqual(b.output_shape, [3, 5, 12])
+        self.assertIsInstance(b.loss, nn.CrossEntropyLoss)
+        # the loss over [N, T, V] is CrossEntropyLoss over [N*T, V]
+        x = torch.randint(0, 12, (3, 5))
+        t = torch.randint(0, 12, (15,))
+        out = m(x)
+        loss = b.loss(out, t)
+        want = nn.functional.cross_entropy(out.reshape(15, 12), t)
+        self.assertEqual(float(loss), float(want))
+        # one gradient for the tied weight: the sum over both uses
+        loss.backward()
+        u = torch_lm()
+        u.load_state_dict(m.state_dict())
+        u[2].weight = nn.Parameter(m[0].weight.detach().clone())
+        b.loss(u[2](u[1](u[0](x))[0]), t).backward()
+        self.assertTrue(torch.allclose(m[0].weight.grad, u[0].weight.grad + u[2].weight.grad,
+                                       rtol=1e-5, atol=1e-7))
+
+    def test_tied_autoencoder(self):
+        for seed in SEEDS:
+            b = spec(AE, seed=seed)
+            torch.manual_seed(seed)
+            enc, bias = torch_ae()
+            m = b.model
+            self.assertEqual(nnspec.print_text(m), AE_PRINT)
+            self.assertEqual(nnspec.params_text(m), 'encoder.weight [16, 64] (used transposed '
+                             'by decoder)\nencoder.bias [16]\ndecoder.bias [64]\n')
+            self.assertEqual(list(m.state_dict()), ['encoder.weight', 'encoder.bias',
+                                                    'decoder.bias'])
+            self.assertEqual([n for n, _ in m.named_parameters()],
+                             ['encoder.weight', 'encoder.bias', 'decoder.bias'])
+            self.assertTrue(torch.equal(bits(m.encoder.weight), bits(enc.weight)))
+            self.assertTrue(torch.equal(bits(m.encoder.bias), bits(enc.bias)))
+            self.assertTrue(torch.equal(bits(m.decoder.bias), bits(bias)))
+            after = torch.rand(1)
+            torch.manual_seed(seed)
+            torch_ae()
+            self.assertEqual(float(after), float(torch.rand(1)))
+        x = torch.randn(4, 64)
+        want = nn.functional.linear(torch.relu(enc(x)), enc.weight.t(), bias)
+        self.assertTrue(torch.equal(m(x), nn.functional.linear(
+            torch.relu(m.encoder(x)), m.encoder.weight.t(), m.decoder.bias)))
+        self.assertEqual(b.output_shape, [4, 64])
+        self.assertEqual(list(want.shape), [4, 64])
+        # the decoder reads the encoder's weight at call time
+        y0 = m(x)
+        with torch.no_grad():
+            m.encoder.weight[0][0] += 1
+        self.assertFalse(torch.equal(m(x), y0))
+        # its gradient is the sum of both uses (against an untied copy)
+        m.zero_grad()
+        b.loss(m(x), x).backward()
+        w = m.encoder.weight.detach().clone().requires_grad_(True)
+        wt = m.encoder.weight.detach().t().clone().requires_grad_(True)   # [out, in]
+        y = nn.functional.linear(torch.relu(nn.functional.linear(x, w, m.encoder.bias)), wt,
+                                 m.decoder.bias)
+        nn.functional.mse_loss(y, x).backward()
+        self.assertTrue(torch.allclose(m.encoder.weight.grad, w.grad + wt.grad.t(), rtol=1e-5,
+                                       atol=1e-8))
+        # a deep copy (what the harnesses run) keeps the tie, also in float64
+        c = copy.deepcopy(m).to(torch.float64)
+        self.assertIs(c.decoder.tied_owner, c.encoder)
+        self.assertEqual(c.decoder.tied_weight.dtype, torch.float64)
+        self.assertTrue(torch.allclose(c(x.double()), m(x).double(), rtol=1e-5))
+        # no bias: no parameter at all
+        b2 = spec(AE.replace('out: 64,', 'out: 64, bias: false,'))
+        self.assertEqual([n for n, _ in b2.model.decoder.named_parameters()], [])
+        self.assertIn('bias=False, weight=encoder.weight.T', str(b2.model.decoder))
+
+    def test_tied_two_linears_and_an_alias(self):
+        def ref():
+            s = nn.Linear(4, 4)
+            l0 = nn.Linear(4, 4)
+            l5 = nn.Linear(4, 4)
+            l5.weight = s.weight
+            l6 = nn.Linear(4, 4, bias=False)
+            l6.weight = l0.weight
+            return nn.Sequential(l0, nn.ReLU(), s, nn.Tanh(), s, l5, l6)
+        b = self.check("""
+nngen: 1
+input: [4]
+batch: 2
+shared: {s: {linear: 4}}
+model:
+  - {linear: 4}
+  - relu
+  - {ref: s}
+  - tanh
+  - {ref: s}
+  - {linear: {out: 4, weight: {tied: 4.weight}}}
+  - {linear: {out: 4, bias: false, weight: {tied: 0.weight}}}
+""", ref)
+        m = b.model
+        self.assertIs(m[5].weight, m[2].weight)
+        self.assertIs(m[6].weight, m[0].weight)
+        self.assertEqual([n for n, _ in m.named_parameters()],
+                         ['0.weight', '0.bias', '2.weight', '2.bias', '5.bias'])
+        self.assertIn('5.weight [4, 4] (shared with 2.weight)', nnspec.params_text(m))
+
+    def test_tie_sees_the_owner_init_and_frozen(self):
+        # the owner's init rules run before the tie (its own construction);
+        # a top-level rule on the owner's weight reaches the tied layer too;
+        # `layer: linear` visits a TiedLinear (its bias)
+        text = AE + """init:
+  - {at: encoder, weight: {constant: 0.5}}
+  - {layer: linear, bias: {constant: 2}}
+"""
+        b = spec(text, seed=0)
+        m = b.model
+        self.assertTrue(bool((m.encoder.weight == 0.5).all()))
+        self.assertTrue(bool((m.decoder.bias == 2).all()))
+        b = spec(LM.replace('weight: {tied: 0.weight}}}', 'weight: {tied: 0.weight}}, '
+                            'frozen: true}'))
+        self.assertFalse(b.model[0].weight.requires_grad)   # frozen through the tie, as torch
+        self.assertFalse(b.model[2].bias.requires_grad)
+        self.assertTrue(b.model[1].weight_ih_l0.requires_grad)
+
+    def test_cross_entropy_rank4(self):
+        b = spec('nngen: 1\ninput: [2, 3, 4]\nbatch: 2\nmodel: [{linear: 5}]\n'
+                 'train: {loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}\n')
+        self.assertEqual((b.targets, b.classes), (6, 5))
+        out = torch.randn(2, 2, 3, 5)
+        t = torch.randint(0, 5, (12,))
+        self.assertEqual(float(b.loss(out, t)),
+                         float(nn.functional.cross_entropy(out.reshape(12, 5), t)))
+        b = spec(MLP + 'train: {loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}\n')
+        self.assertIs(type(b.loss), nn.CrossEntropyLoss)
+        self.assertEqual((b.targets, b.classes), (1, 1))
+
+
+    def test_params_show_a_transposed_tie(self):
+        # shared modules are constructed first: a shared TiedLinear used twice,
+        # tied to a shared linear declared before it, also used twice
+        b = spec("""
+nngen: 1
+input: [4]
+batch: 2
+shared:
+  enc: {linear: 3}
+  dec: {linear: {out: 4, weight: {tied: 0.weight, transpose: true}}}
+model:
+  - {ref: enc}
+  - relu
+  - {ref: dec}
+  - {ref: enc}
+  - {ref: dec}
+  - {linear: {out: 3, weight: {tied: 3.weight}}}
+""")
+        self.assertEqual(nnspec.params_text(b.model),
+                         '0.weight [3, 4] (used transposed by 2, 4)\n0.bias [3]\n2.bias [4]\n'
+                         '3.weight [3, 4] (shared with 0.weight)\n'
+                         '3.bias [3] (shared with 0.bias)\n4.bias [4] (shared with 2.bias)\n'
+                         '5.weight [3, 4] (shared with 0.weight)\n5.bias [3]\n')
+        self.assertEqual(str(b.model[2]), 'TiedLinear(in_features=3, out_features=4, bias=True, '
+                                          'weight=0.weight.T)')
+
+    def test_every_spec_under_specs_seq_builds_and_runs(self):
+        d = os.path.join(HERE, '..', '..', 'specs', 'seq')
+        names = sorted(f for f in os.listdir(d) if f.endswith('.yaml'))
+        self.assertGreaterEqual(len(names), 4)
+        for f in names:
+            b = nnspec.build(os.path.join(d, f), seed=0)
+            if b.input_dtype == 'int32':
+                emb = [m for m in b.model.modules() if isinstance(m, nn.Embedding)][0]
+                x = torch.randint(0, emb.num_embeddings, tuple(b.input_shape))
+            else:
+                x = torch.randn(*b.input_shape)
+            y = b.model(x)
+            self.assertEqual(list(y.shape), b.output_shape, f)
+            if b.loss_name == 'cross_entropy':
+                t = torch.randint(0, b.classes, (b.batch * b.targets,))
+                b.loss(y, t).backward()
+            elif b.loss_name == 'mse':
+                b.loss(y, torch.zeros_like(y)).backward()
+
+
+class SequenceErrors(unittest.TestCase):
+    """What nngen must reject too (tests/bad has one spec for each)."""
+
+    def bad(self, text, fragment):
+        with self.assertRaises(nnspec.SpecError, msg=text) as cm:
+            spec(text)
+        self.assertIn(fragment, str(cm.exception))
+
+    def test_recurrent(self):
+        self.bad(seq_spec('[{rnn: {hidden: 4, nonlinearity: sigmoid}}]'), 'nonlinearity')
+        self.bad(seq_spec('[{lstm: {hidden: 4, nonlinearity: relu}}]'), "unknown argument")
+        self.bad(seq_spec('[{gru: 0}]'), 'must be >= 1')
+        self.bad(seq_spec('[{lstm: {hidden: 4, layers: 0}}]'), 'must be >= 1')
+        self.bad(seq_spec('[{lstm: {hidden: 4, dropout: 1.5}}]'), 'dropout must be in [0, 1]')
+        self.bad(seq_spec('[{rnn: {hidden: 4, dropout: -0.1}}]'), 'dropout must be in [0, 1]')
+        self.bad(seq_spec('[{gru: {hidden: 4, bidirectional: 1}}]'), 'true or false')
+        self.bad(seq_spec('[{lstm: {layers: 2}}]'), "needs 'hidden'")
+        self.bad(seq_spec('[{rnn: 4}]', inp='[4]'), 'needs a sequence [N, T, F]')
+        self.bad(seq_spec('[{rnn: 4}]', inp='[2, 3, 4]'), 'needs a sequence [N, T, F]')
+        self.bad(seq_spec('[last_step]', inp='[4]'), 'needs a sequence [N, T, F]')
+        self.bad(seq_spec('[{last_step: 1}]'), 'takes no arguments')
+
+    def test_embedding_and_input_dtype(self):
+        emb = '[{embedding: {num: 10, dim: 4}}, {linear: 3}]'
+        i32 = 'input_dtype: int32\n'
+        self.bad(seq_spec(emb, inp='[6]'), 'needs input_dtype: int32')
+        self.bad(seq_spec('[{embedding: {num: 10, dim: 4}}, relu, {embedding: {num: 10, dim: 4}}]',
+                          inp='[6]', extra=i32), 'must be the first layer')
+        self.bad(seq_spec('[{linear: 4}, {embedding: {num: 10, dim: 4}}]', inp='[6]', extra=i32),
+                 'needs an embedding as the first layer')
+        self.bad(seq_spec('[{embedding: {num: 10, dim: 4}}, {embedding: {num: 10, dim: 4}}]',
+                          inp='[6]', extra=i32), 'must be the first layer')
+        self.bad(seq_spec('[{linear: 4}]', inp='[6]', extra=i32),
+                 'needs an embedding as the first layer')
+        self.bad(seq_spec('[]', inp='[6]', extra=i32), 'reach the output')
+        self.bad(seq_spec('[{residual: [{embedding: {num: 10, dim: 1}}]}]', inp='[6]', extra=i32),
+                 'residual')
+        self.bad(seq_spec(emb, inp='[6]', extra='input_dtype: int64\n'), 'float32 or int32')
+        self.bad(seq_spec('[{embedding: {num: 10}}]', inp='[6]', extra=i32), "needs 'dim'")
+        self.bad(seq_spec('[{embedding: {num: 10, dim: 4, padding_idx: 10}}]', inp='[6]',
+                          extra=i32), 'padding_idx must be in [-10, 10)')
+        self.bad(seq_spec('[{embedding: {num: 10, dim: 4, padding_idx: -11}}]', inp='[6]',
+                          extra=i32), 'padding_idx must be in [-10, 10)')
+        # a shared embedding used a second time gets floats
+        self.bad('nngen: 1\ninput: [6]\ninput_dtype: int32\nshared: {e: {embedding: '
+                 '{num: 4, dim: 6}}}\nmodel: [{ref: e}, {ref: e}]\n', 'first use')
+
+    def test_tied(self):
+        self.bad(AE.replace('tied: encoder.weight', 'tied: encoder.wieght'),
+                 "is not a state_dict key of the model (did you mean 'encoder.weight'?)")
+        self.bad(AE.replace('tied: encoder.weight', 'tied: encoder.bias'), 'is not a weight')
+        self.bad(AE.replace('tied: encoder.weight', 'tied: act'), 'not a state_dict key')
+        self.bad(AE.replace('transpose: true', 'transpose: false'),
+                 "is [16, 64], but this layer's weight is [64, 16]")
+        self.bad(AE.replace('{linear: 16}', '{linear: 32}').replace('act: relu',
+                                                                    'act: {linear: 16}'),
+                 'is [32, 64], transposed [64, 32], but this linear needs [out, in] = [64, 16]')
+        self.bad(AE.replace('transpose: true', 'transpose: yes'), 'true or false')
+        self.bad(AE.replace('transpose: true', 'transpose: true, shape: 2'), 'unknown key')
+        self.bad(AE.replace('{tied: encoder.weight, transpose: true}', 'encoder.weight'),
+                 'takes {tied: PATH}')
+        # later in construction order, and the layer's own weight
+        self.bad("""
+nngen: 1
+input: [4]
+model:
+  - {linear: {out: 4, weight: {tied: 1.weight}}}
+  - {linear: 4}
+""", 'constructed after this one')
+        self.bad('nngen: 1\ninput: [4]\nmodel: [{linear: {out: 4, weight: {tied: 0.weight}}}]\n',
+                 "this layer's own weight")
+        # inside shared: (constructed first), tied to a layer of the model
+        self.bad("""
+nngen: 1
+input: [4]
+shared: {s: {linear: {out: 4, weight: {tied: 0.weight}}}}
+model: [{linear: 4}, {ref: s}]
+""", 'constructed after this one')
+        # embedding: no transpose; linear <-> embedding shapes
+        self.bad(LM.replace('tied: 0.weight', 'tied: 0.weight, transpose: true'),
+                 'is [12, 8], transposed [8, 12], but this linear needs [out, in] = [12, 8]')
+        self.bad(LM.replace('- {embedding: {num: 12, dim: 8}}',
+                            '- {embedding: {num: 12, dim: 8, weight: {tied: 0.weight, '
+                            'transpose: true}}}'), 'for a linear only')
+        self.bad(LM.replace('out: 12,', 'out: 11,'), "is [12, 8], but this layer's weight is "
+                                                    "[11, 8]")
+        # not a linear's or an embedding's weight
+        self.bad(seq_spec('[{lstm: 4}, {linear: {out: 16, weight: {tied: 0.weight_ih_l0}}}]'),
+                 'is not a weight')
+        self.bad('nngen: 1\ninput: [4]\nbatch: 2\nmodel: [{layer_norm: 4}, {linear: {out: 4, '
+                 'weight: {tied: 0.weight}}}]\n', 'is not a weight')
+        # a transposed tie has no weight of its own to tie to
+        self.bad(AE.replace('act: relu', 'act: relu\n    d2: {linear: {out: 64, weight: '
+                            '{tied: decoder.weight}}}'), 'not a state_dict key')
+
+    def test_init_rule_on_a_borrowed_weight(self):
+        self.bad(AE.replace('weight: {tied: encoder.weight, transpose: true}}}',
+                            'weight: {tied: encoder.weight, transpose: true}}, '
+                            'init: [{weight: zeros}]}'), 'borrowed from encoder.weight')
+        self.bad(LM.replace('weight: {tied: 0.weight}}}',
+                            'weight: {tied: 0.weight}}, init: [{weight: xavier_uniform}]}'),
+                 'initialize it where it is declared')
+        self.bad(LM + 'init: [{weight: {normal: [0, 0.1]}}]\n', 'borrowed from 0.weight')
+        self.bad(LM + 'init: [{layer: linear, weight: ones}]\n', 'borrowed from 0.weight')
+        # the owner's own rules are fine, and rules that skip the borrower
+        spec(LM + 'init: [{layer: embedding, weight: ones}, {layer: linear, bias: zeros}]\n')
+        spec(LM + 'init: [{at: "0", weight: {uniform: [-1, 1]}}]\n')
+
+
+    def test_bad_corpus_of_issue_14(self):
+        # the bad specs of tests/bad for these layers: the oracle rejects
+        # every one of them too
+        d = os.path.join(HERE, '..', 'bad')
+        names = ['embedding_float_input', 'embedding_no_dim', 'embedding_not_first',
+                 'embedding_padding_idx_range', 'input_dtype_unknown', 'int32_without_embedding',
+                 'last_step_rank2', 'lstm_nonlinearity', 'rnn_dropout_above_one',
+                 'rnn_dropout_negative', 'rnn_hidden_zero', 'rnn_layers_zero', 'rnn_no_hidden',
+                 'rnn_nonlinearity_unknown', 'rnn_rank2', 'rnn_rank4', 'tied_init_borrowed',
+                 'tied_init_borrowed_top', 'tied_later', 'tied_missing', 'tied_not_mapping',
+                 'tied_not_weight', 'tied_self', 'tied_shape', 'tied_transpose_embedding',
+                 'tied_transpose_shape', 'tied_unknown_key']
+        for f in (n + '.yaml' for n in names):
+            with self.assertRaises(nnspec.SpecError, msg=f):
+                nnspec.build(os.path.join(d, f))
 
 class Train(unittest.TestCase):
     def test_sgd(self):
