@@ -167,14 +167,17 @@ static void print_params(const program *p)
         printf("]");
         if (strcmp(t->name, s->key) != 0)
             printf(" (shared with %s)", t->name);
+        /* weights used transposed are no key of their users (TiedLinear) */
+        int users = 0;
+        for (int k = 0; !strcmp(t->name, s->key) && k < p->nmodules; k++) {
+            const module *m = p->modules[k];
+            if (m->has_borrow && m->borrow == s->tensor)
+                printf("%s%s", users++ ? ", " : " (used transposed by ",
+                       m->path[0] ? m->path : "(the model)");
+        }
+        if (users)
+            printf(")");
         printf("\n");
-    }
-    /* weights used transposed are no key of their user (a TiedLinear) */
-    for (int i = 0; i < p->nmodules; i++) {
-        const module *m = p->modules[i];
-        if (m->has_borrow)
-            printf("# %s uses %s transposed (tied, not a state_dict key of its own)\n",
-                   m->path[0] ? m->path : "(the model)", p->tensors[m->borrow].name);
     }
 }
 

@@ -277,9 +277,10 @@ static void resolve_ties(namer *nm)
                              "(tie the later layer to the earlier one's weight)", t->path, what);
         const tensor *w = &p->tensors[a->tens_ids[slot]];
         if (w->is_buffer || strcmp(local, "weight") != 0)
-            error_at(t->loc, "tied weight '%s' is %s's %s '%s', not a weight: a tie names a "
-                             "layer's 'weight' (e.g. '%s')", t->path, what,
-                     w->is_buffer ? "buffer" : "parameter", local, join(a->path, "weight"));
+            error_at(t->loc, "tied weight '%s' is the %s '%s' of %s, not a weight: a tie names "
+                             "a layer's 'weight' (e.g. '%s')", t->path,
+                     w->is_buffer ? "buffer" : "parameter", local, what,
+                     join(a->path, "weight"));
         if (w->ndim != 2 || w->shape[0] != t->want[0] || w->shape[1] != t->want[1]) {
             const char *have = w->ndim == 2 ? shape2(w->shape) : "not 2-d";
             int64_t wt[2] = {t->out, t->in};

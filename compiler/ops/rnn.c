@@ -32,7 +32,7 @@ enum { HIDDEN, LAYERS, BIAS, BIDIR, DROPOUT, IN, NONLIN };
 static const char *const nl_words[] = {"tanh", "relu", NULL};
 
 #define COMMON_ARGS                                                                             \
-    [HIDDEN] = {"hidden", ARG_INT, NULL, 1, "the hidden state's size", 1, MAX_DIM_SIZE, 0, NULL}, \
+    [HIDDEN] = {"hidden", ARG_INT, NULL, 1, "the hidden size", 1, MAX_DIM_SIZE, 0, NULL}, \
     [LAYERS] = {"layers", ARG_INT, "1", 0, NULL, 1, 1000, 0, NULL},                              \
     [BIAS] = {"bias", ARG_BOOL, "true", 0, NULL, 0, 1, 0, NULL},                                 \
     [BIDIR] = {"bidirectional", ARG_BOOL, "false", 0, NULL, 0, 1, 0, NULL},                      \

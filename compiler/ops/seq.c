@@ -99,6 +99,9 @@ static int64_t pad_row(const module *m)
 
 static void emb_shape(shape_ctx *sc, module *m, const shape *in, shape *out)
 {
+    if (!m->args[DIM].given)
+        error_at(m->loc, "embedding needs 'dim' (the size of each embedding vector): write "
+                         "{embedding: {num: %lld, dim: 16}}", (long long)arg_int(m, NUM));
     int64_t num = arg_int(m, NUM), v = arg_int(m, PADDING_IDX);
     if (m->args[PADDING_IDX].given && (v < -num || v >= num))
         error_at(m->args[PADDING_IDX].loc, "embedding padding_idx must be within [-%lld, %lld) "
@@ -206,7 +209,9 @@ static void emb_backward(op_emit *ec)
 }
 
 const op_desc op_embedding = {
-    .name = "embedding", .cls = "Embedding", .args = emb_args, .nargs = 4, .main_arg = -1,
+    .name = "embedding", .cls = "Embedding", .args = emb_args, .nargs = 4, .main_arg = NUM,
+    .main_what = "embedding's number of embeddings",
+    .null_msg = "embedding needs its size: write {embedding: {num: 100, dim: 16}}",
     .tensor_names = emb_tensors, .ntensor_names = 1,
     .shape = emb_shape, .declare = emb_declare, .extra_repr = emb_extra, .torch_ctor = emb_ctor,
     .default_init = emb_default_init, .default_init_what = "Embedding.reset_parameters",
