@@ -205,14 +205,26 @@ static void peak(double scale, int do_cblas, int do_nn)
 
 #ifdef NET
 static N_() *net;
-static float *xs, *ys, *dys;
+/* INPUT_INT32=V: the input is indices in [0, V) (an embedding first) */
+#ifdef INPUT_INT32
+typedef int32_t input_t;
+#else
+typedef float input_t;
+#endif
+static input_t *xs;
+static float *ys, *dys;
 static target_t *ts;
 static volatile float sink;
 
 #define XS(i) (xs + (size_t)((i) % POOL) * N_(_BATCH) * N_(_IN_SIZE))
 #define TS(i) (ts + (size_t)((i) % POOL) * N_(_BATCH) * TGT_PER_EX)
+/* cross_entropy: CE_CLASSES classes (default the output size), so
+   N_OUT_SIZE / CE_CLASSES labels per example ([N, T, V] outputs) */
+#ifndef CE_CLASSES
+#define CE_CLASSES N_(_OUT_SIZE)
+#endif
 #ifdef LOSS_CE
-#define TGT_PER_EX 1
+#define TGT_PER_EX (N_(_OUT_SIZE) / CE_CLASSES)
 #else
 #define TGT_PER_EX N_(_OUT_SIZE)
 #endif
@@ -244,9 +256,13 @@ static void setup(void)
     ys = malloc(sizeof *ys * ny);
     dys = malloc(sizeof *dys * ny);
     if (!xs || !ts || !ys || !dys) { fprintf(stderr, "out of memory\n"); exit(1); }
+#ifdef INPUT_INT32
+    for (size_t j = 0; j < nx; j++) xs[j] = (int32_t)(rnd32() % INPUT_INT32);
+#else
     for (size_t j = 0; j < nx; j++) xs[j] = rndf();
+#endif
 #ifdef LOSS_CE
-    for (size_t j = 0; j < nt; j++) ts[j] = (int32_t)(rnd32() % N_(_OUT_SIZE));
+    for (size_t j = 0; j < nt; j++) ts[j] = (int32_t)(rnd32() % CE_CLASSES);
 #else
     for (size_t j = 0; j < nt; j++) ts[j] = rndf();
 #endif
