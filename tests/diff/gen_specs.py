@@ -100,7 +100,12 @@ KNOWN_ARGS = {
     'max_pool2d': ('kernel', 'stride', 'padding', 'dilation', 'ceil_mode'),
     'avg_pool2d': ('kernel', 'stride', 'padding', 'ceil_mode', 'count_include_pad'),
     'adaptive_avg_pool2d': ('out',),
+    # recurrent layers on [N, T, F] (never 'in': inferred)
+    'rnn': ('hidden', 'layers', 'bias', 'bidirectional', 'dropout', 'nonlinearity', 'in'),
+    'lstm': ('hidden', 'layers', 'bias', 'bidirectional', 'dropout', 'in'),
+    'gru': ('hidden', 'layers', 'bias', 'bidirectional', 'dropout', 'in'),
 }
+RECURRENT = ('rnn', 'lstm', 'gru')
 # layers that take [N, C, H, W] only
 IMAGE_LAYERS = ('conv2d', 'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d', 'batch_norm2d')
 BATCH_NORMS = ('batch_norm1d', 'batch_norm2d')
@@ -309,6 +314,11 @@ def layer_shape(tname, a, shape):
         if len(shape) != 3:
             raise Invalid('last_step on %s' % (shape,))
         return [shape[0], shape[2]]
+    if tname in RECURRENT:
+        if len(shape) != 3:
+            raise Invalid('%s on %s' % (tname, shape))
+        a = a if isinstance(a, dict) else {'hidden': a}
+        return [shape[0], shape[1], a['hidden'] * (2 if a.get('bidirectional') else 1)]
     if tname in ('softmax', 'log_softmax'):
         d = a.get('dim', 1)
         if not -len(shape) <= d < len(shape):
@@ -374,6 +384,15 @@ def layer_params(tname, a):
         return [('weight', 1), ('bias', 1)] if a.get('affine', True) else []
     if tname == 'layer_norm':
         return [('weight', 1), ('bias', 1)] if a.get('elementwise_affine', True) else []
+    if tname in RECURRENT:
+        a = a if isinstance(a, dict) else {'hidden': a}
+        out = []
+        for k in range(a.get('layers', 1)):
+            for suf in ([''] + (['_reverse'] if a.get('bidirectional') else [])):
+                out += [('weight_ih_l%d%s' % (k, suf), 2), ('weight_hh_l%d%s' % (k, suf), 2)]
+                if a.get('bias', True):
+                    out += [('bias_ih_l%d%s' % (k, suf), 1), ('bias_hh_l%d%s' % (k, suf), 1)]
+        return out
     return []
 
 
@@ -618,6 +637,8 @@ class Gen(object):
             return False
         if t == 'last_step' and (rank != 3 or self.keep_rank):
             return False
+        if t in RECURRENT and rank != 3:
+            return False
         return True
 
     def layer_weight(self, t, shape):
@@ -677,6 +698,25 @@ class Gen(object):
             if self.chance(0.35):
                 a['bias'] = self.chance(0.3)
             return {'linear': self.shuffled(a)}
+        if t in RECURRENT:
+            self.budget -= 1
+            h = self.r.randint(1, 6)
+            if self.chance(0.3):
+                return {t: h}
+            a = {'hidden': h}
+            if self.chance(0.4):
+                a['layers'] = self.r.choice([1, 2, 2, 3])
+            if self.chance(0.3):
+                a['bias'] = self.chance(0.3)
+            if self.chance(0.35):
+                a['bidirectional'] = self.chance(0.7)
+            if self.chance(0.25):
+                a['dropout'] = self.r.choice([0, 0.25, 0.5, 1])
+            if t == 'rnn' and self.chance(0.4):
+                a['nonlinearity'] = self.r.choice(['tanh', 'relu'])
+            if self.keep_rank:  # inside a residual the body must keep the shape
+                a = {'hidden': shape[-1]}
+            return {t: self.shuffled(a)}
         if t == 'dropout':
             p = self.r.choice([0, 0.0, 0.1, 0.2, 0.5, 0.5, 0.3, 0.75, 0.9, 0.05])
             f = self.r.random()
