@@ -32,10 +32,15 @@ line per check (PASS|FAIL|SKIP SPEC: CHECK[: why]):
                in both languages): bit-identical, or 1e-6 relative (the
                conformance criterion) when a normal-family draw is involved.
   forward      with nnspec's parameters loaded: the output and every
-               parameter gradient for a random input are bit-identical
+               parameter gradient for a random input are bit-identical (and
+               the input gradient; an input_dtype: int32 spec gets int64
+               indices in [0, num) of its first embedding, its padding_idx
+               at every 4th position, and has no input gradient)
   train        specs with train: loss_fn, make_optimizer (same defaults) and
                3 train_step()s: losses and parameters bit-identical with
-               nnspec's loss and optimizer
+               nnspec's loss and optimizer; cross_entropy on an output of
+               rank > 2 ([N, T, V]) is SPEC 1.5's CrossEntropyLoss()(
+               out.reshape(-1, V), target.reshape(-1)) with N*T labels
 
 Specs that nnspec cannot build (names torch's add_module refuses, such as
 'forward') are checked against `nngen --print` / `--params` only.
@@ -93,6 +98,10 @@ def STUB_INIT(w):
 
 
 NORMAL_FAMILY = {'normal', 'xavier_normal', 'kaiming_normal', 'trunc_normal'}
+
+# the driver as tests/conform builds it: its int32 / training entry points
+# must match the generated header exactly (a wrong -D is a compile error)
+DRIVER_CFLAGS = ['-std=c99', '-Wall', '-Wextra', '-Wpedantic', '-Werror', '-O1']
 
 CUSTOM_EQUIV = {
     'my_init': (_my_init, {'uniform': [-10, 10], 'zero_abs_below': 5}),
@@ -197,6 +206,31 @@ def replace_custom(obj):
     return obj
 
 
+def params_text(net):
+    """nnspec.params_text for the emitted network: nnspec marks the weight a
+    TiedLinear reads ("(used transposed by PATH)") only for its own class;
+    the emitted TiedLinear keeps (module, name) of that weight in _source."""
+    users = {}
+    for mpath, mod in net.named_modules(remove_duplicate=False):
+        if type(mod).__name__ == 'TiedLinear':
+            src = getattr(mod, '_source', None)
+            if not src:
+                raise CheckError('%s: an emitted TiedLinear without its _source (module, '
+                                 'name)' % (mpath or '(root)'))
+            users.setdefault(id(getattr(src[0], src[1])), []).append(mpath or '(root)')
+    lines, first = [], {}
+    for key, t in net.state_dict(keep_vars=True).items():
+        line = '%s [%s]' % (key, ', '.join(str(int(v)) for v in t.shape))
+        if id(t) in first:
+            line += ' (shared with %s)' % first[id(t)]
+        else:
+            first[id(t)] = key
+            if id(t) in users:
+                line += ' (used transposed by %s)' % ', '.join(users[id(t)])
+        lines.append(line + '\n')
+    return ''.join(lines)
+
+
 def load_module(path, tag):
     name = 'emitpy_%s_%d' % (tag, zlib.crc32(path.encode()))
     spec = importlib.util.spec_from_file_location(name, path)
@@ -208,7 +242,7 @@ def load_module(path, tag):
 class Driver(object):
     """nngen's C code for a spec, built with tests/conform/driver.c."""
 
-    def __init__(self, args, spec_path, name, customs, work):
+    def __init__(self, args, spec_path, name, customs, work, defs=()):
         d = os.path.join(work, 'c')
         os.makedirs(d, exist_ok=True)
         out_c = os.path.join(d, 'net.c')
@@ -225,8 +259,8 @@ class Driver(object):
                             '0.5f); }\n' % (c, c))
             srcs.append(stubs)
         exe = os.path.join(d, 'driver')
-        must([args.cc, '-std=c99', '-O1'] + args.extra_cflags + ['-I' + d, '-I' + args.include,
-              '-DNET_H="net.h"', '-DNET=%s' % name] + srcs +
+        must([args.cc] + DRIVER_CFLAGS + args.extra_cflags + ['-I' + d, '-I' + args.include,
+              '-DNET_H="net.h"', '-DNET=%s' % name] + list(defs) + srcs +
              [args.rt_lib, '-lopenblas', '-lm', '-o', exe], 'cc driver.c net.c')
         self.exe = exe
 
@@ -249,6 +283,57 @@ class Driver(object):
         return out
 
 
+def driver_defs(spec, output_shape):
+    """The -D flags tests/conform/driver.c needs for this spec (as
+    tests/conform/conform.py passes them): -DNET_INPUT_INT32 for
+    input_dtype: int32 (x is const int32_t *), -DNET_HAS_TRAIN with a train:
+    section, and for cross_entropy -DNET_TARGET_INT -DNET_TARGETS=T, T the
+    labels per example (the dimensions between batch and classes)."""
+    defs = []
+    if spec.get('input_dtype') == 'int32':
+        defs.append('-DNET_INPUT_INT32')
+    loss = (spec.get('train') or {}).get('loss')
+    if loss:
+        defs.append('-DNET_HAS_TRAIN')
+        if loss == 'cross_entropy':
+            t = 1
+            for n in output_shape[1:-1]:
+                t *= n
+            defs += ['-DNET_TARGET_INT', '-DNET_TARGETS=%d' % t]
+    return defs
+
+
+def first_embedding(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            return m
+    return None
+
+
+def draw_input(model, shape, int32, gen):
+    """A random input: standard normal floats, or (input_dtype: int32) int64
+    indices in [0, num) of the model's first embedding, its padding_idx at
+    every 4th position from the 2nd when it has one (its row gets no
+    gradient: that must show)."""
+    if not int32:
+        return torch.randn(tuple(shape), generator=gen)
+    emb = first_embedding(model)
+    if emb is None:
+        raise CheckError('input_dtype: int32, but the model has no embedding')
+    x = torch.randint(0, emb.num_embeddings, tuple(shape), generator=gen, dtype=torch.int64)
+    if emb.padding_idx is not None:
+        x.view(-1)[1::4] = emb.padding_idx
+    return x
+
+
+def ce_loss(out, target):
+    """cross_entropy as SPEC 1.5 defines it: over the last dimension, for an
+    output of rank > 2 CrossEntropyLoss()(out.reshape(-1, V), target.reshape(-1))."""
+    if out.dim() > 2:
+        return torch.nn.CrossEntropyLoss()(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+    return torch.nn.CrossEntropyLoss()(out, target)
+
+
 def check_init_vs_c(args, path, label, res, work, mod, spec, used, customs):
     """build(S) against nngen's C init (tests/conform/driver.c `init S`)."""
     driver = None
@@ -264,7 +349,8 @@ def check_init_vs_c(args, path, label, res, work, mod, spec, used, customs):
                 raise CheckError('not run: the C code did not build')
             if driver is None:
                 driver = False
-                driver = Driver(args, path, mod.NAME, customs, work)
+                driver = Driver(args, path, mod.NAME, customs, work,
+                                driver_defs(spec, mod.OUTPUT_SHAPE))
             net = mod.build(seed, inits={c: STUB_INIT for c in customs})
             got = [(n, p.detach().reshape(-1).tolist()) for n, p in net.named_parameters()]
             want = driver.init(seed)
@@ -348,8 +434,14 @@ def _check_spec(args, path, label, res, work):
     # ---- against nngen's own listings
     params_txt = must([args.nngen, '--params', path], 'nngen --params')
     print_txt = must([args.nngen, '--print', path], 'nngen --print')
-    keys_nngen = [re.match(r'^(.*) \[[0-9, ]*\]( \(shared with .*\))?$', line).group(1)
-                  for line in params_txt.splitlines()]
+    # NAME [shape], then " (shared with FIRST)" on an alias or " (used
+    # transposed by PATH, ...)" on a weight a TiedLinear reads (SPEC 1.2.5)
+    keys_nngen = []
+    for line in params_txt.splitlines():
+        m = re.match(r'^(.*) \[[0-9, ]*\]( \((shared with|used transposed by) .*\))?$', line)
+        if not m:
+            raise CheckError('nngen --params: cannot read the line %r' % line)
+        keys_nngen.append(m.group(1))
 
     # ---- names
     keys = list(net.state_dict().keys())
@@ -363,8 +455,10 @@ def _check_spec(args, path, label, res, work):
         rn = [n for n, _ in ref.model.named_parameters()]
         if pn != rn:
             msgs.append('named_parameters %s, torch %s' % (pn, rn))
-    if nnspec.params_text(net) != params_txt:
-        msgs.append('params listing differs from nngen --params')
+    got_params = params_text(net)
+    if got_params != params_txt:
+        msgs.append('params listing differs from nngen --params:\n%s--- nngen:\n%s'
+                    % (got_params, params_txt))
     res.fail(label, 'names', '\n'.join(msgs)) if msgs else res.ok(label, 'names')
 
     # ---- print
@@ -382,7 +476,8 @@ def _check_spec(args, path, label, res, work):
     if ref is None:
         for check in ('sharing', 'frozen', 'init', 'forward'):
             res.skip(label, check, 'nnspec cannot build this spec (%s)' % ref_err)
-        x = torch.randn(mod.INPUT_SHAPE)
+        x = draw_input(net, mod.INPUT_SHAPE, spec is not None and
+                       spec.get('input_dtype') == 'int32', torch.Generator().manual_seed(0))
         y = net(x)
         if tuple(y.shape) == tuple(mod.OUTPUT_SHAPE):
             res.ok(label, 'output shape')
@@ -462,19 +557,21 @@ def _check_spec(args, path, label, res, work):
     try:
         net.load_state_dict(model.state_dict())
         g = torch.Generator().manual_seed(zlib.crc32(label.encode()))
-        x = torch.randn(tuple(ref.input_shape), generator=g)
+        int32 = ref.input_dtype == 'int32'
+        x = draw_input(model, ref.input_shape, int32, g)
         dy = torch.randn(tuple(ref.output_shape), generator=g)
         outs = []
         for m in (net, model):
             torch.manual_seed(7)  # dropout: both draw the same masks
             m.zero_grad(set_to_none=True)
-            xx = x.clone().requires_grad_(True)
+            xx = x.clone() if int32 else x.clone().requires_grad_(True)  # indices: no grad
             y = m(xx)
             y.backward(dy)
             outs.append([('y', y), ('dx', xx.grad)] +
                         [('grad.' + n, p.grad) for n, p in m.named_parameters()])
         msgs = [e for e in (bits_equal(n, a, b) for (n, a), (_, b) in zip(*outs)) if e]
-        res.fail(label, 'forward', '\n'.join(msgs[:5])) if msgs else res.ok(label, 'forward')
+        res.fail(label, 'forward', '\n'.join(msgs[:5])) if msgs else res.ok(
+            label, 'forward', 'int64 indices, no dx' if int32 else '')
     except Exception as e:  # noqa
         res.fail(label, 'forward', '%s: %s' % (type(e).__name__, e))
 
@@ -482,7 +579,12 @@ def _check_spec(args, path, label, res, work):
     if ref.loss_name:
         try:
             msgs = []
-            if type(mod.loss_fn()) is not type(ref.loss):
+            # an [N, T, V] output: nnspec's SeqCrossEntropyLoss is a
+            # CrossEntropyLoss that reshapes; the emitted loss_fn() is the plain
+            # one, the reshape is in train_step (checked by the losses below)
+            want_loss = torch.nn.CrossEntropyLoss if isinstance(
+                ref.loss, torch.nn.CrossEntropyLoss) else type(ref.loss)
+            if type(mod.loss_fn()) is not want_loss:
                 msgs.append('loss_fn() is %s, torch %s' % (mod.loss_fn(), ref.loss))
             pa = [torch.nn.Parameter(torch.zeros(1))]
             da = mod.make_optimizer(pa)
@@ -491,9 +593,11 @@ def _check_spec(args, path, label, res, work):
                 msgs.append('optimizer %s %s, torch %s %s' % (type(da).__name__, da.defaults,
                                                               type(db).__name__, db.defaults))
             g = torch.Generator().manual_seed(1)
-            x = torch.randn(tuple(ref.input_shape), generator=g)
+            x = draw_input(model, ref.input_shape, ref.input_dtype == 'int32', g)
             if ref.loss_name == 'cross_entropy':
-                target = torch.randint(0, ref.output_shape[1], (ref.batch,), generator=g)
+                # N*T labels in [0, V) (N for an [N, C] output), flat as the
+                # C API's int32_t[N*T] (SPEC 1.5)
+                target = torch.randint(0, ref.classes, (ref.batch * ref.targets,), generator=g)
             else:
                 target = torch.randn(tuple(ref.output_shape), generator=g)
             na, nb = copy.deepcopy(model), copy.deepcopy(model)
@@ -505,7 +609,13 @@ def _check_spec(args, path, label, res, work):
             for k in range(TRAIN_STEPS):
                 la = las[k]
                 ob.zero_grad()
-                loss = ref.loss(nb(x), target)
+                out = nb(x)
+                loss = ce_loss(out, target) if ref.loss_name == 'cross_entropy' else \
+                    ref.loss(out, target)
+                if ref.loss_name == 'cross_entropy' and \
+                        f32bits(ref.loss(out, target).item()) != f32bits(loss.item()):
+                    msgs.append('step %d: nnspec\'s loss %r, SPEC 1.5\'s %r'
+                                % (k, ref.loss(out, target).item(), loss.item()))
                 loss.backward()
                 ob.step()
                 if f32bits(la) != f32bits(loss.item()):
