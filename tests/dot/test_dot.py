@@ -19,11 +19,13 @@ For every spec (a directory means all of its **/*.yaml), one line per check
                node for the shared Linear(8, 8) with two incoming edges.
                Tie edges (SPEC 1.2.5: dashed, label "tied: PATH" or
                "tied: PATH.T") are not dataflow: they are left out of the
-               checks above and checked instead: between two declared layer
-               nodes, the user's box saying `weight = PATH` (and no
-               `weight [shape]`) or, transposed, a TiedLinear print form
-               ending in `weight=PATH.T`; exactly one tie edge per such box
-               and no other; the tied paths are the ones the spec names
+               checks above and checked instead: dashed exactly when the
+               label says "tied: ", between two declared layer nodes, the
+               user's box saying `weight = PATH` (and no `weight [shape]`)
+               or, transposed, a TiedLinear print form ending in
+               `weight=PATH.T`; exactly one tie edge per such box and no
+               other; tie edges exactly when the spec ties something, a
+               transposed one exactly when the spec has {transpose: true}
   vs torch     (when /usr/bin/python3 has torch) against the model built by
                tests/torch/nnspec.py: one node per distinct layer object and
                one cluster per distinct Sequential; the chain visits the
@@ -34,9 +36,12 @@ For every spec (a directory means all of its **/*.yaml), one line per check
                one the output's (an input_dtype: int32 model gets int64
                indices in [0, num) of its embedding); each layer whose weight
                is tied ({tied: PATH}, or a TiedLinear) has exactly one tie
-               edge, from the node of the layer that holds PATH to its own
-               node, labelled "tied: PATH" (".T" when transposed), and there
-               is no other tie edge
+               edge, from the node of the layer that declares the tensor (the
+               one whose weight is not itself tied) to its own node,
+               labelled "tied: NAME" (".T" when transposed), NAME the
+               tensor's canonical name (SPEC 1.3: the first in
+               named_parameters; PATH unless PATH is itself an alias), a
+               {tied: PATH} box saying `weight = NAME`; no other tie edge
 
 Final line "N passed, N failed[, N skipped]"; exit 1 if anything failed.
 Without Graphviz's dot: one line and exit 77 (meson: skipped), or exit 1
