@@ -790,7 +790,15 @@ static void write_train(pyw *w)
         return;
     }
     W(w, "def loss_fn():");
-    W(w, "    return %s", t->loss == LOSS_MSE ? "nn.MSELoss()" : "nn.CrossEntropyLoss()");
+    if (t->loss == LOSS_CROSS_ENTROPY && w->p->output.ndim > 2) {
+        /* SPEC 1.5: the classes are the last dimension, every position a row */
+        W(w, "    \"\"\"CrossEntropyLoss over the last dimension: (out, target) as");
+        W(w, "    (out.reshape(-1, V), target.reshape(-1)).\"\"\"");
+        W(w, "    ce = nn.CrossEntropyLoss()");
+        W(w, "    return lambda out, target: ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))");
+    } else {
+        W(w, "    return %s", t->loss == LOSS_MSE ? "nn.MSELoss()" : "nn.CrossEntropyLoss()");
+    }
     W(w, "%s", "");
     W(w, "%s", "");
     W(w, "def make_optimizer(params):");
@@ -813,13 +821,7 @@ static void write_train(pyw *w)
                                                     "OUTPUT_SHAPE without its last dimension"
                                                   : "int64 class labels, shape (BATCH,)");
     W(w, "    optimizer.zero_grad()");
-    if (t->loss == LOSS_CROSS_ENTROPY && w->p->output.ndim > 2) {
-        /* SPEC 1.5: the classes are the last dimension */
-        W(w, "    out = net(x)");
-        W(w, "    loss = loss_fn()(out.reshape(-1, out.shape[-1]), target.reshape(-1))");
-    } else {
-        W(w, "    loss = loss_fn()(net(x), target)");
-    }
+    W(w, "    loss = loss_fn()(net(x), target)");
     W(w, "    loss.backward()");
     W(w, "    optimizer.step()");
     W(w, "    return loss.item()");

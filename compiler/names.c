@@ -306,6 +306,63 @@ static void resolve_ties(namer *nm)
     }
 }
 
+/* The tensors in the order named_parameters() (then the buffers) meets
+   them, walking the modules as the state dict does: a tensor is named at
+   its first place.  A tie can make that place another module's than the
+   declaring one (a layer tied to the weight of a shared module used later
+   in the walk), so after the ties the tensors are renumbered. */
+static void first_places(const module *m, const char *path, int pass, int *order, int *n,
+                         const char **name, char *seen)
+{
+    for (int i = 0; i < m->nparams + m->nbuffers; i++) {
+        int t = m->tens_ids[i];
+        if ((i >= m->nparams) != pass || seen[t])
+            continue;
+        seen[t] = 1;
+        order[(*n)++] = t;
+        name[t] = join(path, m->tens_local[i]);
+    }
+    for (int i = 0; i < m->nchildren; i++)
+        first_places(m->children[i].m, join(path, m->children[i].name), pass, order, n, name,
+                     seen);
+}
+
+static void renumber(program *p)
+{
+    int nt = p->ntensors;
+    int *order = xalloc(sizeof *order * (size_t)(nt + 1)), n = 0;
+    const char **name = xalloc(sizeof *name * (size_t)(nt + 1));
+    char *seen = xalloc((size_t)nt + 1);
+    for (int pass = 0; pass < 2; pass++)
+        first_places(p->root, "", pass, order, &n, name, seen);
+    /* a tensor only a transposed tie reaches is its owner's: still in the walk */
+    int same = n == nt;
+    for (int i = 0; same && i < nt; i++)
+        same = order[i] == i && !strcmp(name[i], p->tensors[i].name);
+    if (same)
+        return;
+    if (n != nt)
+        unreachable();
+    int *newid = xalloc(sizeof *newid * (size_t)(nt + 1));
+    tensor *t2 = xalloc(sizeof *t2 * (size_t)(nt + 1));
+    int64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        newid[order[i]] = i;
+        t2[i] = p->tensors[order[i]];
+        t2[i].name = name[order[i]];
+        t2[i].offset = off;
+        off += (t2[i].numel * (t2[i].dtype == DT_I64 ? 2 : 1) + 15) / 16 * 16;
+    }
+    p->tensors = t2;
+    for (int i = 0; i < p->nmodules; i++) {
+        module *m = p->modules[i];
+        for (int k = 0; k < m->nparams + m->nbuffers; k++)
+            m->tens_ids[k] = newid[m->tens_ids[k]];
+        if (m->has_borrow)
+            m->borrow = newid[m->borrow];
+    }
+}
+
 static void freeze(program *p, const module *m, int frozen)
 {
     frozen |= m->frozen;
@@ -337,12 +394,14 @@ void name_program(program *p)
             add_tensor(&nm, d, slot);
         }
     }
+    resolve_ties(&nm);
+    if (nm.nties)
+        renumber(p);
     for (int i = 0; i < p->ntensors; i++)
         if (!p->tensors[i].is_buffer)
             p->nparam_tensors = i + 1;
     p->grad_floats = p->nparam_tensors ? p->tensors[p->nparam_tensors - 1].offset +
                      (p->tensors[p->nparam_tensors - 1].numel + 15) / 16 * 16 : 0;
-    resolve_ties(&nm);
     name_state(&nm, p->root, "");
     freeze(p, p->root, 0);
 }
