@@ -361,7 +361,30 @@ def target_rows(built, target, rows):
     return target[:rows * built.targets] if built.loss_name == 'cross_entropy' else target[:rows]
 
 
+def has_nan(ref):
+    return any(v is not None and any(math.isnan(f) for f in v) for _, v in ref)
+
+
 def torch_fwdbwd(model, x_np, dy_np, dtype):
+    """y, dx and every gradient from torch.  torch 1.13's float32 CPU
+    backward is not always deterministic: for tests/diff s1/n291 (residuals,
+    layer norms, a GRU and an LSTM) it gives NaN in x.grad at varying places
+    in about one run in four, never in float64.  A float32 reference with a
+    NaN where float64 has none is computed again (up to 5 times); one that
+    keeps its NaN is used as it is (and nngen must match it)."""
+    ref = _torch_fwdbwd(model, x_np, dy_np, dtype)
+    if dtype != torch.float32 or not has_nan(ref):
+        return ref
+    if has_nan(_torch_fwdbwd(model, x_np, dy_np, torch.float64)):
+        return ref
+    for _ in range(5):
+        again = _torch_fwdbwd(model, x_np, dy_np, dtype)
+        if not has_nan(again):
+            return again
+    return ref
+
+
+def _torch_fwdbwd(model, x_np, dy_np, dtype):
     m = copy.deepcopy(model).to(dtype)
     x = input_of(x_np, dtype, True)
     m.zero_grad(set_to_none=True)
