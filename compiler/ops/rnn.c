@@ -123,20 +123,26 @@ static const char *dropout_py(const module *m)
     return xstrdup(b);
 }
 
-/* RNNBase.extra_repr (nonlinearity is not in it) */
+/* RNNBase.extra_repr's text (nonlinearity is not in it); the emitted
+   module's constructor takes the same, and nonlinearity */
+static void repr_args(strbuf *b, const module *m)
+{
+    sb_printf(b, "%lld, %lld", (long long)arg_int(m, IN), (long long)arg_int(m, HIDDEN));
+    if (arg_int(m, LAYERS) != 1)
+        sb_printf(b, ", num_layers=%lld", (long long)arg_int(m, LAYERS));
+    if (!arg_int(m, BIAS))
+        sb_puts(b, ", bias=False");
+    sb_puts(b, ", batch_first=True");
+    if (arg_num(m, DROPOUT) != 0.0)
+        sb_printf(b, ", dropout=%s", dropout_py(m));
+    if (arg_int(m, BIDIR))
+        sb_puts(b, ", bidirectional=True");
+}
+
 static const char *extra_repr(const module *m)
 {
     strbuf b = {0};
-    sb_printf(&b, "%lld, %lld", (long long)arg_int(m, IN), (long long)arg_int(m, HIDDEN));
-    if (arg_int(m, LAYERS) != 1)
-        sb_printf(&b, ", num_layers=%lld", (long long)arg_int(m, LAYERS));
-    if (!arg_int(m, BIAS))
-        sb_puts(&b, ", bias=False");
-    sb_puts(&b, ", batch_first=True");
-    if (arg_num(m, DROPOUT) != 0.0)
-        sb_printf(&b, ", dropout=%s", dropout_py(m));
-    if (arg_int(m, BIDIR))
-        sb_puts(&b, ", bidirectional=True");
+    repr_args(&b, m);
     const char *s = xstrdup(b.s);
     free(b.s);
     return s;
@@ -146,17 +152,8 @@ static const char *extra_repr(const module *m)
 static const char *torch_ctor(const module *m)
 {
     strbuf b = {0};
-    sb_printf(&b, "%s(%lld, %lld", m->op->cls, (long long)arg_int(m, IN),
-              (long long)arg_int(m, HIDDEN));
-    if (arg_int(m, LAYERS) != 1)
-        sb_printf(&b, ", num_layers=%lld", (long long)arg_int(m, LAYERS));
-    if (!arg_int(m, BIAS))
-        sb_puts(&b, ", bias=False");
-    sb_puts(&b, ", batch_first=True");
-    if (arg_num(m, DROPOUT) != 0.0)
-        sb_printf(&b, ", dropout=%s", dropout_py(m));
-    if (arg_int(m, BIDIR))
-        sb_puts(&b, ", bidirectional=True");
+    sb_printf(&b, "%s(", m->op->cls);
+    repr_args(&b, m);
     if (kind_of(m) == NN_RNN_RELU)
         sb_puts(&b, ", nonlinearity='relu'");
     sb_puts(&b, ")");
