@@ -6,7 +6,9 @@
  *
  * Ownership: an nn_model and everything it points to lives inside one
  * instance created by the generated P_create()/P_place(); the runtime never
- * allocates on behalf of a model except transiently in nn_save/nn_load.
+ * allocates on behalf of a model except transiently in nn_load/nn_load_mem
+ * and nn_save (a model of more than 64 tensors also in nn_save_mem and
+ * nn_save_to).
  * The matrix products' thread pool and packing buffers (nn_sgemm) are
  * process-wide: static buffers, threads started on first use.
  */
@@ -151,6 +153,21 @@ size_t nn_format_tensor(char *buf, size_t n, const nn_tensor *t);
 
 int nn_save(const nn_model *m, const char *path);              /* 0 ok, -1 failure (see nn_error) */
 int nn_load(nn_model *m, const char *path);                    /* strict; model untouched on failure */
+
+/* The same in memory, with the same checks and messages (prefixed
+   "nn_load_mem: " etc. instead of the path); the file versions are
+   wrappers of these.  nn_load_mem reads buf in place and allocates only
+   for the header's entries (never for the data).  nn_save_mem writes the
+   file into buf when it fits in cap (0) and sets *len (if len is not NULL)
+   to the file's size in bytes either way; buf NULL asks only for the size
+   (0); a cap too small is an error (-1) that leaves buf untouched.
+   nn_save_to hands the bytes, in order, to write(ctx, data, n), which
+   returns 0 when it took them (anything else stops the save: -1).  Saving
+   allocates nothing for a model of at most 64 tensors. */
+typedef int (*nn_write_fn)(void *ctx, const void *data, size_t n);
+int nn_load_mem(nn_model *m, const void *buf, size_t len);
+int nn_save_mem(const nn_model *m, void *buf, size_t cap, size_t *len);
+int nn_save_to(const nn_model *m, nn_write_fn write, void *ctx);
 
 const char *nn_error(void);                                    /* text of the last failure */
 void nn_set_error(const char *fmt, ...)
