@@ -1175,12 +1175,12 @@ static int torch_save_file(const unsigned char *p, size_t n, const char *label)
     return 0;
 }
 
-int nn__st_reject_start(const unsigned char *head, const char *label)
+int nn__st_reject_start(const unsigned char *head, size_t n, const char *label)
 {
     uint64_t hlen = get_le64(head);
     if (hlen <= ST_MAX_HEADER)
         return 0;
-    if (!torch_save_file(head, 8, label))
+    if (!torch_save_file(head, n, label))
         nn_set_error("%s: header length %llu is absurd (more than %u bytes)", label,
                      (unsigned long long)hlen, ST_MAX_HEADER);
     return 1;
@@ -1230,7 +1230,7 @@ int nn__st_load(nn_model *m, const unsigned char *buf, size_t len, const char *l
     }
     if (!plausible(buf, len) && torch_save_file(buf, len, label))
         goto out;
-    if (nn__st_reject_start(buf, label))
+    if (nn__st_reject_start(buf, len, label))
         goto out;
     hlen = get_le64(buf);
     if (hlen > len - 8) {

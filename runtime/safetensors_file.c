@@ -3,7 +3,7 @@
  * the path as their prefix.
  *
  * nn_load reads the whole file into one transient buffer (after a look at
- * its first 8 bytes: a header length that rules the file out stops there)
+ * its first 4 KiB: a header length that rules the file out stops there)
  * and hands it to the memory loader; the model is touched only when all of
  * it is valid.
  *
@@ -82,8 +82,9 @@ static int sync_file(FILE *f)
     return fsync(fileno(f));
 }
 
-/* 0 if f is a regular file; -1 with the message set if not. */
-static int check_regular(FILE *f, const char *path)
+/* 0 if f is a regular file (*size: its size, a hint for the reading); -1
+   with the message set if not. */
+static int check_regular(FILE *f, const char *path, size_t *size)
 {
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
@@ -94,6 +95,7 @@ static int check_regular(FILE *f, const char *path)
         nn_set_error("%s: not a regular file", path);
         return -1;
     }
+    *size = st.st_size > 0 && (unsigned long long)st.st_size < (size_t)-1 ? (size_t)st.st_size : 0;
     return 0;
 }
 
@@ -121,10 +123,11 @@ static int sync_file(FILE *f)
     return 0;
 }
 
-static int check_regular(FILE *f, const char *path)
+static int check_regular(FILE *f, const char *path, size_t *size)
 {
     (void)f;
     (void)path;
+    *size = 0;
     return 0;
 }
 
@@ -146,7 +149,7 @@ int nn_load(nn_model *m, const char *path)
 {
     FILE *f;
     unsigned char *buf = NULL, *nb;
-    size_t len = 0, cap = 8, got;
+    size_t len = 0, cap = ST_HEAD, got, hint = 0, next;
     int rc = -1;
 
     f = fopen(path, "rb");
@@ -154,14 +157,15 @@ int nn_load(nn_model *m, const char *path)
         nn_set_error("%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    if (check_regular(f, path) != 0)
+    if (check_regular(f, path, &hint) != 0)
         goto out;
     buf = (unsigned char *)malloc(cap);
     if (buf == NULL) {
         nn_set_error("%s: out of memory", path);
         goto out;
     }
-    /* the first 8 bytes, then the rest in doubling pieces until the end */
+    /* the first ST_HEAD bytes (enough to tell a torch.save file by its
+       first member's name), then the rest in doubling pieces */
     for (;;) {
         errno = 0;
         got = fread(buf + len, 1, cap - len, f);
@@ -173,19 +177,22 @@ int nn_load(nn_model *m, const char *path)
             }
             break;  /* end of file */
         }
-        if (cap == 8 && nn__st_reject_start(buf, path))
+        if (cap == ST_HEAD && nn__st_reject_start(buf, len, path))
             goto out;
         if (cap > ((size_t)-1) / 2) {
             nn_set_error("%s: too large to read into memory", path);
             goto out;
         }
-        nb = (unsigned char *)realloc(buf, cap < 65536 ? 65536 : cap * 2);
+        /* the size the system reported and one byte more (to see the end
+           in the same read), else twice as much */
+        next = hint >= cap ? hint + 1 : cap < 65536 ? 65536 : cap * 2;
+        nb = (unsigned char *)realloc(buf, next);
         if (nb == NULL) {
             nn_set_error("%s: out of memory (%llu bytes read)", path, (unsigned long long)len);
             goto out;
         }
         buf = nb;
-        cap = cap < 65536 ? 65536 : cap * 2;
+        cap = next;
     }
     rc = nn__st_load(m, buf, len, path);
 out:
