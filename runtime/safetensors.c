@@ -1151,7 +1151,9 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
 
 /* If p[0 .. n) starts like a torch.save file (a zip archive, or a pickle
    as torch.save(..., _use_new_zipfile_serialization=False) writes), sets
-   nn_error() to say so and returns 1; else 0. */
+   nn_error() to say so and returns 1; else 0.  Called only for what does
+   not read as safetensors (see plausible()): a header length can start
+   with these bytes too. */
 static int torch_save_file(const unsigned char *p, size_t n, const char *label)
 {
     if (n >= 4 && p[0] == 'P' && p[1] == 'K' && p[2] == 3 && p[3] == 4) {
@@ -1167,9 +1169,16 @@ static int torch_save_file(const unsigned char *p, size_t n, const char *label)
                          ST_TORCH_FIX, label);
         return 1;
     }
-    if (n >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5) {
-        nn_set_error("%s: this is a torch.save file (a pickle, protocol %d), not safetensors: "
-                     ST_TORCH_FIX, label, p[1]);
+    /* PROTO 2..5, then an opcode (never 0, which a header length below
+       64 KiB would have there): torch.save's first pickle is its magic
+       number, a LONG1 (0x8a), or a FRAME (0x95) from protocol 4 on */
+    if (n >= 3 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5 && p[2] != 0) {
+        if (p[2] == 0x8a || p[2] == 0x95)
+            nn_set_error("%s: this is a torch.save file (a pickle, protocol %d), not "
+                         "safetensors: " ST_TORCH_FIX, label, p[1]);
+        else
+            nn_set_error("%s: this is a Python pickle (protocol %d), not safetensors: "
+                         ST_TORCH_FIX, label, p[1]);
         return 1;
     }
     return 0;

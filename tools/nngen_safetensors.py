@@ -129,9 +129,10 @@ def _not_safetensors(data, where):
     """The message for bytes that are not safetensors but something known."""
     if data[:4] == b"PK\x03\x04":
         return "%s is a torch.save file (zip archive), not safetensors: %s" % (where, _FIX)
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        return "%s is a torch.save file (pickle, protocol %d), not safetensors: %s" % (
-            where, data[1], _FIX)
+    if len(data) >= 3 and data[0] == 0x80 and 2 <= data[1] <= 5 and data[2] != 0:
+        what = "a torch.save file" if data[2] in (0x8a, 0x95) else "a Python pickle"
+        return "%s is %s (pickle, protocol %d), not safetensors: %s" % (
+            where, what, data[1], _FIX)
     return None
 
 

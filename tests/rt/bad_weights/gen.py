@@ -421,11 +421,16 @@ def cases():
         "safetensors: " + fix, magic + pickle.dumps({"0.bias": 0}, protocol=2))
     add("torch-save-pickle-4", "mlp", "is a torch.save file (a pickle, protocol 4)",
         pickle.dumps(0x1950a86a20f9469cfc6c, protocol=4))
+    add("pickle-other", "mlp", "is a Python pickle (protocol 3), not safetensors: " + fix,
+        pickle.dumps({"0.bias": [0.5] * 8}, protocol=3))
     # a real safetensors file whose header length, 640 = 0x280, starts
-    # like a pickle (0x80 0x02): it loads
+    # like a pickle (0x80 0x02): it loads; cut short, it is truncated, not
+    # a pickle
     h, d = layout(MLP)
     text = js(h)
     add("ok-header-0x280", "mlp", "OK", pack(text + " " * (640 - len(text)), d))
+    add("truncated-header-0x280", "mlp", "truncated: header length 640 is longer than the",
+        pack(text + " " * (640 - len(text)), d)[:600])
     return out
 
 
