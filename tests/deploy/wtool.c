@@ -58,12 +58,11 @@ int main(int argc, char **argv)
         a = P(_create)();
         if (a == NULL)
             return 1;
-        if (nn_load(P(_model)(a), argv[2]) != 0) {
+        int rc = nn_load(P(_model)(a), argv[2]) != 0 ? 2 : 0;
+        if (rc)
             printf("%s\n", nn_error());
-            return 2;
-        }
         P(_destroy)(a);
-        return 0;
+        return rc;
     }
     if (argc != 5) {
         fprintf(stderr, "usage: wtool IN.safetensors OUT.safetensors X.bin Y.bin\n"
