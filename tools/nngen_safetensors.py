@@ -67,10 +67,11 @@ def _dtype_name(t):
                              ".float() first" % t.dtype)
         return names[t.dtype]
     a = np.asarray(t)
-    for name, dt in _NUMPY.items():
-        if a.dtype == dt.newbyteorder("=") or a.dtype == dt:
-            return name
-    raise ValueError("dtype %s is not supported (float32, int64, int32)" % a.dtype)
+    name = {("f", 4): "F32", ("i", 8): "I64", ("i", 4): "I32"}.get(
+        (a.dtype.kind, a.dtype.itemsize))
+    if name is None:
+        raise ValueError("dtype %s is not supported (float32, int64, int32)" % a.dtype)
+    return name
 
 
 def _to_bytes(t, dtype):

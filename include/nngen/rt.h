@@ -275,10 +275,11 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
    Implementation, chosen once per process: on x86-64 CPUs with AVX-512F,
    nngen's own kernel on nn_num_threads() threads; elsewhere, or with
    NNGEN_GEMM=cblas in the environment, or while another thread is inside
-   nn_sgemm, cblas_sgemm.  Safe to call from several threads at once. */
+   nn_sgemm, cblas_sgemm (in a runtime built with -Dblas=disabled: plain
+   C99 loops, "portable").  Safe to call from several threads at once. */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
-const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
+const char *nn_sgemm_impl(void);          /* "avx512", "cblas" or "portable" */
 
 /* One linear layer's forward, y = act(x w^T + b), as nn_sgemm computes it:
    x is rows x in, w is out x in (torch's layout), b has out floats (or is
@@ -328,7 +329,9 @@ void nn_parallel_rows(void (*fn)(int n, const float *a, float *b), int n, const 
                       long a_per, float *b, long b_per);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
-   (at most 16). */
+   (at most 16).  A runtime built with -Dthreads=disabled has no threads:
+   nn_num_threads() is 1, and nn_parallel runs its one share on the
+   caller. */
 void nn_set_num_threads(int n);
 int  nn_num_threads(void);
 /* fn(ctx, t, nt) for t = 0 .. nt-1 on nn_num_threads() threads (t = 0 on
