@@ -1156,6 +1156,7 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
    with these bytes too. */
 static int torch_save_file(const unsigned char *p, size_t n, const char *label)
 {
+    static const char fix[] = ST_TORCH_FIX;   /* one copy in flash */
     if (n >= 4 && p[0] == 'P' && p[1] == 'K' && p[2] == 3 && p[3] == 4) {
         /* the first member's name (local file header: its length at 26,
            the name at 30): torch.save's archives hold NAME/data.pkl */
@@ -1163,22 +1164,20 @@ static int torch_save_file(const unsigned char *p, size_t n, const char *label)
         const char *name = (const char *)p + 30;
         if (nl >= 8 && nl <= 200 && n - 30 >= nl && memcmp(name + nl - 8, "data.pkl", 8) == 0)
             nn_set_error("%s: this is a torch.save file (a zip archive holding %.*s), not "
-                         "safetensors: " ST_TORCH_FIX, label, (int)nl, name);
+                         "safetensors: %s", label, (int)nl, name, fix);
         else
-            nn_set_error("%s: this is a zip archive (as torch.save writes), not safetensors: "
-                         ST_TORCH_FIX, label);
+            nn_set_error("%s: this is a zip archive (as torch.save writes), not safetensors: %s",
+                         label, fix);
         return 1;
     }
     /* PROTO 2..5, then an opcode (never 0, which a header length below
        64 KiB would have there): torch.save's first pickle is its magic
        number, a LONG1 (0x8a), or a FRAME (0x95) from protocol 4 on */
     if (n >= 3 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5 && p[2] != 0) {
-        if (p[2] == 0x8a || p[2] == 0x95)
-            nn_set_error("%s: this is a torch.save file (a pickle, protocol %d), not "
-                         "safetensors: " ST_TORCH_FIX, label, p[1]);
-        else
-            nn_set_error("%s: this is a Python pickle (protocol %d), not safetensors: "
-                         ST_TORCH_FIX, label, p[1]);
+        nn_set_error("%s: this is %s%d), not safetensors: %s", label,
+                     p[2] == 0x8a || p[2] == 0x95 ? "a torch.save file (a pickle, protocol "
+                                                  : "a Python pickle (protocol ",
+                     p[1], fix);
         return 1;
     }
     return 0;

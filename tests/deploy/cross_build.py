@@ -123,6 +123,11 @@ def main():
     print("cross compiler: %s" % run([gcc, "--version"]).splitlines()[0])
     print("flags (from %s): %s" % (os.path.relpath(cross, src), " ".join(c_args)))
 
+    libc = run([gcc] + cpu + ["-print-file-name=libc.a"]).strip()
+    if not os.path.isabs(libc):
+        print("FAIL: %s has no newlib (libc.a) for %s: apt-get install "
+              "libnewlib-arm-none-eabi" % (gcc, " ".join(cpu)))
+        return 1
     tmp = tempfile.mkdtemp(prefix="nngen-cross-")
     try:
         # 1. the runtime through meson
