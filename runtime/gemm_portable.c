@@ -11,8 +11,10 @@
  * accumulated over p from contiguous rows of b (the inner loop runs along
  * memory); for b transposed, each element is a dot product of two
  * contiguous runs (for a not transposed).  Speed: what the compiler makes
- * of these loops (about 1 to 4 GFLOP/s on a desktop core, a few MFLOP/s
- * per MHz on a Cortex-M4F); the generated --no-blas code does not call it.
+ * of these loops: 2.8 to 4.6 GFLOP/s on one core of the project's AMD EPYC
+ * at -O2 (256^3 and 64 x 784 x 128 products; the transposed ones, dot
+ * products summed in order, are the slower); the generated --no-blas code
+ * does not call it.
  */
 #include <string.h>
 
