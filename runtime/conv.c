@@ -319,7 +319,7 @@ static float *grow(float **p, size_t *cap, size_t floats)
 /* buffers for nt threads; 0 when one cannot be had */
 static int have_buffers(int nt, size_t col_floats, size_t parts_floats)
 {
-    for (int t = 1; t < nt; t++)
+    for (int t = 1; t < nt && t < NN_MAX_THREADS; t++)
         if (!grow(&bufs[t].p, &bufs[t].cap, col_floats))
             return 0;
     if (parts_floats && !grow(&parts, &parts_cap, parts_floats))
@@ -358,7 +358,7 @@ typedef struct {
 
 static float *col_of(const conv_job *j, int t)
 {
-    return t <= 0 ? j->work : bufs[t].p;
+    return t <= 0 || t >= NN_MAX_THREADS ? j->work : bufs[t].p;
 }
 
 /* forward of examples [r0, r1) */

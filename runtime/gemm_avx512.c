@@ -37,6 +37,15 @@
 
 #include "gemm_internal.h"
 
+/* Each pool slot's packing buffer: static, NN_PACK_FLOATS floats (512
+   KiB); only the buffers of threads that ran are ever touched. */
+static float pack[NN_MAX_THREADS][NN_PACK_FLOATS];
+
+float *nn__pack_buffer(int t)
+{
+    return pack[t];
+}
+
 #define MR 6
 #define NRV 4           /* zmm vectors per tile row */
 #define NR (16 * NRV)   /* columns per packed panel */

@@ -4,19 +4,47 @@
 #ifndef NNGEN_GEMM_INTERNAL_H
 #define NNGEN_GEMM_INTERNAL_H
 
+/* NN_THREADS (the build's -Dthreads): 1, a pool of worker threads
+   (pool_threads.c, pthreads); 0, everything on the caller (pool_serial.c).
+   NN_HAVE_CBLAS (-Dblas): the product where nngen's kernel does not run is
+   cblas_sgemm (gemm_cblas.c) or plain loops (gemm_portable.c). */
+#ifndef NN_THREADS
+#define NN_THREADS 1
+#endif
+#if NN_THREADS
 #define NN_MAX_THREADS 16
+#else
+#define NN_MAX_THREADS 1
+#endif
 
 /* Packing buffer of each pool slot, in floats (512 KiB: a block of B that
    stays in a core's L2). */
 #define NN_PACK_FLOATS (512 * 256)
 
+/* Once per process, before the first use of the pool or the products:
+   nn__setup() calls gemm.c's nn__gemm_setup() (which picks the
+   implementation) and sets the pool up. */
+void nn__setup(void);
+void nn__gemm_setup(void);
+
 /* fn(ctx, t, nt) for t = 0 .. nt-1 (nt = the thread count), t = 0 on the
-   calling thread, which must hold the pool (nn_sgemm takes it; a caller
-   that finds it taken by another thread does not come here).
-   nn__pack_buffer(t) is slot t's packing buffer, NN_PACK_FLOATS floats. */
+   calling thread, which must hold the pool (nn__pool_hold; nn_sgemm takes
+   it; a caller that finds it taken by another thread does not come here).
+   nn__pack_buffer(t) is slot t's packing buffer, NN_PACK_FLOATS floats
+   (gemm_avx512.c: only the kernel packs). */
 typedef void (*nn_task_fn)(void *ctx, int t, int nt);
 void nn__pool_run(nn_task_fn fn, void *ctx);
 float *nn__pack_buffer(int t);
+/* Takes the pool for a job of nt threads (clamped to 1 .. NN_MAX_THREADS)
+   and returns that count, or 0 when another caller holds it;
+   nn__pool_give() releases it. */
+int nn__pool_hold(int nt);
+
+/* The product where nngen's kernel does not run, with nn__sgemm_avx512's
+   contract (beta 0 or 1); nn__generic_impl names it for nn_sgemm_impl(). */
+void nn__sgemm_generic(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *c, int ldc);
+extern const char nn__generic_impl[];
 
 /* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
@@ -28,12 +56,11 @@ void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const f
 void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
                        const float *bias, int act, float slope, float *y);
 
-/* For work split over examples (conv.c): nn__pool_take(max) takes the pool
-   for min(nn_num_threads(), max) threads and returns that count when
-   nngen's own kernel is in use and the pool was free, else 0 (then nothing is held; the caller
-   works alone with nn_sgemm).  Between take and give, nn__pool_run(fn, ctx)
-   runs fn on the threads and fn's share t may call nn__sgemm_slot(t, ...).
-   nn__sgemm_slot is nn__sgemm_avx512_slot. */
+/* For work split over examples (conv.c, act.c; gemm.c): nn__pool_take(max)
+   takes the pool for min(nn_num_threads(), max) threads and returns that
+   count when nngen's own kernel is in use and the pool was free, else 0
+   (then nothing is held; the caller works alone with nn_sgemm).  Between
+   take and give, nn__pool_run(fn, ctx) runs fn on the threads. */
 int nn__pool_take(int max_threads);
 void nn__pool_give(void);
 

@@ -1,4 +1,8 @@
-/* nngen-rt: safetensors persistence (F32, I64, I32; canonical names).
+/* nngen-rt: safetensors persistence in memory (F32, I64, I32; canonical
+ * names): nn_load_mem, nn_save_mem, nn_save_to.  The file versions, nn_load
+ * and nn_save, are thin wrappers in safetensors_file.c.  This file is ISO
+ * C99 (no POSIX, no file system): it builds for a microcontroller as it does
+ * for a host.
  *
  * File layout (https://github.com/huggingface/safetensors):
  *   8 bytes   N, little-endian u64
@@ -12,52 +16,61 @@
  * element), NN_I64 as "I64" (8 bytes, two's complement: batch norm's
  * num_batches_tracked, as torch's state_dict holds it), NN_I32 as "I32".
  *
- * nn_save writes exactly what the Python safetensors library writes for the
+ * Saving writes exactly what the Python safetensors library writes for the
  * same tensors: entries sorted by dtype, larger alignment first (the order
  * of safetensors' Dtype enum: I64 before F32 before I32), then by name;
  * data in that order and contiguous, header padded to 8 bytes, no
  * __metadata__.  Every tensor of the model's table is written once under
  * its canonical name (parameters and buffers); aliases of shared tensors
  * ("4.weight" for "2.weight") are not written, as
- * safetensors.torch.save_model drops them.  The file is written to
- * PATH.tmp-PID-N in the same directory and rename()d into place, so a
- * failure never leaves a partial or clobbered file.
+ * safetensors.torch.save_model drops them.  The bytes go to a writer
+ * callback (nn_save_to) in pieces: the header's JSON in small pieces, then
+ * each tensor's data (in one piece on a little-endian machine, converted
+ * through a small stack buffer elsewhere).  Saving allocates nothing for a
+ * model of at most ST_STACK_TENSORS tensors (the sort table is on the
+ * stack), one table of pointers otherwise.
  *
- * nn_load is strict and transactional.  It validates the whole file before
- * touching the model: sizes (file >= 8 bytes, header length <= 100 MB and
- * within the file), UTF-8, the JSON syntax (own parser: no trailing
- * characters, no duplicate keys), the schema (dtype one of safetensors'
- * names, shape of non-negative integers, data_offsets [begin, end] with
- * begin <= end inside the data section and end - begin == product(shape)
- * times the dtype's element size without overflow), the layout (tensors
- * contiguous from 0 to the end of the file, as safetensors requires: no
- * overlap, no gap, no trailing data), and the names (every canonical name
- * present with the model's dtype and shape, no unknown name; no
- * conversion: F32 data is accepted only for an NN_F32 tensor, I64 only for
- * NN_I64, I32 only for NN_I32).  An alias key of a shared tensor (a
- * state_dict key that is not canonical) is accepted only if it has the same
- * dtype, shape and bit-identical data as the canonical entry, which must
- * be present too; it is then redundant.  Only when all of this holds are
- * the values copied into the model.  On failure: -1, the model is
- * unchanged, nn_error() says why, prefixed with the path.
+ * Loading is strict and transactional.  It validates the whole buffer
+ * before touching the model: sizes (at least 8 bytes, header length <= 100
+ * MB and within the buffer), UTF-8, the JSON syntax (own parser, reading
+ * the caller's buffer in place: no trailing characters, no duplicate keys),
+ * the schema (dtype one of safetensors' names, shape of non-negative
+ * integers, data_offsets [begin, end] with begin <= end inside the data
+ * section and end - begin == product(shape) times the dtype's element size
+ * without overflow), the layout (tensors contiguous from 0 to the end of
+ * the buffer, as safetensors requires: no overlap, no gap, no trailing
+ * data), and the names (every canonical name present with the model's dtype
+ * and shape, no unknown name; no conversion: F32 data is accepted only for
+ * an NN_F32 tensor, I64 only for NN_I64, I32 only for NN_I32).  An alias
+ * key of a shared tensor (a state_dict key that is not canonical) is
+ * accepted only if it has the same dtype, shape and bit-identical data as
+ * the canonical entry, which must be present too; it is then redundant.
+ * Only when all of this holds are the values copied into the model, from
+ * the buffer.  On failure: -1, the model is unchanged, nn_error() says why,
+ * prefixed with the label ("nn_load_mem", or nn_load's path).  A buffer
+ * that is not safetensors but a torch.save file (a zip archive, or a legacy
+ * pickle) is named as such, with the way to write safetensors from torch.
+ * Loading allocates transiently for the header's entries (names, shapes,
+ * three tables of pointers), never for the data.
  *
- * Neither function is thread-safe with respect to nn_error() (one static
- * message buffer); both allocate only transiently.
+ * Nothing here is thread-safe with respect to nn_error() (one static
+ * message buffer).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <nngen/rt.h>
 
+#include "safetensors_internal.h"
+
 #define ST_MAX_HEADER 100000000u
+/* models with at most this many tensors are saved without malloc */
+#define ST_STACK_TENSORS 64
 
 /* ------------------------------------------------------------------ */
-/* Growing byte buffer                                                 */
+/* Growing byte buffer (the parser's decoded strings)                  */
 
 typedef struct dbuf {
     char *p;
@@ -85,39 +98,6 @@ static void db_put(dbuf *b, const char *s, size_t n)
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
-}
-
-static void db_str(dbuf *b, const char *s)
-{
-    db_put(b, s, strlen(s));
-}
-
-static void db_u64(dbuf *b, uint64_t v)
-{
-    char tmp[24];
-    snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    db_str(b, tmp);
-}
-
-/* A JSON string literal. */
-static void db_json_str(dbuf *b, const char *s)
-{
-    db_put(b, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        char tmp[8];
-        if (c == '"' || c == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)c;
-            db_put(b, tmp, 2);
-        } else if (c < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            db_str(b, tmp);
-        } else {
-            db_put(b, (const char *)&c, 1);
-        }
-    }
-    db_put(b, "\"", 1);
 }
 
 /* Shape as "[8, 4]" for messages. */
@@ -202,8 +182,18 @@ static const nn_tensor *bad_dtype_tensor(const nn_model *m)
     return NULL;
 }
 
+
+/* 1 on a little-endian machine: tensors' bytes are then the file's bytes. */
+static int little_endian(void)
+{
+    const uint32_t one = 1;
+    unsigned char c;
+    memcpy(&c, &one, 1);
+    return c == 1;
+}
+
 /* ------------------------------------------------------------------ */
-/* nn_save                                                             */
+/* Saving                                                              */
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
@@ -220,165 +210,242 @@ static int cmp_tensor_dtype_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int write_all(FILE *f, const void *p, size_t n)
+/* Where the bytes go: the writer (NULL: only count them). */
+typedef struct sink {
+    nn_write_fn fn;
+    void *ctx;
+    uint64_t count;          /* bytes accepted so far */
+    int failed;
+} sink;
+
+static void put(sink *s, const void *p, size_t n)
 {
-    return n == 0 || fwrite(p, 1, n, f) == n;
+    if (s->failed || n == 0)
+        return;
+    if (s->fn != NULL && s->fn(s->ctx, p, n) != 0) {
+        s->failed = 1;
+        return;
+    }
+    s->count += n;
 }
 
-int nn_save(const nn_model *m, const char *path)
+static void put_str(sink *s, const char *str)
 {
-    const nn_model_info *info = m->info;
-    int n = info->ntensors, i, fd = -1;
-    const nn_tensor **order = NULL, *bad;
-    dbuf hdr = {NULL, 0, 0, 0};
-    dbuf tmpname = {NULL, 0, 0, 0};
-    uint64_t offset = 0;
-    unsigned char len8[8];
-    unsigned char chunk[4096];
-    FILE *f = NULL;
-    int rc = -1, err = 0;
-    static unsigned long counter;
+    put(s, str, strlen(str));
+}
 
-    order = (const nn_tensor **)malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
-    if (order == NULL) {
-        nn_set_error("%s: out of memory", path);
-        goto out;
+static void put_u64(sink *s, uint64_t v)
+{
+    char tmp[24];
+    snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    put_str(s, tmp);
+}
+
+/* A JSON string literal. */
+static void put_json_str(sink *s, const char *str)
+{
+    const char *run = str;
+    put(s, "\"", 1);
+    for (; *str != '\0'; str++) {
+        unsigned char c = (unsigned char)*str;
+        char tmp[8];
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        put(s, run, (size_t)(str - run));
+        if (c == '"' || c == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            put(s, tmp, 2);
+        } else {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            put_str(s, tmp);
+        }
+        run = str + 1;
     }
+    put(s, run, (size_t)(str - run));
+    put(s, "\"", 1);
+}
+
+static uint64_t tensor_bytes(const nn_tensor *t)
+{
+    return (uint64_t)t->numel * st_dtypes[st_dtype_of(t->dtype)].size;
+}
+
+/* The header's JSON, unpadded, in safetensors' own serialization. */
+static void put_header(sink *s, const nn_tensor *const *order, int n)
+{
+    uint64_t offset = 0;
+    int i, d;
+    put(s, "{", 1);
+    for (i = 0; i < n; i++) {
+        const nn_tensor *t = order[i];
+        uint64_t bytes = tensor_bytes(t);
+        if (i)
+            put(s, ",", 1);
+        put_json_str(s, t->name);
+        put_str(s, ":{\"dtype\":\"");
+        put_str(s, st_dtypes[st_dtype_of(t->dtype)].name);
+        put_str(s, "\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            if (d)
+                put(s, ",", 1);
+            put_u64(s, (uint64_t)t->shape[d]);
+        }
+        put_str(s, "],\"data_offsets\":[");
+        put_u64(s, offset);
+        put(s, ",", 1);
+        put_u64(s, offset + bytes);
+        put_str(s, "]}");
+        offset += bytes;
+    }
+    put(s, "}", 1);
+}
+
+/* A tensor's bytes, little-endian. */
+static void put_data(sink *s, const nn_tensor *t)
+{
+    const unsigned char *src = (const unsigned char *)t->data;
+    size_t esize = st_dtypes[st_dtype_of(t->dtype)].size;
+    unsigned char chunk[256];
+    int64_t k = 0;
+    if (little_endian()) {
+        put(s, src, (size_t)t->numel * esize);
+        return;
+    }
+    while (k < t->numel && !s->failed) {
+        size_t c = 0;
+        while (k < t->numel && c + esize <= sizeof chunk) {
+            if (esize == 8) {
+                uint64_t w;
+                memcpy(&w, src + 8 * (size_t)k, 8);
+                put_le64(chunk + c, w);
+            } else {
+                uint32_t w;
+                memcpy(&w, src + 4 * (size_t)k, 4);
+                put_le32(chunk + c, w);
+            }
+            c += esize;
+            k++;
+        }
+        put(s, chunk, c);
+    }
+}
+
+int nn__st_save(const nn_model *m, nn_write_fn fn, void *ctx, const char *label,
+                uint64_t *total)
+{
+    int n = m->info->ntensors, i, rc = -1;
+    const nn_tensor *stack_order[ST_STACK_TENSORS] = {NULL};
+    const nn_tensor **order = stack_order, *bad;
+    sink count = {NULL, NULL, 0, 0}, out;
+    uint64_t hlen, pad, size;
+    unsigned char len8[8];
+    static const char spaces[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
     if ((bad = bad_dtype_tensor(m)) != NULL) {
-        nn_set_error("%s: tensor '%s' has an unsupported dtype %d", path, bad->name,
+        nn_set_error("%s: tensor '%s' has an unsupported dtype %d", label, bad->name,
                      bad->dtype);
-        goto out;
+        return -1;
+    }
+    if (n > ST_STACK_TENSORS) {
+        order = (const nn_tensor **)malloc(sizeof *order * (size_t)n);
+        if (order == NULL) {
+            nn_set_error("%s: out of memory", label);
+            return -1;
+        }
     }
     for (i = 0; i < n; i++)
         order[i] = &m->tensors[i];
-    qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
+    if (n > 1)
+        qsort((void *)order, (size_t)n, sizeof *order, cmp_tensor_name);
     for (i = 1; i < n; i++)
         if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
-            nn_set_error("%s: the model has two tensors named '%s'", path, order[i]->name);
+            nn_set_error("%s: the model has two tensors named '%s'", label, order[i]->name);
             goto out;
         }
-    qsort(order, (size_t)n, sizeof *order, cmp_tensor_dtype_name);
+    if (n > 1)
+        qsort((void *)order, (size_t)n, sizeof *order, cmp_tensor_dtype_name);
 
-    /* header, in safetensors' own serialization */
-    db_put(&hdr, "{", 1);
-    for (i = 0; i < n; i++) {
-        const nn_tensor *t = order[i];
-        int dt = st_dtype_of(t->dtype);
-        uint64_t bytes = (uint64_t)t->numel * st_dtypes[dt].size;
-        int d;
-        if (i)
-            db_put(&hdr, ",", 1);
-        db_json_str(&hdr, t->name);
-        db_str(&hdr, ":{\"dtype\":\"");
-        db_str(&hdr, st_dtypes[dt].name);
-        db_str(&hdr, "\",\"shape\":[");
-        for (d = 0; d < t->ndim; d++) {
-            if (d)
-                db_put(&hdr, ",", 1);
-            db_u64(&hdr, (uint64_t)t->shape[d]);
-        }
-        db_str(&hdr, "],\"data_offsets\":[");
-        db_u64(&hdr, offset);
-        db_put(&hdr, ",", 1);
-        db_u64(&hdr, offset + bytes);
-        db_str(&hdr, "]}");
-        offset += bytes;
-    }
-    db_put(&hdr, "}", 1);
-    while (!hdr.oom && hdr.len % 8 != 0)
-        db_put(&hdr, " ", 1);
-    if (hdr.oom) {
-        nn_set_error("%s: out of memory", path);
+    put_header(&count, order, n);
+    hlen = count.count;
+    pad = (8 - hlen % 8) % 8;
+    size = 8 + hlen + pad;
+    for (i = 0; i < n; i++)
+        size += tensor_bytes(order[i]);
+    if (total != NULL)
+        *total = size;
+    if (fn == NULL) {
+        rc = 0;
         goto out;
     }
 
-    /* a fresh temporary file next to the target */
-    for (i = 0; i < 1000; i++) {
-        char suffix[64];
-        tmpname.len = 0;
-        snprintf(suffix, sizeof suffix, ".tmp-%ld-%lu", (long)getpid(), counter++);
-        db_str(&tmpname, path);
-        db_str(&tmpname, suffix);
-        if (tmpname.oom) {
-            nn_set_error("%s: out of memory", path);
-            goto out;
-        }
-        fd = open(tmpname.p, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        nn_set_error("%s: cannot create %s: %s", path, tmpname.p, strerror(errno));
-        goto out;
-    }
-    f = fdopen(fd, "wb");
-    if (f == NULL) {
-        err = errno;
-        close(fd);
-        goto fail_tmp;
-    }
-
-    for (i = 0; i < 8; i++)
-        len8[i] = (unsigned char)(((uint64_t)hdr.len >> (8 * i)) & 0xff);
-    if (!write_all(f, len8, 8) || !write_all(f, hdr.p, hdr.len)) {
-        err = errno;
-        goto fail_tmp;
-    }
-    for (i = 0; i < n; i++) {
-        const nn_tensor *t = order[i];
-        const unsigned char *src = (const unsigned char *)t->data;
-        size_t esize = st_dtypes[st_dtype_of(t->dtype)].size;
-        int64_t k = 0;
-        while (k < t->numel) {
-            size_t c = 0;
-            while (k < t->numel && c + esize <= sizeof chunk) {
-                if (esize == 8) {
-                    uint64_t w;
-                    memcpy(&w, src + 8 * (size_t)k, 8);
-                    put_le64(chunk + c, w);
-                } else {
-                    uint32_t w;
-                    memcpy(&w, src + 4 * (size_t)k, 4);
-                    put_le32(chunk + c, w);
-                }
-                c += esize;
-                k++;
-            }
-            if (!write_all(f, chunk, c)) {
-                err = errno;
-                goto fail_tmp;
-            }
-        }
-    }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        err = errno;
-        goto fail_tmp;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        err = errno;
-        goto fail_tmp;
-    }
-    f = NULL;
-    if (rename(tmpname.p, path) != 0) {
-        err = errno;
-        unlink(tmpname.p);
-        nn_set_error("%s: cannot replace it with %s: %s", path, tmpname.p, strerror(err));
+    out.fn = fn;
+    out.ctx = ctx;
+    out.count = 0;
+    out.failed = 0;
+    put_le64(len8, hlen + pad);
+    put(&out, len8, 8);
+    put_header(&out, order, n);
+    put(&out, spaces, (size_t)pad);
+    for (i = 0; i < n && !out.failed; i++)
+        put_data(&out, order[i]);
+    if (out.failed) {
+        nn_set_error("%s: write error after %llu of %llu bytes", label,
+                     (unsigned long long)out.count, (unsigned long long)size);
         goto out;
     }
     rc = 0;
-    goto out;
-
-fail_tmp:
-    if (f != NULL)
-        fclose(f);
-    unlink(tmpname.p);
-    nn_set_error("%s: write error: %s", path, err ? strerror(err) : "short write");
 out:
-    free(order);
-    free(hdr.p);
-    free(tmpname.p);
+    if (order != stack_order)
+        free((void *)order);
     return rc;
+}
+
+int nn_save_to(const nn_model *m, nn_write_fn write, void *ctx)
+{
+    if (write == NULL) {
+        nn_set_error("nn_save_to: no writer");
+        return -1;
+    }
+    return nn__st_save(m, write, ctx, "nn_save_to", NULL);
+}
+
+typedef struct mem_out {
+    unsigned char *p;
+    size_t pos;
+} mem_out;
+
+static int mem_write(void *ctx, const void *p, size_t n)
+{
+    mem_out *o = (mem_out *)ctx;
+    memcpy(o->p + o->pos, p, n);
+    o->pos += n;
+    return 0;
+}
+
+int nn_save_mem(const nn_model *m, void *buf, size_t cap, size_t *len)
+{
+    uint64_t need = 0;
+    mem_out o;
+    if (nn__st_save(m, NULL, NULL, "nn_save_mem", &need) != 0)
+        return -1;
+    if (need > (uint64_t)SIZE_MAX) {
+        nn_set_error("nn_save_mem: the file needs %llu bytes, more than a size_t holds",
+                     (unsigned long long)need);
+        return -1;
+    }
+    if (len != NULL)
+        *len = (size_t)need;
+    if (buf == NULL)
+        return 0;
+    if (cap < need) {
+        nn_set_error("nn_save_mem: the buffer holds %llu bytes but the file needs %llu",
+                     (unsigned long long)cap, (unsigned long long)need);
+        return -1;
+    }
+    o.p = (unsigned char *)buf;
+    o.pos = 0;
+    return nn__st_save(m, mem_write, &o, "nn_save_mem", NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -413,7 +480,7 @@ typedef struct parser {
         return 0;                                                                     \
     } while (0)
 
-/* nn_set_error with the "PATH: " prefix. */
+/* nn_set_error with the "LABEL: " prefix. */
 static void set_err(const parser *ps, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -941,7 +1008,7 @@ static int valid_utf8(const unsigned char *s, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
-/* nn_load                                                             */
+/* Checks of a parsed header against the model                         */
 
 static int state_index(const nn_model *m, const char *key)
 {
@@ -1071,93 +1138,126 @@ static int check_entries(parser *ps, const nn_model *m, uint64_t data_size,
     return 1;
 }
 
-int nn_load(nn_model *m, const char *path)
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                             */
+
+/* The fix for a torch.save file, in every message that finds one. */
+#define ST_TORCH_FIX                                                                      \
+    "write safetensors from torch with nngen_safetensors.save_file(model.state_dict(), "  \
+    "PATH), or convert this file with python3 nngen_safetensors.py convert FILE "         \
+    "OUT.safetensors (tools/nngen_safetensors.py, installed in share/nngen/python; it "  \
+    "needs only torch and numpy, not the safetensors package)"
+
+/* If p[0 .. n) starts like a torch.save file (a zip archive, or a pickle
+   as torch.save(..., _use_new_zipfile_serialization=False) writes), sets
+   nn_error() to say so and returns 1; else 0.  Called only for what does
+   not read as safetensors (see plausible()): a header length can start
+   with these bytes too. */
+static int torch_save_file(const unsigned char *p, size_t n, const char *label)
+{
+    static const char fix[] = ST_TORCH_FIX;   /* one copy in flash */
+    if (n >= 4 && p[0] == 'P' && p[1] == 'K' && p[2] == 3 && p[3] == 4) {
+        /* the first member's name (local file header: its length at 26,
+           the name at 30): torch.save's archives hold NAME/data.pkl */
+        size_t nl = n >= 30 ? (size_t)p[26] | (size_t)p[27] << 8 : 0;
+        const char *name = (const char *)p + 30;
+        if (nl >= 8 && nl <= 200 && n - 30 >= nl && memcmp(name + nl - 8, "data.pkl", 8) == 0)
+            nn_set_error("%s: this is a torch.save file (a zip archive holding %.*s), not "
+                         "safetensors: %s", label, (int)nl, name, fix);
+        else
+            nn_set_error("%s: this is a zip archive (as torch.save writes), not safetensors: %s",
+                         label, fix);
+        return 1;
+    }
+    /* PROTO 2..5, then an opcode (never 0, which a header length below
+       64 KiB would have there): torch.save's first pickle is its magic
+       number, a LONG1 (0x8a), or a FRAME (0x95) from protocol 4 on */
+    if (n >= 3 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5 && p[2] != 0) {
+        nn_set_error("%s: this is %s%d), not safetensors: %s", label,
+                     p[2] == 0x8a || p[2] == 0x95 ? "a torch.save file (a pickle, protocol "
+                                                  : "a Python pickle (protocol ",
+                     p[1], fix);
+        return 1;
+    }
+    return 0;
+}
+
+int nn__st_reject_start(const unsigned char *head, size_t n, const char *label)
+{
+    uint64_t hlen = get_le64(head);
+    if (hlen <= ST_MAX_HEADER)
+        return 0;
+    if (!torch_save_file(head, n, label))
+        nn_set_error("%s: header length %llu is absurd (more than %u bytes)", label,
+                     (unsigned long long)hlen, ST_MAX_HEADER);
+    return 1;
+}
+
+/* The start of a safetensors file: a sane header length within the
+   buffer, and a header whose first non-blank character opens an object. */
+static int plausible(const unsigned char *p, size_t n)
+{
+    uint64_t hlen = get_le64(p), i;
+    if (hlen > ST_MAX_HEADER || hlen < 2 || hlen > n - 8)
+        return 0;
+    for (i = 0; i < hlen; i++) {
+        unsigned char c = p[8 + i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return c == '{';
+    }
+    return 0;
+}
+
+int nn__st_load(nn_model *m, const unsigned char *buf, size_t len, const char *label)
 {
     parser ps;
-    FILE *f = NULL;
-    struct stat st;
-    unsigned char len8[8];
-    uint64_t hlen = 0, fsize, data_size;
-    char *hdr = NULL;
-    unsigned char *data = NULL;
+    uint64_t hlen, data_size;
+    const unsigned char *data;
     st_entry **by_off = NULL, **by_name = NULL, **canon = NULL;
     const nn_tensor *bad;
     size_t k;
-    int i, rc = -1;
+    int i, rc = -1, le = little_endian();
 
     memset(&ps, 0, sizeof ps);
-    ps.path = path;
+    ps.path = label;
 
     if ((bad = bad_dtype_tensor(m)) != NULL) {
-        nn_set_error("%s: tensor '%s' of the model has an unsupported dtype %d", path,
+        nn_set_error("%s: tensor '%s' of the model has an unsupported dtype %d", label,
                      bad->name, bad->dtype);
         goto out;
     }
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        nn_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (len == 0) {
+        nn_set_error("%s: file is empty (not a safetensors file)", label);
         goto out;
     }
-    if (fstat(fileno(f), &st) != 0) {
-        nn_set_error("%s: cannot stat: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        nn_set_error("%s: not a regular file", path);
-        goto out;
-    }
-    fsize = (uint64_t)st.st_size;
-    if (fsize == 0) {
-        nn_set_error("%s: file is empty (not a safetensors file)", path);
-        goto out;
-    }
-    if (fsize < 8) {
+    if (len < 8) {
         nn_set_error("%s: truncated: %llu bytes is too short for the 8-byte header length",
-                     path, (unsigned long long)fsize);
+                     label, (unsigned long long)len);
         goto out;
     }
-    if (fread(len8, 1, 8, f) != 8) {
-        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
+    if (!plausible(buf, len) && torch_save_file(buf, len, label))
         goto out;
-    }
-    for (i = 7; i >= 0; i--)
-        hlen = hlen << 8 | len8[i];
-    if (hlen > ST_MAX_HEADER) {
-        nn_set_error("%s: header length %llu is absurd (more than %u bytes)", path,
-                     (unsigned long long)hlen, ST_MAX_HEADER);
+    if (nn__st_reject_start(buf, len, label))
         goto out;
-    }
-    if (hlen > fsize - 8) {
+    hlen = get_le64(buf);
+    if (hlen > len - 8) {
         nn_set_error("%s: truncated: header length %llu is longer than the %llu bytes "
-                     "after it", path, (unsigned long long)hlen,
-                     (unsigned long long)(fsize - 8));
+                     "after it", label, (unsigned long long)hlen,
+                     (unsigned long long)(len - 8));
         goto out;
     }
     if (hlen < 2) {
-        nn_set_error("%s: header length %llu is too small for a JSON object", path,
+        nn_set_error("%s: header length %llu is too small for a JSON object", label,
                      (unsigned long long)hlen);
         goto out;
     }
-    data_size = fsize - 8 - hlen;
-    if (data_size > (uint64_t)SIZE_MAX) {
-        nn_set_error("%s: data section too large", path);
+    data_size = len - 8 - hlen;
+    if (!valid_utf8(buf + 8, (size_t)hlen)) {
+        nn_set_error("%s: header is not valid UTF-8", label);
         goto out;
     }
-    hdr = (char *)malloc((size_t)hlen + 1);
-    if (hdr == NULL) {
-        nn_set_error("%s: out of memory", path);
-        goto out;
-    }
-    if (fread(hdr, 1, (size_t)hlen, f) != (size_t)hlen) {
-        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
-        goto out;
-    }
-    hdr[hlen] = '\0';
-    if (!valid_utf8((const unsigned char *)hdr, (size_t)hlen)) {
-        nn_set_error("%s: header is not valid UTF-8", path);
-        goto out;
-    }
-    ps.s = hdr;
+    ps.s = (const char *)buf + 8;
     ps.n = (size_t)hlen;
     if (!parse_header(&ps))
         goto out;
@@ -1166,23 +1266,12 @@ int nn_load(nn_model *m, const char *path)
     by_name = (st_entry **)malloc(sizeof *by_name * (ps.ne + 1));
     canon = (st_entry **)malloc(sizeof *canon * ((size_t)m->info->ntensors + 1));
     if (by_off == NULL || by_name == NULL || canon == NULL) {
-        nn_set_error("%s: out of memory", path);
+        nn_set_error("%s: out of memory", label);
         goto out;
     }
     if (!check_entries(&ps, m, data_size, by_off, by_name, canon))
         goto out;
-
-    /* the data, into a temporary buffer */
-    data = (unsigned char *)malloc(data_size > 0 ? (size_t)data_size : 1);
-    if (data == NULL) {
-        nn_set_error("%s: out of memory (%llu bytes of data)", path,
-                     (unsigned long long)data_size);
-        goto out;
-    }
-    if (data_size > 0 && fread(data, 1, (size_t)data_size, f) != (size_t)data_size) {
-        nn_set_error("%s: read error: %s", path, ferror(f) ? strerror(errno) : "end of file");
-        goto out;
-    }
+    data = buf + 8 + hlen;
 
     /* aliases must repeat their canonical tensor exactly */
     for (k = 0; k < ps.ne; k++) {
@@ -1192,7 +1281,7 @@ int nn_load(nn_model *m, const char *path)
         c = canon[e->model_id];
         if (memcmp(data + e->begin, data + c->begin, (size_t)(e->end - e->begin)) != 0) {
             nn_set_error("%s: tensor '%s' is an alias of '%s' but holds different data",
-                         path, e->name, c->name);
+                         label, e->name, c->name);
             goto out;
         }
     }
@@ -1202,8 +1291,12 @@ int nn_load(nn_model *m, const char *path)
         nn_tensor *t = &m->tensors[i];
         const unsigned char *p = data + canon[i]->begin;
         unsigned char *dst = (unsigned char *)t->data;
+        size_t esize = st_dtypes[canon[i]->dtype].size;
         int64_t j;
-        if (st_dtypes[canon[i]->dtype].size == 8) {
+        if (le) {
+            if (t->numel > 0)
+                memcpy(dst, p, (size_t)t->numel * esize);
+        } else if (esize == 8) {
             for (j = 0; j < t->numel; j++) {
                 uint64_t w = get_le64(p + 8 * j);
                 memcpy(dst + 8 * j, &w, 8);
@@ -1218,17 +1311,22 @@ int nn_load(nn_model *m, const char *path)
     rc = 0;
 
 out:
-    if (f != NULL)
-        fclose(f);
     for (k = 0; k < ps.ne; k++) {
         free(ps.e[k].name);
         free(ps.e[k].dims);
     }
     free(ps.e);
-    free(hdr);
-    free(data);
     free(by_off);
     free(by_name);
     free(canon);
     return rc;
+}
+
+int nn_load_mem(nn_model *m, const void *buf, size_t len)
+{
+    if (buf == NULL && len > 0) {
+        nn_set_error("nn_load_mem: NULL buffer of %llu bytes", (unsigned long long)len);
+        return -1;
+    }
+    return nn__st_load(m, (const unsigned char *)buf, len, "nn_load_mem");
 }

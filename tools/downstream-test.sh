@@ -49,7 +49,7 @@ pc=$(find "$prefix" -name nngen-rt.pc)
 [ -n "$pc" ] || fail "nngen-rt.pc was not installed"
 pcdir=$(dirname "$pc")
 libdir=$(dirname "$pcdir")
-for f in bin/nngen include/nngen/rt.h share/man/man1/nngen.1; do
+for f in bin/nngen include/nngen/rt.h share/man/man1/nngen.1 share/nngen/python/nngen_safetensors.py; do
     [ -f "$prefix/$f" ] || fail "$f was not installed"
 done
 [ -x "$prefix/bin/nngen" ] || fail "bin/nngen is not executable"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzzing runs of the libFuzzer targets (tests/fuzz/README.md).
 #
-#   tools/fuzz.sh spec|load [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
+#   tools/fuzz.sh spec|load|load-mem [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
 #
 # SECONDS: how long (default 3600).  JOBS: parallel fuzzing processes
 # (libFuzzer -fork=JOBS, default 1; a crash, leak, contract violation,
@@ -10,7 +10,7 @@
 # new one is set up with -Dfuzz=enabled).  The work corpus and the findings
 # live outside the tree, in $WORK (default: ${TMPDIR:-/tmp}/nngen-fuzz/TARGET):
 # corpus/ (seeded from tests/fuzz/corpus/TARGET, and tests/rt/bad_weights for
-# load; it grows from run to run), artifacts/ (crash-*, leak-*, timeout-*,
+# load and load-mem, which also takes corpus/load; it grows from run to run), artifacts/ (crash-*, leak-*, timeout-*,
 # oom-*), and one log per run.  At the end it prints the figures: executions,
 # exec/s, coverage (cov:, ft:), corpus size, findings, and the CPU time the
 # fuzzer got (under nice -n 19 on a busy machine, much less than SECONDS).
@@ -19,10 +19,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-usage() { echo "usage: tools/fuzz.sh spec|load [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
+usage() { echo "usage: tools/fuzz.sh spec|load|load-mem [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 target=$1; shift
-case $target in spec|load) ;; *) usage ;; esac
+case $target in spec|load|load-mem) ;; *) usage ;; esac
+# the corpus directory and the dictionary of each target
+corpus_dir=${target//-/_}
+dict=$target
+[ "$target" = load-mem ] && dict=load
 seconds=3600 jobs=1
 if [ $# -gt 0 ] && [ "$1" != -- ]; then seconds=$1; shift; fi
 if [ $# -gt 0 ] && [ "$1" != -- ]; then jobs=$1; shift; fi
@@ -46,8 +50,13 @@ if ! nice -n 19 ninja -C "$build" "tests/fuzz/fuzz-$target" >/dev/null; then
 fi
 
 mkdir -p "$work/corpus" "$work/artifacts"
-cp -n tests/fuzz/corpus/$target/* "$work/corpus/"
-if [ "$target" = load ]; then
+cp -n tests/fuzz/corpus/$corpus_dir/* "$work/corpus/"
+if [ "$target" = load-mem ]; then
+  for f in tests/fuzz/corpus/load/*; do
+    cp -n "$f" "$work/corpus/load-$(basename "$f")"
+  done
+fi
+if [ "$target" = load ] || [ "$target" = load-mem ]; then
   for f in tests/rt/bad_weights/*.safetensors; do
     cp -n "$f" "$work/corpus/bad_weights-$(basename "$f")"
   done
@@ -65,7 +74,7 @@ fi
 start=$(date +%s)
 set +e
 nice -n 19 "$bin" "${mode[@]}" -max_total_time="$seconds" -max_len=4096 \
-  -rss_limit_mb=2560 -timeout=30 -dict="$root/tests/fuzz/$target.dict" \
+  -rss_limit_mb=2560 -timeout=30 -dict="$root/tests/fuzz/$dict.dict" \
   -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$@" "$work/corpus" >"$log" 2>&1
 rc=$?
 set -e

@@ -5,9 +5,12 @@ set -euo pipefail
 # example, and links OpenBLAS statically (its .pc lists -lgfortran).
 # clang and libclang-rt-14-dev (libFuzzer and the sanitizers' runtimes, only
 # a Recommends of clang's packages): the fuzz targets of tests/fuzz and their smoke tests.
+# gcc-arm-none-eabi and libnewlib-arm-none-eabi (newlib, only a Recommends):
+# the Cortex-M4 cross build of tests/deploy (cross/arm-none-eabi.txt).
 pkgs=(meson ninja-build gcc pkg-config libyaml-dev libopenblas-dev check
       python3-torch python3-yaml python3-numpy graphviz
-      make libgfortran-12-dev clang libclang-rt-14-dev)
+      make libgfortran-12-dev clang libclang-rt-14-dev
+      gcc-arm-none-eabi libnewlib-arm-none-eabi)
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive

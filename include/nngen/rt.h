@@ -6,7 +6,9 @@
  *
  * Ownership: an nn_model and everything it points to lives inside one
  * instance created by the generated P_create()/P_place(); the runtime never
- * allocates on behalf of a model except transiently in nn_save/nn_load.
+ * allocates on behalf of a model except transiently in nn_load/nn_load_mem
+ * and nn_save (a model of more than 64 tensors also in nn_save_mem and
+ * nn_save_to).
  * The matrix products' thread pool and packing buffers (nn_sgemm) are
  * process-wide: static buffers, threads started on first use.
  */
@@ -152,6 +154,21 @@ size_t nn_format_tensor(char *buf, size_t n, const nn_tensor *t);
 int nn_save(const nn_model *m, const char *path);              /* 0 ok, -1 failure (see nn_error) */
 int nn_load(nn_model *m, const char *path);                    /* strict; model untouched on failure */
 
+/* The same in memory, with the same checks and messages (prefixed
+   "nn_load_mem: " etc. instead of the path); the file versions are
+   wrappers of these.  nn_load_mem reads buf in place and allocates only
+   for the header's entries (never for the data).  nn_save_mem writes the
+   file into buf when it fits in cap (0) and sets *len (if len is not NULL)
+   to the file's size in bytes either way; buf NULL asks only for the size
+   (0); a cap too small is an error (-1) that leaves buf untouched.
+   nn_save_to hands the bytes, in order, to write(ctx, data, n), which
+   returns 0 when it took them (anything else stops the save: -1).  Saving
+   allocates nothing for a model of at most 64 tensors. */
+typedef int (*nn_write_fn)(void *ctx, const void *data, size_t n);
+int nn_load_mem(nn_model *m, const void *buf, size_t len);
+int nn_save_mem(const nn_model *m, void *buf, size_t cap, size_t *len);
+int nn_save_to(const nn_model *m, nn_write_fn write, void *ctx);
+
 const char *nn_error(void);                                    /* text of the last failure */
 void nn_set_error(const char *fmt, ...)
 #if defined(__GNUC__)
@@ -264,10 +281,11 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
    Implementation, chosen once per process: on x86-64 CPUs with AVX-512F,
    nngen's own kernel on nn_num_threads() threads; elsewhere, or with
    NNGEN_GEMM=cblas in the environment, or while another thread is inside
-   nn_sgemm, cblas_sgemm.  Safe to call from several threads at once. */
+   nn_sgemm, cblas_sgemm (in a runtime built with -Dblas=disabled: plain
+   C99 loops, "portable").  Safe to call from several threads at once. */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
-const char *nn_sgemm_impl(void);          /* "avx512" or "cblas" */
+const char *nn_sgemm_impl(void);          /* "avx512", "cblas" or "portable" */
 
 /* One linear layer's forward, y = act(x w^T + b), as nn_sgemm computes it:
    x is rows x in, w is out x in (torch's layout), b has out floats (or is
@@ -341,7 +359,9 @@ void nn_parallel_rows(void (*fn)(int n, const float *a, float *b), int n, const 
                       long a_per, float *b, long b_per);
 /* Threads of nn_sgemm's own kernel: n < 1 restores the default, which is
    NNGEN_NUM_THREADS from the environment, else the number of online CPUs
-   (at most 16). */
+   (at most 16).  A runtime built with -Dthreads=disabled has no threads:
+   nn_num_threads() is 1, and nn_parallel runs its one share on the
+   caller. */
 void nn_set_num_threads(int n);
 int  nn_num_threads(void);
 /* fn(ctx, t, nt) for t = 0 .. nt-1 on nn_num_threads() threads (t = 0 on

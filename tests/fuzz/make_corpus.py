@@ -2,6 +2,7 @@
 """Regenerates the committed seed corpora of the fuzzers (standard library only).
 
 usage: make_corpus.py NNGEN FUZZ_LOAD     (paths of the built nngen and fuzz-load)
+       make_corpus.py NNGEN FUZZ_LOAD --only load_mem
 
 tests/fuzz/corpus/spec/   the tree's specs, named by origin:
     specs-*        specs/**/*.yaml
@@ -21,7 +22,21 @@ tests/fuzz/corpus/load/   files for the model of tests/fuzz/load_model.yaml:
                    unknown tensor, a wrong shape)
   The malformed corpus of nn_load, tests/rt/bad_weights/, is not copied:
   tools/fuzz.sh and the smoke tests add it to the work corpus.
+
+tests/fuzz/corpus/load_mem/   what fuzz-load-mem adds to corpus/load (which
+  it is also given): the edges of telling safetensors from torch.save files
+    ok-header-*    valid files whose header length starts like a pickle
+                   (640 = 0x280: 0x80 0x02; 1408 = 0x580: 0x80 0x05)
+    trunc-*        the same cut inside the header (truncated, not pickles)
+    torch-*        torch.save's layouts: a zip holding archive/data.pkl, the
+                   legacy pickles (protocols 2 and 4), another pickle, a zip
+                   whose first bytes read as a 67 MB header length
+
+usage: make_corpus.py NNGEN FUZZ_LOAD --only load_mem   (that directory only)
 """
+import io
+import pickle
+import zipfile
 import glob
 import json
 import os
@@ -173,12 +188,46 @@ def load_corpus(nngen, fuzz_load, out):
     write_dir(out, files)
 
 
+def load_mem_corpus(nngen, out):
+    ts = model_tensors(nngen)
+    canon = [(k, s, values(k, numel(s))) for k, s, c in ts if c is None]
+    good = pack(canon, pad=False)
+    hlen = struct.unpack('<Q', good[:8])[0]
+    files = {}
+    for n in (0x280, 0x580):
+        assert hlen <= n
+        f = struct.pack('<Q', n) + good[8:8 + hlen] + b' ' * (n - hlen) + good[8 + hlen:]
+        files['ok-header-%#x.safetensors' % n] = f
+        files['trunc-header-%#x.safetensors' % n] = f[:n // 2]
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, 'w', zipfile.ZIP_STORED) as z:
+        for member, blob in (('archive/data.pkl', pickle.dumps({'0.bias': 0}, protocol=2)),
+                             ('archive/data/0', values('0.bias', 3)),
+                             ('archive/version', b'3\n')):
+            z.writestr(zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0)), blob)
+    files['torch-zip.safetensors'] = zbuf.getvalue()
+    magic = 0x1950a86a20f9469cfc6c
+    files['torch-pickle-2.safetensors'] = pickle.dumps(magic, protocol=2) + pickle.dumps(
+        {'0.weight': 1}, protocol=2)
+    files['torch-pickle-4.safetensors'] = pickle.dumps(magic, protocol=4)
+    files['torch-pickle-other.safetensors'] = pickle.dumps([1.5, 'x'], protocol=3)
+    files['torch-zip-67mb.safetensors'] = b'PK\x03\x04\0\0\0\0' + good[8:]
+    write_dir(out, files)
+
+
 def main():
-    if len(sys.argv) != 3:
+    only = None
+    argv = sys.argv[1:]
+    if len(argv) == 4 and argv[2] == '--only':
+        only = argv[3]
+        argv = argv[:2]
+    if len(argv) != 2 or only not in (None, 'load_mem'):
         sys.exit(__doc__)
-    nngen, fuzz_load = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    spec_corpus(nngen, os.path.join(HERE, 'corpus', 'spec'))
-    load_corpus(nngen, fuzz_load, os.path.join(HERE, 'corpus', 'load'))
+    nngen, fuzz_load = os.path.abspath(argv[0]), os.path.abspath(argv[1])
+    if only is None:
+        spec_corpus(nngen, os.path.join(HERE, 'corpus', 'spec'))
+        load_corpus(nngen, fuzz_load, os.path.join(HERE, 'corpus', 'load'))
+    load_mem_corpus(nngen, os.path.join(HERE, 'corpus', 'load_mem'))
 
 
 if __name__ == '__main__':

@@ -45,6 +45,17 @@
 #ifndef NN_HAVE_AVX512_KERNEL
 #define NN_HAVE_AVX512_KERNEL 0
 #endif
+/* and, from the runtime's options, NN_HAVE_CBLAS=0 (-Dblas=disabled: the
+   generic product is the portable loops) and NN_THREADS=0 (-Dthreads=
+   disabled: one thread; tests/deploy builds this program so against the
+   smallest runtime) */
+#ifndef NN_HAVE_CBLAS
+#define NN_HAVE_CBLAS 1
+#endif
+#ifndef NN_THREADS
+#define NN_THREADS 1
+#endif
+#define GENERIC_IMPL (NN_HAVE_CBLAS ? "cblas" : "portable")
 
 #define GUARD (-7777.5f)
 #define MAXT 64 /* more nn_parallel shares than any sane pool */
@@ -371,6 +382,7 @@ static void sleep_us(long us)
         ;
 }
 
+#if NN_THREADS
 static int default_threads_expected(void)
 {
     const char *env = getenv("NNGEN_NUM_THREADS");
@@ -385,6 +397,7 @@ static int default_threads_expected(void)
         n = 1;
     return n > 16 ? 16 : (int)n;
 }
+#endif
 
 static void restore_threads(void)
 {
@@ -415,12 +428,37 @@ START_TEST(test_impl)
     const char *impl = nn_sgemm_impl();
     ck_assert_ptr_nonnull(impl);
     const char *want = NN_HAVE_AVX512_KERNEL && cpu_has_avx512() && !forced_cblas() ? "avx512"
-                                                                                   : "cblas";
+                                                                                   : GENERIC_IMPL;
     ck_assert_str_eq(impl, want);
     ck_assert_str_eq(nn_sgemm_impl(), impl); /* decided once */
 }
 END_TEST
 
+#if !NN_THREADS
+/* Without threads: always 1, whatever is asked; nn_parallel runs the one
+   share on the caller. */
+static int serial_calls;
+static void serial_fn(void *ctx, int t, int nt)
+{
+    ck_assert_ptr_eq(ctx, &serial_calls);
+    ck_assert_int_eq(t, 0);
+    ck_assert_int_eq(nt, 1);
+    serial_calls++;
+}
+
+START_TEST(test_num_threads)
+{
+    ck_assert_int_eq(nn_num_threads(), 1);
+    for (int t = 0; t <= 17; t++) {
+        nn_set_num_threads(t);
+        ck_assert_int_eq(nn_num_threads(), 1);
+    }
+    serial_calls = 0;
+    nn_parallel(serial_fn, &serial_calls);
+    ck_assert_int_eq(serial_calls, 1);
+}
+END_TEST
+#else
 START_TEST(test_num_threads)
 {
     int def = default_threads_expected();
@@ -442,6 +480,7 @@ START_TEST(test_num_threads)
     nn_set_num_threads(0);
 }
 END_TEST
+#endif
 
 /* ------------------------------------------------------------------ */
 /* shapes                                                               */
@@ -941,6 +980,7 @@ START_TEST(test_parallel_threads)
 }
 END_TEST
 
+#if NN_THREADS
 /* More pool threads than this machine may have cores.  Last in the suite:
    a worker once started takes part in every later job (gemm.c waits for
    pool.workers, not nt - 1), even after nn_set_num_threads lowers the
@@ -951,6 +991,7 @@ START_TEST(test_parallel_wide)
     parallel_counts(counts, sizeof counts / sizeof counts[0]);
 }
 END_TEST
+#endif
 
 /* many short jobs back to back (the workers' spin and sleep paths),
    changing the thread count, interleaved with threaded products */
@@ -1114,6 +1155,7 @@ START_TEST(test_concurrent)
 }
 END_TEST
 
+#if NN_THREADS  /* fork and the pool's try-lock: the threaded pool only */
 /* ------------------------------------------------------------------ */
 /* fork                                                                 */
 
@@ -1368,6 +1410,8 @@ START_TEST(test_fork_while_busy)
 }
 END_TEST
 
+#endif
+
 /* ------------------------------------------------------------------ */
 
 int main(void)
@@ -1378,9 +1422,9 @@ int main(void)
            "kernel built: %s, nn_num_threads() = %d)\n",
            impl, env ? env : "(unset)", cpu_has_avx512() ? "yes" : "no",
            NN_HAVE_AVX512_KERNEL ? "yes" : "no", nn_num_threads());
-    if (strcmp(impl, "cblas") == 0 && !forced_cblas())
-        printf("NOTE: no AVX-512 kernel here: this run checks the cblas fallback, not "
-               "nngen's kernel\n");
+    if (strcmp(impl, GENERIC_IMPL) == 0 && !forced_cblas())
+        printf("NOTE: no AVX-512 kernel here: this run checks the %s fallback, not "
+               "nngen's kernel\n", GENERIC_IMPL);
     fflush(stdout);
 #ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes better */
     signal(SIGSEGV, on_crash);
@@ -1413,11 +1457,13 @@ int main(void)
     tcase_add_test(tc_pool, test_parallel_many);
     tcase_add_test(tc_pool, test_parallel_nested);
     tcase_add_test(tc_pool, test_concurrent);
+#if NN_THREADS   /* the pool's own behaviour: with threads only */
     tcase_add_test(tc_pool, test_pool_held);
     tcase_add_test(tc_pool, test_fork);
     tcase_add_test(tc_pool, test_fork_while_busy);
     tcase_add_test(tc_pool, test_fork_while_held);
     tcase_add_test(tc_pool, test_parallel_wide);
+#endif
 
     SRunner *sr = srunner_create(s);
     double t0 = now_s();

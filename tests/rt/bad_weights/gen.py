@@ -14,10 +14,13 @@ buffers running_mean, running_var and an int64 0-d num_batches_tracked;
 empty has no tensors.
 """
 
+import io
 import json
 import os
+import pickle
 import struct
 import sys
+import zipfile
 
 MLP = [("0.weight", [8, 4]), ("0.bias", [8]), ("2.weight", [1, 8]), ("2.bias", [1])]
 TIED = [("0.weight", [8, 4]), ("0.bias", [8]), ("2.weight", [8, 8]), ("2.bias", [8]),
@@ -394,6 +397,40 @@ def cases():
     add("bn-unknown-i64", "bn", "unknown tensor '1.num_batches'", pack(js(h), d))
     h, d = layout(BN + [("2.num_batches_tracked", [], "I64")])
     add("bn-unknown-buffer", "bn", "unknown tensor '2.num_batches_tracked'", pack(js(h), d))
+
+    # --- not safetensors: what torch.save writes ----------------------
+    # (made here with zipfile and pickle as torch 1.13 lays them out:
+    # a zip archive of NAME/data.pkl, NAME/data/0, ..., stored; or, with
+    # _use_new_zipfile_serialization=False, pickles starting with torch's
+    # magic number 0x1950a86a20f9469cfc6c)
+    fix = "write safetensors from torch with nngen_safetensors.save_file(model.state_dict(), PATH)"
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
+        for member, blob in (("archive/data.pkl", pickle.dumps({"0.bias": 0}, protocol=2)),
+                             ("archive/data/0", values("0.bias", 8)),
+                             ("archive/version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0)), blob)
+    add("torch-save-zip", "mlp", "is a torch.save file (a zip archive holding archive/data.pkl), "
+        "not safetensors: " + fix, zbuf.getvalue())
+    # a zip that is not torch's, whose 8 first bytes read as a header length
+    # the file could almost hold (0x04034b50 = 67 MB): still not safetensors
+    add("zip-other", "mlp", "is a zip archive (as torch.save writes), not safetensors: " + fix,
+        b"PK\x03\x04\0\0\0\0" + b"\0" * 40)
+    magic = pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)
+    add("torch-save-pickle", "mlp", "is a torch.save file (a pickle, protocol 2), not "
+        "safetensors: " + fix, magic + pickle.dumps({"0.bias": 0}, protocol=2))
+    add("torch-save-pickle-4", "mlp", "is a torch.save file (a pickle, protocol 4)",
+        pickle.dumps(0x1950a86a20f9469cfc6c, protocol=4))
+    add("pickle-other", "mlp", "is a Python pickle (protocol 3), not safetensors: " + fix,
+        pickle.dumps({"0.bias": [0.5] * 8}, protocol=3))
+    # a real safetensors file whose header length, 640 = 0x280, starts
+    # like a pickle (0x80 0x02): it loads; cut short, it is truncated, not
+    # a pickle
+    h, d = layout(MLP)
+    text = js(h)
+    add("ok-header-0x280", "mlp", "OK", pack(text + " " * (640 - len(text)), d))
+    add("truncated-header-0x280", "mlp", "truncated: header length 640 is longer than the",
+        pack(text + " " * (640 - len(text)), d)[:600])
     return out
 
 

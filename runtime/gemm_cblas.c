@@ -1,0 +1,18 @@
+/* nngen-rt: the generic product on BLAS (-Dblas=enabled; gemm_portable.c
+ * otherwise): cblas_sgemm, row-major, alpha 1.  The only file of the
+ * runtime that includes <cblas.h>. */
+#include <cblas.h>
+
+#include <nngen/rt.h>
+
+#include "gemm_internal.h"
+
+const char nn__generic_impl[] = "cblas";
+
+void nn__sgemm_generic(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *c, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, beta, c,
+                ldc);
+}

@@ -1,0 +1,266 @@
+/* nngen-rt: the thread pool (-Dthreads=enabled; pool_serial.c otherwise),
+ * on which nngen's own kernel (gemm_avx512.c), conv.c, act.c and
+ * nn_parallel run their shares.
+ *
+ * Up to nn_num_threads() - 1 worker threads, started on first use and never
+ * stopped.  A job is published in one word (generation and thread count);
+ * its participants spin on it for up to SPIN_NS after their last job (the
+ * generated code calls nn_sgemm several times per train step, tens of
+ * microseconds apart), then sleep on their own condition variable, so a job
+ * wakes only the workers it uses.  The caller runs share 0 itself and waits
+ * until every participant has reported.  Every wait loop turns from pause
+ * to sched_yield() after YIELD_NS (see relax()).  After fork() the child
+ * starts with no workers (pthread_atfork).  The pool is held by one caller
+ * at a time (a try-lock: nn__pool_hold); a caller that finds it held works
+ * alone.
+ *
+ * POSIX: pthreads, sched_yield, clock_gettime, sysconf; GCC's __atomic
+ * builtins.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nngen/rt.h>
+
+#include "gemm_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define SPIN_NS 500000L
+
+/* The current job is published in one word, (generation << 8) | nt, so a
+   worker reads the generation and the thread count of the same job; fn and
+   ctx are read only by the job's participants (workers 1 .. nt-1), whom the
+   caller waits for before it writes the next job. */
+#define JOB(gen, nt) (((unsigned long long)(gen) << 8) | (unsigned long long)(nt))
+#define JOB_GEN(j) ((j) >> 8)
+#define JOB_NT(j) ((int)((j)&0xff))
+
+static struct {
+    unsigned long long job;  /* atomic */
+    int pending;             /* atomic: participants yet to finish the job */
+    int workers;             /* started; only the pool holder changes it */
+    nn_task_fn fn;
+    void *ctx;
+} pool;
+
+/* Each worker sleeps on its own condition variable, so a job wakes only
+   its participants. */
+static struct slot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sleeping;            /* under mu */
+    unsigned long long start_gen;  /* the generation current when started */
+} slots[NN_MAX_THREADS];
+
+static int held;          /* atomic try-lock: 1 while a caller owns the pool */
+static int threads_set;   /* atomic: nn_set_num_threads value, 0 = default */
+static int pool_job_threads;  /* the holder's job size */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* One turn of a wait loop: the pause instruction while the wait is
+   younger than YIELD_NS (a turn of the clock every 256 turns), then
+   sched_yield(): when there are more runnable threads than cores, the
+   thread waited for may be the one descheduled, and spinning would only
+   keep it off the core for a whole time slice.  Not sooner: a worker that
+   has turned to sched_yield() notices its next job later, and the serial
+   stretches between the products of a train step last tens of
+   microseconds (the first version yielded after 2048 pauses, ~35 us). */
+#define YIELD_NS 200000L
+static long now_ns(void);
+static void relax(int spins, long *t0)
+{
+    if (*t0 < 0) {
+        cpu_relax();
+        if ((spins & 255) == 255 && now_ns() - (-*t0 - 1) > YIELD_NS)
+            *t0 = 0; /* from now on: yield */
+    } else {
+        sched_yield();
+    }
+}
+
+/* The start value for relax()'s clock: now, stored negative while pausing. */
+static long wait_start(void);
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static long wait_start(void)
+{
+    return -now_ns() - 1;
+}
+
+static void *worker(void *arg)
+{
+    int tid = (int)(size_t)arg;
+    struct slot *sl = &slots[tid];
+    unsigned long long seen = sl->start_gen;  /* not its first read: that may be
+                                                 its first job's generation */
+    int spin = 0;
+    for (;;) {
+        long t0 = now_ns(), clock = wait_start();
+        unsigned long long j;
+        for (int spins = 0;; spins++) {
+            j = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE);
+            if (JOB_GEN(j) != seen)
+                break;
+            if (spin) {
+                relax(spins, &clock);
+                if ((spins & 255) == 255 && now_ns() - t0 > SPIN_NS)
+                    spin = 0;
+                continue;
+            }
+            pthread_mutex_lock(&sl->mu);
+            sl->sleeping = 1;
+            while (JOB_GEN(j = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE)) == seen)
+                pthread_cond_wait(&sl->cv, &sl->mu);
+            sl->sleeping = 0;
+            pthread_mutex_unlock(&sl->mu);
+            break;
+        }
+        seen = JOB_GEN(j);
+        spin = tid < JOB_NT(j);
+        if (spin) {
+            pool.fn(pool.ctx, tid, JOB_NT(j));
+            __atomic_sub_fetch(&pool.pending, 1, __ATOMIC_RELEASE);
+        }
+    }
+    return NULL;
+}
+
+static void init_slots(void)
+{
+    for (int t = 0; t < NN_MAX_THREADS; t++) {
+        pthread_mutex_init(&slots[t].mu, NULL);
+        pthread_cond_init(&slots[t].cv, NULL);
+        slots[t].sleeping = 0;
+    }
+}
+
+static void after_fork_child(void)
+{
+    /* the workers did not survive the fork */
+    init_slots();
+    pool.workers = 0;
+    pool.pending = 0;
+    held = 0;
+}
+
+static int default_threads(void)
+{
+    const char *env = getenv("NNGEN_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1)
+            return v > NN_MAX_THREADS ? NN_MAX_THREADS : (int)v;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > NN_MAX_THREADS ? NN_MAX_THREADS : (int)n;
+}
+
+static int default_nt = 1;
+
+static void setup(void)
+{
+    default_nt = default_threads();
+    nn__gemm_setup();
+    init_slots();
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+void nn__setup(void)
+{
+    pthread_once(&once, setup);
+}
+
+void nn_set_num_threads(int n)
+{
+    nn__setup();
+    __atomic_store_n(&threads_set, n < 1 ? 0 : n > NN_MAX_THREADS ? NN_MAX_THREADS : n,
+                     __ATOMIC_RELAXED);
+}
+
+int nn_num_threads(void)
+{
+    nn__setup();
+    int n = __atomic_load_n(&threads_set, __ATOMIC_RELAXED);
+    return n ? n : default_nt;
+}
+
+int nn__pool_hold(int nt)
+{
+    if (__atomic_exchange_n(&held, 1, __ATOMIC_ACQUIRE))
+        return 0;
+    pool_job_threads = nt < 1 ? 1 : nt > NN_MAX_THREADS ? NN_MAX_THREADS : nt;
+    return pool_job_threads;
+}
+
+void nn__pool_give(void)
+{
+    __atomic_store_n(&held, 0, __ATOMIC_RELEASE);
+}
+
+/* Called with the pool held. */
+void nn__pool_run(nn_task_fn fn, void *ctx)
+{
+    int nt = pool_job_threads;
+    unsigned long long gen = JOB_GEN(__atomic_load_n(&pool.job, __ATOMIC_RELAXED));
+    while (pool.workers < nt - 1) {
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        slots[pool.workers + 1].start_gen = gen;
+        int rc = pthread_create(&th, &at, worker, (void *)(size_t)(pool.workers + 1));
+        pthread_attr_destroy(&at);
+        if (rc != 0)
+            break;
+        pool.workers++;
+    }
+    if (nt > pool.workers + 1)
+        nt = pool.workers + 1;
+    if (nt <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool.fn = fn;
+    pool.ctx = ctx;
+    __atomic_store_n(&pool.pending, nt - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.job, JOB(gen + 1, nt), __ATOMIC_RELEASE);
+    for (int t = 1; t < nt; t++) {
+        pthread_mutex_lock(&slots[t].mu);
+        if (slots[t].sleeping)
+            pthread_cond_signal(&slots[t].cv);
+        pthread_mutex_unlock(&slots[t].mu);
+    }
+    fn(ctx, 0, nt);
+    long clock = wait_start();
+    for (int spins = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0; spins++)
+        relax(spins, &clock);
+}
+
+void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx)
+{
+    nn__setup();
+    if (!nn__pool_hold(nn_num_threads())) {
+        fn(ctx, 0, 1);  /* another thread has the pool */
+        return;
+    }
+    nn__pool_run(fn, ctx);
+    nn__pool_give();
+}
