@@ -90,7 +90,7 @@ static const char *const reserved[] = {
     "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
     "try", "while", "with", "yield", "math", "torch", "nn", "init", "OrderedDict", "seed",
     "inits", "net", "build", "loss_fn", "make_optimizer", "train_step", "Residual",
-    "Residual2", "RNN", "LSTM", "GRU", "LastStep", "TiedLinear"};
+    "Residual2", "RNN", "LSTM", "GRU", "LastStep", "TiedLinear", "SeqCrossEntropyLoss"};
 
 /* ---- Python text -------------------------------------------------------------- */
 
@@ -789,13 +789,21 @@ static void write_train(pyw *w)
         W(w, "train_step = None");
         return;
     }
-    W(w, "def loss_fn():");
     if (t->loss == LOSS_CROSS_ENTROPY && w->p->output.ndim > 2) {
         /* SPEC 1.5: the classes are the last dimension, every position a row */
-        W(w, "    \"\"\"CrossEntropyLoss over the last dimension: (out, target) as");
-        W(w, "    (out.reshape(-1, V), target.reshape(-1)).\"\"\"");
-        W(w, "    ce = nn.CrossEntropyLoss()");
-        W(w, "    return lambda out, target: ce(out.reshape(-1, out.shape[-1]), target.reshape(-1))");
+        W(w, "class SeqCrossEntropyLoss(nn.CrossEntropyLoss):");
+        W(w, "    \"\"\"cross_entropy on an output [N, ..., V]: the classes are the last");
+        W(w, "    dimension, CrossEntropyLoss()(out.reshape(-1, V), target.reshape(-1)).\"\"\"");
+        W(w, "%s", "");
+        W(w, "    def forward(self, input, target):");
+        W(w, "        return super().forward(input.reshape(-1, input.shape[-1]), "
+             "target.reshape(-1))");
+        W(w, "%s", "");
+        W(w, "%s", "");
+    }
+    W(w, "def loss_fn():");
+    if (t->loss == LOSS_CROSS_ENTROPY && w->p->output.ndim > 2) {
+        W(w, "    return SeqCrossEntropyLoss()");
     } else {
         W(w, "    return %s", t->loss == LOSS_MSE ? "nn.MSELoss()" : "nn.CrossEntropyLoss()");
     }
