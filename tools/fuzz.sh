@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzzing runs of the libFuzzer targets (tests/fuzz/README.md).
 #
-#   tools/fuzz.sh spec|load [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
+#   tools/fuzz.sh spec|load|idx [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
 #
 # SECONDS: how long (default 3600).  JOBS: parallel fuzzing processes
 # (libFuzzer -fork=JOBS, default 1; a crash, leak, contract violation,
@@ -19,10 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-usage() { echo "usage: tools/fuzz.sh spec|load [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
+usage() { echo "usage: tools/fuzz.sh spec|load|idx [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 target=$1; shift
-case $target in spec|load) ;; *) usage ;; esac
+case $target in spec|load|idx) ;; *) usage ;; esac
 seconds=3600 jobs=1
 if [ $# -gt 0 ] && [ "$1" != -- ]; then seconds=$1; shift; fi
 if [ $# -gt 0 ] && [ "$1" != -- ]; then jobs=$1; shift; fi

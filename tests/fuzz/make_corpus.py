@@ -2,6 +2,7 @@
 """Regenerates the committed seed corpora of the fuzzers (standard library only).
 
 usage: make_corpus.py NNGEN FUZZ_LOAD     (paths of the built nngen and fuzz-load)
+       make_corpus.py --idx                (corpus/idx/ alone)
 
 tests/fuzz/corpus/spec/   the tree's specs, named by origin:
     specs-*        specs/**/*.yaml
@@ -21,6 +22,13 @@ tests/fuzz/corpus/load/   files for the model of tests/fuzz/load_model.yaml:
                    unknown tensor, a wrong shape)
   The malformed corpus of nn_load, tests/rt/bad_weights/, is not copied:
   tools/fuzz.sh and the smoke tests add it to the work corpus.
+
+tests/fuzz/corpus/idx/    IDX files for fuzz-idx (nn_idx_read_images/labels):
+    ok-*           images of 1 to 3 dimensions per example and labels, plain
+                   and gzip (mtime 0)
+    bad-*          near misses: truncated, one byte too many, wrong magic,
+                   type or dimension count, a zero or overflowing dimension
+  (only this part: make_corpus.py --idx)
 """
 import glob
 import json
@@ -173,12 +181,50 @@ def load_corpus(nngen, fuzz_load, out):
     write_dir(out, files)
 
 
+# ---- idx ----------------------------------------------------------------
+
+def idx_file(dims, data=None, typ=8):
+    head = bytes([0, 0, typ, len(dims)]) + b''.join(struct.pack('>I', d) for d in dims)
+    if data is None:
+        n = 1
+        for d in dims:
+            n *= d
+        data = bytes((i * 37 + 11) % 256 for i in range(n))
+    return head + data
+
+
+def idx_corpus(out):
+    import gzip
+    files = {}
+    ok = {'ok-images-3x4x4': idx_file([3, 4, 4]), 'ok-images-2x7': idx_file([2, 7]),
+          'ok-images-2x2x3x2': idx_file([2, 2, 3, 2]), 'ok-labels-5': idx_file([5]),
+          'ok-images-1x28x28': idx_file([1, 28, 28])}
+    for name, data in ok.items():
+        files[name + '.idx'] = data
+        files[name + '.idx.gz'] = gzip.compress(data, 9, mtime=0)
+    good = ok['ok-images-3x4x4']
+    files['bad-truncated.idx'] = good[:-1]
+    files['bad-truncated.idx.gz'] = gzip.compress(good, 9, mtime=0)[:-5]
+    files['bad-trailing.idx'] = good + b'\x00'
+    files['bad-magic.idx'] = b'\x01' + good[1:]
+    files['bad-type-float.idx'] = idx_file([3, 4], bytes(48), typ=0x0D)
+    files['bad-ndim5.idx'] = bytes([0, 0, 8, 5]) + good[4:]
+    files['bad-zero.idx'] = idx_file([0, 4, 4], b'')
+    files['bad-overflow.idx'] = idx_file([0xffffffff, 0xffffffff, 0xffffffff], b'')
+    files['bad-huge-claim.idx.gz'] = gzip.compress(idx_file([1000000, 28, 28], b''), 9, mtime=0)
+    write_dir(out, files)
+
+
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] == '--idx':
+        idx_corpus(os.path.join(HERE, 'corpus', 'idx'))
+        return
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     nngen, fuzz_load = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     spec_corpus(nngen, os.path.join(HERE, 'corpus', 'spec'))
     load_corpus(nngen, fuzz_load, os.path.join(HERE, 'corpus', 'load'))
+    idx_corpus(os.path.join(HERE, 'corpus', 'idx'))
 
 
 if __name__ == '__main__':
