@@ -4,6 +4,10 @@ loss and the test accuracy (matplotlib; Debian: python3-matplotlib).
 
 usage: plot.py OUT.png LABEL:NNGEN_CSV:TORCH_CSV [LABEL:NNGEN_CSV:TORCH_CSV ...]
        plot.py --table LABEL:NNGEN_CSV:TORCH_CSV ...   (a Markdown table of the runs)
+       plot.py --diverge LABEL:NNGEN_STEPS:TORCH_STEPS:TORCH1_STEPS ...
+           (from --steps-csv files: the first step whose loss differs by more
+           than 1e-4 and 1e-2, nngen against torch, and torch on 1 thread
+           against torch on 2, over the steps all three have)
 
 Each CSV is what `fashion --csv` or `torch_fashion.py --csv` writes
 (epoch,loss,train_acc,test_acc,seconds).  One colour per network; nngen
@@ -43,7 +47,31 @@ def table(args):
                 label if who == 'nngen' else '', who, loss, tr, te, sec, speed))
 
 
+def diverge(args):
+    def steps(path):
+        with open(path) as f:
+            return [float(l.split(',')[1]) for l in f.read().split('\n')[1:] if l]
+
+    def first(a, b, tol):
+        return next((i + 1 for i in range(min(len(a), len(b))) if abs(a[i] - b[i]) > tol), None)
+
+    print('| network | steps compared | nngen vs torch: first step off by > 1e-4 | > 1e-2 '
+          '| torch 1 thread vs 2: > 1e-4 | > 1e-2 |')
+    print('|---|---|---|---|---|---|')
+    for arg in args:
+        label, c, t, t1 = arg.split(':')
+        c, t, t1 = steps(c), steps(t), steps(t1)
+        n = min(len(c), len(t), len(t1))
+        cells = [first(c[:n], t[:n], 1e-4), first(c[:n], t[:n], 1e-2),
+                 first(t1[:n], t[:n], 1e-4), first(t1[:n], t[:n], 1e-2)]
+        print('| %s | %d | %s |' % (label, n, ' | '.join('none' if x is None else str(x)
+                                                          for x in cells)))
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == '--diverge':
+        diverge(sys.argv[2:])
+        return
     if len(sys.argv) >= 3 and sys.argv[1] == '--table':
         table(sys.argv[2:])
         return
