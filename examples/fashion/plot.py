@@ -89,8 +89,7 @@ def main():
         color = colors[k % len(colors)]
         for path, who, style, marker in ((c_csv, 'nngen', '-', 'o'), (t_csv, 'torch', '--', 'x')):
             ep, loss, acc, sec = read(path)
-            mean = sum(sec) / len(sec)
-            name = '%s, %s (%.2f s/epoch)' % (label, who, mean)
+            name = '%s, %s' % (label, who)
             ax_loss.plot(ep, loss, style, color=color, marker=marker, markersize=5, label=name)
             ax_acc.plot(ep, acc, style, color=color, marker=marker, markersize=5, label=name)
     ax_loss.set_title('mean training loss')
