@@ -58,6 +58,7 @@ typedef struct net_def {
     const char *spec;   /* where it comes from */
     const char *what;
     float lr;           /* the spec's sgd lr */
+    int batch_norm;     /* has batch_norm1d: torch refuses a training batch of one row */
     int batch, in_size, out_size;
     size_t bytes;
     void *(*create)(void);
@@ -81,8 +82,8 @@ typedef struct net_def {
     static void P##_w_zero(void *n) { P##_zero_grad(n); }                                        \
     static nn_rng *P##_w_rng(void *n) { return P##_rng(n); }                                     \
     static nn_model *P##_w_model(void *n) { return P##_model(n); }
-#define DEF(P, NAME, SPEC, WHAT, LR)                                                             \
-    {NAME, SPEC, WHAT, LR, P##_BATCH, P##_IN_SIZE, P##_OUT_SIZE, P##_BYTES, P##_w_create,        \
+#define DEF(P, NAME, SPEC, WHAT, LR, BN)                                                         \
+    {NAME, SPEC, WHAT, LR, BN, P##_BATCH, P##_IN_SIZE, P##_OUT_SIZE, P##_BYTES, P##_w_create,        \
      P##_w_destroy, P##_w_init, P##_w_train, P##_w_fwd, P##_w_bwd, P##_w_zero, P##_w_rng,        \
      P##_w_model}
 
@@ -92,11 +93,11 @@ WRAP(fashion_mlp)
 
 static const net_def nets[] = {
     DEF(fashion_lenet, "lenet", "specs/fashion/lenet.yaml",
-        "D2L 6.6 LeNet: sigmoid, average pooling, xavier_uniform", 0.9f),
+        "D2L 6.6 LeNet: sigmoid, average pooling, xavier_uniform", 0.9f, 0),
     DEF(fashion_lenet_bn, "lenet_bn", "specs/fashion/lenet_bn.yaml",
-        "D2L 8.5 LeNet with batch normalization", 1.0f),
+        "D2L 8.5 LeNet with batch normalization", 1.0f, 1),
     DEF(fashion_mlp, "mlp", "specs/fashion/dropout_mlp.yaml",
-        "D2L 4.6 MLP 784-256-256-10 with dropout 0.2 and 0.5", 0.5f),
+        "D2L 4.6 MLP 784-256-256-10 with dropout 0.2 and 0.5", 0.5f, 0),
 };
 #define NNETS (sizeof nets / sizeof nets[0])
 
@@ -424,6 +425,12 @@ int main(int argc, char **argv)
     t_load = now() - t_start;
     if (check_data(&train, "training", def) != 0 || check_data(&test, "test", def) != 0)
         goto out;
+    if (def->batch_norm && train.count % def->batch == 1) {
+        /* torch: "Expected more than 1 value per channel when training" */
+        fprintf(stderr, "fashion: the last batch would hold one example, and a batch norm "
+                        "cannot train on one (torch refuses it too): choose another --limit\n");
+        goto out;
+    }
 
     net = def->create();
     order = malloc(sizeof *order * (size_t)train.count);
