@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzzing runs of the libFuzzer targets (tests/fuzz/README.md).
 #
-#   tools/fuzz.sh spec|load|load-mem [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
+#   tools/fuzz.sh spec|load|load-mem|idx [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]
 #
 # SECONDS: how long (default 3600).  JOBS: parallel fuzzing processes
 # (libFuzzer -fork=JOBS, default 1; a crash, leak, contract violation,
@@ -19,10 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-usage() { echo "usage: tools/fuzz.sh spec|load|load-mem [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
+usage() { echo "usage: tools/fuzz.sh spec|load|load-mem|idx [SECONDS [JOBS]] [-- LIBFUZZER-FLAGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 target=$1; shift
-case $target in spec|load|load-mem) ;; *) usage ;; esac
+case $target in spec|load|load-mem|idx) ;; *) usage ;; esac
 # the corpus directory and the dictionary of each target
 corpus_dir=${target//-/_}
 dict=$target

@@ -10,7 +10,8 @@ set -euo pipefail
 pkgs=(meson ninja-build gcc pkg-config libyaml-dev libopenblas-dev check
       python3-torch python3-yaml python3-numpy graphviz
       make libgfortran-12-dev clang libclang-rt-14-dev
-      gcc-arm-none-eabi libnewlib-arm-none-eabi)
+      gcc-arm-none-eabi libnewlib-arm-none-eabi
+      zlib1g-dev dataset-fashion-mnist python3-matplotlib)
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -370,6 +370,71 @@ int  nn_num_threads(void);
    optimizer on large tensors this way. */
 void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx);
 
+/* ------------------------------------------------------------------ */
+/* Data (SPEC 1.8; runtime/data.c; docs/api.md "Data")                  */
+
+/* IDX files (the MNIST / Fashion-MNIST format), plain or gzip-compressed:
+   a big-endian header 0x00 0x00 TYPE NDIM, NDIM 32-bit dimensions, then
+   the elements, row-major.  Only TYPE 0x08 (unsigned bytes) is read.
+   Images: NDIM 2 to 4 ([count, d1, ...], an example of 1 to 3 dimensions,
+   MNIST's [count, 28, 28]), each byte b read as b / 255.0f (as
+   torchvision.transforms.ToTensor).  Labels: NDIM 1, each byte as an
+   int32_t (class labels for a cross_entropy target).
+
+   The readers are strict: a file that is not IDX (magic), of another
+   element type, with a dimension of 0 or sizes that overflow (an example
+   of more than 2^31 - 1 elements, or data that would not fit in memory
+   arithmetic), whose length disagrees with its dimensions (truncated, or
+   longer than they say; a corrupt or truncated gzip stream), or, in
+   nn_dataset_load, whose image and label counts disagree, is rejected:
+   -1, nn_error() says "PATH: why", nothing is allocated and the outputs
+   are untouched.  On success (0) the arrays are malloc()ed and the
+   caller's to free (nn_dataset_free).  limit > 0 keeps only the first
+   limit examples (the whole file is still read and checked); limit <= 0
+   keeps them all. */
+typedef struct nn_dataset {
+    int64_t count;                /* examples kept */
+    int64_t file_count;           /* examples in the files (count <= file_count) */
+    int ndim;                     /* dimensions of one image, 1 .. NN_MAX_DIM - 1 */
+    int64_t shape[NN_MAX_DIM];    /* its shape: shape[0 .. ndim-1] ([28, 28]) */
+    int64_t size;                 /* floats per image (784): P_IN_SIZE of a matching spec */
+    float *images;                /* count * size floats, example after example */
+    int32_t *labels;              /* count labels */
+} nn_dataset;
+
+int  nn_dataset_load(nn_dataset *d, const char *images_path, const char *labels_path,
+                     int64_t limit);
+void nn_dataset_free(nn_dataset *d);   /* frees both arrays, zeroes *d; NULL or zeroed: no-op */
+/* The two halves alone: an image file into d (labels NULL), or a label
+   file into *labels and *count. */
+int  nn_idx_read_images(const char *path, int64_t limit, nn_dataset *d);
+int  nn_idx_read_labels(const char *path, int64_t limit, int32_t **labels, int64_t *count);
+
+/* The epoch order of torch 1.13's DataLoader(ds, batch_size=B, shuffle=True)
+   without a generator argument, r standing for torch's global generator
+   (P_rng(net): the stream P_init seeded and dropout continues).  What
+   iter(loader) and its first batch draw, verified against that torch:
+
+     1. iter(loader) draws the base seed (for worker processes), one
+        random_() of an int64 tensor: nn_rng_u64(r) mod 2^63;
+     2. the first batch makes RandomSampler draw its seed the same way;
+     3. a fresh mt19937 seeded with it (torch.Generator().manual_seed)
+        gives torch.randperm(n): p = 0 .. n-1; for i = 0 .. n-2:
+        z = r32 mod (n - i), swap p[i] and p[i + z].
+
+   Batches are then order[0 .. B-1], order[B .. 2B-1], ..., the last one
+   partial unless B divides n.  nn_epoch_order writes order[0 .. n-1];
+   n < 1 (torch refuses an empty sampler) or a NULL argument: -1, nn_error(),
+   nothing drawn.  nn_loader_seed is step 1 alone: what iterating a
+   DataLoader WITHOUT shuffle (an evaluation set) draws, so that a C run
+   that evaluates as PyTorch does stays on the same stream.
+   nn_randperm is step 3: torch.randperm(n, generator=g) for g seeded with
+   seed (only its low 32 bits matter, as in torch). */
+uint64_t nn_loader_seed(nn_rng *r);
+void     nn_randperm(uint64_t seed, int64_t n, int64_t *perm);
+int      nn_epoch_order(nn_rng *r, int64_t n, int64_t *order);
+/* ------------------------------------------------------------------ */
+
 #ifdef __cplusplus
 }
 #endif

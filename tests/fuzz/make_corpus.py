@@ -3,6 +3,7 @@
 
 usage: make_corpus.py NNGEN FUZZ_LOAD     (paths of the built nngen and fuzz-load)
        make_corpus.py NNGEN FUZZ_LOAD --only load_mem
+       make_corpus.py --idx                (corpus/idx/ alone)
 
 tests/fuzz/corpus/spec/   the tree's specs, named by origin:
     specs-*        specs/**/*.yaml
@@ -33,6 +34,13 @@ tests/fuzz/corpus/load_mem/   what fuzz-load-mem adds to corpus/load (which
                    whose first bytes read as a 67 MB header length
 
 usage: make_corpus.py NNGEN FUZZ_LOAD --only load_mem   (that directory only)
+
+tests/fuzz/corpus/idx/    IDX files for fuzz-idx (nn_idx_read_images/labels):
+    ok-*           images of 1 to 3 dimensions per example and labels, plain
+                   and gzip (mtime 0)
+    bad-*          near misses: truncated, one byte too many, wrong magic,
+                   type or dimension count, a zero or overflowing dimension
+  (only this part: make_corpus.py --idx)
 """
 import io
 import pickle
@@ -215,9 +223,46 @@ def load_mem_corpus(nngen, out):
     write_dir(out, files)
 
 
+# ---- idx ----------------------------------------------------------------
+
+def idx_file(dims, data=None, typ=8):
+    head = bytes([0, 0, typ, len(dims)]) + b''.join(struct.pack('>I', d) for d in dims)
+    if data is None:
+        n = 1
+        for d in dims:
+            n *= d
+        data = bytes((i * 37 + 11) % 256 for i in range(n))
+    return head + data
+
+
+def idx_corpus(out):
+    import gzip
+    files = {}
+    ok = {'ok-images-3x4x4': idx_file([3, 4, 4]), 'ok-images-2x7': idx_file([2, 7]),
+          'ok-images-2x2x3x2': idx_file([2, 2, 3, 2]), 'ok-labels-5': idx_file([5]),
+          'ok-images-1x28x28': idx_file([1, 28, 28])}
+    for name, data in ok.items():
+        files[name + '.idx'] = data
+        files[name + '.idx.gz'] = gzip.compress(data, 9, mtime=0)
+    good = ok['ok-images-3x4x4']
+    files['bad-truncated.idx'] = good[:-1]
+    files['bad-truncated.idx.gz'] = gzip.compress(good, 9, mtime=0)[:-5]
+    files['bad-trailing.idx'] = good + b'\x00'
+    files['bad-magic.idx'] = b'\x01' + good[1:]
+    files['bad-type-float.idx'] = idx_file([3, 4], bytes(48), typ=0x0D)
+    files['bad-ndim5.idx'] = bytes([0, 0, 8, 5]) + good[4:]
+    files['bad-zero.idx'] = idx_file([0, 4, 4], b'')
+    files['bad-overflow.idx'] = idx_file([0xffffffff, 0xffffffff, 0xffffffff], b'')
+    files['bad-huge-claim.idx.gz'] = gzip.compress(idx_file([1000000, 28, 28], b''), 9, mtime=0)
+    write_dir(out, files)
+
+
 def main():
-    only = None
     argv = sys.argv[1:]
+    if argv == ['--idx']:
+        idx_corpus(os.path.join(HERE, 'corpus', 'idx'))
+        return
+    only = None
     if len(argv) == 4 and argv[2] == '--only':
         only = argv[3]
         argv = argv[:2]
@@ -227,6 +272,7 @@ def main():
     if only is None:
         spec_corpus(nngen, os.path.join(HERE, 'corpus', 'spec'))
         load_corpus(nngen, fuzz_load, os.path.join(HERE, 'corpus', 'load'))
+        idx_corpus(os.path.join(HERE, 'corpus', 'idx'))
     load_mem_corpus(nngen, os.path.join(HERE, 'corpus', 'load_mem'))
 
 
