@@ -129,13 +129,24 @@ static const char *opt_call_range(const emitter *e, int k, const char *lo, const
 #undef AT
 }
 
-/* The call of tensor k's optimizer, inside bwd(). */
-const char *opt_call(emitter *e, int k)
+/* The call of tensor k's optimizer. */
+static const char *opt_step(emitter *e, int k)
 {
     const tensor *ts = &e->p->tensors[k];
     if (use_parallel_opt(e, ts))
         return xfmt("nn_parallel(opt%d_part, net);", k);
     return opt_call_range(e, k, NULL, xfmt("%lld", (long long)align16(ts->numel)));
+}
+
+/* What bwd() does in a train step where tensor k's gradient is complete:
+   the optimizer steps it there, or, with train-step hooks (nn_model.hooks,
+   data parallel), the hooks are told and step_rows() steps it after
+   pre_step (the parameter index is the tensor index: parameters come
+   first). */
+const char *opt_call(emitter *e, int k)
+{
+    return xfmt("{ if (net->model.hooks) net->model.hooks->grad_ready(net->model.hooks, "
+                "&net->model, %d); else %s }", k, opt_step(e, k));
 }
 
 void emit_train(emitter *e)
@@ -234,6 +245,9 @@ void emit_train(emitter *e)
     E(e, "/* x is read in place (no copy); the first write of each gradient replaces");
     E(e, "   it, so zero_grad costs nothing; bwd() updates each parameter as soon as");
     E(e, "   its gradient is complete */");
+    E(e, "/* train-step hooks (data parallel: buffers follow rank 0) */");
+    E(e, "if (net->model.hooks && net->model.hooks->pre_forward(net->model.hooks, &net->model))");
+    E(e, "    return NAN; /* and nothing changes */");
     E(e, "net->rows = n;");
     E(e, "loss = loss_fn(fwd(net, %s, n), target, net->dy, &bad, n);", api_x(e, "x"));
     E(e, "if (bad) return loss;");
@@ -247,6 +261,16 @@ void emit_train(emitter *e)
         E(e, "}");
     }
     E(e, "bwd(net, %s, net->dy, NULL, 1, n);", api_x(e, "x"));
+    /* with hooks, bwd() told them of each complete gradient instead of
+       stepping: after pre_step (the gradients averaged over the ranks),
+       the tensors it would have stepped */
+    open_block(e, "if (net->model.hooks) ");
+    E(e, "if (net->model.hooks->pre_step(net->model.hooks, &net->model))");
+    E(e, "    return NAN; /* the gradients are not the average: no step */");
+    for (int k = 0; k < p->ntensors; k++)
+        if (p->tensors[k].requires_grad && e->s->complete_at[k] >= 0)
+            E(e, "%s /* %s */", opt_step(e, k), ccomment(p->tensors[k].name));
+    close_block(e);
     E(e, "net->steps++;");
     E(e, "return loss;");
     close_block(e);

@@ -94,6 +94,8 @@ typedef struct nn_model_info {
     size_t grad_floats;        /* size of the gradient block */
 } nn_model_info;
 
+typedef struct nn_train_hooks nn_train_hooks;
+
 /* One instance's runtime view.  Embedded in the generated struct P. */
 typedef struct nn_model {
     const nn_model_info *info;
@@ -101,7 +103,33 @@ typedef struct nn_model {
     float *data;
     float *grad_block;         /* gradient memory; attached to tensors on first backward */
     int grads_attached;
+    nn_train_hooks *hooks;     /* NULL (nn_model_bind): the train step runs alone */
 } nn_model;
+
+/* Hooks of the generated train step (docs/api.md "Train-step hooks"): what
+   data-parallel training (nngen-rt-mpi, <nngen/rt-mpi.h>) plugs in, with
+   the generated code itself free of MPI.  With m->hooks set, P_train_step
+   and P_train_step_n call
+     pre_forward(h, m)       first, before the forward (0: go on; else the
+                             step returns NAN, nothing changed);
+     grad_ready(h, m, i)     in backward, once per trainable parameter i
+                             (the index of nn_param) whose gradient is final
+                             (its last accumulation done; a tied parameter
+                             once, after its last use in backward order),
+                             INSTEAD of stepping it there;
+     pre_step(h, m)          after backward, before the optimizer (0: the
+                             optimizer steps every trainable parameter with
+                             the gradients as pre_step left them; else the
+                             step returns NAN and no parameter changes).
+   P_backward (and _n) never call them.  The hooks may not change the
+   parameters' data, only their gradients (pre_step) and buffers
+   (pre_forward). */
+struct nn_train_hooks {
+    int  (*pre_forward)(nn_train_hooks *h, nn_model *m);
+    void (*grad_ready)(nn_train_hooks *h, nn_model *m, int param);
+    int  (*pre_step)(nn_train_hooks *h, nn_model *m);
+    void *ctx;                 /* the hooks' owner's */
+};
 
 /* Used by generated code: fill tensors[] from info with pointers into data. */
 void nn_model_bind(nn_model *m, const nn_model_info *info, nn_tensor *tensors,
