@@ -51,6 +51,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,27 +197,28 @@ static void diagnose(nn_dist *d, const char *what, double waited)
         }
     }
     if (nsilent)
-        nn_set_error("nngen-rt-mpi: rank %d of %d: %s (step %ld) did not complete within "
-                     "%.3g s (NNGEN_MPI_TIMEOUT): rank%s %s did not answer within %.3g s more "
+        nn_set_error("nngen-rt-mpi: rank %d of %d: %s (train step %ld) did not complete "
+                     "within %.3g s (NNGEN_MPI_TIMEOUT): rank%s %s did not answer within %.3g s more "
                      "(dead, stopped, hung or cut off)%s%s%s%s",
                      d->rank, d->size, what, d->steps + 1, waited, nsilent > 1 ? "s" : "",
                      silent, grace, nwaiting ? "; rank" : "", nwaiting > 1 ? "s " : " ",
                      waiting, nwaiting ? (nwaiting > 1 ? " are stuck too" : " is stuck too")
                                        : "");
     else
-        nn_set_error("nngen-rt-mpi: rank %d of %d: %s (step %ld) did not complete within "
-                     "%.3g s (NNGEN_MPI_TIMEOUT), and every other rank is stuck waiting too: "
+        nn_set_error("nngen-rt-mpi: rank %d of %d: %s (train step %ld) did not complete "
+                     "within %.3g s (NNGEN_MPI_TIMEOUT), and every other rank is stuck waiting too: "
                      "MPI or the network does not deliver", d->rank, d->size, what,
                      d->steps + 1, waited);
 }
 
-/* Waits for n requests, polling: spins a little, then naps 20 us between
-   tests (ranks oversubscribing the cores leave them to the others), until
-   the deadline.  0, or -1 with d failed. */
+/* Waits for n requests, polling: MPI_Testall in a tight loop for the first
+   50 us, then with sched_yield() between tests (ranks oversubscribing the
+   cores leave them to the others) for 5 ms, then with naps of 50 us (a
+   long wait, as for a rank that evaluates alone), until the deadline.  0,
+   or -1 with d failed. */
 static int wait_all(nn_dist *d, int n, MPI_Request *req, const char *what)
 {
     double t0 = now(), t = t0;
-    long polls = 0;
     for (;;) {
         int flag = 0, rc = MPI_Testall(n, req, &flag, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) {
@@ -225,13 +227,15 @@ static int wait_all(nn_dist *d, int n, MPI_Request *req, const char *what)
         }
         if (flag)
             break;
-        if (++polls > 200)
-            nap(20000);
         t = now();
         if (d->timeout > 0 && t - t0 > d->timeout) {
             diagnose(d, what, t - t0);
             break;
         }
+        if (t - t0 > 5e-3)
+            nap(50000);
+        else if (t - t0 > 5e-5)
+            sched_yield();
     }
     d->wait += now() - t0;
     return d->failed ? -1 : 0;

@@ -6,7 +6,24 @@
  *
  * usage: fashion [--net NAME] [--epochs N] [--seed S] [--data DIR]
  *                [--limit N] [--csv FILE] [--steps-csv FILE] [--save FILE]
- *                [--save-init FILE] [--order-file FILE] [--quiet]
+ *                [--save-init FILE] [--order-file FILE] [--quiet] [--dist]
+ *
+ *   mpirun -np W fashion --dist ...   (a runtime built with MPI: nngen-rt-mpi)
+ *
+ * --dist: data parallel over the MPI job's W ranks, as torch's
+ * DistributedDataParallel with a DistributedSampler (SPEC 1.9,
+ * README.md "Data parallel over MPI"): every rank starts from rank 0's
+ * parameters (nn_dist_attach), takes its ceil(n / W) examples of the epoch
+ * (nn_dist_sampler_indices, seed --seed, set_epoch(epoch - 1)) in local
+ * batches of the spec's 256 (a global batch of W·256, the lr unchanged, as
+ * DDP), and steps with the generated P_train_step_n, whose hooks average
+ * the gradients over the ranks bucket by bucket while backward goes on.
+ * The loss is the mean over all ranks' examples (duplicates of the
+ * padding included, as DDP's loop sees them); the training accuracy is not
+ * measured (P_train_step_n does not return its outputs; printed as "-");
+ * the test set is split over the ranks, with rank 0's buffers
+ * (nn_dist_sync_buffers, as DDP's forward would broadcast them).  Only rank
+ * 0 prints and writes files.
  *
  * One epoch, as the book's loop and torch's DataLoader do it:
  *   - the example order: nn_epoch_order, drawing from the instance's
@@ -44,6 +61,10 @@
 
 #include <nngen/rt.h>
 
+#if NNGEN_FASHION_MPI
+#include <nngen/rt-mpi.h>
+#endif
+
 #include "fashion_lenet.h"
 #include "fashion_lenet_bn.h"
 #include "fashion_mlp.h"
@@ -70,6 +91,7 @@ typedef struct net_def {
     void (*zero_grad)(void *);
     nn_rng *(*rng)(void *);
     nn_model *(*model)(void *);
+    float (*train_step_n)(void *, int, const float *, const int32_t *);
 } net_def;
 
 #define WRAP(P)                                                                                  \
@@ -81,11 +103,15 @@ typedef struct net_def {
     static void P##_w_bwd(void *n, int r, const float *dy) { P##_backward_n(n, r, dy, NULL); }   \
     static void P##_w_zero(void *n) { P##_zero_grad(n); }                                        \
     static nn_rng *P##_w_rng(void *n) { return P##_rng(n); }                                     \
-    static nn_model *P##_w_model(void *n) { return P##_model(n); }
+    static nn_model *P##_w_model(void *n) { return P##_model(n); }                               \
+    static float P##_w_step(void *n, int r, const float *x, const int32_t *t)                   \
+    {                                                                                            \
+        return P##_train_step_n(n, r, x, t);                                                     \
+    }
 #define DEF(P, NAME, SPEC, WHAT, LR, BN)                                                         \
     {NAME, SPEC, WHAT, LR, BN, P##_BATCH, P##_IN_SIZE, P##_OUT_SIZE, P##_BYTES, P##_w_create,        \
      P##_w_destroy, P##_w_init, P##_w_train, P##_w_fwd, P##_w_bwd, P##_w_zero, P##_w_rng,        \
-     P##_w_model}
+     P##_w_model, P##_w_step}
 
 WRAP(fashion_lenet)
 WRAP(fashion_lenet_bn)
@@ -111,6 +137,7 @@ typedef struct options {
     long limit;           /* 0: everything */
     const char *csv, *steps_csv, *save, *save_init, *order_file;
     int quiet;
+    int dist;             /* --dist: data parallel over MPI */
 } options;
 
 static void usage(FILE *f)
@@ -119,7 +146,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fashion [--net NAME] [--epochs N] [--seed S] [--data DIR] [--limit N]\n"
             "               [--csv FILE] [--steps-csv FILE] [--save FILE]\n"
-            "               [--save-init FILE] [--order-file FILE] [--quiet]\n"
+            "               [--save-init FILE] [--order-file FILE] [--quiet] [--dist]\n"
             "Trains a network on Fashion-MNIST as D2L does in PyTorch, evaluating on the\n"
             "test set after every epoch.\n"
             "  --net NAME         the network (default lenet):\n");
@@ -137,6 +164,9 @@ static void usage(FILE *f)
             "  --save-init FILE   the parameters before training (safetensors)\n"
             "  --order-file FILE  each epoch's example order, one line per epoch\n"
             "  --quiet            no progress bar even on a terminal\n"
+            "  --dist             data parallel over MPI: mpirun -np W fashion --dist ...\n"
+            "                     (DistributedDataParallel's semantics: local batch 256, global\n"
+            "                     W x 256; only rank 0 prints; README.md)\n"
             "Exit status: 0 done, 1 failure, 2 usage, 3 the data set is not installed.\n");
 }
 
@@ -168,6 +198,17 @@ static int parse_options(int argc, char **argv, options *o)
         if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
             continue;
+        }
+        if (!strcmp(a, "--dist")) {
+#if NNGEN_FASHION_MPI
+            o->dist = 1;
+            continue;
+#else
+            fprintf(stderr, "fashion: --dist: this build has no MPI (the runtime was built "
+                            "without nngen-rt-mpi: install libopenmpi-dev and reconfigure "
+                            "with -Dmpi=enabled)\n");
+            return -1;
+#endif
         }
         if (v == NULL || strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "fashion: %s: %s\n", a,
@@ -394,6 +435,217 @@ static void progress(int epoch, long epochs, long step, long steps, double loss)
     fflush(stdout);
 }
 
+#if NNGEN_FASHION_MPI
+/* ---- --dist: data parallel over MPI ---------------------------------------- */
+
+static int main_dist(const options *o, int *argc, char ***argv)
+{
+    nn_dataset train, test;
+    const net_def *def = o->net;
+    void *net = NULL;
+    nn_dist *d = NULL;
+    nn_model *model;
+    nn_rng *rng;
+    int64_t *idx = NULL, *perm = NULL, count;
+    float *xb = NULL, *yb = NULL;
+    int32_t *lb = NULL;
+    FILE *csv = NULL, *steps_csv = NULL, *order_f = NULL;
+    int rc, rank, world, tty, status = 1;
+    long epoch, step = 0, steps_per_epoch;
+    double t_load, total = 0.0, train_total = 0.0, t_start;
+    double last_loss = 0, last_test_acc = 0;
+
+    MPI_Init(argc, argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    tty = rank == 0 && !o->quiet && isatty(STDOUT_FILENO);
+    t_start = now();
+    /* every rank reads the data set (each needs its examples; the files are
+       the same on every host: README.md) */
+    rc = load_data(o, &train, &test);
+    if (rc != 0)
+        return nn_dist_exit(NULL, rc);
+    t_load = now() - t_start;
+    if (check_data(&train, "training", def) != 0 || check_data(&test, "test", def) != 0)
+        goto out;
+    count = nn_dist_num_samples(train.count, world);
+    if (def->batch_norm && count % def->batch == 1) {
+        fprintf(stderr, "fashion: rank %d: the last local batch would hold one example, and a "
+                        "batch norm cannot train on one: choose another --limit\n", rank);
+        goto out;
+    }
+    net = def->create();
+    idx = malloc(sizeof *idx * (size_t)count);
+    perm = malloc(sizeof *perm * (size_t)train.count);
+    xb = malloc(sizeof *xb * (size_t)def->batch * (size_t)def->in_size);
+    yb = malloc(sizeof *yb * (size_t)def->batch * (size_t)def->out_size);
+    lb = malloc(sizeof *lb * (size_t)def->batch);
+    if (!net || !idx || !perm || !xb || !yb || !lb) {
+        fprintf(stderr, "fashion: rank %d: out of memory\n", rank);
+        goto out;
+    }
+    def->init(net, o->seed);
+    model = def->model(net);
+    rng = def->rng(net);
+    d = nn_dist_attach(model, MPI_COMM_WORLD, NULL);
+    if (d == NULL) {
+        fprintf(stderr, "fashion: rank %d: %s\n", rank, nn_error());
+        goto out;
+    }
+    if (rank == 0) {
+        if (o->csv && !(csv = open_out(o->csv)))
+            goto out;
+        if (o->steps_csv && !(steps_csv = open_out(o->steps_csv)))
+            goto out;
+        if (o->order_file && !(order_f = open_out(o->order_file)))
+            goto out;
+        if (csv)
+            fprintf(csv, "epoch,loss,train_acc,test_acc,seconds\n");
+        if (steps_csv)
+            fprintf(steps_csv, "step,loss\n");
+        if (o->save_init && nn_save(model, o->save_init) != 0) {
+            fprintf(stderr, "fashion: %s\n", nn_error());
+            goto out;
+        }
+    }
+    steps_per_epoch = (long)((count + def->batch - 1) / def->batch);
+    if (rank == 0) {
+        nn_dist_stats st;
+        nn_dist_get_stats(d, &st);
+        printf("nngen: %s (%s, %s), SGD lr %g, %ld epochs, seed %" PRIu64 "\n", def->name,
+               def->spec, def->what, (double)def->lr, o->epochs, o->seed);
+        printf("data parallel: %d ranks (MPI), local batch %d, global batch %d; %" PRId64
+               " examples a rank an epoch (DistributedSampler, seed %" PRIu64 "); %zu gradient "
+               "bytes in %d bucket%s a step\n",
+               world, def->batch, world * def->batch, count, o->seed, st.bytes_per_step,
+               st.buckets, st.buckets == 1 ? "" : "s");
+        printf("data: %s: %" PRId64 " training and %" PRId64 " test images (read in %.2f s)\n",
+               o->data, train.count, test.count, t_load);
+        printf("epoch    loss  train acc  test acc  examples/s    time   elapsed\n");
+        fflush(stdout);
+    }
+    for (epoch = 1; epoch <= o->epochs; epoch++) {
+        double t0, t_train, t_end, sums[3] = {0, 0, 0}, next_bar = 0.0;
+        int64_t start, i;
+        MPI_Barrier(MPI_COMM_WORLD); /* epochs timed from a common start */
+        t0 = now();
+        /* DistributedSampler.set_epoch(epoch - 1); iter(loader) still draws
+           the DataLoader's base seed from the global generator */
+        (void)nn_loader_seed(rng);
+        if (nn_dist_sampler_indices(o->seed, epoch - 1, train.count, world, rank, idx, perm) < 0) {
+            fprintf(stderr, "fashion: %s\n", nn_error());
+            goto out;
+        }
+        if (order_f) {
+            for (i = 0; i < count; i++)
+                fprintf(order_f, i ? " %" PRId64 : "%" PRId64, idx[i]);
+            fprintf(order_f, "\n");
+        }
+        def->set_training(net, 1);
+        for (start = 0; start < count; start += def->batch) {
+            int rows = (int)(count - start < def->batch ? count - start : def->batch), r;
+            float loss;
+            for (r = 0; r < rows; r++) {
+                int64_t e = idx[start + r];
+                memcpy(xb + (size_t)r * (size_t)def->in_size, train.images + e * train.size,
+                       sizeof *xb * (size_t)def->in_size);
+                lb[r] = train.labels[e];
+            }
+            loss = def->train_step_n(net, rows, xb, lb);
+            if (isnan(loss)) {
+                fprintf(stderr, "fashion: rank %d: %s\n", rank, nn_error());
+                goto out;
+            }
+            sums[0] += (double)loss * rows;
+            step++;
+            if (steps_csv)
+                fprintf(steps_csv, "%ld,%.9g\n", step, (double)loss);
+            if (tty && (now() >= next_bar || start + rows >= count)) {
+                progress((int)epoch, o->epochs, start / def->batch + 1, steps_per_epoch,
+                         sums[0] / (double)(start + rows));
+                next_bar = now() + 0.1;
+            }
+        }
+        t_train = now() - t0;
+        train_total += t_train;
+        /* evaluation: rank 0's buffers everywhere, the test set split over
+           the ranks */
+        (void)nn_loader_seed(rng);
+        if (nn_dist_sync_buffers(d) != 0) {
+            fprintf(stderr, "fashion: rank %d: %s\n", rank, nn_error());
+            goto out;
+        }
+        def->set_training(net, 0);
+        {
+            int64_t lo = test.count * rank / world, hi = test.count * (rank + 1) / world;
+            for (start = lo; start < hi; start += def->batch) {
+                int rows = (int)(hi - start < def->batch ? hi - start : def->batch);
+                def->forward_n(net, rows, test.images + start * test.size, yb);
+                sums[1] += count_correct(yb, test.labels + start, rows, def->out_size);
+            }
+        }
+        def->set_training(net, 1);
+        sums[2] = (double)count;
+        if (nn_dist_allreduce_sum(d, sums, 3) != 0) {
+            fprintf(stderr, "fashion: rank %d: %s\n", rank, nn_error());
+            goto out;
+        }
+        t_end = now() - t0;
+        total += t_end;
+        last_loss = sums[0] / sums[2];
+        last_test_acc = sums[1] / (double)test.count;
+        if (rank == 0) {
+            if (tty)
+                printf("\r\033[K");
+            printf("%5ld  %6.4f          -    %6.4f  %10.1f  %5.2f s  %6.1f s\n", epoch,
+                   last_loss, last_test_acc, sums[2] / t_train, t_end, total);
+            fflush(stdout);
+            if (csv)
+                fprintf(csv, "%ld,%.9g,,%.9g,%.6f\n", epoch, last_loss, last_test_acc, t_end);
+        }
+    }
+    if (rank == 0) {
+        nn_dist_stats st;
+        nn_dist_get_stats(d, &st);
+        printf("loss %.3f, test acc %.3f\n", last_loss, last_test_acc);
+        printf("%.1f examples/sec over %d ranks, %.2f s an epoch (training and test), %.1f s "
+               "in all\n", (double)count * world * (double)o->epochs / total, world,
+               total / (double)o->epochs, total);
+        printf("rank 0 waited on the other ranks %.2f s of its %.2f s of training (%.1f%%), "
+               "%ld steps\n", st.wait_seconds, train_total,
+               train_total > 0 ? 100.0 * st.wait_seconds / train_total : 0.0, st.steps);
+        if (o->save) {
+            if (nn_save(model, o->save) != 0) {
+                fprintf(stderr, "fashion: %s\n", nn_error());
+                goto out;
+            }
+            printf("saved %s\n", o->save);
+        }
+    }
+    status = 0;
+out:
+    if (close_out(csv, o->csv) != 0)
+        status = 1;
+    if (close_out(steps_csv, o->steps_csv) != 0)
+        status = 1;
+    if (close_out(order_f, o->order_file) != 0)
+        status = 1;
+    if (net && !(d && nn_dist_failed(d))) {
+        nn_dist_detach(d);
+        d = NULL;
+        def->destroy(net);
+    }
+    free(idx);
+    free(perm);
+    free(xb);
+    free(yb);
+    free(lb);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    return nn_dist_exit(d, status);
+}
+#endif
+
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -415,6 +667,10 @@ int main(int argc, char **argv)
 
     if (parse_options(argc, argv, &o) != 0)
         return 2;
+#if NNGEN_FASHION_MPI
+    if (o.dist)
+        return main_dist(&o, &argc, &argv);
+#endif
     def = o.net;
     tty = !o.quiet && isatty(STDOUT_FILENO);
 

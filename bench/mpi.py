@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""bench/mpi.py: the data-parallel train step over MPI (nngen-rt-mpi) on
+this machine: time per step for W = 1 and 2 ranks, the share of the step
+spent waiting on communication, bytes reduced per step.  bench/README.md
+"Data parallel over MPI" has the numbers and the model.
+
+usage: /usr/bin/python3 bench/mpi.py [--build DIR] [--only bd] [--steps N] [--check]
+
+Networks: (b) the mid MLP 784-256-256-10 b64 and (d) LeNet b256 of
+bench/run.py (the same specs).  Rows, per network:
+  plain 1T   P_train_step alone, 1 thread (NNGEN_NUM_THREADS=1)
+  plain 2T   the same on both cores (the one-process baseline)
+  dist W=1   nn_dist_attach'ed, one rank, 1 thread: the hooks' own cost
+             (copies into the bucket, the divide, a one-rank allreduce)
+  dist W=2   two ranks of 1 thread on the two cores, each its own batch:
+             twice the examples per step
+Needs a build with -Dmpi (build/runtime/libnngen-rt-mpi.a) and mpicc.
+--check: a few steps, for a smoke test (< 30 s).
+"""
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def load_run():
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(HERE, "run.py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def sh(cmd, env=None, timeout=900):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=env, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit("bench/mpi.py: command failed (%d): %s\n%s%s"
+                         % (p.returncode, " ".join(cmd), p.stdout, p.stderr))
+    return p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", default="bd")
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    run = load_run()
+    mpicc, mpirun = shutil.which("mpicc"), shutil.which("mpirun")
+    lib_mpi = os.path.join(a.build, "runtime", "libnngen-rt-mpi.a")
+    if not mpicc or not mpirun or not os.path.exists(lib_mpi):
+        raise SystemExit("bench/mpi.py: needs mpicc, mpirun and %s (meson -Dmpi=enabled)"
+                         % lib_mpi)
+    env = dict(os.environ)
+    env.update({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                "OMPI_MCA_btl_vader_single_copy_mechanism": "none"})
+    work = tempfile.mkdtemp(prefix="nngen-bench-mpi-")
+    rows = []
+    try:
+        for net in run.NETS:
+            if net["key"] not in a.only:
+                continue
+            net = dict(net)
+            if a.check:
+                net["dims"], net["batch"] = run.CHECK_DIMS[net["key"]]
+            spec = os.path.join(work, net["name"] + ".yaml")
+            with open(spec, "w") as f:
+                f.write(run.spec_text(net))
+            c = os.path.join(work, net["name"] + ".c")
+            sh([os.path.join(a.build, "compiler", "nngen"), spec, "-o", c])
+            exe = os.path.join(work, net["name"] + "_mpi")
+            sh([mpicc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-I", os.path.join(ROOT, "include"), "-I", work,
+                "-DNET=" + net["name"], '-DNET_HEADER="%s.h"' % net["name"]] +
+               (["-DLOSS_CE"] if net["loss"] == "cross_entropy" else []) +
+               [os.path.join(HERE, "mpi_driver.c"), c, lib_mpi,
+                os.path.join(a.build, "runtime", "libnngen-rt.a"), "-lopenblas", "-lz", "-lm",
+                "-lpthread", "-o", exe])
+            steps = a.steps or (10 if a.check else (400 if net["key"] == "b" else 150))
+            warm = 3 if a.check else 20
+            for label, mode, w, threads in (("plain 1T", "plain", 1, 1),
+                                            ("plain 2T", "plain", 1, 2),
+                                            ("dist W=1", "dist", 1, 1),
+                                            ("dist W=2", "dist", 2, 1)):
+                e = dict(env)
+                e.update({"NNGEN_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)})
+                out = sh([mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(w), exe,
+                          mode, str(steps), str(warm)], e)
+                kv = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+                step = float(kv["step_median"])
+                rows.append((net["title"], label, w, step, w * net["batch"] / step,
+                             float(kv["wait"]) / float(kv["step_mean"]) if mode == "dist" else None,
+                             int(kv["bytes"]) if mode == "dist" else None,
+                             int(kv["buckets"]) if mode == "dist" else None))
+                print("%-34s %-9s  %8.3f ms/step  %9.0f examples/s%s" % (
+                    rows[-1][0], label, step * 1e3, rows[-1][4],
+                    "" if mode != "dist" else "  waiting %4.1f%%  %d bytes in %d bucket(s)"
+                    % (100 * rows[-1][5], rows[-1][6], rows[-1][7])))
+                sys.stdout.flush()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print("| network | run | ranks | ms / step | examples / s | waiting on communication | "
+          "gradient bytes / step |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %s | %d | %.3f | %.0f | %s | %s |" % (
+            r[0], r[1], r[2], r[3] * 1e3, r[4], "-" if r[5] is None else "%.1f%%" % (100 * r[5]),
+            "-" if r[6] is None else "%d (%d bucket%s)" % (r[6], r[7], "" if r[7] == 1 else "s")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
