@@ -13,7 +13,9 @@ bench/run.py (the same specs).  Rows, per network:
   dist W=1   nn_dist_attach'ed, one rank, 1 thread: the hooks' own cost
              (copies into the bucket, the divide, a one-rank allreduce)
   dist W=2   two ranks of 1 thread on the two cores, each its own batch:
-             twice the examples per step
+             twice the examples per step (default buckets: 1 MiB first)
+  W=2 64K    the same with 64 KiB buckets (NNGEN_MPI_BUCKET_BYTES), so
+             that the first buckets' allreduces overlap the rest of backward
 Needs a build with -Dmpi (build/runtime/libnngen-rt-mpi.a) and mpicc.
 --check: a few steps, for a smoke test (< 30 s).
 """
@@ -84,12 +86,15 @@ def main():
                 "-lpthread", "-o", exe])
             steps = a.steps or (10 if a.check else (400 if net["key"] == "b" else 150))
             warm = 3 if a.check else 20
-            for label, mode, w, threads in (("plain 1T", "plain", 1, 1),
-                                            ("plain 2T", "plain", 1, 2),
-                                            ("dist W=1", "dist", 1, 1),
-                                            ("dist W=2", "dist", 2, 1)):
+            for label, mode, w, threads, bucket in (("plain 1T", "plain", 1, 1, None),
+                                                    ("plain 2T", "plain", 1, 2, None),
+                                                    ("dist W=1", "dist", 1, 1, None),
+                                                    ("dist W=2", "dist", 2, 1, None),
+                                                    ("W=2 64K", "dist", 2, 1, 65536)):
                 e = dict(env)
                 e.update({"NNGEN_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)})
+                if bucket:
+                    e["NNGEN_MPI_BUCKET_BYTES"] = str(bucket)
                 out = sh([mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(w), exe,
                           mode, str(steps), str(warm)], e)
                 kv = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)

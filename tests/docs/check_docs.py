@@ -15,7 +15,7 @@ Checks, each printing PASS or FAIL lines (exit status 1 on any FAIL):
            the spec's name replaced by P_, appears in docs/api.md (functions
            without the prefix, the user's {custom: NAME} initializers, are
            not the API and are skipped)
-  rt       every function declared in include/nngen/rt.h appears in
+  rt       every function declared in include/nngen/rt.h (and rt-mpi.h) appears in
            docs/api.md
   examples every ```yaml block of docs/language.md (and of cli.md, api.md)
            whose first line is `nngen: 1` passes `nngen --check`, and
@@ -223,6 +223,12 @@ def check_rt(root, api):
         return
     for f in funcs:
         report(word_in(f, api), 'rt', 'function %s in docs/api.md' % f)
+    # the MPI part (nngen-rt-mpi) likewise
+    path = os.path.join(root, 'include', 'nngen', 'rt-mpi.h')
+    funcs, _macros = c_declarations(read(path))
+    report(len(funcs) > 0, 'rt', 'functions found in include/nngen/rt-mpi.h')
+    for f in funcs:
+        report(word_in(f, api), 'rt', 'function %s (rt-mpi.h) in docs/api.md' % f)
 
 
 # ---- examples ----------------------------------------------------------------

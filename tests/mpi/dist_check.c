@@ -374,13 +374,19 @@ int main(int argc, char **argv)
         if (rank == 0) {
             nn_dist_stats st;
             nn_dist_get_stats(d, &st);
+            uint64_t h = 14695981039346656037ull;
+            const unsigned char *c = (const unsigned char *)pk;
+            size_t j;
+            for (j = 0; j < sizeof *pk * pf; j++)
+                h = (h ^ c[j]) * 1099511628211ull;
             printf("dist_check %s: W=%d B=%lld N=%lld steps=%lld (%ld averaged, %d buckets, "
                    "%zu bytes a step): %s; max relative difference from one process of W·B "
-                   "rows: loss %.3g, parameters %.3g%s\n",
+                   "rows: loss %.3g, parameters %.3g%s; final parameters' hash %016llx\n",
                    F(_model)(net)->info->name, world, (long long)B, (long long)N,
                    (long long)steps, st.steps, st.buckets, st.bytes_per_step,
                    fails ? "FAILED" : "ok", max_loss, max_param,
-                   has_buffers ? " (batch norm: checked against rank 0's buffers instead)" : "");
+                   has_buffers ? " (batch norm: checked against rank 0's buffers instead)" : "",
+                   (unsigned long long)h);
         }
     }
     if (ref)

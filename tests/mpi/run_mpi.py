@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Data parallel over MPI (suite 'mpi'; SPEC 1.9; runtime/mpi.c).
 
-usage: run_mpi.py --mpirun MPIRUN --mlp D --tied D --cnn D --bn D --case CASE [--sanitized]
+usage: run_mpi.py --mpirun MPIRUN --mlp D --tied D --cnn D --bn D [--fashion F]
+                  --case CASE [--sanitized]
 
 The D are dist_check.c built for tests/mpi/{mlp,tied,cnn,bn}.yaml.  Cases:
 
@@ -20,6 +21,9 @@ The D are dist_check.c built for tests/mpi/{mlp,tied,cnn,bn}.yaml.  Cases:
   buffers-bn      batch norm: buffers follow rank 0 (W = 2, 3; 36 examples)
   persistent-off  NNGEN_MPI_PERSISTENT=0: MPI_Iallreduce instead of the
                   persistent requests (W = 3)
+  repeat          the same W twice gives bit-identical final parameters
+                  (CNN, W = 2 and 3), and the non-persistent path the same
+                  bits as the persistent one
   mismatch        rank 0 runs the MLP, rank 1 the tied spec: both refuse
                   at start-up with a message, non-zero exit
   mutations       the checks can fail: hooks removed after attach (every
@@ -31,6 +35,10 @@ The D are dist_check.c built for tests/mpi/{mlp,tied,cnn,bn}.yaml.  Cases:
   fault-stop      rank 1 of 3 SIGSTOPs itself at step 5 (hangs): with
                   NNGEN_MPI_TIMEOUT=4 the others give up, name rank 1, and
                   the job exits non-zero within 60 s
+  fashion-dist    mpirun -np 3 examples/fashion/fashion --dist (the MLP, 1500
+                  images, 2 epochs): one model over 3 processes, printed
+                  once (needs dataset-fashion-mnist: skip without it,
+                  fail without it under NNGEN_REQUIRE_TORCH=1)
   netns           two network namespaces joined by a veth pair: rank 0 in
                   one, rank 1 in the other (Open MPI's TCP transport only,
                   on the veth addresses), so the gradients cross an
@@ -165,6 +173,46 @@ def case_sampler(a):
           '(n 1..1001, W 1..5, every rank, seeds 0, 7, 123456789, epochs 0, 1, 5)' % total)
 
 
+def case_repeat(a):
+    """The same W, the same buckets: the same bits, run after run."""
+    hashes = {}
+    for w, env_extra in ((2, {}), (2, {}), (3, {}), (3, {}), (3, {'NNGEN_MPI_PERSISTENT': '0'})):
+        env = dict(ENV)
+        env.update(env_extra)
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out, _ = mpirun(a, w, a.cnn, ['--out', tmp], env)
+        m = re.search(r": ok;.*hash ([0-9a-f]{16})", out)
+        check(rc == 0 and m is not None, 'cnn W=%d%s ran (exit %s)' % (
+            w, ' NNGEN_MPI_PERSISTENT=0' if env_extra else '', rc))
+        hashes.setdefault((w, bool(env_extra)), []).append(m.group(1) if m else None)
+    print('  final parameters\' hashes: %s' % hashes)
+    check(len(set(hashes[(2, False)])) == 1 and len(set(hashes[(3, False)])) == 1,
+          'the same W gives bit-identical parameters run after run (W = 2 twice, W = 3 twice)')
+    check(hashes[(3, True)][0] == hashes[(3, False)][0],
+          'W = 3: MPI_Iallreduce gives the bits of the persistent requests')
+
+
+def case_fashion(a):
+    data = '/usr/share/datasets/fashion-mnist'
+    if not a.fashion:
+        print('SKIP: fashion-dist: examples/fashion is not built (-Ddata disabled)')
+        return 77
+    if not os.path.exists(os.path.join(data, 'train-images-idx3-ubyte.gz')):
+        if os.environ.get('NNGEN_REQUIRE_TORCH') == '1':
+            return int(not check(False, 'fashion-dist: the data set (dataset-fashion-mnist) '
+                                 'is installed (NNGEN_REQUIRE_TORCH=1)'))
+        print('SKIP: fashion-dist: dataset-fashion-mnist is not installed')
+        return 77
+    rc, out, secs = run([a.mpirun, '--oversubscribe', '-np', '3', a.fashion, '--dist', '--net',
+                         'mlp', '--limit', '1500', '--epochs', '2', '--quiet'], timeout=200)
+    print(out.strip())
+    check(rc == 0 and out.count('nngen: mlp') == 1 and out.count('data parallel: 3 ranks') == 1
+          and re.search(r'^\s+2\s+[0-9.]+\s+-\s+0\.[0-9]+', out, re.M) is not None,
+          'mpirun -np 3 fashion --dist trains one model over 3 processes and prints once, '
+          'from rank 0 (exit %s, %.1f s)' % (rc, secs))
+    return 0
+
+
 def case_mismatch(a):
     rc, out, secs = run([a.mpirun, '--oversubscribe', '-np', '1', a.mlp, ':', '-np', '1', a.tied])
     print(out.strip())
@@ -293,6 +341,7 @@ def main():
     ap.add_argument('--mpirun', required=True)
     for k in ('mlp', 'tied', 'cnn', 'bn'):
         ap.add_argument('--' + k, required=True)
+    ap.add_argument('--fashion', default=None)
     ap.add_argument('--case', required=True)
     ap.add_argument('--sanitized', action='store_true')
     a = ap.parse_args()
@@ -313,6 +362,11 @@ def main():
         equal(a, 'bn', a.bn, (2, 3), torch_sampler(), n=36)
     elif c == 'persistent-off':
         equal(a, 'mlp', a.mlp, (3,), torch_sampler(), {3: {'NNGEN_MPI_PERSISTENT': '0'}})
+    elif c == 'repeat':
+        case_repeat(a)
+    elif c == 'fashion-dist':
+        if case_fashion(a) == 77:
+            return 77
     elif c == 'mismatch':
         case_mismatch(a)
     elif c == 'mutations':
