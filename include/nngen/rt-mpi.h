@@ -55,7 +55,8 @@ void nn_dist_default_options(nn_dist_options *o);
    another rank's model differs, out of memory, a rank does not answer).
    MPI must be initialized; comm is duplicated (the caller's stays free). */
 nn_dist *nn_dist_attach(nn_model *m, MPI_Comm comm, const nn_dist_options *opt);
-/* Removes the hooks and frees everything (local, not collective). */
+/* Removes the hooks and frees everything (local, not collective).  Detach
+   (or nn_dist_exit) before destroying the instance: it reads m->hooks. */
 void nn_dist_detach(nn_dist *d);
 
 int nn_dist_rank(const nn_dist *d);

@@ -46,7 +46,8 @@ The D are dist_check.c built for tests/mpi/{mlp,tied,cnn,bn}.yaml.  Cases:
                   cannot be made (no CAP_SYS_ADMIN, no ip(8))
 
 Exit 0 pass, 1 fail, 77 skip (torch missing unless NNGEN_REQUIRE_TORCH=1;
-namespaces not allowed; a sanitizer build, see meson.build).
+namespaces not allowed).  --sanitized (build-asan): the MPI runs with
+AddressSanitizer and UBSan but without LeakSanitizer (meson.build).
 """
 import argparse
 import os
@@ -346,9 +347,13 @@ def main():
     ap.add_argument('--sanitized', action='store_true')
     a = ap.parse_args()
     if a.sanitized and a.case != 'sampler-torch':
-        print('SKIP: mpi-%s: not under the sanitizers (Open MPI\'s own leaks and helper '
-              'processes, tests/mpi/meson.build); the normal build runs it' % a.case)
-        return 77
+        # AddressSanitizer and UBSan stay on; LeakSanitizer off for the MPI
+        # runs: Open MPI leaks at exit from its unloaded plugins, which no
+        # suppression can name (tests/mpi/meson.build)
+        opts = [o for o in ENV.get('ASAN_OPTIONS', '').split(':')
+                if o and not o.startswith('detect_leaks=')]
+        ENV['ASAN_OPTIONS'] = ':'.join(opts + ['detect_leaks=0'])
+        print('(sanitizer build: ASAN_OPTIONS=%s for the MPI runs)' % ENV['ASAN_OPTIONS'])
     c = a.case
     if c == 'sampler-torch':
         case_sampler(a)
