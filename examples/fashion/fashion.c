@@ -452,8 +452,9 @@ static int main_dist(const options *o, int *argc, char ***argv)
     FILE *csv = NULL, *steps_csv = NULL, *order_f = NULL;
     int rc, rank, world, tty, status = 1;
     long epoch, step = 0, steps_per_epoch;
-    double t_load, total = 0.0, train_total = 0.0, t_start;
+    double t_load, total = 0.0, train_total = 0.0, t_start, train_wait = 0.0;
     double last_loss = 0, last_test_acc = 0;
+    nn_dist_stats st;
 
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -510,7 +511,6 @@ static int main_dist(const options *o, int *argc, char ***argv)
     }
     steps_per_epoch = (long)((count + def->batch - 1) / def->batch);
     if (rank == 0) {
-        nn_dist_stats st;
         nn_dist_get_stats(d, &st);
         printf("nngen: %s (%s, %s), SGD lr %g, %ld epochs, seed %" PRIu64 "\n", def->name,
                def->spec, def->what, (double)def->lr, o->epochs, o->seed);
@@ -528,6 +528,8 @@ static int main_dist(const options *o, int *argc, char ***argv)
         double t0, t_train, t_end, sums[3] = {0, 0, 0}, next_bar = 0.0;
         int64_t start, i;
         MPI_Barrier(MPI_COMM_WORLD); /* epochs timed from a common start */
+        nn_dist_get_stats(d, &st);
+        train_wait -= st.wait_seconds;
         t0 = now();
         /* DistributedSampler.set_epoch(epoch - 1); iter(loader) still draws
            the DataLoader's base seed from the global generator */
@@ -568,6 +570,8 @@ static int main_dist(const options *o, int *argc, char ***argv)
         }
         t_train = now() - t0;
         train_total += t_train;
+        nn_dist_get_stats(d, &st);
+        train_wait += st.wait_seconds;
         /* evaluation: rank 0's buffers everywhere, the test set split over
            the ranks */
         (void)nn_loader_seed(rng);
@@ -605,15 +609,14 @@ static int main_dist(const options *o, int *argc, char ***argv)
         }
     }
     if (rank == 0) {
-        nn_dist_stats st;
         nn_dist_get_stats(d, &st);
         printf("loss %.3f, test acc %.3f\n", last_loss, last_test_acc);
         printf("%.1f examples/sec over %d ranks, %.2f s an epoch (training and test), %.1f s "
                "in all\n", (double)count * world * (double)o->epochs / total, world,
                total / (double)o->epochs, total);
         printf("rank 0 waited on the other ranks %.2f s of its %.2f s of training (%.1f%%), "
-               "%ld steps\n", st.wait_seconds, train_total,
-               train_total > 0 ? 100.0 * st.wait_seconds / train_total : 0.0, st.steps);
+               "%ld steps\n", train_wait, train_total,
+               train_total > 0 ? 100.0 * train_wait / train_total : 0.0, st.steps);
         if (o->save) {
             if (nn_save(model, o->save) != 0) {
                 fprintf(stderr, "fashion: %s\n", nn_error());

@@ -29,7 +29,8 @@
  * sampler (rank r takes rank (r+1) mod W's examples), --mutate nobuffers
  * (broadcast_buffers off: each rank keeps its own batch norm statistics).
  * NNGEN_TEST_PRINT_NETNS=1: each rank prints its network namespace (netns test).
- * --sampler N W R SEED EPOCH prints nn_dist_sampler_indices (no MPI).
+ * --sampler: for each line "N W R SEED EPOCH" on stdin, one line of
+ * nn_dist_sampler_indices (no MPI).
  * Exit: 0 every check held; 1 a check failed or a rank failed (the others
  * are aborted).
  */
@@ -156,21 +157,24 @@ static int fail_count;
         }                                                                                        \
     } while (0)
 
-static int sampler_mode(char **a)
+/* --sampler: lines "N W R SEED EPOCH" on stdin, one line of indices out each */
+static int sampler_mode(void)
 {
-    int64_t n = atoll(a[0]), e = atoll(a[4]), i, c;
-    int W = atoi(a[1]), r = atoi(a[2]);
-    uint64_t seed = strtoull(a[3], NULL, 10);
-    int64_t *out = malloc(sizeof *out * (size_t)(n + 1));
-    c = nn_dist_sampler_indices(seed, e, n, W, r, out, NULL);
-    if (c < 0) {
-        fprintf(stderr, "dist_check: %s\n", nn_error());
-        return 1;
+    long long n, e, W, r;
+    unsigned long long seed;
+    while (scanf("%lld %lld %lld %llu %lld", &n, &W, &r, &seed, &e) == 5) {
+        int64_t i, c, *out = malloc(sizeof *out * (size_t)(n > 0 ? n + 1 : 1));
+        c = out ? nn_dist_sampler_indices(seed, e, n, (int)W, (int)r, out, NULL) : -1;
+        if (c < 0) {
+            fprintf(stderr, "dist_check: %s\n", out ? nn_error() : "out of memory");
+            free(out);
+            return 1;
+        }
+        for (i = 0; i < c; i++)
+            printf(i ? " %lld" : "%lld", (long long)out[i]);
+        printf("\n");
+        free(out);
     }
-    for (i = 0; i < c; i++)
-        printf(i ? " %lld" : "%lld", (long long)out[i]);
-    printf("\n");
-    free(out);
     return 0;
 }
 
@@ -194,8 +198,8 @@ int main(int argc, char **argv)
     FILE *idx_f;
     char path[4096];
 
-    if (argc == 7 && !strcmp(argv[1], "--sampler"))
-        return sampler_mode(argv + 2);
+    if (argc == 2 && !strcmp(argv[1], "--sampler"))
+        return sampler_mode();
     for (a = 1; a + 1 < argc; a += 2) {
         if (!strcmp(argv[a], "--n"))
             N = atoll(argv[a + 1]);

@@ -152,26 +152,23 @@ def equal(a, name, driver, ws, torch_idx, env_for=None, n=N):
 
 def case_sampler(a):
     torch_idx = torch_sampler()
+    cases = [(n, w, r, seed, epoch) for n in (1, 2, 3, 5, 7, 37, 100, 1001)
+             for w in (1, 2, 3, 4, 5) for seed in (0, 7, 123456789) for epoch in (0, 1, 5)
+             for r in range(w)]
+    out = subprocess.run([a.mlp, '--sampler'], input=''.join('%d %d %d %d %d\n' % c
+                                                              for c in cases),
+                         capture_output=True, text=True, check=True).stdout.splitlines()
     bad = 0
-    total = 0
-    for n in (1, 2, 3, 5, 7, 37, 100, 1001):
-        for w in (1, 2, 3, 4, 5):
-            for seed in (0, 7, 123456789):
-                for epoch in (0, 1, 5):
-                    for r in range(w):
-                        got = subprocess.run([a.mlp, '--sampler', str(n), str(w), str(r),
-                                              str(seed), str(epoch)], capture_output=True,
-                                             text=True, check=True).stdout.split()
-                        got = [int(t) for t in got]
-                        total += 1
-                        if got != torch_idx(n, w, r, seed, epoch):
-                            bad += 1
-                            if bad < 5:
-                                print('  n=%d W=%d r=%d seed=%d epoch=%d: %s vs torch %s'
-                                      % (n, w, r, seed, epoch, got,
-                                         torch_idx(n, w, r, seed, epoch)))
-    check(bad == 0, 'nn_dist_sampler_indices equals torch DistributedSampler in %d cases '
-          '(n 1..1001, W 1..5, every rank, seeds 0, 7, 123456789, epochs 0, 1, 5)' % total)
+    for c, line in zip(cases, out):
+        got = [int(t) for t in line.split()]
+        want = torch_idx(*c)
+        if got != want:
+            bad += 1
+            if bad < 5:
+                print('  n=%d W=%d r=%d seed=%d epoch=%d: %s vs torch %s' % (c + (got, want)))
+    check(len(out) == len(cases) and bad == 0,
+          'nn_dist_sampler_indices equals torch DistributedSampler in %d cases (n 1..1001, '
+          'W 1..5, every rank, seeds 0, 7, 123456789, epochs 0, 1, 5)' % len(cases))
 
 
 def case_repeat(a):
