@@ -16,6 +16,7 @@ bench/run.py (the same specs).  Rows, per network:
              twice the examples per step (default buckets: 1 MiB first)
   W=2 64K    the same with 64 KiB buckets (NNGEN_MPI_BUCKET_BYTES), so
              that the first buckets' allreduces overlap the rest of backward
+and, per network, MPI_Allreduce of its gradient block alone on 2 ranks.
 Needs a build with -Dmpi (build/runtime/libnngen-rt-mpi.a) and mpicc.
 --check: a few steps, for a smoke test (< 30 s).
 """
@@ -65,6 +66,7 @@ def main():
                 "OMPI_MCA_btl_vader_single_copy_mechanism": "none"})
     work = tempfile.mkdtemp(prefix="nngen-bench-mpi-")
     rows = []
+    allreduce = []
     try:
         for net in run.NETS:
             if net["key"] not in a.only:
@@ -108,6 +110,16 @@ def main():
                     "" if mode != "dist" else "  waiting %4.1f%%  %d bytes in %d bucket(s)"
                     % (100 * rows[-1][5], rows[-1][6], rows[-1][7])))
                 sys.stdout.flush()
+            e = dict(env)
+            out = sh([mpirun, "--oversubscribe", "--bind-to", "none", "-np", "2", exe,
+                      "allreduce", "20" if a.check else "200", "5" if a.check else "20"], e)
+            kv = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+            t = float(kv["allreduce_median"])
+            nbytes = int(kv["allreduce_bytes"])
+            allreduce.append((net["title"], nbytes, t))
+            print("%-34s MPI_Allreduce of %d bytes on 2 ranks: %.3f ms (%.2f GB/s by the ring "
+                  "bound's 2(W-1)/W * bytes / t)" % (net["title"], nbytes, t * 1e3,
+                                                      nbytes / t / 1e9))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
@@ -118,6 +130,9 @@ def main():
         print("| %s | %s | %d | %.3f | %.0f | %s | %s |" % (
             r[0], r[1], r[2], r[3] * 1e3, r[4], "-" if r[5] is None else "%.1f%%" % (100 * r[5]),
             "-" if r[6] is None else "%d (%d bucket%s)" % (r[6], r[7], "" if r[7] == 1 else "s")))
+    for title, nbytes, t in allreduce:
+        print("%s: MPI_Allreduce of %d bytes (the gradient block) on 2 ranks alone: %.3f ms"
+              % (title, nbytes, t * 1e3))
     return 0
 
 

@@ -8,6 +8,9 @@
  *   mpirun -np W mpi_driver MODE STEPS WARMUP
  *     MODE plain: P_train_step_n without MPI hooks (W must be 1);
  *          dist:  nn_dist_attach'ed (gradients averaged over the W ranks).
+ *   mpirun -np W mpi_driver allreduce REPS WARMUP
+ *     MPI_Allreduce of the model's gradient block alone ("allreduce_median S"),
+ *     after a barrier each time.
  * Each rank trains on its own random batches (a pool of 8, cycled).  Prints,
  * from rank 0: "step_median S", "step_mean S" (wall time per step after the
  * warm-up steps), "wait S" (rank 0's time inside nn-rt-mpi's waits per
@@ -61,8 +64,29 @@ int main(int argc, char **argv)
     double *times, t0, sum = 0, wait0 = 0;
     nn_dist_stats st;
     size_t nx = (size_t)N_(_BATCH) * N_(_IN_SIZE), nt = (size_t)N_(_BATCH) * TPER;
+    if (argc == 4 && !strcmp(argv[1], "allreduce")) {
+        /* the collective alone: MPI_Allreduce of the gradient's bytes */
+        int n = (int)(N_(_model)(N_(_create)())->info->grad_floats), reps = atoi(argv[2]);
+        float *g = calloc((size_t)n + 1, sizeof *g);
+        double *ts = malloc(sizeof *ts * (size_t)(reps + 1));
+        MPI_Init(&argc, &argv);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        for (k = 0; k < atoi(argv[3]) + reps; k++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            t0 = now();
+            MPI_Allreduce(MPI_IN_PLACE, g, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            if (k >= atoi(argv[3]))
+                ts[k - atoi(argv[3])] = now() - t0;
+        }
+        qsort(ts, (size_t)reps, sizeof *ts, cmp);
+        if (rank == 0)
+            printf("allreduce_median %.9g\nallreduce_bytes %zu\n", ts[reps / 2],
+                   sizeof(float) * (size_t)n);
+        MPI_Finalize();
+        return 0;
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: mpi_driver plain|dist STEPS WARMUP\n");
+        fprintf(stderr, "usage: mpi_driver plain|dist STEPS WARMUP | allreduce REPS WARMUP\n");
         return 2;
     }
     dist = !strcmp(argv[1], "dist");
