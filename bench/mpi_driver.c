@@ -16,7 +16,8 @@
  * warm-up steps), "wait S" (rank 0's time inside nn-rt-mpi's waits per
  * step: the part of the step spent waiting for the other ranks and the
  * allreduce to finish after backward), "bytes N" (gradient bytes a rank
- * contributes per step), "buckets N".
+ * contributes per step), "buckets N", "early X" (buckets a step whose
+ * allreduce finished while backward was still running: the overlap).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
     float *x;
     target_t *t;
     double *times, t0, sum = 0, wait0 = 0;
+    long early0 = 0;
     nn_dist_stats st;
     size_t nx = (size_t)N_(_BATCH) * N_(_IN_SIZE), nt = (size_t)N_(_BATCH) * TPER;
     if (argc == 4 && !strcmp(argv[1], "allreduce")) {
@@ -125,6 +127,7 @@ int main(int argc, char **argv)
             MPI_Barrier(MPI_COMM_WORLD);
             nn_dist_get_stats(d, &st);
             wait0 = st.wait_seconds;
+            early0 = st.buckets_early;
         }
         t0 = now();
         loss = N_(_train_step)(net, x + (size_t)(k % POOL) * nx, t + (size_t)(k % POOL) * nt);
@@ -140,9 +143,9 @@ int main(int argc, char **argv)
     nn_dist_get_stats(d, &st);
     qsort(times, (size_t)steps, sizeof *times, cmp);
     if (rank == 0)
-        printf("step_median %.9g\nstep_mean %.9g\nwait %.9g\nbytes %zu\nbuckets %d\n",
-               times[steps / 2], sum / steps, (st.wait_seconds - wait0) / steps,
-               st.bytes_per_step, st.buckets);
+        printf("step_median %.9g\nstep_mean %.9g\nwait %.9g\nbytes %zu\nbuckets %d\n"
+               "early %.9g\n", times[steps / 2], sum / steps, (st.wait_seconds - wait0) / steps,
+               st.bytes_per_step, st.buckets, (double)(st.buckets_early - early0) / steps);
     free(x);
     free(t);
     free(times);

@@ -107,6 +107,7 @@ struct nn_dist {
     int failed;
     int broken;                /* a timeout or an MPI error: MPI may hang from now on */
     long steps;
+    long early;                /* buckets whose allreduce finished during backward */
     double wait;
     int oldest;                /* the first bucket that may still be in flight */
     long *diag_in;             /* 2 per rank: what each peer told us */
@@ -359,6 +360,7 @@ static void progress(nn_dist *d)
             if (!flag)
                 return;
             b->done = 1;
+            d->early++; /* finished while backward was still running */
         }
         d->oldest++;
     }
@@ -369,8 +371,8 @@ static void hook_grad_ready(nn_train_hooks *h, nn_model *m, int i)
     nn_dist *d = h->ctx;
     int k;
     (void)m;
-    if (d->failed || i < 0 || i >= m->info->nparams || (k = d->bucket_of[i]) < 0 ||
-        d->ready[i])
+    if (d->failed || d->size == 1 || i < 0 || i >= m->info->nparams ||
+        (k = d->bucket_of[i]) < 0 || d->ready[i])
         return;
     fill(d, i);
     if (--d->b[k].pending == 0)
@@ -385,6 +387,12 @@ static int finish_grads(nn_dist *d)
     int n = 0;
     if (dead(d, "the gradient average"))
         return -1;
+    if (d->size == 1) {
+        /* the average over one rank is the gradient itself (x / 1 and a sum
+           of one term are exact): nothing to copy or reduce */
+        d->steps++;
+        return 0;
+    }
     for (k = 0; k < d->nb; k++) {
         bucket *b = &d->b[k];
         if (!b->launched) {
@@ -879,6 +887,7 @@ void nn_dist_get_stats(const nn_dist *d, nn_dist_stats *s)
     s->wait_seconds = d->wait;
     s->bytes_per_step = sizeof(float) * d->grad_floats;
     s->buckets = d->nb;
+    s->buckets_early = d->early;
 }
 
 /* ---- DistributedSampler ------------------------------------------------------- */

@@ -100,6 +100,8 @@ typedef struct nn_dist_stats {
                                   pre_forward's buffer broadcast) */
     size_t bytes_per_step;     /* gradient bytes each rank contributes to a step */
     int buckets;
+    long buckets_early;        /* bucket allreduces that completed while backward was
+                                  still running (overlapped), summed over the steps */
 } nn_dist_stats;
 void nn_dist_get_stats(const nn_dist *d, nn_dist_stats *s);
 
