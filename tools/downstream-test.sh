@@ -9,7 +9,9 @@
 #      with `pkg-config --static`) and the meson example (shared, and
 #      -Dprefer_static=true), checking that rt.h came from the prefix and
 #      never from this repository;
-#   3. build the meson example again with nngen as a meson subproject (a
+#   3. with MPI: tests/mpi/dist_check.c built from pkg-config nngen-rt-mpi
+#      alone, run on 2 ranks;
+#   4. build the meson example again with nngen as a meson subproject (a
 #      wrap file with [provide], the repository linked as subprojects/nngen).
 # Everything happens in a temporary directory, removed at the end (set
 # NNGEN_KEEP_TMP=1 to keep it).  Needs meson, ninja, pkg-config, make, cc,
@@ -132,6 +134,28 @@ ninja -C "$tmp/meson-static"
 env -u LD_LIBRARY_PATH meson test -C "$tmp/meson-static" --print-errorlogs
 if grep -E 'NEEDED.*(nngen-rt|openblas)' <<<"$(readelf -d "$tmp/meson-static/classifier")"; then
     fail "classifier built with prefer_static links the libraries above dynamically"
+fi
+
+# ------------------------------------------------------------------ MPI
+# With MPI (nngen-rt-mpi installed, -Dmpi found it): a data-parallel program
+# built from pkg-config nngen-rt-mpi alone, run on 2 ranks.
+if [ -f "$pcdir/nngen-rt-mpi.pc" ] && command -v mpirun >/dev/null; then
+    step "pkg-config nngen-rt-mpi: tests/mpi/dist_check.c on 2 ranks"
+    for f in include/nngen/rt-mpi.h; do
+        [ -f "$prefix/$f" ] || fail "$f was not installed"
+    done
+    [ -e "$libdir/libnngen-rt-mpi.so.0" ] || fail "libnngen-rt-mpi.so.0 was not installed"
+    echo "  pkg-config --cflags --libs nngen-rt-mpi: $(pkg-config --cflags --libs nngen-rt-mpi)"
+    mkdir -p "$tmp/mpi"
+    run mpi-nngen.log nngen "$repo/tests/mpi/mlp.yaml" -o "$tmp/mpi/dmlp.c"
+    # shellcheck disable=SC2046,SC2086
+    run mpi-cc.log cc $strict_cflags -D_POSIX_C_SOURCE=200809L -I"$tmp/mpi" -DNET=dmlp \
+        '-DNET_H="dmlp.h"' -DCE=1 "$repo/tests/mpi/dist_check.c" "$tmp/mpi/dmlp.c" \
+        $(pkg-config --cflags --libs nngen-rt-mpi) -o "$tmp/mpi/dist_check"
+    run mpi-run.log env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        mpirun --oversubscribe -np 2 "$tmp/mpi/dist_check" --out "$tmp/mpi"
+    grep -q ': ok;' "$tmp/logs/mpi-run.log" || fail "dist_check on 2 ranks did not pass"
+    grep -m1 '^dist_check' "$tmp/logs/mpi-run.log" | sed 's/^/  /'
 fi
 
 # ------------------------------------------------------------ subproject
