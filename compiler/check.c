@@ -29,6 +29,11 @@ static const char *file_stem(const char *file)
 
 program *check_program(const char *file, ynode *doc)
 {
+    return check_program_opts(file, doc, NULL);
+}
+
+program *check_program_opts(const char *file, ynode *doc, const check_opts *o)
+{
     program *p = xalloc(sizeof *p);
     p->file = file;
     ctx c = {0};
@@ -49,7 +54,9 @@ program *check_program(const char *file, ynode *doc)
         error_at(v->loc, "unsupported spec format version %s: this nngen reads version 1",
                  v->str);
 
-    if ((v = map_get(doc, "name"))) {
+    if (o && o->name) {
+        p->name = o->name; /* checked by the command line (cli.c) */
+    } else if ((v = map_get(doc, "name"))) {
         p->name = get_str(v, "name");
         if (!is_identifier(p->name) || strlen(p->name) > 64)
             error_at(v->loc, "name '%s' must be a C identifier of at most 64 characters (it "
@@ -74,6 +81,8 @@ program *check_program(const char *file, ynode *doc)
     p->batch = 1;
     if ((v = map_get(doc, "batch")))
         p->batch = get_int(v, "batch", 1, MAX_DIM_SIZE);
+    if (o && o->batch > 0)
+        p->batch = o->batch;
     if ((v = map_get(doc, "seed"))) {
         p->has_seed = 1;
         p->seed = get_u64(v, "seed");

@@ -101,6 +101,8 @@ typedef struct nn_model {
     float *data;
     float *grad_block;         /* gradient memory; attached to tensors on first backward */
     int grads_attached;
+    int weights_readonly;      /* 1: data is compiled-in const memory (nngen --weights
+                                  --inference); nn_load and nn_load_mem refuse */
 } nn_model;
 
 /* Used by generated code: fill tensors[] from info with pointers into data. */
