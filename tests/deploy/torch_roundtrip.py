@@ -53,6 +53,10 @@ the spec has train:, else on random values:
                 names; save_safetensors refuses a model whose tie was broken;
   determinism   two runs of nngen --emit pytorch write the same bytes.
 
+tests/deploy/odd_names.yaml has names JSON must escape (a newline, a quote,
+a backslash) and one that is not ASCII: every file above must still be
+byte-identical to nn_save's.
+
 Needs /usr/bin/python3 with torch: exit 77 (skip) without, or 1 with
 NNGEN_REQUIRE_TORCH=1.
 """
@@ -352,22 +356,22 @@ def emitted_checks(args, st, net, name, spec, py, tool, d, x, x_bin, y_bin, gen)
     typo = key[:-6] + "wieght"
     f = os.path.join(d, "bad.safetensors")
     st.save_file({(typo if k == key else k): v for k, v in sd.items()}, f)
-    refuses(net, fresh, f, ["unknown tensor '%s'" % typo, "did you mean '%s'" % key],
+    refuses(net, fresh, f, ["unknown tensor %r" % typo, "did you mean %r" % key],
             "%s: a misspelt name" % name)
     wshape = [k for k, _, s in net.TENSORS if len(s) >= 1 and (len(s) > 1 or s[0] > 1)][0]
     st.save_file({k: (v.reshape(-1, 1) if k == wshape else v) for k, v in sd.items()}, f)
-    refuses(net, fresh, f, ["tensor '%s': shape" % wshape, "does not match the model's"],
+    refuses(net, fresh, f, ["tensor %r: shape" % wshape, "does not match the model's"],
             "%s: a wrong shape" % name)
     st.save_file({k: (v.to(torch.int32) if k == key else v) for k, v in sd.items()}, f)
-    refuses(net, fresh, f, ["tensor '%s': dtype I32 does not match the model's F32" % key],
+    refuses(net, fresh, f, ["tensor %r: dtype I32 does not match the model's F32" % key],
             "%s: a wrong dtype" % name)
     i64 = [k for k, dt, _ in net.TENSORS if dt == "I64"]
     if i64:
         st.save_file({k: (v.float() if k == i64[0] else v) for k, v in sd.items()}, f)
-        refuses(net, fresh, f, ["tensor '%s': dtype F32 does not match the model's I64" % i64[0]],
+        refuses(net, fresh, f, ["tensor %r: dtype F32 does not match the model's I64" % i64[0]],
                 "%s: num_batches_tracked as F32" % name)
     st.save_file({k: v for k, v in sd.items() if k != key}, f)
-    refuses(net, fresh, f, ["missing tensor '%s'" % key], "%s: a missing tensor" % name)
+    refuses(net, fresh, f, ["missing tensor %r" % key], "%s: a missing tensor" % name)
     res = net.load_safetensors(fresh, f, strict=False)
     check(key in res.missing_keys and res.unexpected_keys == [],
           "%s: strict=False: missing_keys %s" % (name, res.missing_keys))
@@ -380,7 +384,7 @@ def emitted_checks(args, st, net, name, spec, py, tool, d, x, x_bin, y_bin, gen)
         full = {k: v.clone() for k, v in model.state_dict().items()}
         full[alias] = full[alias] + 1
         st.save_file(full, f)
-        refuses(net, fresh, f, ["tensor '%s' is an alias of '%s' but holds different data" % (
+        refuses(net, fresh, f, ["tensor %r is an alias of %r but holds different data" % (
             alias, canon_key)], "%s: an alias holding other data" % name)
         # break the tie: the alias's module becomes a copy of its own
         broken = net.build(seed=1)
