@@ -3,7 +3,10 @@
  *
  * The file defines build(seed=None, inits=None) -> nn.Module and a few
  * constants; with train: also loss_fn(), make_optimizer(params) and
- * train_step().  The emitted module documents its own API at its top.
+ * train_step(); always save_safetensors() / load_safetensors(), nn_save's
+ * file format in Python (write_weights; the tables TENSORS and ALIASES
+ * come from the program's state dict).  The emitted module documents its
+ * own API at its top.
  *
  * build() is one flat sequence of statements, written by walking the
  * module tree in PyTorch's construction order (§1.4: the shared modules in
