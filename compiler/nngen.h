@@ -58,6 +58,11 @@ void sb_vprintf(strbuf *b, const char *fmt, va_list ap);
 void diag_set_source(const char *file, const char *text, size_t len);
 /* Report a user error at l and unwind to main (exit status 1). */
 NORETURN void error_at(loc l, const char *fmt, ...) PRINTF(2, 3);
+/* A warning at l: one line `FILE:LINE:COL: warning: MESSAGE` on standard
+   error, and compilation goes on (the exit status stays 0).  Called only
+   once the spec is known to be valid, so that a failing run's standard
+   error still starts with its error. */
+void warn_at(loc l, const char *fmt, ...) PRINTF(2, 3);
 /* An I/O error (exit status 3). */
 NORETURN void io_error(const char *fmt, ...) PRINTF(1, 2);
 /* A bug in nngen itself. */

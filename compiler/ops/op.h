@@ -252,6 +252,8 @@ extern const op_desc op_add;
 extern const op_desc *const op_registry[];
 extern const int op_count;
 const op_desc *op_find(const char *name);
+/* "linear, relu, ...": every layer name, in registry order (--list-layers') */
+const char *op_name_list(void);
 /* Whether backward reads the op's input (args may decide). */
 int op_reads_input(const module *m);
 const char *op_extra_repr(const module *m);
