@@ -35,11 +35,17 @@ import concurrent.futures
 import glob
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 10
+# A run may take 10 s of CPU (RLIMIT_CPU: a loop that never ends is killed
+# there, whatever the machine's load) and 60 s of wall time (a run that
+# blocks): the wall clock alone made a slow, correct run under ASan on a
+# loaded machine look like a hang.
+CPU_LIMIT, TIMEOUT = 10, 60
 EXPECT = re.compile(r'^# expect(?: exit (\d+))?: (\d+):(\d+): (.+)$')
 WARN = re.compile(r'^# warn: (?:(\d+):(\d+): (.+)|none\b.*)$')
 
@@ -53,12 +59,19 @@ model:
 """
 
 
+def limit_cpu():
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT, CPU_LIMIT + 5))
+
+
 def run(argv, cwd=None):
     """(returncode, stdout, stderr) or (None, '', 'timeout')."""
     try:
-        r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, cwd=cwd)
+        r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, cwd=cwd,
+                           preexec_fn=limit_cpu)
     except subprocess.TimeoutExpired:
         return None, '', 'timeout after %d s' % TIMEOUT
+    if r.returncode == -signal.SIGXCPU or r.returncode == -signal.SIGKILL:
+        return None, '', 'more than %d s of CPU time (killed)' % CPU_LIMIT
     return (r.returncode, r.stdout.decode('utf-8', 'replace'),
             r.stderr.decode('utf-8', 'replace'))
 
