@@ -302,7 +302,8 @@ const char *nn_sgemm_impl(void);
    cblas_sgemm (portable loops without BLAS); "portable": the plain loops.
    A class is the entry point (NN_GEMM_OP_*; for NN_GEMM_OP_SGEMM with its
    transposes), m, n and k each in one of the ranges 1-4, 5-16, 17-64,
-   65-256, 257-1024, 1025-4096, > 4096, and nn_num_threads() 1 or more.
+   65-256, 257-1024, 1025-4096, > 4096, and nn_num_threads() 1 or more
+   than 1.
    The two kernels' sums differ in the last bits: in "auto" mode two
    processes may choose differently and give results that are not bit for
    bit the same; set NNGEN_GEMM=nngen (or cblas) where that matters. */
