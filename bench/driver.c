@@ -17,9 +17,12 @@
  *                                 process: the other library's idle threads
  *                                 may still spin for a while after a call).
  *                                 nn also prints nn_sgemm_relerr_MxNxK: how far
- *                                 nn_sgemm's product is from one cblas_sgemm's.
+ *                                 nn_sgemm's product is from one cblas_sgemm's,
+ *                                 nn_sgemm_kernel_MxNxK: the kernel it ran,
+ *                                 and the kernel choice (print_gemm_classes).
  *   driver bench MIN_S BATCHES [POOL]  time train step, forward, phases; one line
- *                                 "key median best" per result, seconds
+ *                                 "key median best" per result, seconds; then
+ *                                 the runtime's kernel choice per product class
  *   driver loop MODE SECONDS     only MODE (train|forward|backward) in a loop,
  *                                 for perf record / valgrind
  * Every timing: warm-up, then BATCHES batches of n calls each (n chosen so a
@@ -145,6 +148,27 @@ static void nn_gemm_call(long i)
     nn_sgemm(0, 0, gm_m, gm_n, gm_k, gm_a, gm_k, gm_b, gm_n, 0, gm_c, gm_n);
 }
 
+/* The runtime's kernel choice: its mode, then one line per product class
+   the process used ("gemm_class_I OP TA TB M N K TM TN TK KERNEL
+   S_NNGEN S_CBLAS THREADS": the first call's shape, the shape timed, the
+   kernel kept, each kernel's best time per call in seconds, 0 when not
+   timed) */
+static void print_gemm_classes(void)
+{
+    static const char *const ops[] = {"sgemm", "linear", "relu_mask"};
+    nn_gemm_class cls[256];
+    int n = nn_gemm_classes(cls, 256);
+    printf("nn_gemm_mode %s\n", nn_gemm_mode());
+    printf("nn_gemm_measurements %ld\n", nn_gemm_measurements());
+    for (int i = 0; i < n && i < 256; i++) {
+        const nn_gemm_class *c = &cls[i];
+        printf("gemm_class_%d %s %d %d %d %d %d %d %d %d %s %.6g %.6g %d\n", i,
+               c->op >= 0 && c->op < 3 ? ops[c->op] : "?", c->trans_a, c->trans_b, c->m, c->n,
+               c->k, c->tm, c->tn, c->tk, nn_gemm_kernel_name(c->kernel),
+               c->seconds[NN_GEMM_NNGEN], c->seconds[NN_GEMM_CBLAS], c->threads);
+    }
+}
+
 static void peak(double scale, int do_cblas, int do_nn)
 {
     /* M, N, K */
@@ -185,6 +209,8 @@ static void peak(double scale, int do_cblas, int do_nn)
             med = time_it(nn_gemm_call, min_s, 5, &best);
             gf = 2.0 * gm_m * gm_n * gm_k / best * 1e-9;
             printf("nn_sgemm_%dx%dx%d %.6g %.6g %.3f\n", gm_m, gm_n, gm_k, med, best, gf);
+            printf("nn_sgemm_kernel_%dx%dx%d %s\n", gm_m, gm_n, gm_k,
+                   nn_gemm_kernel_name(nn_gemm_last_kernel()));
             if (gf > best_nn) best_nn = gf;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gm_m, gm_n, gm_k, 1.0f,
                         gm_a, gm_k, gm_b, gm_n, 0.0f, ref, gm_n);
@@ -200,7 +226,10 @@ static void peak(double scale, int do_cblas, int do_nn)
         free(gm_a); free(gm_b); free(gm_c);
     }
     if (do_cblas) printf("peak_gflops_cblas %.3f\n", best_cblas);
-    if (do_nn) printf("peak_gflops_nn %.3f\n", best_nn);
+    if (do_nn) {
+        printf("peak_gflops_nn %.3f\n", best_nn);
+        print_gemm_classes();
+    }
 }
 
 #ifdef NET
@@ -296,6 +325,7 @@ static void bench(double min_s, int batches)
     med = time_it(do_forward, min_s, batches, &best);
     report("forward", med, best);
     printf("final_loss %.6g\n", (double)sink);
+    print_gemm_classes();
     N_(_destroy)(net);
     return;
 #else
@@ -326,6 +356,7 @@ static void bench(double min_s, int batches)
     /* the optimizer step is static in the generated file: what remains */
     report("phase_opt_rest", t_train - t_zero - t_loss - t_bwd, b_train - b_zero - b_loss - b_bwd);
     printf("final_loss %.6g\n", (double)sink);
+    print_gemm_classes();
     N_(_destroy)(net);
 #endif
 }

@@ -229,11 +229,22 @@ INF = "-O2 --inference"
 
 def merge_best(store, key, new):
     """Keep, per timing, the round with the best (smallest) time; anything
-    else (memory, pool, losses) from the first round."""
+    else (memory, pool, losses) from the first round, except the kernel
+    choice (gemm_class_*), which comes from the round whose train step (or
+    forward, without one) was the fastest: each round is a process of its
+    own, which chooses anew."""
     old = store.get(key)
     if old is None:
         store[key] = new
         return
+    main = "train" if "train" in new else "forward"
+    if (isinstance(new.get(main), list) and isinstance(old.get(main), list)
+            and new[main][BEST] < old[main][BEST]):
+        for k in [k for k in old if k.startswith("gemm_class_")]:
+            del old[k]
+        for k, v in new.items():
+            if k.startswith("gemm_class_") or k in ("nn_gemm_mode", "nn_gemm_measurements"):
+                old[k] = v
     for k, v in new.items():
         if (isinstance(v, list) and len(v) == 2 and k in old and isinstance(old[k], list)
                 and (k in ("train", "forward") or k.startswith("phase_"))):
@@ -309,6 +320,37 @@ def parse_kv(text):
                 break
         out[parts[0]] = vals
     return out
+
+
+def gemm_classes(out):
+    """The driver's gemm_class_I lines (print_gemm_classes in driver.c), in
+    order: dicts op, ta, tb, m, n, k, tm, tn, tk, kernel, t_nngen, t_cblas,
+    threads."""
+    rows = []
+    for key in sorted((k for k in out if k.startswith("gemm_class_")),
+                      key=lambda k: int(k.rsplit("_", 1)[1])):
+        f = out[key].split() if isinstance(out[key], str) else []
+        if len(f) != 13:
+            continue
+        rows.append(dict(op=f[0], ta=int(f[1]), tb=int(f[2]), m=int(f[3]), n=int(f[4]),
+                         k=int(f[5]), tm=int(f[6]), tn=int(f[7]), tk=int(f[8]), kernel=f[9],
+                         t_nngen=float(f[10]), t_cblas=float(f[11]), threads=int(f[12])))
+    return rows
+
+
+def kernel_summary(out):
+    """'nngen 5, cblas 2': how many product classes ran on each kernel."""
+    counts = {}
+    for c in gemm_classes(out):
+        counts[c["kernel"]] = counts.get(c["kernel"], 0) + 1
+    return ", ".join("%s %d" % (k, counts[k]) for k in sorted(counts)) or "-"
+
+
+def class_name(c):
+    """linear 64x256x784 / sgemm TN 256x784x64 / relu_mask 64x256x256"""
+    if c["op"] == "sgemm":
+        return "sgemm %s%s" % ("T" if c["ta"] else "N", "T" if c["tb"] else "N")
+    return c["op"]
 
 
 def fmt_time(s):
@@ -639,19 +681,26 @@ def main():
         peak_scale = "0.125" if args.check else "1"
         peak_threads = [threads] + ([1] if threads != 1 and not args.check else [])
         # dicts: lib "cblas"/"nn", coretype (None: environment), th, out (parse_kv)
-        peaks = [dict(lib=lib, coretype=ct, th=th, out=None)
-                 for lib, ct in [("cblas", None), ("nn", None)] + [("cblas", ct) for ct in coretypes]
+        # nn_sgemm twice: NNGEN_GEMM=nngen (nngen's own kernel where the CPU
+        # has it) and auto (what the runtime chooses per class by timing)
+        peaks = [dict(lib=lib, coretype=ct, mode=mode, th=th, out=None)
+                 for lib, ct, mode in [("cblas", None, None), ("nn", None, "nngen"),
+                                       ("nn", None, "auto")]
+                 + [("cblas", ct, None) for ct in coretypes]
                  for th in peak_threads]
 
         def measure_peaks(rnd):
             for p in peaks:
                 penv = with_coretype(env, p["coretype"])
                 penv["OPENBLAS_NUM_THREADS"] = penv["NNGEN_NUM_THREADS"] = str(p["th"])
+                if p["mode"]:
+                    penv["NNGEN_GEMM"] = p["mode"]
                 settle()
                 out = run([peak_bin, "peak", peak_scale, p["lib"]], env=penv)
                 if args.keep:
                     with open(os.path.join(work, "peak_%s_%s_%dT.round%d.out" % (
-                            p["lib"], p["coretype"] or "env", p["th"], rnd)), "w") as f:
+                            p["lib"] + ("_" + p["mode"] if p["mode"] else ""),
+                            p["coretype"] or "env", p["th"], rnd)), "w") as f:
                         f.write(out)
                 new = parse_kv(out)
                 if p["out"] is None:
@@ -660,6 +709,9 @@ def main():
                 for k, v in new.items():  # best GFLOP/s per shape, worst error
                     if re.match(r"(cblas|nn)_sgemm_\d+x\d+x\d+$", k) and v[2] > p["out"][k][2]:
                         p["out"][k] = v
+                        kk = k.replace("nn_sgemm_", "nn_sgemm_kernel_")
+                        if kk in new:  # the kernel that round's process chose
+                            p["out"][kk] = new[kk]
                     elif k.startswith("peak_gflops_"):
                         p["out"][k] = [max(v[0], p["out"][k][0])]
                     elif k.startswith("nn_sgemm_relerr_") and not v[0] <= p["out"][k][0]:
@@ -669,7 +721,10 @@ def main():
 
         def peak_label(p):
             if p["lib"] == "nn":
-                return "nn_sgemm[%s]" % p["out"].get("nn_sgemm_impl", "?")
+                impl = p["out"].get("nn_sgemm_impl", "?")
+                if p["mode"] == "auto":
+                    return "nn_sgemm[auto]"
+                return "nn_sgemm[nngen]" if impl == "avx512" else "nn_sgemm[nngen: %s]" % impl
             core = p["out"].get("openblas_core", "?")
             if p["coretype"] is None or p["coretype"] == core:
                 return "cblas[%s]" % core
@@ -743,7 +798,7 @@ def main():
                     r["load"].append((rnd, meter.stop()))
                     merge_best(r["torch_by_cfg"], (ct, th), json.loads(tout))
         pk = peaks[0]["out"]  # OpenBLAS identity as the environment has it
-        pkn = [p for p in peaks if p["lib"] == "nn"][0]["out"]
+        pkn = [p for p in peaks if p["lib"] == "nn" and p["mode"] == "nngen"][0]["out"]
         nn_impl = pkn.get("nn_sgemm_impl", "?")
         best_peak = max(peaks, key=peak_gf)
         peak_gf_best = peak_gf(best_peak)
@@ -792,8 +847,15 @@ def main():
           pk.get("openblas_config", "?"), pk.get("openblas_core", "?"), threads, threads,
           "; %s from the environment" % " ".join(inherited) if inherited else ""))
     nn_th = int(pkn["nn_threads"][0]) if "nn_threads" in pkn else -1
+    modes = sorted({res.get("nn_gemm_mode", "?") for r in results for res in
+                    list(r["nngen"].values()) + ([r["inference"]] if "inference" in r else [])})
     P("nngen-rt: nn_sgemm_impl() = %s, nn_num_threads() = %d%s; the generated code multiplies with nn_sgemm"
       % (nn_impl, nn_th, "" if nn_th == threads else " (NOT the %d asked for)" % threads))
+    P("          kernel choice for the networks: nn_gemm_mode() = %s (NNGEN_GEMM=%s): %s"
+      % ("/".join(modes), os.environ.get("NNGEN_GEMM", "(unset)"),
+         "per product class the faster of nngen's kernel and cblas_sgemm, timed at first use "
+         "in each process (kernels column; per class below)" if modes == ["auto"] else
+         "one kernel for every product"))
     tv = results[0]["torch"].get("torch_version", "?") if results else "?"
     P("torch   : %s (its matmuls also go to this OpenBLAS); timed with set_num_threads(%s) "
       "(OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = same), one fresh process each"
@@ -815,25 +877,35 @@ def main():
     # numbers of the `threads` run, the best of the 1-thread run
     groups = []
     for p in peaks:
-        key = (p["lib"], p["coretype"])
+        key = (p["lib"], p["coretype"], p["mode"])
         if key not in [g[0] for g in groups]:
-            groups.append((key, [q for q in peaks if (q["lib"], q["coretype"]) == key]))
+            groups.append((key, [q for q in peaks if (q["lib"], q["coretype"], q["mode"]) == key]))
     labels = {key: peak_label(ps[0]) for key, ps in groups}
     lw = max(len(v) for v in labels.values())
+
+    def shape_cell(q, k, v):
+        cell = "%s %.0f" % (k.split("_", 2)[2], v[2])
+        if q["mode"] == "auto":  # which kernel nn_sgemm chose for that class
+            cell += " " + str(q["out"].get(k.replace("nn_sgemm_", "nn_sgemm_kernel_"), "?"))
+        return cell
     for gi, (key, ps) in enumerate(groups):
         parts = []
         for q in ps:
             if q["th"] == threads:
                 parts.append("%d thread%s: %s" % (q["th"], "s" if q["th"] != 1 else "", ", ".join(
-                    "%s %.0f" % (k.split("_", 2)[2], v[2]) for k, v in q["out"].items()
+                    shape_cell(q, k, v) for k, v in q["out"].items()
                     if re.match(r"(cblas|nn)_sgemm_\d+x\d+x\d+$", k))))
             else:
                 parts.append("%d thread%s %.1f" % (q["th"], "s" if q["th"] != 1 else "", peak_gf(q)))
-        P("%s%-*s %6.1f GFLOP/s (%s)" % ("sgemm peak: " if gi == 0 else " " * 12, lw, labels[key],
-                                          max(peak_gf(q) for q in ps), "; ".join(parts)))
-    P("            [MxNxK GFLOP/s, best batch]; nn_sgemm's products differ from cblas_sgemm's by at most "
-      "%.1g (relative to the largest element); %%peak below is of the fastest: %s, %.1f GFLOP/s"
-      % (relerr, labels[(best_peak["lib"], best_peak["coretype"])], peak_gf_best))
+        best = max(peak_gf(q) for q in ps)
+        P("%s%-*s %6.1f GFLOP/s %3.0f%% of the fastest (%s)" % (
+            "sgemm peak: " if gi == 0 else " " * 12, lw, labels[key], best,
+            100.0 * best / peak_gf_best, "; ".join(parts)))
+    P("            [MxNxK GFLOP/s, best batch; nn_sgemm[auto]: and the kernel it chose]; nn_sgemm's "
+      "products differ from cblas_sgemm's by at most %.1g (relative to the largest element); %%peak "
+      "below is of the fastest: %s, %.1f GFLOP/s"
+      % (relerr, labels[(best_peak["lib"], best_peak["coretype"], best_peak["mode"])],
+         peak_gf_best))
     def quietest(r):
         """The foreign load of the quietest round: per round the most that
         other processes used during one of the network's measurements."""
@@ -861,9 +933,9 @@ def main():
     mark = len(torch_cfgs) > 1
     thcols = "".join("%*s " % (cw[c], cfg_name(c)) for c in torch_cfgs)
     blank = " " * sum(cw[c] + 1 for c in torch_cfgs)
-    hdr = "%-38s %-7s %-18s %11s %s%9s %-14s %8s %6s %5s" % (
+    hdr = "%-38s %-7s %-18s %11s %s%9s %-14s %8s %6s %5s  %s" % (
         "network", "mode", "nngen flags", "nngen", thcols, "speedup", "target", "GFLOP/s", "%peak",
-        "load")
+        "load", "kernels")
     P(hdr)
     P("-" * len(hdr))
     for r in results:
@@ -886,16 +958,19 @@ def main():
                 if mode == "train" and i == 0:
                     q = quietest(r)
                     ld = "%4.0f%%" % (100 * q) if q is not None else "?"
-                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%% %5s" % (
+                ks = kernel_summary(r["nngen"][label]) if mode == "train" else ""
+                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%% %5s  %s" % (
                     n["title"] if (mode == "train" and i == 0) else "", mode if i == 0 else "",
-                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf_best, ld))
+                    label, fmt_time(t), tcells, speed, tstr, gf, 100.0 * gf / peak_gf_best, ld,
+                    ks))
             if mode == "forward" and "inference" in r:
                 t = r["inference"]["forward"][BEST]
                 speed = tt / t
                 gf = r["flops"][mode] / t * 1e-9
-                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%%" % (
+                P("%-38s %-7s %-18s %11s %s%8.2fx %-14s %8.2f %5.1f%% %5s  %s" % (
                     "", "", "-O2 --inference", fmt_time(t), blank,
-                    speed, "", gf, 100.0 * gf / peak_gf_best))
+                    speed, "", gf, 100.0 * gf / peak_gf_best, "",
+                    kernel_summary(r["inference"])))
         P("")
 
     P("memory")
@@ -931,6 +1006,28 @@ def main():
             r["net"]["title"], fmt_time(tr), cell("phase_forward_loss"),
             cell("phase_backward"), cell("phase_rest"), fmt_time(res["phase_zero_grad"][BEST])))
     P("")
+
+    P("nn_sgemm's kernel per product class (%s train-step process, the fastest round's; M x N x K "
+      "of the class's first call, [timed part] when larger than 2^25 multiply-adds; best time "
+      "per call of each kernel at the choice)" % flagsets[0][0])
+    ch = "%-38s %-16s %-18s %-8s %12s %12s  %s" % (
+        "network", "product", "M x N x K", "kernel", "nngen", "cblas", "threads")
+    P(ch)
+    P("-" * len(ch))
+    for r in results:
+        cls = gemm_classes(r["nngen"][flagsets[0][0]])
+        if not cls:
+            P("%-38s %s" % (r["net"]["title"], "(no classes recorded: one kernel, %s)" %
+                            r["nngen"][flagsets[0][0]].get("nn_gemm_mode", "?")))
+        for i, c in enumerate(cls):
+            shape = "%dx%dx%d" % (c["m"], c["n"], c["k"])
+            if (c["tm"], c["tn"], c["tk"]) != (c["m"], c["n"], c["k"]) and c["tm"] > 0:
+                shape += " [%dx%dx%d]" % (c["tm"], c["tn"], c["tk"])
+            P("%-38s %-16s %-18s %-8s %12s %12s  %d" % (
+                r["net"]["title"] if i == 0 else "", class_name(c), shape, c["kernel"],
+                fmt_time(c["t_nngen"]) if c["t_nngen"] > 0 else "-",
+                fmt_time(c["t_cblas"]) if c["t_cblas"] > 0 else "-", c["threads"]))
+    P("")
     P("Times are per call: the best of %s batches of calls (each batch >= budget/batches s, "
       "after a warm-up) over %d round(s); speedup = %s / nngen; targets judged on %s." % (
           "3" if args.check else "3-7", rounds,
@@ -941,7 +1038,9 @@ def main():
                                          cfg_name(r["torch_fastest"]["forward"])) for r in results))
     P("GFLOP/s counts 2*M*N*K per matmul: forward 1 per linear, backward dW per linear + dX for all "
       "but the first; %%peak = of the fastest sgemm this machine has, as measured above: %s, %.1f GFLOP/s."
-      % (labels[(best_peak["lib"], best_peak["coretype"])], peak_gf_best))
+      % (labels[(best_peak["lib"], best_peak["coretype"], best_peak["mode"])], peak_gf_best))
+    P("kernels: the product classes (nn_gemm_classes) the row's process ran on each kernel "
+      "(the train row: the whole process, train step and forward).")
     P("load: the most other processes used of the machine during one of the network's measurements, "
       "in its quietest round.")
     P("dRSS: growth of resident memory (/proc/self/statm) from before creating the model to after 3 "

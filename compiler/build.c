@@ -3,6 +3,7 @@
  * referenced, layer arguments read by their op's schema (ops/op.h), meta
  * keys (init:, frozen:).  Every user error goes through error_at() with
  * the node's location. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,40 @@ static const char **module_names(ctx *c, int *n)
     return v;
 }
 
+
+static int strcasecmp_ascii(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return 1;
+    return *a != *b;
+}
+
+/* An unknown layer or block name: the nearest name when one is close
+ * (util.c suggest()), otherwise every name that can start a module, so that
+ * a newcomer sees what exists ('transformer' suggests nothing silly). */
+NORETURN static void unknown_module(ctx *c, loc l, const char *name)
+{
+    int k;
+    const char **names = module_names(c, &k);
+    const char *s = suggest(name, names, k);
+    if (s && strcasecmp_ascii(s, name) == 0)
+        error_at(l, "unknown layer or block '%s' (did you mean '%s'? names are "
+                    "case-sensitive%s)", name, s, op_find(s) ? ": layer names are lowercase" : "");
+    if (s)
+        error_at(l, "unknown layer or block '%s' (did you mean '%s'?)", name, s);
+    const char *layers = op_name_list();
+    strbuf b = {0};
+    int nb = c->blocks ? c->blocks->n : 0;
+    for (int i = 0; i < nb; i++)
+        sb_printf(&b, "%s%s", i ? ", " : "", c->blocks->keys[i]->str);
+    const char *blocks = xstrdup(b.s ? b.s : "");
+    free(b.s);
+    error_at(l, "unknown layer or block '%s'; the layers are %s (nngen --list-layers shows "
+                "their arguments)%s%s; a module can also be a list, {sequential: ...}, "
+                "{repeat: ...}, {residual: ...} or {ref: NAME}",
+             name, layers, nb ? "; the blocks of this spec are " : "", blocks);
+}
 
 /* The layer's arguments from its value v (written after the type key at
  * key_loc): nothing, the main argument, or a mapping of named arguments,
@@ -470,9 +505,7 @@ module *build(ctx *c, const ynode *n)
                    !strcmp(name, "ref") || !strcmp(name, "residual")) {
             error_at(n->loc, "'%s' needs a value: write {%s: ...}", name, name);
         } else {
-            int k;
-            const char **names = module_names(c, &k);
-            error_at(n->loc, "unknown layer or block '%s'%s", name, did_you_mean(name, names, k));
+            unknown_module(c, n->loc, name);
         }
     } else {
         /* a mapping: one type key plus meta keys; or, when two or more keys
@@ -556,9 +589,7 @@ module *build(ctx *c, const ynode *n)
         } else if (namemap_find(&c->shared_ix, k) >= 0) {
             error_at(kl, "'%s' is a shared module: write {ref: %s} to use it here", k, k);
         } else {
-            int cnt;
-            const char **names = module_names(c, &cnt);
-            error_at(kl, "unknown layer or block '%s'%s", k, did_you_mean(k, names, cnt));
+            unknown_module(c, kl, k);
         }
         /* errors about the module as a whole point at its mapping */
         if (m->loc.line == kl.line && m->loc.col == kl.col)

@@ -27,7 +27,38 @@ static const char *file_stem(const char *file)
     return s;
 }
 
+/* A softmax or log_softmax computing the model's output right before a
+ * cross_entropy loss: valid, but cross_entropy applies log_softmax itself
+ * (torch's nn.CrossEntropyLoss), so this is a warning, at the layer.  The
+ * spec is valid by now: nothing after this can fail. */
+static void warn_softmax_before_loss(const program *p)
+{
+    if (p->train.loss != LOSS_CROSS_ENTROPY || p->nops == 0)
+        return;
+    const op *last = &p->ops[p->nops - 1];
+    if (!last->d)
+        return;
+    const char *n = last->d->name;
+    if (!strcmp(n, "softmax"))
+        warn_at(last->m->loc, "softmax is the last layer, right before the cross_entropy loss, "
+                              "which applies log_softmax itself (as torch's "
+                              "nn.CrossEntropyLoss does): the loss then applies softmax twice and "
+                              "learns slowly; remove this layer so that the model outputs raw "
+                              "scores (logits), and apply softmax only to read probabilities");
+    else if (!strcmp(n, "log_softmax"))
+        warn_at(last->m->loc, "log_softmax is the last layer, right before the cross_entropy "
+                              "loss, which applies log_softmax itself (as torch's "
+                              "nn.CrossEntropyLoss does): this layer is redundant (the loss is the "
+                              "same without it); remove it so that the model outputs raw scores "
+                              "(logits)");
+}
+
 program *check_program(const char *file, ynode *doc)
+{
+    return check_program_opts(file, doc, NULL);
+}
+
+program *check_program_opts(const char *file, ynode *doc, const check_opts *o)
 {
     program *p = xalloc(sizeof *p);
     p->file = file;
@@ -49,7 +80,9 @@ program *check_program(const char *file, ynode *doc)
         error_at(v->loc, "unsupported spec format version %s: this nngen reads version 1",
                  v->str);
 
-    if ((v = map_get(doc, "name"))) {
+    if (o && o->name) {
+        p->name = o->name; /* checked by the command line (cli.c) */
+    } else if ((v = map_get(doc, "name"))) {
         p->name = get_str(v, "name");
         if (!is_identifier(p->name) || strlen(p->name) > 64)
             error_at(v->loc, "name '%s' must be a C identifier of at most 64 characters (it "
@@ -74,6 +107,8 @@ program *check_program(const char *file, ynode *doc)
     p->batch = 1;
     if ((v = map_get(doc, "batch")))
         p->batch = get_int(v, "batch", 1, MAX_DIM_SIZE);
+    if (o && o->batch > 0)
+        p->batch = o->batch;
     if ((v = map_get(doc, "seed"))) {
         p->has_seed = 1;
         p->seed = get_u64(v, "seed");
@@ -196,5 +231,6 @@ program *check_program(const char *file, ynode *doc)
 
     if ((v = map_get(doc, "train")))
         parse_train(p, v);
+    warn_softmax_before_loss(p);
     return p;
 }

@@ -18,6 +18,7 @@
 static const char usage_text[] =
     "Usage:\n"
     "  nngen SPEC.yaml -o OUT.c [--header OUT.h] [--no-blas] [--inference]\n"
+    "                  [--batch N] [--name P] [--weights FILE.safetensors]\n"
     "                             compile SPEC to C99 (OUT.c and OUT.h)\n"
     "  nngen --print SPEC.yaml    print the module tree as PyTorch's print(net) does\n"
     "  nngen --params SPEC.yaml   list every state_dict key with its shape\n"
@@ -38,6 +39,12 @@ static const char usage_text[] =
     "  --no-blas         emit pure C loops for every layer size (no BLAS, no threads)\n"
     "  --inference       emit forward only: no gradients or training, activation\n"
     "                    buffers reused between layers (smallest instance)\n"
+    "  --batch N         use batch N instead of the spec's batch: (any mode)\n"
+    "  --name P          use P instead of the spec's name: (the prefix of every\n"
+    "                    generated symbol), so that variants link into one program\n"
+    "  --weights FILE    compile the parameters and buffers of FILE (safetensors, as\n"
+    "                    nn_save writes) into the C as static const data; with\n"
+    "                    --inference they stay read-only (no init, no copy)\n"
     "\n"
     "Exit status: 0 success, 1 the spec is wrong, 2 usage error, 3 I/O error.\n";
 
@@ -182,7 +189,7 @@ static void print_params(const program *p)
 }
 
 static int run(enum mode mode, const char *spec, const char *out, const char *header,
-               int no_blas, int inference)
+               int no_blas, int inference, const check_opts *copts, const char *weights)
 {
     size_t len = 0;
     char *text = read_file(spec, &len);
@@ -204,7 +211,7 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
         return status;
     }
     ynode *doc = yaml_load(spec, text, len);
-    program *p = check_program(spec, doc);
+    program *p = check_program_opts(spec, doc, copts);
     switch (mode) {
     case MODE_CHECK:
         break;
@@ -233,6 +240,10 @@ static int run(enum mode mode, const char *spec, const char *out, const char *he
         o.no_blas = no_blas;
         o.inference = inference;
         o.header_name = slash ? slash + 1 : hpath;
+        if (weights) {
+            o.baked = load_baked_weights(p, weights);
+            o.baked_file = weights;
+        }
         static outfile oc, oh;
         out_open(&oc, out, 0);
         out_open(&oh, hpath, 1);
@@ -284,7 +295,8 @@ int nngen_main(int argc, char **argv)
 {
     enum mode mode = MODE_COMPILE;
     int mode_set = 0, no_blas = 0, inference = 0;
-    const char *spec = NULL, *out = NULL, *header = NULL;
+    const char *spec = NULL, *out = NULL, *header = NULL, *weights = NULL;
+    check_opts copts = {NULL, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -324,6 +336,42 @@ int nngen_main(int argc, char **argv)
                 out = argv[++i];
             else
                 header = argv[++i];
+        } else if (!strcmp(a, "--batch") || !strncmp(a, "--batch=", 8) ||
+                   !strcmp(a, "--name") || !strncmp(a, "--name=", 7) ||
+                   !strcmp(a, "--weights") || !strncmp(a, "--weights=", 10)) {
+            size_t kl = strcspn(a, "=");
+            const char *val = a[kl] == '=' ? a + kl + 1 : NULL;
+            char key[16];
+            snprintf(key, sizeof key, "%.*s", (int)kl, a);
+            if (!val) {
+                if (i + 1 >= argc)
+                    return usage_error("%s needs a value", key);
+                val = argv[++i];
+            }
+            if (key[2] == 'b') {
+                char *end;
+                errno = 0;
+                long long b = strtoll(val, &end, 10);
+                if (!*val || *end || errno || b < 1 || b > MAX_DIM_SIZE || val[0] == '+' ||
+                    val[0] == ' ')
+                    return usage_error("--batch must be a whole number from 1 to 2147483647, "
+                                       "got '%s'", val);
+                copts.batch = b;
+            } else if (key[2] == 'n') {
+                const char *why = reserved_name_reason(val);
+                if (!is_identifier(val) || strlen(val) > 64)
+                    return usage_error("--name '%s' must be a C identifier of at most 64 "
+                                       "characters (it prefixes every generated symbol)", val);
+                if (why) {
+                    fprintf(stderr, "nngen: error: --name '%s' cannot be used: %s; choose "
+                                    "another, e.g. '%s_net'\nTry 'nngen --help'.\n",
+                            val, why, val[0] == '_' ? "my" : val);
+                    return 2;
+                }
+                copts.name = val;
+            } else {
+                weights = val;
+            }
         } else if (!strcmp(a, "--no-blas")) {
             no_blas = 1;
         } else if (!strcmp(a, "--inference")) {
@@ -333,8 +381,9 @@ int nngen_main(int argc, char **argv)
                                                "--params", "--check",   "--header",
                                                "--no-blas", "-o",       "--emit",
                                                "--dot",    "--inference",
-                                               "--list-layers"};
-            const char *s = suggest(a, opts, 12);
+                                               "--list-layers", "--batch", "--name",
+                                               "--weights"};
+            const char *s = suggest(a, opts, 15);
             if (s) {
                 fprintf(stderr, "nngen: error: unknown option '%s' (did you mean '%s'?)\n"
                                 "Try 'nngen --help'.\n", a, s);
@@ -360,5 +409,7 @@ int nngen_main(int argc, char **argv)
         return usage_error("%s", "-o, --header, --no-blas and --inference only apply when "
                                  "compiling (--dot, --print and --params write to standard "
                                  "output)");
-    return run(mode, spec, out, header, no_blas, inference);
+    if (weights && mode != MODE_COMPILE)
+        return usage_error("%s", "--weights only applies when compiling to C");
+    return run(mode, spec, out, header, no_blas, inference, &copts, weights);
 }

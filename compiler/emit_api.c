@@ -113,8 +113,9 @@ void emit_header(emitter *e, FILE *h)
             (long long)(shape_numel(&p->input) / p->batch), ish);
     fprintf(h, "#define %s_OUT_SIZE %lld  /* one example: %s */\n", n,
             (long long)(shape_numel(&p->output) / p->batch), osh);
-    fprintf(h, "#define %s_BYTES %lldu  /* one instance, for %s_place */\n", n,
-            (long long)L->total_bytes, n);
+    fprintf(h, "#define %s_BYTES %lldu  /* one instance, for %s_place%s */\n", n,
+            (long long)L->total_bytes, n,
+            BAKED_RO(e->o) ? "; the weights are compiled in, read-only, and not in it" : "");
     if (p->has_seed)
         fprintf(h, "#define %s_SEED %lluu\n", n, (unsigned long long)p->seed);
     fprintf(h, "\ntypedef struct %s %s;\n\n", n, n);
@@ -187,10 +188,48 @@ void emit_header(emitter *e, FILE *h)
    generator starts where a fresh PyTorch process's does */
 #define TORCH_DEFAULT_SEED "67280421310721u"
 
+/* --weights: the data block (parameters, then buffers, at the instance's
+   offsets) as the bits of each float (int64 buffers are two words), so
+   that nothing is lost in printing */
+static void emit_baked(emitter *e)
+{
+    const program *p = e->p;
+    int64_t n = p->param_floats;
+    const char *base = strrchr(e->o->baked_file, '/') ? strrchr(e->o->baked_file, '/') + 1
+                                                       : e->o->baked_file;
+    E(e, "/* ---- the weights of %s, compiled in (--weights)%s ---- */", ccomment(base),
+      BAKED_RO(e->o) ? ": read-only, the instance's parameters" : ": each instance starts "
+                       "from a copy");
+    E(e, "#if defined(__GNUC__)");
+    E(e, "#define BAKED_ALIGN __attribute__((aligned(64)))");
+    E(e, "#else");
+    E(e, "#define BAKED_ALIGN");
+    E(e, "#endif");
+    E(e, "static const union { uint32_t u[%lld]; float f[%lld]; } baked_weights BAKED_ALIGN = {{",
+      (long long)(n ? n : 1), (long long)(n ? n : 1));
+    strbuf line = {0};
+    for (int64_t i = 0; i < n; i++) {
+        sb_printf(&line, "%s0x%08lxu,", i % 8 ? " " : "", (unsigned long)e->o->baked[i]);
+        if (i % 8 == 7 || i == n - 1) {
+            E(e, "    %s", line.s);
+            line.len = 0;
+            line.s[0] = 0;
+        }
+    }
+    if (!n)
+        E(e, "    0u,");
+    free(line.s);
+    E(e, "}};");
+    NL(e);
+}
+
 void emit_struct_and_create(emitter *e)
 {
     const program *p = e->p;
     const char *n = e->n;
+    const int ro = BAKED_RO(e->o);
+    if (e->o->baked)
+        emit_baked(e);
     E(e, "struct %s {", n);
     E(e, "    nn_model model;");
     E(e, "    nn_tensor t[%d];", p->ntensors ? p->ntensors : 1);
@@ -215,18 +254,31 @@ void emit_struct_and_create(emitter *e)
     E(e, "struct %s *net = mem;", n);
     E(e, "if (!mem || ((uintptr_t)mem & 63u)) return NULL;");
     E(e, "memset(net, 0, sizeof *net);");
-    E(e, "net->data = (float *)(base + HEADER_BYTES);");
-    E(e, "net->grad = net->data + DATA_FLOATS;");
+    if (ro) {
+        E(e, "net->data = (float *)baked_weights.f; /* read-only: never written */");
+        E(e, "net->grad = (float *)(base + HEADER_BYTES);");
+    } else {
+        E(e, "net->data = (float *)(base + HEADER_BYTES);");
+        E(e, "net->grad = net->data + DATA_FLOATS;");
+    }
     E(e, "net->act = net->grad + GRAD_FLOATS;");
     E(e, "net->scratch = net->act + ACT_FLOATS;");
     E(e, "net->opt = net->scratch + 2 * SCRATCH_FLOATS + VGRAD_FLOATS;");
     E(e, "net->dy = net->opt + OPT_FLOATS;");
-    E(e, "net->training = 1;");
+    E(e, "net->training = %d;", ro ? 0 : 1);
     E(e, "net->rows = %s_BATCH;", n);
     E(e, "nn_rng_seed(&net->rng, %s);", TORCH_DEFAULT_SEED);
-    E(e, "memset(net->data, 0, sizeof(float) * ((size_t)DATA_FLOATS + GRAD_FLOATS + ACT_FLOATS "
-         "+ 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
+    if (ro)
+        E(e, "memset(net->grad, 0, sizeof(float) * ((size_t)GRAD_FLOATS + ACT_FLOATS "
+             "+ 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
+    else
+        E(e, "memset(net->data, 0, sizeof(float) * ((size_t)DATA_FLOATS + GRAD_FLOATS + "
+             "ACT_FLOATS + 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
+    if (e->o->baked && !ro)
+        E(e, "memcpy(net->data, baked_weights.f, sizeof(float) * DATA_FLOATS);");
     E(e, "nn_model_bind(&net->model, &%s_info, net->t, net->data, net->grad);", n);
+    if (ro)
+        E(e, "net->model.weights_readonly = 1;");
     E(e, "return net;");
     close_block(e);
     NL(e);
@@ -249,7 +301,14 @@ void emit_struct_and_create(emitter *e)
     };
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
         open_block(e, xfmt("%s\n", xfmt(small[i][0], n, n)));
-        E(e, "%s", small[i][1]);
+        if (ro && i == 2) { /* set_training */
+            E(e, "if (training) nn_set_error(\"%s_set_training: the weights are compiled in "
+                 "read-only (nngen --weights with --inference): the model runs in eval mode "
+                 "only\");", n);
+            E(e, "net->training = 0;");
+        } else {
+            E(e, "%s", small[i][1]);
+        }
         close_block(e);
         NL(e);
     }
@@ -364,6 +423,22 @@ void emit_init(emitter *e)
 {
     const program *p = e->p;
     const char *n = e->n;
+    if (BAKED_RO(e->o)) {
+        const char *why = "the weights are compiled in read-only (nngen --weights with "
+                          "--inference): nothing to initialize, nothing changed";
+        E(e, "/* the weights are compiled in (baked_weights): no construction */");
+        open_block(e, xfmt("void %s_init_rng(%s *net, nn_rng *rng)\n", n, n));
+        E(e, "(void)net; (void)rng;");
+        E(e, "nn_set_error(\"%s_init_rng: %s\");", n, why);
+        close_block(e);
+        NL(e);
+        open_block(e, xfmt("void %s_init(%s *net, uint64_t seed)\n", n, n));
+        E(e, "(void)net; (void)seed;");
+        E(e, "nn_set_error(\"%s_init: %s\");", n, why);
+        close_block(e);
+        NL(e);
+        return;
+    }
     E(e, "/* PyTorch's construction order: shared modules, then the model (children");
     E(e, "   before parents, each module's own rules after its children), then the");
     E(e, "   top-level rules; one generator seeded like torch.manual_seed(seed). */");

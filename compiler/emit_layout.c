@@ -79,6 +79,10 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
         /* work space of forward kernels (saved_forward), after the slots */
         for (int i = 0; i < p->nops; i++)
             for (int k = 0; k < p->ops[i].d->saved_forward && k < p->ops[i].nsaved; k++) {
+                if (p->ops[i].d->saved_blas_only && !op_blas(p, &p->ops[i], o->no_blas)) {
+                    L.saved[i * OP_MAX_SAVED + k] = "NULL";
+                    continue;
+                }
                 L.saved[i * OP_MAX_SAVED + k] = xfmt("(float *)(A + %lld)", (long long)L.act);
                 L.act += align16(p->ops[i].saved_numel[k]);
             }
@@ -101,6 +105,10 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
         for (int i = 0; i < p->nops; i++)
             for (int k = 0; k < p->ops[i].nsaved; k++) {
                 const op *oi = &p->ops[i];
+                if (oi->d->saved_blas_only && !op_blas(p, oi, o->no_blas)) {
+                    L.saved[i * OP_MAX_SAVED + k] = "NULL";
+                    continue;
+                }
                 L.saved[i * OP_MAX_SAVED + k] = xfmt("(%s *)(A + %lld)",
                                                      oi->saved_dtype[k] == DT_F32 ? "float"
                                                      : oi->saved_dtype[k] == DT_I32 ? "int32_t"
@@ -133,6 +141,9 @@ layout plan_layout(const program *p, const emit_opts *o, const sched *s)
        and a few scalars; generous for any ABI, checked by a compile-time
        assertion in the output */
     L.header_bytes = (256 + 2560 + 128 * (int64_t)p->ntensors + 63) / 64 * 64;
-    L.total_bytes = L.header_bytes + 4 * (L.data + L.grad + L.act + L.scratch + L.opt + L.dy);
+    /* --weights --inference: the parameters are the compiled-in array, not
+       in the instance */
+    L.total_bytes = L.header_bytes + 4 * ((BAKED_RO(o) ? 0 : L.data) + L.grad + L.act +
+                                          L.scratch + L.opt + L.dy);
     return L;
 }

@@ -3,7 +3,10 @@
  *
  * The file defines build(seed=None, inits=None) -> nn.Module and a few
  * constants; with train: also loss_fn(), make_optimizer(params) and
- * train_step().  The emitted module documents its own API at its top.
+ * train_step(); always save_safetensors() / load_safetensors(), nn_save's
+ * file format in Python (write_weights; the tables TENSORS and ALIASES
+ * come from the program's state dict).  The emitted module documents its
+ * own API at its top.
  *
  * build() is one flat sequence of statements, written by walking the
  * module tree in PyTorch's construction order (§1.4: the shared modules in
@@ -90,7 +93,9 @@ static const char *const reserved[] = {
     "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
     "try", "while", "with", "yield", "math", "torch", "nn", "init", "OrderedDict", "seed",
     "inits", "net", "build", "loss_fn", "make_optimizer", "train_step", "Residual",
-    "Residual2", "RNN", "LSTM", "GRU", "LastStep", "TiedLinear", "SeqCrossEntropyLoss"};
+    "Residual2", "RNN", "LSTM", "GRU", "LastStep", "TiedLinear", "SeqCrossEntropyLoss",
+    "collections", "difflib", "json", "os", "struct", "tempfile", "numpy", "TENSORS", "ALIASES",
+    "IncompatibleKeys", "safetensors_bytes", "save_safetensors", "load_safetensors"};
 
 /* ---- Python text -------------------------------------------------------------- */
 
@@ -479,6 +484,57 @@ static void name_vars(pyw *w)
 
 /* ---- the file ------------------------------------------------------------------ */
 
+static const char *st_dtype(dtype d)
+{
+    return d == DT_I64 ? "I64" : d == DT_I32 ? "I32" : "F32";
+}
+
+static const char *pytshape(const tensor *t)
+{
+    shape s;
+    memset(&s, 0, sizeof s);
+    s.ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++)
+        s.d[i] = t->shape[i];
+    return pyshape(&s);
+}
+
+/* TENSORS: what nn_save writes (each tensor once, canonical names), in
+ * state_dict order; ALIASES: the other keys of tied tensors. */
+static void write_tensors(pyw *w)
+{
+    const program *p = w->p;
+    char *done = xalloc((size_t)p->ntensors + 1);
+    W(w, "%s", "");
+    W(w, "# What nngen's nn_save writes and nn_load reads: every tensor once, under its");
+    W(w, "# canonical name, in state_dict order: (key, safetensors dtype, shape).");
+    W(w, "TENSORS = (");
+    for (int i = 0; i < p->nstate; i++) {
+        const tensor *t = &p->tensors[p->state[i].tensor];
+        if (strcmp(t->name, p->state[i].key) != 0 || done[p->state[i].tensor])
+            continue;
+        done[p->state[i].tensor] = 1;
+        W(w, "    (%s, '%s', %s),", pystr(t->name), st_dtype(t->dtype), pytshape(t));
+    }
+    for (int i = 0; i < p->ntensors; i++)
+        if (!done[i])
+            die_bug(__FILE__, __LINE__, xfmt("tensor '%s' has no state_dict key",
+                                             p->tensors[i].name));
+    W(w, ")");
+    W(w, "# The other state_dict keys of tied tensors: {alias: canonical name}.");
+    int first = 1;
+    for (int i = 0; i < p->nstate; i++) {
+        const tensor *t = &p->tensors[p->state[i].tensor];
+        if (!strcmp(t->name, p->state[i].key))
+            continue;
+        if (first)
+            W(w, "ALIASES = {");
+        first = 0;
+        W(w, "    %s: %s,", pystr(p->state[i].key), pystr(t->name));
+    }
+    W(w, "%s", first ? "ALIASES = {}" : "}");
+}
+
 static void write_header(pyw *w)
 {
     const program *p = w->p;
@@ -505,6 +561,15 @@ static void write_header(pyw *w)
     } else {
         W(w, "    loss_fn, make_optimizer, train_step: None (the spec has no train:).");
     }
+    W(w, "    save_safetensors(net, path), load_safetensors(net, path, strict=True)");
+    W(w, "        The parameters and buffers to and from a safetensors file, the format of");
+    W(w, "        nngen's nn_save and nn_load: save_safetensors writes the bytes nn_save");
+    W(w, "        writes for the same values; load_safetensors checks names, dtypes and");
+    W(w, "        shapes as nn_load does (ValueError) and changes nothing unless all is");
+    W(w, "        valid.  safetensors_bytes(net) is the file as bytes.  TENSORS lists what");
+    W(w, "        the file holds (canonical name, dtype, shape), ALIASES the other");
+    W(w, "        state_dict keys of tied tensors.  Standard library, numpy and torch only");
+    W(w, "        (no safetensors package).  torch.load cannot read these files.");
     if (p->ncustom) {
         W(w, "%s", "");
         W(w, "Custom initializers ({custom: NAME} in the spec, listed in CUSTOM_INITS) are");
@@ -525,8 +590,16 @@ static void write_header(pyw *w)
         W(w, "draws exactly as nngen-rt's nn_init_mixture.");
     }
     W(w, "\"\"\"");
+    W(w, "import collections");
+    W(w, "import difflib");
+    W(w, "import json");
     if (w->use_tied)
         W(w, "import math");
+    W(w, "import os");
+    W(w, "import struct");
+    W(w, "import tempfile");
+    W(w, "%s", "");
+    W(w, "import numpy");
     W(w, "import torch");
     W(w, "from torch import nn");
     W(w, "from torch.nn import init");
@@ -547,6 +620,7 @@ static void write_header(pyw *w)
         sb_printf(&b, "%s%s", i ? ", " : "", pystr(p->custom[i]));
     W(w, "CUSTOM_INITS = (%s%s)", b.s ? b.s : "", p->ncustom == 1 ? "," : "");
     free(b.s);
+    write_tensors(w);
 }
 
 static void write_lines(pyw *w, const char *const *text, size_t n)
@@ -835,6 +909,294 @@ static void write_train(pyw *w)
     W(w, "    return loss.item()");
 }
 
+/* save_safetensors / load_safetensors: nn_save's format (runtime/safetensors.c)
+ * in Python, with the standard library, numpy and torch. */
+static void write_weights(pyw *w)
+{
+    static const char *const st[] = {
+        "_ST_DTYPES = {'F32': ('<f4', torch.float32), 'I64': ('<i8', torch.int64),",
+        "              'I32': ('<i4', torch.int32)}",
+        "# safetensors' dtypes in the order of its Dtype enum (\"increasing",
+        "# alignment\"): a file's entries are sorted by it, larger first, then by name.",
+        "_ST_RANK = {'BOOL': 0, 'U8': 1, 'I8': 2, 'F8_E5M2': 3, 'F8_E4M3': 4, 'I16': 5, 'U16': 6,",
+        "            'F16': 7, 'BF16': 8, 'I32': 9, 'U32': 10, 'F32': 11, 'F64': 12, 'I64': 13,",
+        "            'U64': 14}",
+        "_ST_MAX_HEADER = 100000000",
+        "_ST_FIX = ('write safetensors from torch with save_safetensors(model, PATH) of this module, '",
+        "           'or convert a torch.save file with nngen\\'s tools/nngen_safetensors.py: '",
+        "           'python3 nngen_safetensors.py convert FILE OUT.safetensors')",
+        "",
+        "IncompatibleKeys = collections.namedtuple('IncompatibleKeys', ['missing_keys',",
+        "                                                               'unexpected_keys'])",
+        "",
+        "",
+        "def _st_json_str(s):",
+        "    \"\"\"s as a JSON string, escaped as nn_save escapes it.\"\"\"",
+        "    out = ['\"']",
+        "    for c in s:",
+        "        if c == '\"' or c == '\\\\':",
+        "            out.append('\\\\' + c)",
+        "        elif ord(c) < 0x20:",
+        "            out.append('\\\\u%04x' % ord(c))",
+        "        else:",
+        "            out.append(c)",
+        "    out.append('\"')",
+        "    return ''.join(out)",
+        "",
+        "",
+        "def _st_dims(shape):",
+        "    return '[%s]' % ', '.join(str(d) for d in shape)",
+        "",
+        "",
+        "def _st_close(name, names):",
+        "    near = difflib.get_close_matches(name, names, 1)",
+        "    return ' (did you mean %r?)' % near[0] if near else ''",
+        "",
+        "",
+        "def _st_state(model, what):",
+        "    \"\"\"model.state_dict(), whose keys must be the spec's.\"\"\"",
+        "    state = model.state_dict()",
+        "    want = [k for k, _, _ in TENSORS] + list(ALIASES)",
+        "    wanted = set(want)",
+        "    missing = [k for k in want if k not in state]",
+        "    unexpected = [k for k in state if k not in wanted]",
+        "    if missing or unexpected:",
+        "        raise ValueError('%s: the model is not the network of %s: its state_dict %s%s%s' % (",
+        "            what, NAME, 'lacks %s' % ', '.join(repr(k) for k in missing) if missing else '',",
+        "            ' and ' if missing and unexpected else '',",
+        "            'has unknown keys %s' % ', '.join(repr(k) for k in unexpected)",
+        "            if unexpected else ''))",
+        "    return state",
+        "",
+        "",
+        "def _st_raw(t):",
+        "    return t.detach().cpu().contiguous().numpy().tobytes()",
+        "",
+        "",
+        "def _st_bytes(t, dtype):",
+        "    return t.detach().cpu().contiguous().numpy().astype(_ST_DTYPES[dtype][0],",
+        "                                                        copy=False).tobytes()",
+        "",
+        "",
+        "def safetensors_bytes(model):",
+        "    \"\"\"The bytes nngen's nn_save writes for the values of model (this",
+        "    module's network): every tensor of TENSORS once, under its canonical",
+        "    name, in its dtype; the header's entries by dtype (I64 first) and then",
+        "    by name, padded with spaces to a multiple of 8, no __metadata__; the",
+        "    data little-endian, in the same order.\"\"\"",
+        "    what = 'save_safetensors'",
+        "    state = _st_state(model, what)",
+        "    for alias, canon in sorted(ALIASES.items()):",
+        "        a, c = state[alias], state[canon]",
+        "        if a.data_ptr() != c.data_ptr() and (a.dtype != c.dtype or a.shape != c.shape or",
+        "                                             _st_raw(a) != _st_raw(c)):",
+        "            raise ValueError('%s: %r is tied to %r in the spec but holds other values (the '",
+        "                             'tie was broken): tie them again (%s = %s)' % (",
+        "                                 what, alias, canon, alias, canon))",
+        "    entries = []",
+        "    for name, dtype, shape in TENSORS:",
+        "        t = state[name]",
+        "        if t.dtype != _ST_DTYPES[dtype][1] or tuple(t.shape) != shape:",
+        "            raise ValueError('%s: tensor %r is %s %s but the spec says %s %s' % (",
+        "                what, name, t.dtype, _st_dims(t.shape), _ST_DTYPES[dtype][1],",
+        "                _st_dims(shape)))",
+        "        entries.append((-_ST_RANK[dtype], name.encode('utf-8'), name, dtype, shape,",
+        "                        _st_bytes(t, dtype)))",
+        "    entries.sort(key=lambda e: (e[0], e[1]))",
+        "    parts = []",
+        "    offset = 0",
+        "    for _, _, name, dtype, shape, data in entries:",
+        "        parts.append('%s:{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%d,%d]}' % (",
+        "            _st_json_str(name), dtype, ','.join(str(d) for d in shape), offset,",
+        "            offset + len(data)))",
+        "        offset += len(data)",
+        "    head = ('{' + ','.join(parts) + '}').encode('utf-8')",
+        "    head += b' ' * (-len(head) % 8)",
+        "    return struct.pack('<Q', len(head)) + head + b''.join(e[5] for e in entries)",
+        "",
+        "",
+        "def save_safetensors(model, path):",
+        "    \"\"\"Writes model's parameters and buffers to path as the safetensors file",
+        "    nngen's nn_save writes for the same values (byte for byte), for nn_load",
+        "    or nn_load_mem in C.  Written to a temporary file beside path and",
+        "    renamed, so a failure leaves no partial file.\"\"\"",
+        "    data = safetensors_bytes(model)",
+        "    d = os.path.dirname(os.path.abspath(path))",
+        "    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', dir=d)",
+        "    try:",
+        "        with os.fdopen(fd, 'wb') as f:",
+        "            f.write(data)",
+        "        os.replace(tmp, path)",
+        "    except BaseException:",
+        "        if os.path.exists(tmp):",
+        "            os.unlink(tmp)",
+        "        raise",
+        "",
+        "",
+        "def _st_not_safetensors(data, where):",
+        "    \"\"\"The message for bytes that are a torch.save file or a pickle.\"\"\"",
+        "    if data[:4] == b'PK\\x03\\x04':",
+        "        return '%s: this is a torch.save file (a zip archive), not safetensors: %s' % (",
+        "            where, _ST_FIX)",
+        "    if len(data) >= 3 and data[0] == 0x80 and 2 <= data[1] <= 5 and data[2] != 0:",
+        "        what = 'a torch.save file' if data[2] in (0x8a, 0x95) else 'a Python pickle'",
+        "        return '%s: this is %s (pickle, protocol %d), not safetensors: %s' % (",
+        "            where, what, data[1], _ST_FIX)",
+        "    return None",
+        "",
+        "",
+        "def _st_parse(data, where):",
+        "    \"\"\"{name: (dtype, shape, begin, end)} in header order and the offset of",
+        "    the data section, after every check nn_load makes of the layout.\"\"\"",
+        "    if len(data) == 0:",
+        "        raise ValueError('%s: file is empty (not a safetensors file)' % where)",
+        "    if len(data) < 8:",
+        "        raise ValueError('%s: truncated: %d bytes is too short for the 8-byte header '",
+        "                         'length' % (where, len(data)))",
+        "    (n,) = struct.unpack('<Q', data[:8])",
+        "    if not (2 <= n <= min(_ST_MAX_HEADER, len(data) - 8) and",
+        "            data[8:8 + n].lstrip(b' \\t\\r\\n')[:1] == b'{'):",
+        "        other = _st_not_safetensors(data, where)",
+        "        if other:",
+        "            raise ValueError(other)",
+        "        if n > _ST_MAX_HEADER:",
+        "            raise ValueError('%s: header length %d is absurd (more than %d bytes)' % (",
+        "                where, n, _ST_MAX_HEADER))",
+        "        if n > len(data) - 8:",
+        "            raise ValueError('%s: truncated: header length %d is longer than the %d bytes '",
+        "                             'after it' % (where, n, len(data) - 8))",
+        "",
+        "    def pairs(items):",
+        "        d = {}",
+        "        for k, v in items:",
+        "            if k in d:",
+        "                raise ValueError('%s: duplicate key %r in the header' % (where, k))",
+        "            d[k] = v",
+        "        return d",
+        "",
+        "    try:",
+        "        header = json.loads(data[8:8 + n].decode('utf-8'), object_pairs_hook=pairs)",
+        "    except (UnicodeDecodeError, json.JSONDecodeError) as e:",
+        "        raise ValueError('%s: invalid header: %s' % (where, e)) from None",
+        "    if not isinstance(header, dict):",
+        "        raise ValueError('%s: the header must be a JSON object' % where)",
+        "    meta = header.pop('__metadata__', None)",
+        "    if meta is not None and not (isinstance(meta, dict) and",
+        "                                 all(isinstance(v, str) for v in meta.values())):",
+        "        raise ValueError('%s: __metadata__ must be an object of strings' % where)",
+        "    size = len(data) - 8 - n",
+        "",
+        "    def count(v):",
+        "        return isinstance(v, int) and not isinstance(v, bool) and v >= 0",
+        "",
+        "    out = {}",
+        "    for name, e in header.items():",
+        "        if not isinstance(e, dict) or set(e) != {'dtype', 'shape', 'data_offsets'}:",
+        "            raise ValueError('%s: tensor %r: expected exactly dtype, shape, data_offsets' % (",
+        "                where, name))",
+        "        dtype, shape, offs = e['dtype'], e['shape'], e['data_offsets']",
+        "        if dtype not in _ST_RANK:",
+        "            raise ValueError('%s: tensor %r: unknown dtype %r' % (where, name, dtype))",
+        "        if not (isinstance(shape, list) and all(count(d) for d in shape)):",
+        "            raise ValueError('%s: tensor %r: bad shape %r' % (where, name, shape))",
+        "        if not (isinstance(offs, list) and len(offs) == 2 and all(count(o) for o in offs)",
+        "                and offs[0] <= offs[1] <= size):",
+        "            raise ValueError('%s: tensor %r: bad data_offsets %r (data section of %d bytes)'",
+        "                             % (where, name, offs, size))",
+        "        if dtype not in _ST_DTYPES:",
+        "            raise ValueError('%s: tensor %r: dtype %s is not supported (F32, I64, I32)' % (",
+        "                where, name, dtype))",
+        "        numel = 1",
+        "        for d in shape:",
+        "            numel *= d",
+        "        if numel * int(dtype[1:]) // 8 != offs[1] - offs[0]:",
+        "            raise ValueError('%s: tensor %r: shape %s needs %d bytes but data_offsets hold %d'",
+        "                             % (where, name, _st_dims(shape), numel * int(dtype[1:]) // 8,",
+        "                                offs[1] - offs[0]))",
+        "        out[name] = (dtype, tuple(shape), offs[0], offs[1])",
+        "    pos = 0",
+        "    for name, (_, _, b, e) in sorted(out.items(), key=lambda x: (x[1][2], x[1][3])):",
+        "        if b != pos:",
+        "            raise ValueError('%s: tensor %r: %s at byte %d of the data section' % (",
+        "                where, name, 'overlap' if b < pos else 'gap', pos))",
+        "        pos = e",
+        "    if pos != size:",
+        "        raise ValueError('%s: %d bytes of trailing data after the last tensor' % (",
+        "            where, size - pos))",
+        "    return out, 8 + n",
+        "",
+        "",
+        "def load_safetensors(model, path, strict=True):",
+        "    \"\"\"Loads a safetensors file (nngen's nn_save, or save_safetensors) into",
+        "    model (this module's network), as nngen's nn_load does: with strict,",
+        "    every canonical name of TENSORS present, no unknown name, every dtype and",
+        "    shape the spec's (a ValueError names the first problem); an alias key of",
+        "    a tied tensor is accepted when it holds the same data as its canonical",
+        "    key.  strict=False allows missing and unknown names (returned), as",
+        "    load_state_dict(strict=False) does; wrong shapes and dtypes are still",
+        "    errors.  Nothing is changed unless everything is valid.  Tied tensors",
+        "    get their values from their canonical key.  Returns IncompatibleKeys",
+        "    (missing_keys, unexpected_keys), as load_state_dict does.\"\"\"",
+        "    where = 'load_safetensors: %s' % path",
+        "    with open(path, 'rb') as f:",
+        "        data = f.read()",
+        "    entries, base = _st_parse(data, where)",
+        "    state = _st_state(model, 'load_safetensors')",
+        "    canon = {k: (dtype, shape) for k, dtype, shape in TENSORS}",
+        "    known = list(canon) + list(ALIASES)",
+        "    unexpected = []",
+        "    for name, (dtype, shape, _, _) in entries.items():",
+        "        target = ALIASES.get(name, name)",
+        "        if target not in canon:",
+        "            if strict:",
+        "                raise ValueError(\"%s: unknown tensor %r (not in the state dict of %s)%s; \"",
+        "                                 \"its names: %s\" % (where, name, NAME, _st_close(name, known),",
+        "                                                    ', '.join(repr(k) for k in known)))",
+        "            unexpected.append(name)",
+        "            continue",
+        "        want_dtype, want_shape = canon[target]",
+        "        if dtype != want_dtype:",
+        "            raise ValueError(\"%s: tensor %r: dtype %s does not match the model's %s\" % (",
+        "                where, name, dtype, want_dtype))",
+        "        if shape != want_shape:",
+        "            raise ValueError(\"%s: tensor %r: shape %s does not match the model's %s\" % (",
+        "                where, name, _st_dims(shape), _st_dims(want_shape)))",
+        "    source = {}",
+        "    for name in canon:",
+        "        if name in entries:",
+        "            source[name] = name",
+        "        else:",
+        "            given = [a for a, c in sorted(ALIASES.items()) if c == name and a in entries]",
+        "            if strict:",
+        "                raise ValueError('%s: missing tensor %r (%s %s)%s' % (",
+        "                    where, name, canon[name][0], _st_dims(canon[name][1]),",
+        "                    \", which its alias %r stands for: write it under its canonical name\"",
+        "                    % given[0] if given else ''))",
+        "            if given:",
+        "                source[name] = given[0]",
+        "    for alias, name in sorted(ALIASES.items()):",
+        "        if alias in entries and name in entries:",
+        "            a, c = entries[alias], entries[name]",
+        "            if data[base + a[2]:base + a[3]] != data[base + c[2]:base + c[3]]:",
+        "                raise ValueError('%s: tensor %r is an alias of %r but holds different data' % (",
+        "                    where, alias, name))",
+        "    missing = [k for k in state if ALIASES.get(k, k) not in source]",
+        "    with torch.no_grad():",
+        "        for key, t in state.items():",
+        "            name = ALIASES.get(key, key)",
+        "            if name not in source:",
+        "                continue",
+        "            dtype, shape, b, e = entries[source[name]]",
+        "            a = numpy.frombuffer(data, dtype=_ST_DTYPES[dtype][0],",
+        "                                 count=(e - b) // (int(dtype[1:]) // 8), offset=base + b)",
+        "            t.copy_(torch.from_numpy(a.astype(a.dtype.newbyteorder('='))).reshape(shape))",
+        "    return IncompatibleKeys(missing, unexpected)",
+    };
+    W(w, "%s", "");
+    W(w, "%s", "");
+    write_lines(w, st, sizeof st / sizeof *st);
+}
+
 void emit_pytorch(FILE *f, const program *p)
 {
     pyw w = {0};
@@ -852,6 +1214,7 @@ void emit_pytorch(FILE *f, const program *p)
     write_helpers(&w);
     write_build(&w);
     write_train(&w);
+    write_weights(&w);
     if (!p->ncustom) { /* else build() needs the caller's functions */
         W(&w, "%s", "");
         W(&w, "%s", "");

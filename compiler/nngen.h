@@ -58,6 +58,11 @@ void sb_vprintf(strbuf *b, const char *fmt, va_list ap);
 void diag_set_source(const char *file, const char *text, size_t len);
 /* Report a user error at l and unwind to main (exit status 1). */
 NORETURN void error_at(loc l, const char *fmt, ...) PRINTF(2, 3);
+/* A warning at l: one line `FILE:LINE:COL: warning: MESSAGE` on standard
+   error, and compilation goes on (the exit status stays 0).  Called only
+   once the spec is known to be valid, so that a failing run's standard
+   error still starts with its error. */
+void warn_at(loc l, const char *fmt, ...) PRINTF(2, 3);
 /* An I/O error (exit status 3). */
 NORETURN void io_error(const char *fmt, ...) PRINTF(1, 2);
 /* A bug in nngen itself. */
@@ -344,16 +349,32 @@ static inline const value *op_out(const program *p, const op *o)
 /* check.c: the phases in order (build.c, rules.c, shapes.c, names.c,
  * plan.c, train.c), from the document to the checked program. */
 program *check_program(const char *file, ynode *doc);
+/* The command line's overrides of the spec (--name, --batch): NULL / 0 for
+   none.  They replace the spec's name: and batch: as if written there. */
+typedef struct check_opts {
+    const char *name;
+    int64_t batch;
+} check_opts;
+program *check_program_opts(const char *file, ynode *doc, const check_opts *o);
 
 /* ---- view.c: the runtime's nn_model for the compiler's own use ------- */
 nn_model *build_view(const program *p);
+/* --weights: FILE read with nn_load's rules into a data block laid out as
+   the generated instance's (its bits, p->param_floats words); on a bad file
+   "FILE: error: ..." (exit 1), an unreadable one exit 3. */
+const uint32_t *load_baked_weights(const program *p, const char *path);
 
 /* ---- emit.c ---------------------------------------------------------- */
 typedef struct emit_opts {
     int no_blas;
     int inference;              /* forward only: no gradients, activations reused */
     const char *header_name;    /* as #included by the .c */
+    const uint32_t *baked;      /* --weights: the data block's bits (param_floats words),
+                                   or NULL */
+    const char *baked_file;     /* the file they came from (for comments) */
 } emit_opts;
+/* --weights with --inference: the data block is the compiled-in const array */
+#define BAKED_RO(o) ((o)->baked && (o)->inference)
 void emit_c(FILE *c, FILE *h, const program *p, const emit_opts *o);
 
 /* ---- emit_py.c, dot.c: other views of the program ------------------ */

@@ -340,8 +340,11 @@ rule *parse_rules(const ynode *n, int *count)
                     const char **names = xalloc(sizeof *names * (size_t)op_count);
                     for (int q = 0; q < op_count; q++)
                         names[q] = op_registry[q]->name;
-                    error_at(v->loc, "unknown layer type '%s'%s", ln,
-                             did_you_mean(ln, names, op_count));
+                    const char *s = suggest(ln, names, op_count);
+                    if (s)
+                        error_at(v->loc, "unknown layer type '%s' (did you mean '%s'?)", ln, s);
+                    error_at(v->loc, "unknown layer type '%s'; the layers are %s", ln,
+                             op_name_list());
                 }
                 ru->layer = d;
             } else {

@@ -1,5 +1,6 @@
 /* train.c: the training phase (§1.5): `train:`, its loss and optimizer
  * with torch.optim's defaults and argument checks. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "phases.h"
@@ -29,14 +30,32 @@ void parse_train(program *p, const ynode *n)
     const ynode *o = map_get(n, "optimizer");
     if (!o)
         error_at(n->loc, "train needs 'optimizer' ({sgd: {lr: 0.1}} or {adam: {}})");
-    expect_kind(o, Y_MAP, "optimizer");
     static const char *const opts[] = {"sgd", "adam"};
+    if (o->kind == Y_SCALAR && !is_null(o) && !strcmp(o->str, "sgd"))
+        error_at(o->loc, "optimizer must be a mapping like {sgd: {lr: 0.1}} (the optimizer, "
+                         "then its settings), got 'sgd': write optimizer: {sgd: {lr: 0.1}} (sgd "
+                         "needs lr, the learning rate)");
+    if (o->kind == Y_SCALAR && !is_null(o) && !strcmp(o->str, "adam"))
+        error_at(o->loc, "optimizer must be a mapping like {adam: {lr: 0.01}} (the optimizer, "
+                         "then its settings), got 'adam': write optimizer: {adam: {}} for "
+                         "torch's defaults, or optimizer: {adam: {lr: 0.01}}");
+    if (o->kind != Y_MAP)
+        error_at(o->loc, "optimizer must be a mapping like {sgd: {lr: 0.1}} or {adam: {lr: "
+                         "0.01}} (exactly one of 'sgd' or 'adam'), got %s%s", describe(o),
+                 o->kind == Y_SCALAR && !is_null(o) ? did_you_mean(o->str, opts, 2) : "");
     if (o->n != 1)
         error_at(o->loc, "optimizer holds exactly one of 'sgd' or 'adam'");
     check_keys(o, opts, 2, "optimizer");
     const ynode *a = o->items[0];
-    if (!is_null(a))
-        expect_kind(a, Y_MAP, "the optimizer's settings");
+    if (!is_null(a) && a->kind != Y_MAP) {
+        int sgd = !strcmp(o->keys[0]->str, "sgd");
+        char *end = NULL;
+        int num = a->kind == Y_SCALAR && a->str[0] && (strtod(a->str, &end), *end == 0);
+        error_at(a->loc, "the settings of %s must be a mapping, got %s: write %s%s",
+                 o->keys[0]->str, describe(a),
+                 xfmt("{%s: {lr: %s}}", sgd ? "sgd" : "adam", num ? a->str : sgd ? "0.1" : "0.01"),
+                 sgd ? "" : " or {adam: {}}");
+    }
     const ynode *x;
     if (!strcmp(o->keys[0]->str, "sgd")) {
         static const char *const k[] = {"lr", "momentum", "dampening", "nesterov",

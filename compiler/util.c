@@ -228,6 +228,21 @@ void error_at(loc l, const char *fmt, ...)
     longjmp(diag_jmp, 1);
 }
 
+void warn_at(loc l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (l.file && l.line > 0)
+        fprintf(stderr, "%s:%d:%d: warning: ", l.file, l.line, l.col);
+    else if (l.file)
+        fprintf(stderr, "%s: warning: ", l.file);
+    else
+        fputs("nngen: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 void io_error(const char *fmt, ...)
 {
     va_list ap;
@@ -246,32 +261,43 @@ void die_bug(const char *file, int line, const char *what)
     abort();
 }
 
+/* The optimal string alignment distance (Levenshtein plus the swap of two
+ * neighbours as one edit: "rleu" is one edit from "relu"), ignoring case. */
 static int edit_distance(const char *a, const char *b)
 {
     size_t n = strlen(a), m = strlen(b);
     if (n > 64 || m > 64)
         return INT_MAX;
-    int row[65];
+    int prev2[65], prev[65], row[65];
     for (size_t j = 0; j <= m; j++)
-        row[j] = (int)j;
+        prev[j] = (int)j;
     for (size_t i = 1; i <= n; i++) {
-        int diag = row[0];
         row[0] = (int)i;
+        int ai = tolower((unsigned char)a[i - 1]);
         for (size_t j = 1; j <= m; j++) {
-            int up = row[j];
-            int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            int v = diag + cost;
-            if (row[j] + 1 < v)
-                v = row[j] + 1;
+            int bj = tolower((unsigned char)b[j - 1]);
+            int v = prev[j - 1] + (ai != bj);
+            if (prev[j] + 1 < v)
+                v = prev[j] + 1;
             if (row[j - 1] + 1 < v)
                 v = row[j - 1] + 1;
+            if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == bj && prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
             row[j] = v;
-            diag = up;
         }
+        memcpy(prev2, prev, sizeof prev);
+        memcpy(prev, row, sizeof row);
     }
-    return row[m];
+    return prev[m];
 }
 
+/* The candidate nearest to word, when it is close: at most a third of the
+ * word's length in edits (plus one), at most 3, and at most 40% of the
+ * longer of the two names, so that a short word is never "corrected" into
+ * an unrelated one ('rnn' is two edits from 'ref', 'gru' two from 'relu':
+ * no suggestion; 'int64' is two from 'int32': suggested).  A
+ * difference of case only is distance 0 ('LSTM' -> 'lstm'). */
 const char *suggest(const char *word, const char *const *cands, int n)
 {
     const char *best = NULL;
@@ -285,12 +311,14 @@ const char *suggest(const char *word, const char *const *cands, int n)
             best = cands[i];
         }
     }
-    /* close enough: at most a third of the word, and at least one edit allowed */
-    size_t len = strlen(word);
+    if (!best)
+        return NULL;
+    size_t len = strlen(word), blen = strlen(best);
     int limit = (int)(len / 3) + 1;
     if (limit > 3)
         limit = 3;
-    return best && bestd <= limit ? best : NULL;
+    size_t longer = len > blen ? len : blen;
+    return bestd <= limit && (size_t)bestd * 5 <= longer * 2 ? best : NULL;
 }
 
 const char *did_you_mean(const char *word, const char *const *cands, int n)

@@ -1,6 +1,7 @@
 /* view.c: the checked program as the runtime's nn_model, so that
  * `nngen --print` uses the very printer the generated code links with
  * (one implementation of PyTorch's print format, not two). */
+#include <errno.h>
 #include <string.h>
 
 #include "nngen.h"
@@ -74,4 +75,31 @@ nn_model *build_view(const program *p)
     m->info = info;
     m->tensors = tt; /* names and shapes only: --print/--params need no data */
     return m;
+}
+
+const uint32_t *load_baked_weights(const program *p, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        io_error("cannot read the weights file '%s': %s", path, strerror(errno));
+    fclose(f);
+    nn_model *m = build_view(p);
+    size_t n = (size_t)p->param_floats;
+    float *data = xalloc(sizeof *data * (n ? n : 1));
+    nn_tensor *tt = m->tensors;
+    nn_model_bind(m, m->info, tt, data, NULL);
+    if (nn_load(m, path) != 0) {
+        /* nn_load's own message, "PATH: why", as the compiler's "PATH: error: why" */
+        const char *msg = nn_error();
+        size_t pl = strlen(path);
+        if (!strncmp(msg, path, pl) && !strncmp(msg + pl, ": ", 2))
+            msg += pl + 2;
+        loc l = {path, 0, 0};
+        error_at(l, "%s%s", msg, strstr(msg, "tensor '") ? " (--weights takes what nn_save writes "
+                 "for this spec: every state_dict key with its shape, as nngen --params lists "
+                 "them)" : "");
+    }
+    uint32_t *bits = xalloc(sizeof *bits * (n ? n : 1));
+    memcpy(bits, data, sizeof *bits * n);
+    return bits;
 }

@@ -6,8 +6,11 @@
 
 /* NN_THREADS (the build's -Dthreads): 1, a pool of worker threads
    (pool_threads.c, pthreads); 0, everything on the caller (pool_serial.c).
-   NN_HAVE_CBLAS (-Dblas): the product where nngen's kernel does not run is
-   cblas_sgemm (gemm_cblas.c) or plain loops (gemm_portable.c). */
+   NN_HAVE_CBLAS (-Dblas): cblas_sgemm (gemm_cblas.c) is among the products
+   gemm.c chooses from (the plain loops, gemm_portable.c, always are). */
+#ifndef NN_HAVE_CBLAS
+#define NN_HAVE_CBLAS 1
+#endif
 #ifndef NN_THREADS
 #define NN_THREADS 1
 #endif
@@ -22,8 +25,8 @@
 #define NN_PACK_FLOATS (512 * 256)
 
 /* Once per process, before the first use of the pool or the products:
-   nn__setup() calls gemm.c's nn__gemm_setup() (which picks the
-   implementation) and sets the pool up. */
+   nn__setup() calls gemm.c's nn__gemm_setup() (which reads NNGEN_GEMM and
+   checks the CPU) and sets the pool up. */
 void nn__setup(void);
 void nn__gemm_setup(void);
 
@@ -40,11 +43,14 @@ float *nn__pack_buffer(int t);
    nn__pool_give() releases it. */
 int nn__pool_hold(int nt);
 
-/* The product where nngen's kernel does not run, with nn__sgemm_avx512's
-   contract (beta 0 or 1); nn__generic_impl names it for nn_sgemm_impl(). */
-void nn__sgemm_generic(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc);
-extern const char nn__generic_impl[];
+/* The products gemm.c chooses from besides nngen's kernel, with
+   nn__sgemm_avx512's contract (beta 0 or 1): cblas_sgemm (gemm_cblas.c,
+   only in a runtime built with BLAS: NN_HAVE_CBLAS) and the plain loops
+   (gemm_portable.c, in every runtime). */
+void nn__sgemm_cblas(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc);
+void nn__sgemm_portable(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
 
 /* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,

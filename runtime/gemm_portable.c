@@ -1,5 +1,7 @@
-/* nngen-rt: the generic product without BLAS (-Dblas=disabled;
- * gemm_cblas.c otherwise): plain C99 loops, on the caller, no allocation.
+/* nngen-rt: the portable product, plain C99 loops, on the caller, no
+ * allocation: the only kernel of a runtime built without BLAS and without
+ * nngen's AVX-512 kernel, built into every runtime (NN_GEMM_PORTABLE;
+ * NNGEN_GEMM=portable forces it, gemm.c).
  *
  * c = op(a) op(b), or c += op(a) op(b) when beta is 1 (beta is 0 or 1),
  * row-major, as cblas_sgemm with alpha 1 computes it: with beta 0 the old
@@ -22,10 +24,8 @@
 
 #include "gemm_internal.h"
 
-const char nn__generic_impl[] = "portable";
-
-void nn__sgemm_generic(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc)
+void nn__sgemm_portable(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc)
 {
     long i, j, p;
     if (m <= 0 || n <= 0)

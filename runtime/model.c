@@ -26,6 +26,7 @@ void nn_model_bind(nn_model *m, const nn_model_info *info, nn_tensor *tensors,
     m->data = data;
     m->grad_block = grad_block;
     m->grads_attached = 0;
+    m->weights_readonly = 0;
     m->hooks = NULL;
     for (i = 0; i < info->ntensors; i++) {
         const nn_tensor_info *ti = &info->tensors[i];

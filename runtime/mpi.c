@@ -647,6 +647,12 @@ nn_dist *nn_dist_attach(nn_model *m, MPI_Comm comm, const nn_dist_options *opt)
         nn_set_error("nn_dist_attach: the model already has train-step hooks");
         return NULL;
     }
+    if (m->weights_readonly) {
+        nn_set_error("nn_dist_attach: the model's weights are compiled-in const data (nngen "
+                     "--weights --inference): nothing to train, and rank 0's cannot be copied "
+                     "in");
+        return NULL;
+    }
     if (opt)
         o = *opt;
     else

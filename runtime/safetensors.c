@@ -1222,6 +1222,12 @@ int nn__st_load(nn_model *m, const unsigned char *buf, size_t len, const char *l
     memset(&ps, 0, sizeof ps);
     ps.path = label;
 
+    if (m->weights_readonly) {
+        nn_set_error("%s: the weights of model '%s' are compiled into the program (nngen "
+                     "--weights with --inference) and are read-only: compile without "
+                     "--inference to load others", label, m->info->name);
+        return -1;
+    }
     if ((bad = bad_dtype_tensor(m)) != NULL) {
         nn_set_error("%s: tensor '%s' of the model has an unsupported dtype %d", label,
                      bad->name, bad->dtype);

@@ -84,6 +84,19 @@ def _shape(t):
     return [int(d) for d in (t.shape if hasattr(t, "shape") else np.shape(t))]
 
 
+def _dumps(v):
+    """Compact JSON as nn_save writes it: strings escape only '"', '\\' and
+    control characters (as \\u00XX, where json.dumps writes \\n)."""
+    if isinstance(v, dict):
+        return "{%s}" % ",".join("%s:%s" % (_dumps(k), _dumps(x)) for k, x in v.items())
+    if isinstance(v, list):
+        return "[%s]" % ",".join(_dumps(x) for x in v)
+    if isinstance(v, str):
+        return '"%s"' % "".join("\\" + c if c in '"\\' else "\\u%04x" % ord(c) if ord(c) < 0x20
+                                else c for c in v)
+    return str(int(v))
+
+
 def save(tensors, metadata=None):
     """The safetensors file of tensors ({name: tensor or array}) as bytes.
     metadata: an optional {str: str}, written as __metadata__."""
@@ -106,7 +119,7 @@ def save(tensors, metadata=None):
         header[name] = {"dtype": dtype, "shape": shape,
                         "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = _dumps(header).encode("utf-8")
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + b"".join(e[4] for e in entries)
 

@@ -432,6 +432,7 @@ const op_desc op_conv2d = {
     .default_init_what = "_ConvNd.reset_parameters",
     .extra_saved = conv_extra_saved,
     .saved_forward = 1,
+    .saved_blas_only = 1,
     .uses_blas = uses_blas,
     .forward = forward,
     .folds_bn = 4,

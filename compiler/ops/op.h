@@ -180,6 +180,8 @@ struct op_desc {
     /* the tensors backward needs beyond the op's input and output (masks,
        statistics, indices): sets o->nsaved, saved_numel, saved_dtype */
     void (*extra_saved)(const program *p, op *o);
+    int saved_blas_only;        /* the extra saved tensors are the runtime's work space:
+                                   none when the op runs as loops (--no-blas) */
     int saved_forward;          /* forward uses the first saved_forward extra saved
                                    tensors as work space (conv2d's im2col columns, a
                                    recurrent layer's states): --inference allocates
@@ -250,6 +252,8 @@ extern const op_desc op_add;
 extern const op_desc *const op_registry[];
 extern const int op_count;
 const op_desc *op_find(const char *name);
+/* "linear, relu, ...": every layer name, in registry order (--list-layers') */
+const char *op_name_list(void);
 /* Whether backward reads the op's input (args may decide). */
 int op_reads_input(const module *m);
 const char *op_extra_repr(const module *m);

@@ -1,5 +1,6 @@
 /* ops/registry.c: every layer type, from ops/ops.def, and the generic
  * accessors of op.h that do not belong to one phase. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "op.h"
@@ -14,6 +15,16 @@ const op_desc *const op_registry[] = {
 #undef OP
 };
 const int op_count = (int)(sizeof op_registry / sizeof op_registry[0]);
+
+const char *op_name_list(void)
+{
+    strbuf b = {0};
+    for (int i = 0; i < op_count; i++)
+        sb_printf(&b, "%s%s", i ? ", " : "", op_registry[i]->name);
+    const char *r = xstrdup(b.s ? b.s : "");
+    free(b.s);
+    return r;
+}
 
 const op_desc *op_find(const char *name)
 {

@@ -29,6 +29,12 @@ evaluation, as fashion.c's includes its shuffling, gathering and evaluation.
 this tree, else `nngen` on PATH).  --workers: the DataLoader's num_workers
 (default 0; the draws from the generator do not depend on it).  Exit status
 as fashion.c: 0 done, 1 failure, 2 usage, 3 the data set is not installed.
+
+--float64: the same run in double precision (the model's parameters and
+buffers converted with .double() after build(seed), the images as float64):
+close to what exact arithmetic gives, the reference test_same_run.py
+--float64 measures both float32 runs against.  Files saved with --save or
+--save-init then hold the float64 values rounded to F32.
 """
 import argparse
 import gzip
@@ -104,6 +110,8 @@ def save_safetensors(state, path, np):
     entries = []
     for k, v in state.items():
         a = v.detach().cpu().numpy()
+        if str(a.dtype) == 'float64':
+            a = a.astype('float32')
         dt = {'float32': 'F32', 'int64': 'I64', 'int32': 'I32'}[str(a.dtype)]
         entries.append((order[dt], k, dt, a))
     entries.sort(key=lambda e: (e[0], e[1]))
@@ -134,6 +142,7 @@ def main():
     ap.add_argument('--quiet', action='store_true')
     ap.add_argument('--nngen')
     ap.add_argument('--workers', type=int, default=0)
+    ap.add_argument('--float64', action='store_true')
     args = ap.parse_args()
     if args.epochs < 1 or args.limit < 0 or args.seed < 0:
         ap.error('--epochs must be >= 1, --limit and --seed >= 0')
@@ -168,6 +177,8 @@ def main():
         if len(images) != len(labels):
             raise ValueError('%d images, %d labels' % (len(images), len(labels)))
         x = torch.from_numpy(images[:n].copy()).float().div(255)  # ToTensor
+        if args.float64:
+            x = x.double()
         x = x.reshape((x.shape[0],) + tuple(mod.INPUT_SHAPE[1:]))
         y = torch.from_numpy(labels[:n].astype(np.int64))
         return TensorDataset(x, y, torch.arange(len(y))) if with_index else TensorDataset(x, y)
@@ -180,6 +191,8 @@ def main():
     test_iter = DataLoader(test_ds, batch_size=batch, shuffle=False, num_workers=args.workers)
 
     net = mod.build(args.seed)
+    if args.float64:
+        net = net.double()
     loss = mod.loss_fn()
     optimizer = mod.make_optimizer(net.parameters())
     lr = optimizer.param_groups[0]['lr']

@@ -103,6 +103,8 @@ typedef struct nn_model {
     float *data;
     float *grad_block;         /* gradient memory; attached to tensors on first backward */
     int grads_attached;
+    int weights_readonly;      /* 1: data is compiled-in const memory (nngen --weights
+                                  --inference); nn_load and nn_load_mem refuse */
     nn_train_hooks *hooks;     /* NULL (nn_model_bind): the train step runs alone */
 } nn_model;
 
@@ -306,14 +308,65 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
    c is m x n, c[i*ldc + j]; m, n <= 0: nothing; k <= 0: c = 0 (or
    unchanged when accumulate).  The result equals cblas_sgemm(CblasRowMajor,
    ..., alpha 1, beta accumulate) up to the order of the additions.
-   Implementation, chosen once per process: on x86-64 CPUs with AVX-512F,
-   nngen's own kernel on nn_num_threads() threads; elsewhere, or with
-   NNGEN_GEMM=cblas in the environment, or while another thread is inside
-   nn_sgemm, cblas_sgemm (in a runtime built with -Dblas=disabled: plain
-   C99 loops, "portable").  Safe to call from several threads at once. */
+   Kernel: chosen per product class (nn_gemm_choice below), by measurement
+   on CPUs that have both nngen's own AVX-512 kernel (on nn_num_threads()
+   threads) and cblas_sgemm, else the one there is; NNGEN_GEMM in the
+   environment forces one.  While another thread holds the pool (or
+   measures a class), a call runs on cblas_sgemm (in a runtime built with
+   -Dblas=disabled: plain C99 loops, "portable").  Safe to call from several
+   threads at once. */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
-const char *nn_sgemm_impl(void);          /* "avx512", "cblas" or "portable" */
+/* "avx512": nngen's kernel is in use (the products of the classes that
+   chose it, nn_conv2d_*, nn_sigmoid_*); else "cblas" or "portable", the
+   one product every call runs on.  Decided once per process. */
+const char *nn_sgemm_impl(void);
+
+/* The kernel choice of nn_sgemm, nn_linear_forward and nn_sgemm_relu_mask
+   (docs/api.md "Kernel choice").  NNGEN_GEMM (read once per process):
+   unset, "" or "auto": per class, the faster of nngen's kernel and
+   cblas_sgemm as measured at the class's first use (where both exist;
+   else the one there is, unmeasured), the choice kept for the process;
+   "nngen": nngen's kernel where the CPU has it, else as "cblas" (the
+   choice by CPU flag, the same in every run on a machine); "cblas":
+   cblas_sgemm (portable loops without BLAS); "portable": the plain loops.
+   A class is the entry point (NN_GEMM_OP_*; for NN_GEMM_OP_SGEMM with its
+   transposes), m, n and k each in one of the ranges 1-4, 5-16, 17-64,
+   65-256, 257-1024, 1025-4096, > 4096, and nn_num_threads() 1 or more
+   than 1.
+   The two kernels' sums differ in the last bits: in "auto" mode two
+   processes may choose differently and give results that are not bit for
+   bit the same; set NNGEN_GEMM=nngen (or cblas) where that matters. */
+enum { NN_GEMM_NONE = 0, NN_GEMM_NNGEN = 1, NN_GEMM_CBLAS = 2, NN_GEMM_PORTABLE = 3 };
+enum { NN_GEMM_OP_SGEMM = 0, NN_GEMM_OP_LINEAR = 1, NN_GEMM_OP_RELU_MASK = 2 };
+const char *nn_gemm_mode(void);             /* "auto", "nngen", "cblas" or "portable" */
+const char *nn_gemm_kernel_name(int kernel); /* "nngen", "cblas", "portable"; "none" */
+/* The kernel the class of this product runs on: NN_GEMM_NONE while it is
+   undecided (not used yet in "auto" mode); never measures.  op
+   NN_GEMM_OP_LINEAR is nn_linear_forward(m = rows, n = out, k = in),
+   NN_GEMM_OP_RELU_MASK nn_sgemm_relu_mask(m, n, k); their trans_a,
+   trans_b are ignored. */
+int nn_gemm_choice(int op, int trans_a, int trans_b, int m, int n, int k);
+/* The kernel the calling thread's last product ran on (NN_GEMM_NONE before
+   the first; m, n <= 0 runs none), for tests and debugging. */
+int nn_gemm_last_kernel(void);
+/* The decided classes, in the order of their first use (at most 256 are
+   kept): the shape of that first call, the shape timed (the same, or a
+   part of it when it is larger than 2^25 multiply-adds), the kernel
+   chosen and, when measured, each kernel's best time per call in seconds
+   (0: not timed; index NN_GEMM_NNGEN, NN_GEMM_CBLAS).  Returns how many
+   there are and copies up to max of them to out (out may be NULL). */
+typedef struct nn_gemm_class {
+    int op, trans_a, trans_b, threads;  /* threads: nn_num_threads() then */
+    int m, n, k;                        /* the first call */
+    int tm, tn, tk;                     /* the shape timed */
+    int kernel;                         /* NN_GEMM_* */
+    double seconds[4];
+} nn_gemm_class;
+int nn_gemm_classes(nn_gemm_class *out, int max);
+/* How many classes this process has measured (a forked child counts its
+   parent's): the cost of the choice; the same class is measured once. */
+long nn_gemm_measurements(void);
 
 /* One linear layer's forward, y = act(x w^T + b), as nn_sgemm computes it:
    x is rows x in, w is out x in (torch's layout), b has out floats (or is

@@ -18,6 +18,16 @@ no output file and no temporary file is left behind.  Then a few I/O
 cases: a missing spec, a directory as the spec, an unwritable output path,
 and an existing output file that a failing run must not clobber.
 
+Warnings (tests/bad/warn/NAME.yaml, valid specs) start with
+
+    # warn: LINE:COL: FRAGMENT      one warning there, whose message holds FRAGMENT
+    # warn: none ...                no warning at all (the negative cases)
+
+and must, in --check, compile and --emit pytorch mode: exit 0; have
+standard error exactly that one line `FILE:LINE:COL: warning: ...` (or
+nothing), the same in every mode; write nothing on stdout; and write
+their outputs.
+
 Usage: run_bad.py NNGEN [DIR]      (DIR defaults to this script's directory)
 Pure Python, no third-party modules.
 """
@@ -25,12 +35,19 @@ import concurrent.futures
 import glob
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 10
+# A run may take 10 s of CPU (RLIMIT_CPU: a loop that never ends is killed
+# there, whatever the machine's load) and 60 s of wall time (a run that
+# blocks): the wall clock alone made a slow, correct run under ASan on a
+# loaded machine look like a hang.
+CPU_LIMIT, TIMEOUT = 10, 60
 EXPECT = re.compile(r'^# expect(?: exit (\d+))?: (\d+):(\d+): (.+)$')
+WARN = re.compile(r'^# warn: (?:(\d+):(\d+): (.+)|none\b.*)$')
 
 GOOD_SPEC = """nngen: 1
 name: good
@@ -42,12 +59,19 @@ model:
 """
 
 
+def limit_cpu():
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT, CPU_LIMIT + 5))
+
+
 def run(argv, cwd=None):
     """(returncode, stdout, stderr) or (None, '', 'timeout')."""
     try:
-        r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, cwd=cwd)
+        r = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, cwd=cwd,
+                           preexec_fn=limit_cpu)
     except subprocess.TimeoutExpired:
         return None, '', 'timeout after %d s' % TIMEOUT
+    if r.returncode == -signal.SIGXCPU or r.returncode == -signal.SIGKILL:
+        return None, '', 'more than %d s of CPU time (killed)' % CPU_LIMIT
     return (r.returncode, r.stdout.decode('utf-8', 'replace'),
             r.stderr.decode('utf-8', 'replace'))
 
@@ -107,6 +131,51 @@ def check_case(nngen, path):
         left = os.listdir(tmp)
         if left:
             probs.append('compile mode left files behind: %s' % ', '.join(sorted(left)))
+    return probs
+
+
+def check_warning(nngen, path):
+    """A list of problems with one spec of warn/ (empty when it passes)."""
+    with open(path, 'rb') as f:
+        first = f.readline().decode('utf-8', 'replace').rstrip('\r\n')
+    m = WARN.match(first)
+    if not m:
+        return ['first line is not "# warn: LINE:COL: FRAGMENT" or "# warn: none"']
+    probs = []
+    with tempfile.TemporaryDirectory(prefix='nngen-warn-') as tmp:
+        runs = [('--check', [nngen, '--check', path], []),
+                ('compile', [nngen, path, '-o', os.path.join(tmp, 'out.c')], ['out.c', 'out.h']),
+                ('--emit pytorch', [nngen, '--emit', 'pytorch', path, '-o',
+                                    os.path.join(tmp, 'out.py')], ['out.py'])]
+        errs = []
+        for mode, argv, made in runs:
+            rc, out, err = run(argv)
+            probs += ['%s: %s' % (mode, p) for p in common_problems(rc, out, err, 0)]
+            if rc is None:
+                continue
+            errs.append(err)
+            if out:
+                probs.append('%s: wrote to stdout' % mode)
+            have = sorted(os.listdir(tmp))
+            if have != made:
+                probs.append('%s: files %s, expected %s' % (mode, have, made))
+            for f in have:
+                os.unlink(os.path.join(tmp, f))
+        if len(set(errs)) > 1:
+            probs.append('the modes warn differently: %r' % errs)
+        err = errs[0] if errs else ''
+        if m.group(1) is None:
+            if err:
+                probs.append('expected no warning, got %r' % err)
+            return probs
+        want = '%s:%s:%s: warning: ' % (path, m.group(1), m.group(2))
+        lines = err.splitlines()
+        if len(lines) != 1 or not err.endswith('\n'):
+            probs.append('expected one warning line on stderr, got %r' % err)
+        elif not lines[0].startswith(want):
+            probs.append('expected %r..., got %r' % (want, lines[0]))
+        elif m.group(3) not in lines[0]:
+            probs.append('warning lacks %r: %s' % (m.group(3), lines[0]))
     return probs
 
 
@@ -209,6 +278,11 @@ def main():
     jobs = min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
         results = list(zip(files, ex.map(lambda f: check_case(nngen, f), files)))
+    warns = sorted(glob.glob(os.path.join('warn', '*.yaml')))
+    if not warns:
+        sys.exit('no warn/*.yaml in %s' % d)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
+        results += list(zip(warns, ex.map(lambda f: check_warning(nngen, f), warns)))
     results += io_cases(nngen)
     passed = failed = 0
     for name, probs in results:

@@ -18,7 +18,10 @@ usage: cross_build.py --nngen NNGEN --meson MESON --source-root SRC [--keep]
    through nn_load_mem) into an ELF with --specs=nano.specs
    --specs=nosys.specs --gc-sections, checks that it has no undefined symbol,
    and reports its sections (text, rodata, data, bss) and what they cost
-   beyond an empty main() linked the same way.
+   beyond an empty main() linked the same way;
+4. the same networks with their weights compiled in (--weights, a file
+   written here; bake.py's writer): place + forward, no init, the weights
+   in .rodata (flash) and only the activations in RAM.
 
 Exit status 0 when everything holds, 1 on any failure, 77 (meson: skipped)
 when arm-none-eabi-gcc is not installed, unless NNGEN_REQUIRE_TORCH=1 is set
@@ -164,12 +167,19 @@ def main():
         run([gcc] + c_args + STRICT + [empty_c, "-o", empty_elf] + link_args)
         base = summarize(sections(size_tool, empty_elf))
 
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bake
         rows = []
-        for net, spec in NETS:
-            d = os.path.join(tmp, net)
+        for net, spec, baked in [(n, s_, b) for n, s_ in NETS for b in (0, 1)]:
+            d = os.path.join(tmp, net + ("-baked" if baked else ""))
             os.mkdir(d)
             c = os.path.join(d, "net.c")
-            run([args.nngen, os.path.join(src, spec), "--no-blas", "--inference", "-o", c])
+            wopt = []
+            if baked:
+                w = os.path.join(d, "w.safetensors")
+                bake.write_st(w, bake.weights(bake.params(args.nngen, os.path.join(src, spec))))
+                wopt = ["--weights", w]
+            run([args.nngen, os.path.join(src, spec), "--no-blas", "--inference", "-o", c] + wopt)
             hdr = open(os.path.join(d, "net.h")).read()
             prefix = re.search(r"#define (\w+)_BYTES (\d+)u", hdr)
             pname, pbytes = prefix.group(1), int(prefix.group(2))
@@ -183,9 +193,9 @@ def main():
             by_lib = {name: sorted(s for s in need if s in provided[name]) for name in provided}
             unknown = sorted(s for s in need if not any(s in p for p in provided.values()))
             net_rt = sorted(nm_symbols(nm, [obj], False) & rt_defined)
-            print("\n%s (%s, --no-blas --inference, %s_BYTES %d): the network calls %d "
-                  "runtime functions: %s" % (net, spec, pname, pbytes, len(net_rt),
-                                            " ".join(net_rt)))
+            print("\n%s (%s, --no-blas --inference%s, %s_BYTES %d): the network calls %d "
+                  "runtime functions: %s" % (net, spec, " --weights" if baked else "", pname,
+                                            pbytes, len(net_rt), " ".join(net_rt)))
             for name in ("libc.a", "libm.a", "libgcc.a"):
                 print("  from %s (%d): %s" % (name, len(by_lib[name]), " ".join(by_lib[name])))
             if unknown:
@@ -194,11 +204,12 @@ def main():
             else:
                 print("  nothing else: PASS (arm-none-eabi-nm)")
             # 3. linked programs and their sizes
-            for weights in (0, 1):
+            for weights in ((0,) if baked else (0, 1)):
                 app_o = os.path.join(d, "app%d.o" % weights)
                 run([gcc] + c_args + STRICT + ["-I", os.path.join(src, "include"), "-I", d,
                                                '-DNET_H="net.h"', "-DNET=" + pname,
-                                               "-DWITH_WEIGHTS=%d" % weights, "-c",
+                                               "-DWITH_WEIGHTS=%d" % weights,
+                                               "-DBAKED=%d" % baked, "-c",
                                                os.path.join(src, "tests", "deploy", "m4_app.c"),
                                                "-o", app_o])
                 elf = os.path.join(d, "app%d.elf" % weights)
@@ -211,7 +222,7 @@ def main():
                     fail("%s: undefined in the linked program: %s" % (elf, " ".join(
                         sorted(undef - weak))))
                 s = summarize(sections(size_tool, elf))
-                rows.append((net, weights, s, pbytes))
+                rows.append((net, 2 if baked else weights, s, pbytes))
         print("\nsizes in bytes (arm-none-eabi-size -A; newlib-nano and nosys stubs; "
               "an empty main() is text %d, rodata %d, data %d, bss %d):" % (
                   base["text"], base["rodata"], base["data"], base["bss"]))
@@ -219,7 +230,8 @@ def main():
             "net", "program", "text", "rodata", "data", "bss", "flash (+empty)",
             "RAM (+empty)"))
         for net, weights, s, pbytes in rows:
-            what = "place+init+forward" + (" +save/load" if weights else "")
+            what = ("place+forward, --weights" if weights == 2 else
+                    "place+init+forward" + (" +save/load" if weights else ""))
             print("%-7s %-28s %8d %8d %6d %7d | %6d (+%5d) %5d (+%5d)" % (
                 net, what, s["text"], s["rodata"], s["data"], s["bss"], s["flash"],
                 s["flash"] - base["flash"], s["ram"], s["ram"] - base["ram"]))

@@ -4,7 +4,9 @@
  * -DWITH_WEIGHTS=1 the weights also go out and back through memory:
  * nn_save_to (to a writer, as a UART or flash driver would take them) and
  * nn_load_mem (from the bytes kept), which is what a board that receives or
- * stores its weights adds.  Compiled with -DNET_H='"net.h"' -DNET=name. */
+ * stores its weights adds.  With -DBAKED=1 (a network compiled with
+ * --weights): no init, the weights being const data in flash.  Compiled
+ * with -DNET_H='"net.h"' -DNET=name. */
 #include <stddef.h>
 #include <string.h>
 
@@ -43,7 +45,9 @@ int main(void)
 {
     P() *net = P(_place)(mem);
     int i;
+#if !BAKED /* nngen --weights: the weights are in flash, nothing to construct */
     P(_init)(net, 0);
+#endif
     for (i = 0; i < P(_BATCH) * P(_IN_SIZE); i++)
         x[i] = (float)(i % 17) / 8.0f - 1.0f;
 #if WITH_WEIGHTS

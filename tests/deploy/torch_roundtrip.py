@@ -32,10 +32,36 @@ C), with the torch model that `nngen --emit pytorch` writes for it:
   reader        load_file rejects a truncated file, trailing data and a
                 torch.save file with a message.
 
+The same both ways with the helpers of the emitted module itself
+(save_safetensors, load_safetensors: no nngen_safetensors.py), on a model
+trained one step with the module's train_step (random values first) when
+the spec has train:, else on random values:
+
+  emitted       save_safetensors' file is byte-identical to what nn_save
+                writes after nn_load of it, and to save_model's; the C
+                forward on it = torch's to 1e-6; load_safetensors of nn_save's
+                file gives bit-identical tensors (tied ones included);
+  mutations     the comparisons fail when they should: one weight changed by
+                1e-3 changes the C forward by more than the limit and the
+                bytes; one value changed by one ulp is found by the bit
+                comparison;
+  strictness    load_safetensors rejects a misspelt name (suggesting the
+                right one), a wrong shape, a wrong dtype, a missing tensor,
+                an alias holding other data, a torch.save file and a
+                truncated file, each with its message, and leaves the model
+                untouched; strict=False returns the missing and unknown
+                names; save_safetensors refuses a model whose tie was broken;
+  determinism   two runs of nngen --emit pytorch write the same bytes.
+
+tests/deploy/odd_names.yaml has names JSON must escape (a newline, a quote,
+a backslash) and one that is not ASCII: every file above must still be
+byte-identical to nn_save's.
+
 Needs /usr/bin/python3 with torch: exit 77 (skip) without, or 1 with
 NNGEN_REQUIRE_TORCH=1.
 """
 import argparse
+import copy
 import importlib.util
 import os
 import struct
@@ -198,6 +224,8 @@ def one_spec(args, st, spec, tool, tmp):
     check(st.save({k: v.numpy() for k, v in model.state_dict().items()}) ==
           open(w_all, "rb").read(), "%s: save() of numpy arrays = save_file of tensors" % name)
 
+    emitted_checks(args, st, net, name, spec, py, tool, d, x, x_bin, y_bin, gen)
+
     # convert a torch.save file; nn_load of it names it
     ref = os.path.join(d, "ref.safetensors")
     st.save_model(model, ref)
@@ -221,6 +249,174 @@ def one_spec(args, st, spec, tool, tmp):
         except ValueError as e:
             check("torch.save" in str(e), "%s: load_file refuses a torch.save file (%s): %s" % (
                 name, kind, str(e)[:90]))
+
+
+def c_forward(tool, w, w_out, x_bin, y_bin):
+    """nn_load of w, the C forward (eval) and nn_save: (y, nn_save's bytes) or None."""
+    p = run([tool, w, w_out, x_bin, y_bin])
+    if p.returncode != 0:
+        print(p.stdout)
+        return None
+    y = torch.from_numpy(np.fromfile(y_bin, dtype="<f4").astype(np.float64))
+    return y, open(w_out, "rb").read()
+
+
+def refuses(net, model, path, want, what, strict=True):
+    """load_safetensors(model, path) must raise ValueError containing every
+    piece of want and leave the model as it was."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        net.load_safetensors(model, path, strict=strict)
+        check(False, "load_safetensors refuses %s" % what)
+        return
+    except ValueError as e:
+        msg = str(e)
+    untouched = not same_state(before, model.state_dict())
+    ok = all(w in msg for w in want) and msg.startswith("load_safetensors: %s: " % path)
+    check(ok and untouched, "load_safetensors refuses %s%s: %s" % (
+        what, "" if untouched else " (BUT CHANGED THE MODEL)", msg[:300]))
+
+
+def emitted_checks(args, st, net, name, spec, py, tool, d, x, x_bin, y_bin, gen):
+    model = net.build(seed=1)
+    randomize(model, gen)
+    how = "random values"
+    if net.train_step is not None:
+        if net.LOSS == "mse":
+            target = torch.randn(net.OUTPUT_SHAPE, generator=gen)
+        else:
+            target = torch.randint(0, net.OUTPUT_SHAPE[-1], (net.BATCH,), generator=gen)
+        opt = net.make_optimizer(model.parameters())
+        net.train_step(model, opt, x, target)
+        how = "trained one step"
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    w = os.path.join(d, "emitted.safetensors")
+    w_out = os.path.join(d, "emitted_out.safetensors")
+    net.save_safetensors(model, w)
+    mine = open(w, "rb").read()
+    check(mine == net.safetensors_bytes(model) and
+          mine == st.save(st._first_keys(model.state_dict())),
+          "%s: save_safetensors (%s) = safetensors_bytes = nngen_safetensors.save_model" % (
+              name, how))
+    got = c_forward(tool, w, w_out, x_bin, y_bin)
+    if not check(got is not None, "%s: nn_load of save_safetensors' file" % name):
+        return
+    yc, saved = got
+    check(saved == mine, "%s: nn_save after nn_load of save_safetensors' file writes the same "
+          "%d bytes" % (name, len(mine)))
+    model.eval()
+    with torch.no_grad():
+        yt = model(x).reshape(-1).double()
+    model.train()
+    scale = max(1.0, yt.abs().max().item())
+    diff = (yc - yt).abs().max().item()
+    check(diff <= 1e-6 * scale, "%s: C forward on save_safetensors' weights = torch forward "
+          "(eval): max difference %.3g (limit 1e-6 x %.3g)" % (name, diff, scale))
+
+    # the comparisons can fail: one value moved by 1e-3 (the last parameter,
+    # the output layer's bias: it reaches the output whatever the inputs)
+    bumped = net.build(seed=1)
+    bumped.load_state_dict(state)
+    with torch.no_grad():
+        list(bumped.parameters())[-1].view(-1)[0] += 1e-3
+    wb = os.path.join(d, "bumped.safetensors")
+    net.save_safetensors(bumped, wb)
+    got = c_forward(tool, wb, w_out, x_bin, y_bin)
+    if check(got is not None, "%s: nn_load of a file with one value moved" % name):
+        bdiff = (got[0] - yt).abs().max().item()
+        check(bdiff > 1e-6 * scale and got[1] != mine,
+              "%s: mutation: one value + 1e-3 changes the C forward by %.3g (> limit %.3g) "
+              "and nn_save's bytes" % (name, bdiff, 1e-6 * scale))
+
+    # C -> torch: nn_save's file into a fresh model, bit for bit
+    fresh = net.build(seed=9)
+    c_file = os.path.join(d, "c.safetensors")
+    with open(c_file, "wb") as f:
+        f.write(saved)
+    res = net.load_safetensors(fresh, c_file)
+    bad = same_state(state, fresh.state_dict())
+    check(not bad and list(res.missing_keys) == [] and list(res.unexpected_keys) == [],
+          "%s: load_safetensors of nn_save's file: all %d state_dict tensors bit-identical%s" % (
+              name, len(state), " (differ: %s)" % bad if bad else ""))
+    ties = [(a, c) for a, c in net.ALIASES.items()]
+    check(all(fresh.state_dict()[a].data_ptr() == fresh.state_dict()[c].data_ptr()
+              for a, c in ties), "%s: the %d tied keys still share their tensor after loading" % (
+                  name, len(ties)))
+    with torch.no_grad():
+        t = next(v for v in fresh.state_dict().values() if v.dtype == torch.float32)
+        flat = t.view(-1)
+        flat[0] = float(np.nextafter(np.float32(flat[0].item()), np.float32(np.inf)))
+    check(same_state(state, fresh.state_dict()) != [],
+          "%s: mutation: one value moved by one ulp is found by the bit comparison" % name)
+
+    # strictness, each time with the model untouched
+    canon = [k for k, _, _ in net.TENSORS]
+    sd = st._first_keys(model.state_dict())
+    key = next(k for k in canon if k.endswith("weight"))
+    typo = key[:-6] + "wieght"
+    f = os.path.join(d, "bad.safetensors")
+    st.save_file({(typo if k == key else k): v for k, v in sd.items()}, f)
+    refuses(net, fresh, f, ["unknown tensor %r" % typo, "did you mean %r" % key],
+            "%s: a misspelt name" % name)
+    wshape = [k for k, _, s in net.TENSORS if len(s) >= 1 and (len(s) > 1 or s[0] > 1)][0]
+    st.save_file({k: (v.reshape(-1, 1) if k == wshape else v) for k, v in sd.items()}, f)
+    refuses(net, fresh, f, ["tensor %r: shape" % wshape, "does not match the model's"],
+            "%s: a wrong shape" % name)
+    st.save_file({k: (v.to(torch.int32) if k == key else v) for k, v in sd.items()}, f)
+    refuses(net, fresh, f, ["tensor %r: dtype I32 does not match the model's F32" % key],
+            "%s: a wrong dtype" % name)
+    i64 = [k for k, dt, _ in net.TENSORS if dt == "I64"]
+    if i64:
+        st.save_file({k: (v.float() if k == i64[0] else v) for k, v in sd.items()}, f)
+        refuses(net, fresh, f, ["tensor %r: dtype F32 does not match the model's I64" % i64[0]],
+                "%s: num_batches_tracked as F32" % name)
+    st.save_file({k: v for k, v in sd.items() if k != key}, f)
+    refuses(net, fresh, f, ["missing tensor %r" % key], "%s: a missing tensor" % name)
+    res = net.load_safetensors(fresh, f, strict=False)
+    check(key in res.missing_keys and res.unexpected_keys == [],
+          "%s: strict=False: missing_keys %s" % (name, res.missing_keys))
+    st.save_file(dict(sd, extra=torch.zeros(2)), f)
+    res = net.load_safetensors(fresh, f, strict=False)
+    check(res.unexpected_keys == ["extra"] and not same_state(state, fresh.state_dict()),
+          "%s: strict=False: unexpected_keys %s, the rest loaded" % (name, res.unexpected_keys))
+    if ties:
+        alias, canon_key = ties[0]
+        full = {k: v.clone() for k, v in model.state_dict().items()}
+        full[alias] = full[alias] + 1
+        st.save_file(full, f)
+        refuses(net, fresh, f, ["tensor %r is an alias of %r but holds different data" % (
+            alias, canon_key)], "%s: an alias holding other data" % name)
+        # break the tie: the alias's module becomes a copy of its own
+        broken = net.build(seed=1)
+        mod_path, attr = alias.rsplit(".", 1)
+        parent_path, _, child = mod_path.rpartition(".")
+        parent = broken.get_submodule(parent_path)
+        parent._modules[child] = copy.deepcopy(parent._modules[child])
+        owner = parent._modules[child]
+        setattr(owner, attr, torch.nn.Parameter(getattr(owner, attr).detach().clone() + 1))
+        try:
+            net.save_safetensors(broken, f)
+            check(False, "%s: save_safetensors refuses a broken tie" % name)
+        except ValueError as e:
+            check("tie was broken" in str(e), "%s: save_safetensors refuses a broken tie: %s" % (
+                name, e))
+    pt = os.path.join(d, "emitted.pt")
+    torch.save(model.state_dict(), pt)
+    refuses(net, fresh, pt, ["this is a torch.save file", "save_safetensors",
+                             "nngen_safetensors.py convert"], "%s: a torch.save file" % name)
+    with open(f, "wb") as g:
+        g.write(mine[:40])
+    refuses(net, fresh, f, ["truncated: header length", "is longer than the 32 bytes after it"],
+            "%s: a truncated file" % name)
+    with open(f, "wb") as g:
+        g.write(mine[:-1])
+    refuses(net, fresh, f, ["bad data_offsets"], "%s: a file one byte short" % name)
+
+    # the emitted file is the same from run to run
+    again = os.path.join(d, "again.py")
+    p = run([args.nngen, "--emit", "pytorch", spec, "-o", again])
+    check(p.returncode == 0 and open(again, "rb").read() == open(py, "rb").read(),
+          "%s: nngen --emit pytorch writes the same bytes twice" % name)
 
 
 def reader_checks(st, tmp):

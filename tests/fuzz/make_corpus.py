@@ -8,6 +8,7 @@ usage: make_corpus.py NNGEN FUZZ_LOAD     (paths of the built nngen and fuzz-loa
 tests/fuzz/corpus/spec/   the tree's specs, named by origin:
     specs-*        specs/**/*.yaml
     bad-*          tests/bad/*.yaml (the bad-input corpus)
+    warn-*         tests/bad/warn/*.yaml (valid specs that warn, and near misses)
     gen-*          tests/gen/specs/*.yaml
     emitpy-*       tests/emitpy/extra_specs/*.yaml
     examples-*     examples/**/*.yaml
@@ -75,6 +76,8 @@ def spec_corpus(nngen, out):
         add(rel_name('specs', p, os.path.join(ROOT, 'specs')), open(p, 'rb').read())
     for p in sorted(glob.glob(os.path.join(ROOT, 'tests', 'bad', '*.yaml'))):
         add('bad-' + os.path.basename(p), open(p, 'rb').read())
+    for p in sorted(glob.glob(os.path.join(ROOT, 'tests', 'bad', 'warn', '*.yaml'))):
+        add('warn-' + os.path.basename(p), open(p, 'rb').read())
     for p in sorted(glob.glob(os.path.join(ROOT, 'tests', 'gen', 'specs', '*.yaml'))):
         add('gen-' + os.path.basename(p), open(p, 'rb').read())
     for p in sorted(glob.glob(os.path.join(ROOT, 'tests', 'emitpy', 'extra_specs', '*.yaml'))):

@@ -417,20 +417,58 @@ static int cpu_has_avx512(void)
 #endif
 }
 
-static int forced_cblas(void)
+/* NNGEN_GEMM as the runtime reads it: "auto" unless nngen, cblas or portable */
+static const char *env_mode(void)
 {
     const char *env = getenv("NNGEN_GEMM");
-    return env && strcmp(env, "cblas") == 0;
+    if (env && (strcmp(env, "nngen") == 0 || strcmp(env, "cblas") == 0 ||
+                strcmp(env, "portable") == 0))
+        return env;
+    return "auto";
+}
+
+static int forced_cblas(void)
+{
+    return strcmp(env_mode(), "cblas") == 0;
+}
+
+/* nngen's kernel can run here (built, CPU) and the mode lets it */
+static int kernel_in_use(void)
+{
+    const char *m = env_mode();
+    return NN_HAVE_AVX512_KERNEL && cpu_has_avx512() &&
+           (strcmp(m, "auto") == 0 || strcmp(m, "nngen") == 0);
+}
+
+/* the kernel every class runs on, or NN_GEMM_NONE when the runtime chooses
+   by measurement (auto, with both nngen's kernel and the BLAS) */
+static int expected_fixed(void)
+{
+    const char *m = env_mode();
+    int generic = NN_HAVE_CBLAS ? NN_GEMM_CBLAS : NN_GEMM_PORTABLE;
+    if (strcmp(m, "portable") == 0)
+        return NN_GEMM_PORTABLE;
+    if (!kernel_in_use())
+        return generic;
+    if (strcmp(m, "nngen") == 0 || !NN_HAVE_CBLAS)
+        return NN_GEMM_NNGEN;
+    return NN_GEMM_NONE;
 }
 
 START_TEST(test_impl)
 {
     const char *impl = nn_sgemm_impl();
     ck_assert_ptr_nonnull(impl);
-    const char *want = NN_HAVE_AVX512_KERNEL && cpu_has_avx512() && !forced_cblas() ? "avx512"
-                                                                                   : GENERIC_IMPL;
+    const char *want = kernel_in_use() ? "avx512"
+                       : strcmp(env_mode(), "portable") == 0 ? "portable" : GENERIC_IMPL;
     ck_assert_str_eq(impl, want);
     ck_assert_str_eq(nn_sgemm_impl(), impl); /* decided once */
+    ck_assert_str_eq(nn_gemm_mode(), env_mode());
+    ck_assert_str_eq(nn_gemm_kernel_name(NN_GEMM_NNGEN), "nngen");
+    ck_assert_str_eq(nn_gemm_kernel_name(NN_GEMM_CBLAS), "cblas");
+    ck_assert_str_eq(nn_gemm_kernel_name(NN_GEMM_PORTABLE), "portable");
+    ck_assert_str_eq(nn_gemm_kernel_name(NN_GEMM_NONE), "none");
+    ck_assert_str_eq(nn_gemm_kernel_name(99), "none");
 }
 END_TEST
 
@@ -1413,6 +1451,449 @@ END_TEST
 #endif
 
 /* ------------------------------------------------------------------ */
+/* kernel choice (nn_gemm_*): the mode, forced kernels, the cache of the */
+/* choice per class, threads and fork.  Behaviour only, never timing:   */
+/* which kernel wins on this machine is not asserted.                   */
+
+#if NN_HAVE_CBLAS
+#include <cblas.h>
+#endif
+/* the runtime's portable loops (gemm_portable.c; internal, in every
+   runtime): NNGEN_GEMM=portable must give exactly their bits */
+void nn__sgemm_portable(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc);
+
+static int measured_mode(void)
+{
+    return expected_fixed() == NN_GEMM_NONE;
+}
+
+/* the record of the class first used with this op and shape, or NULL */
+static const nn_gemm_class *find_class(int op, int ta, int tb, int m, int n, int k)
+{
+    static nn_gemm_class cls[256];
+    int nc = nn_gemm_classes(cls, 256);
+    ck_assert_int_ge(nc, 0);
+    for (int i = 0; i < nc && i < 256; i++)
+        if (cls[i].op == op && cls[i].trans_a == ta && cls[i].trans_b == tb && cls[i].m == m &&
+            cls[i].n == n && cls[i].k == k && (cls[i].threads > 1) == (nn_num_threads() > 1))
+            return &cls[i];
+    return NULL;
+}
+
+/* A recorded class: its kernel is the one nn_gemm_choice gives; when
+   measured, both kernels were timed, the shape timed is a part of the
+   call's of at most 2^25 multiply-adds (or the call's own), and the kernel
+   kept is nngen's only if it was the faster: never one slower than the
+   BLAS. */
+static void check_record(const nn_gemm_class *e)
+{
+    if (!NN_HAVE_AVX512_KERNEL) {
+        ck_assert_ptr_null(e);  /* one kernel for everything: no record */
+        return;
+    }
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(e->kernel, nn_gemm_choice(e->op, e->trans_a, e->trans_b, e->m, e->n, e->k));
+    if (!measured_mode()) {
+        ck_assert_int_eq(e->kernel, expected_fixed());
+        ck_assert(e->seconds[NN_GEMM_NNGEN] == 0.0 && e->seconds[NN_GEMM_CBLAS] == 0.0);
+        return;
+    }
+    ck_assert(e->kernel == NN_GEMM_NNGEN || e->kernel == NN_GEMM_CBLAS);
+    ck_assert(e->seconds[NN_GEMM_NNGEN] > 0.0 && e->seconds[NN_GEMM_CBLAS] > 0.0);
+    ck_assert(e->tm >= 1 && e->tm <= e->m && e->tn >= 1 && e->tn <= e->n && e->tk >= 1 &&
+              e->tk <= e->k);
+    long macs = (long)e->m * e->n * e->k, tmacs = (long)e->tm * e->tn * e->tk;
+    if (macs <= (1L << 25) && (long)e->m * e->n <= (1L << 18))
+        ck_assert(e->tm == e->m && e->tn == e->n && e->tk == e->k);
+    else
+        ck_assert_int_le(tmacs, 1L << 25);
+    if (e->kernel == NN_GEMM_NNGEN)
+        ck_assert(e->seconds[NN_GEMM_NNGEN] < e->seconds[NN_GEMM_CBLAS]);
+    else
+        ck_assert(e->seconds[NN_GEMM_CBLAS] <= e->seconds[NN_GEMM_NNGEN]);
+}
+
+/* A fixed kernel (forced, or the only one there is): every class has it
+   before and after its first use, every product runs on it, nothing is
+   measured; with NNGEN_GEMM=cblas / portable the bits are cblas_sgemm's /
+   the portable loops' own. */
+START_TEST(test_fixed_kernel)
+{
+    int want = expected_fixed();
+    if (want == NN_GEMM_NONE) {
+        printf("  fixed kernel: not here (NNGEN_GEMM=auto with both kernels: measured)\n");
+        return;
+    }
+    long m0 = nn_gemm_measurements();
+    static const int shapes[][5] = {{0, 0, 30, 70, 50}, {0, 1, 64, 256, 784}, {1, 0, 256, 784, 64},
+                                    {1, 1, 9, 130, 17}, {0, 0, 300, 200, 100}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int *sh = shapes[s];
+        prob p;
+        ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_SGEMM, sh[0], sh[1], sh[2], sh[3], sh[4]), want);
+        init_checked(&p, sh[0], sh[1], sh[2], sh[3], sh[4], 1, 0, 3, 0);
+        run_checked(&p, 0);
+        ck_assert_int_eq(nn_gemm_last_kernel(), want);
+        run_checked(&p, 1);
+        ck_assert_int_eq(nn_gemm_last_kernel(), want);
+        /* the kernel's own bits, where the test can call it directly */
+        size_t nc = (size_t)p.m * (size_t)p.ldc;
+        float *c1 = malloc(nc * sizeof(float)), *c2 = malloc(nc * sizeof(float));
+        ck_assert(c1 && c2);
+        memset(c1, 0, nc * sizeof(float));
+        memset(c2, 0, nc * sizeof(float));
+        nn_sgemm(p.ta, p.tb, p.m, p.n, p.k, p.a, p.lda, p.b, p.ldb, 0, c1, p.ldc);
+        int direct = 0;
+        if (want == NN_GEMM_PORTABLE) {
+            nn__sgemm_portable(p.ta, p.tb, p.m, p.n, p.k, p.a, p.lda, p.b, p.ldb, 0.0f, c2, p.ldc);
+            direct = 1;
+        }
+#if NN_HAVE_CBLAS
+        if (want == NN_GEMM_CBLAS) {
+            cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans,
+                        p.tb ? CblasTrans : CblasNoTrans, p.m, p.n, p.k, 1.0f, p.a, p.lda, p.b,
+                        p.ldb, 0.0f, c2, p.ldc);
+            direct = 1;
+        }
+#endif
+        if (direct)
+            ck_assert_msg(memcmp(c1, c2, nc * sizeof(float)) == 0,
+                          "NNGEN_GEMM=%s: nn_sgemm's bits are not %s's", env_mode(),
+                          nn_gemm_kernel_name(want));
+        free(c1);
+        free(c2);
+        check_record(find_class(NN_GEMM_OP_SGEMM, sh[0], sh[1], sh[2], sh[3], sh[4]));
+        prob_free(&p);
+    }
+    char err[512];
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_LINEAR, 0, 0, 33, 65, 70), want);
+    ck_assert_msg(linear_case(33, 70, 65, 1, NN_ACT_RELU, 0.0f, 3, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(nn_gemm_last_kernel(), want);
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_RELU_MASK, 0, 0, 33, 65, 70), want);
+    ck_assert_msg(relu_mask_case(33, 65, 70, 65, 66, nn_num_threads(), 4, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(nn_gemm_last_kernel(), want);
+    ck_assert_int_eq(nn_gemm_measurements(), m0);
+    ck_assert_int_eq(m0, 0);
+    printf("  fixed kernel: %s for every class (NNGEN_GEMM=%s)\n", nn_gemm_kernel_name(want),
+           env_mode());
+}
+END_TEST
+
+/* One class, first used here: undecided before (when measured), decided
+   by the first call (one measurement), the same kernel afterwards with no
+   further measurement, also for another shape of the same class; the
+   results right every time. */
+static void cache_case(int ta, int tb, int m, int n, int k, int m2)
+{
+    prob p;
+    long c0 = nn_gemm_measurements();
+    int fixed = expected_fixed();
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_SGEMM, ta, tb, m, n, k), fixed);
+    init_checked(&p, ta, tb, m, n, k, 0, 1, 0, 0);
+    run_checked(&p, 0);
+    int ch = nn_gemm_choice(NN_GEMM_OP_SGEMM, ta, tb, m, n, k);
+    ck_assert_int_eq(nn_gemm_measurements(), c0 + (fixed == NN_GEMM_NONE));
+    ck_assert(ch != NN_GEMM_NONE);
+    ck_assert_int_eq(nn_gemm_last_kernel(), ch);
+    for (int acc = 0; acc < 2; acc++) {
+        run_checked(&p, acc);
+        ck_assert_int_eq(nn_gemm_last_kernel(), ch);
+    }
+    prob_free(&p);
+    /* another shape in the same ranges of m, n and k: the same class */
+    init_checked(&p, ta, tb, m2, n, k, 0, 0, 1, 0);
+    run_checked(&p, 1);
+    ck_assert_int_eq(nn_gemm_last_kernel(), ch);
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_SGEMM, ta, tb, m2, n, k), ch);
+    ck_assert_int_eq(nn_gemm_measurements(), c0 + (fixed == NN_GEMM_NONE));
+    prob_free(&p);
+    check_record(find_class(NN_GEMM_OP_SGEMM, ta, tb, m, n, k));
+    ck_assert_ptr_null(find_class(NN_GEMM_OP_SGEMM, ta, tb, m2, n, k));
+    printf("  class %s%s %dx%dx%d: %s\n", ta ? "T" : "N", tb ? "T" : "N", m, n, k,
+           nn_gemm_kernel_name(ch));
+}
+
+START_TEST(test_choice_cache)
+{
+    /* (m and m2 in the same range: 65-256, 17-64, 257-1024) */
+    cache_case(0, 0, 70, 90, 110, 250);
+    cache_case(1, 0, 40, 300, 20, 60);
+    cache_case(0, 1, 100, 40, 300, 200);
+    nn_set_num_threads(1);  /* one thread: other classes */
+    cache_case(0, 0, 70, 90, 110, 100);
+    nn_set_num_threads(0);
+    /* larger than 2^25 multiply-adds: a part of it is timed */
+    cache_case(1, 1, 600, 700, 300, 1000);
+
+    /* nn_linear_forward and nn_sgemm_relu_mask have classes of their own */
+    char err[512];
+    long c0 = nn_gemm_measurements();
+    int fixed = expected_fixed(), meas = fixed == NN_GEMM_NONE;
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_LINEAR, 0, 0, 50, 20, 300), fixed);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(linear_case(50, 300, 20, i != 1, i, 0.1f, 11 + i, err, sizeof err) == 0,
+                      "%s", err);
+        ck_assert_int_eq(nn_gemm_measurements(), c0 + meas);
+        ck_assert_int_eq(nn_gemm_last_kernel(), nn_gemm_choice(NN_GEMM_OP_LINEAR, 1, 1, 50, 20, 300));
+    }
+    check_record(find_class(NN_GEMM_OP_LINEAR, 0, 1, 50, 20, 300));
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_RELU_MASK, 0, 0, 50, 20, 300), fixed);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(relu_mask_case(50, 20, 300, 21, 20, nn_num_threads(), 21 + i, err,
+                                      sizeof err) == 0, "%s",
+                      err);
+        ck_assert_int_eq(nn_gemm_measurements(), c0 + 2 * meas);
+        ck_assert_int_eq(nn_gemm_last_kernel(), nn_gemm_choice(NN_GEMM_OP_RELU_MASK, 0, 0, 50, 20, 300));
+    }
+    check_record(find_class(NN_GEMM_OP_RELU_MASK, 0, 0, 50, 20, 300));
+    /* k = 0 and empty products choose nothing */
+    float z[25] = {0};
+    nn_sgemm(0, 0, 5, 5, 0, z, 1, z, 5, 1, z, 5);
+    ck_assert_int_eq(nn_gemm_measurements(), c0 + 2 * meas);
+}
+END_TEST
+
+/* Several threads use one class first, at once: every result right, the
+   class measured once (the others run on the generic product meanwhile,
+   or find it decided) */
+#define NFIRST 3
+typedef struct {
+    pthread_barrier_t *start;
+    prob p;
+    int fail;
+    char err[512];
+} first_arg;
+
+static void *first_use(void *varg)
+{
+    first_arg *f = varg;
+    pthread_barrier_wait(f->start);
+    for (int i = 0; i < 3 && !f->fail; i++)
+        f->fail = prob_run(&f->p, i & 1, f->err, sizeof f->err);
+    return NULL;
+}
+
+START_TEST(test_choice_threads)
+{
+    pthread_t th[NFIRST];
+    first_arg args[NFIRST];
+    pthread_barrier_t start;
+    long c0 = nn_gemm_measurements();
+    ck_assert_int_eq(pthread_barrier_init(&start, NULL, NFIRST), 0);
+    for (int i = 0; i < NFIRST; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].start = &start;
+        ck_assert(prob_init(&args[i].p, 1, 0, 120, 130, 140, 0, 0, 0, 0, 500 + i) == 0);
+    }
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_SGEMM, 1, 0, 120, 130, 140), expected_fixed());
+    for (int i = 0; i < NFIRST; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, first_use, &args[i]), 0);
+    for (int i = 0; i < NFIRST; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < NFIRST; i++) {
+        ck_assert_msg(!args[i].fail, "thread %d: %s", i, args[i].err);
+        prob_free(&args[i].p);
+    }
+    ck_assert_int_eq(nn_gemm_measurements(), c0 + measured_mode());
+    check_record(find_class(NN_GEMM_OP_SGEMM, 1, 0, 120, 130, 140));
+}
+END_TEST
+
+#if NN_THREADS
+/* fork after the choice: the child keeps its parent's choices (no new
+   measurement for them), its products are right on the chosen kernel on a
+   new pool, and it chooses for a class of its own */
+static int fork_child(int (*fn)(void *), void *ctx, char *err, size_t errlen)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        signal(SIGALRM, SIG_DFL);
+        alarm(20);
+        _exit(fn(ctx));
+    }
+    int status;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (w != pid)
+        snprintf(err, errlen, "waitpid: %s", strerror(errno));
+    else if (WIFSIGNALED(status))
+        snprintf(err, errlen, "child killed by signal %d", WTERMSIG(status));
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        snprintf(err, errlen, "child failed with status %d (see its message above)",
+                 WEXITSTATUS(status));
+    else
+        return 0;
+    return 1;
+}
+
+typedef struct {
+    prob *p;       /* its class decided in the parent */
+    int choice;
+    long measured; /* the parent's count at the fork */
+    int ta, tb, m, n, k;  /* a class the parent never used */
+} fork_sel;
+
+static int fork_sel_child(void *vctx)
+{
+    fork_sel *f = vctx;
+    char err[512];
+    if (nn_gemm_measurements() != f->measured)
+        return 10;
+    if (nn_gemm_choice(NN_GEMM_OP_SGEMM, f->p->ta, f->p->tb, f->p->m, f->p->n, f->p->k) !=
+        f->choice)
+        return 11;
+    for (int acc = 0; acc < 2; acc++) {
+        if (prob_run(f->p, acc, err, sizeof err) != 0) {
+            fprintf(stderr, "child: %s\n", err);
+            return 12;
+        }
+        if (nn_gemm_last_kernel() != f->choice)
+            return 13;
+    }
+    if (nn_gemm_measurements() != f->measured)
+        return 14;  /* measured again */
+    prob q;
+    if (prob_init(&q, f->ta, f->tb, f->m, f->n, f->k, 0, 0, 0, 0, 77) != 0)
+        return 15;
+    int bad = prob_run(&q, 0, err, sizeof err) || prob_run(&q, 1, err, sizeof err);
+    prob_free(&q);
+    if (bad) {
+        fprintf(stderr, "child: %s\n", err);
+        return 16;
+    }
+    int ch = nn_gemm_choice(NN_GEMM_OP_SGEMM, f->ta, f->tb, f->m, f->n, f->k);
+    if (ch == NN_GEMM_NONE || nn_gemm_last_kernel() != ch)
+        return 17;
+    if (nn_gemm_measurements() != f->measured + measured_mode()) {
+        fprintf(stderr, "child: %ld measurements, want %ld\n", nn_gemm_measurements(),
+                f->measured + measured_mode());
+        return 18;  /* the child could not measure */
+    }
+    return 0;
+}
+
+START_TEST(test_choice_fork)
+{
+    prob p;
+    char err[512];
+    nn_set_num_threads(2);
+    init_checked(&p, 0, 1, 200, 30, 500, 0, 0, 0, 0);
+    run_checked(&p, 0);  /* decides the class, starts the pool */
+    fork_sel f = {&p, nn_gemm_choice(NN_GEMM_OP_SGEMM, 0, 1, 200, 30, 500),
+                  nn_gemm_measurements(), 1, 1, 30, 200, 500};
+    ck_assert(f.choice != NN_GEMM_NONE);
+    ck_assert_msg(fork_child(fork_sel_child, &f, err, sizeof err) == 0, "%s", err);
+    /* the parent: unchanged by its child */
+    ck_assert_int_eq(nn_gemm_measurements(), f.measured);
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_SGEMM, 1, 1, 30, 200, 500), expected_fixed());
+    run_checked(&p, 1);
+    ck_assert_int_eq(nn_gemm_last_kernel(), f.choice);
+    prob_free(&p);
+    nn_set_num_threads(0);
+}
+END_TEST
+
+/* fork while another thread keeps choosing classes (so the fork may come
+   in the middle of a measurement, which holds the choice's lock): the
+   child still measures a class of its own.  OpenBLAS on one thread here:
+   a fork while another thread is inside a threaded cblas_sgemm can hang in
+   OpenBLAS's own fork handler (docs/api.md), whoever calls it. */
+typedef struct {
+    int stop; /* atomic */
+    long calls;
+    float *a, *b, *c;
+} chooser_arg;
+
+static void *chooser(void *varg)
+{
+    chooser_arg *ch = varg;
+    static const int dims[] = {3, 10, 40, 150, 300};
+    for (long i = 0; !__atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE); i++) {
+        int m = dims[i % 5], n = dims[(i / 5) % 5], k = dims[(i / 25) % 5];
+        int t = (int)((i / 125) % 4);
+        nn_sgemm(t >> 1, t & 1, m, n, k, ch->a, t >> 1 ? m : k, ch->b, t & 1 ? k : n, 0, ch->c,
+                 n);
+        ch->calls++;
+    }
+    return NULL;
+}
+
+typedef struct {
+    long measured;
+} busy_sel;
+
+static int busy_sel_child(void *vctx)
+{
+    busy_sel *b = vctx;
+    char err[512];
+    long c0 = nn_gemm_measurements();
+    if (c0 < b->measured)
+        return 20;
+    if (relu_mask_case(40, 50, 60, 50, 51, 2, 5, err, sizeof err) != 0) {
+        fprintf(stderr, "child: %s\n", err);
+        return 21;
+    }
+    if (nn_gemm_measurements() != c0 + measured_mode()) {
+        fprintf(stderr, "child: measurements %ld -> %ld (the choice is stuck)\n", c0,
+                nn_gemm_measurements());
+        return 22;
+    }
+    return 0;
+}
+
+START_TEST(test_choice_fork_busy)
+{
+    chooser_arg *ch = calloc(1, sizeof *ch);
+    ck_assert_ptr_nonnull(ch);
+    ch->a = calloc(300 * 300, sizeof(float));
+    ch->b = calloc(300 * 300, sizeof(float));
+    ch->c = calloc(300 * 300, sizeof(float));
+    ck_assert(ch->a && ch->b && ch->c);
+    nn_set_num_threads(2);
+#if NN_HAVE_CBLAS
+    int ob_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#endif
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, chooser, ch), 0);
+    char err[512];
+    int bad = 0;
+    for (int i = 0; i < 5 && !bad; i++) {
+        sleep_us(1500 + 900 * i);
+        busy_sel b = {nn_gemm_measurements()};
+        bad = fork_child(busy_sel_child, &b, err, sizeof err);
+    }
+    __atomic_store_n(&ch->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+#if NN_HAVE_CBLAS
+    openblas_set_num_threads(ob_threads);
+#endif
+    ck_assert_msg(!bad, "%s", err);
+    ck_assert_int_gt(ch->calls, 0);
+    /* the parent never used that class */
+    ck_assert_int_eq(nn_gemm_choice(NN_GEMM_OP_RELU_MASK, 0, 0, 40, 50, 60), expected_fixed());
+    printf("  fork while choosing: %ld products in the other thread, %ld classes measured\n",
+           ch->calls, nn_gemm_measurements());
+    free(ch->a);
+    free(ch->b);
+    free(ch->c);
+    free(ch);
+    nn_set_num_threads(0);
+}
+END_TEST
+#endif
+
+/* ------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -1443,6 +1924,13 @@ int main(void)
     }
     tcase_add_test(tc_api, test_impl);
     tcase_add_test(tc_api, test_num_threads);
+    tcase_add_test(tc_api, test_fixed_kernel);
+    tcase_add_test(tc_api, test_choice_cache);
+    tcase_add_test(tc_api, test_choice_threads);
+#if NN_THREADS
+    tcase_add_test(tc_api, test_choice_fork);
+    tcase_add_test(tc_api, test_choice_fork_busy);
+#endif
     tcase_add_test(tc_shapes, test_small_shapes);
     tcase_add_test(tc_shapes, test_remainders);
     tcase_add_test(tc_shapes, test_k_sweep);

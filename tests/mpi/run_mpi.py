@@ -66,7 +66,10 @@ ENV = dict(os.environ)
 ENV.update({'OMPI_ALLOW_RUN_AS_ROOT': '1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM': '1',
             # one machine: shared memory and loopback, no probing of other NICs
             'OMPI_MCA_btl': 'self,vader,tcp', 'OMPI_MCA_btl_vader_single_copy_mechanism': 'none',
-            'OMPI_MCA_rmaps_base_oversubscribe': '1'})
+            'OMPI_MCA_rmaps_base_oversubscribe': '1',
+            # the same product kernel in every process and run (in "auto" mode
+            # each process measures and may choose otherwise: mpi-repeat's bits)
+            'NNGEN_GEMM': 'nngen'})
 for k in ('NNGEN_MPI_BUCKET_BYTES', 'NNGEN_MPI_TIMEOUT', 'NNGEN_MPI_PERSISTENT',
           'NNGEN_TEST_FAULT', 'NNGEN_TEST_FAULT_RANK', 'NNGEN_TEST_FAULT_STEP'):
     ENV.pop(k, None)
