@@ -243,10 +243,17 @@ static nn_gemm_class record[NRECORD];
 static int nrecorded;        /* atomic */
 static long nmeasured;       /* atomic */
 static int lock;             /* atomic try-lock of the measurement and the record */
-static float *scratch;       /* SCRATCH_FLOATS, allocated at the first measurement */
-
 #define MEASURE_MACS (1L << 25)   /* the largest product timed */
 #define SCRATCH_FLOATS (1L << 18) /* the largest output timed (1 MiB) */
+/* where the measured products write: static (zero pages until the first
+   measurement touches them), so that choosing allocates nothing and the
+   generated code's "no allocation after P_create" holds; used under the
+   lock only */
+#if defined(__GNUC__)
+static float scratch[SCRATCH_FLOATS] __attribute__((aligned(64)));
+#else
+static float scratch[SCRATCH_FLOATS];
+#endif
 #define SAMPLE_NS 20000L          /* a timed sample: at least this long */
 #define BUDGET_NS 4000000L        /* per class, after the first two rounds */
 #define ROUNDS 5
@@ -372,9 +379,7 @@ static int decide(const call *cl)
     } else if (c == NN_GEMM_NONE) {
         long macs = (long)cl->m * cl->n * cl->k;
         int nt = macs >= PARALLEL_MIN_MACS ? threads : 1;
-        if (!scratch)
-            scratch = malloc(sizeof(float) * (size_t)SCRATCH_FLOATS);
-        if (scratch && nn__pool_hold(nt)) {
+        if (nn__pool_hold(nt)) {
             call rep = representative(cl);
             int kern[2] = {NN_GEMM_NNGEN, NN_GEMM_CBLAS};
             double best[2], seconds[4] = {0, 0, 0, 0};
