@@ -72,7 +72,9 @@ static void generic_sgemm(int kern, int trans_a, int trans_b, int m, int n, int 
 {
 #if NN_HAVE_CBLAS
     if (kern != NN_GEMM_PORTABLE) {
-        nn__sgemm_cblas(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        /* alone where nngen's pool runs threads: one pool on the cores */
+        nn__sgemm_cblas(use_avx512 && nn_num_threads() > 1, trans_a, trans_b, m, n, k, a, lda,
+                        b, ldb, beta, c, ldc);
         return;
     }
 #else

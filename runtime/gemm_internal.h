@@ -47,8 +47,9 @@ int nn__pool_hold(int nt);
    nn__sgemm_avx512's contract (beta 0 or 1): cblas_sgemm (gemm_cblas.c,
    only in a runtime built with BLAS: NN_HAVE_CBLAS) and the plain loops
    (gemm_portable.c, in every runtime). */
-void nn__sgemm_cblas(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
-                     const float *b, int ldb, float beta, float *c, int ldc);
+/* alone: on the calling thread only (see gemm_cblas.c) */
+void nn__sgemm_cblas(int alone, int trans_a, int trans_b, int m, int n, int k, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
 void nn__sgemm_portable(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc);
 

@@ -916,6 +916,7 @@ END_TEST
 typedef struct {
     pthread_t caller;
     long delay_us;    /* shares t > 0 sleep this long before finishing */
+    long delay0_us;   /* share 0 sleeps this long before finishing */
     int count[MAXT];  /* atomic: runs of share t */
     int nt_of[MAXT];
     int done[MAXT];
@@ -935,13 +936,19 @@ static void par_fn(void *vctx, int t, int nt)
     x->who[t] = pthread_self();
     if (t > 0 && x->delay_us > 0)
         sleep_us(x->delay_us);
+    if (t == 0 && x->delay0_us > 0)
+        sleep_us(x->delay0_us);
     x->done[t] = 1;
 }
 
 /* nn_parallel once; 0 when every share ran once, t = 0 on this thread, all
-   done on return; *nt_out = nt.  With distinct, the shares must have run on
-   distinct threads. */
-static int par_check(long delay_us, int distinct, int *nt_out, char *err, size_t errlen)
+   done on return; *nt_out = nt.  With distinct, no thread but the caller
+   may have run two shares (the caller runs share 0 and every share no
+   worker had started when it was done with its own: pool_threads.c).
+   *spread (when not NULL): 1 when the nt shares ran on nt distinct threads;
+   *stolen: 1 when a share t > 0 ran on the caller. */
+static int par_check2(long delay_us, long delay0_us, int distinct, int *nt_out, int *spread,
+                      int *stolen, char *err, size_t errlen)
 {
     par_ctx *x = calloc(1, sizeof *x);
     if (!x) {
@@ -950,6 +957,7 @@ static int par_check(long delay_us, int distinct, int *nt_out, char *err, size_t
     }
     x->caller = pthread_self();
     x->delay_us = delay_us;
+    x->delay0_us = delay0_us;
     nn_parallel(par_fn, x);
     int nt = x->nt_of[0], rc = 1;
     *nt_out = nt;
@@ -979,15 +987,33 @@ static int par_check(long delay_us, int distinct, int *nt_out, char *err, size_t
                 rc = 1;
             }
             for (int u = 0; u < t && want && distinct && !rc; u++)
-                if (pthread_equal(x->who[u], x->who[t])) {
+                if (pthread_equal(x->who[u], x->who[t]) && !pthread_equal(x->who[t], x->caller)) {
                     snprintf(err, errlen, "nn_parallel: shares %d and %d ran on the same thread",
                              u, t);
                     rc = 1;
                 }
         }
     }
+    if (!rc && spread) {
+        *spread = 1;
+        for (int t = 1; t < nt; t++)
+            for (int u = 0; u < t; u++)
+                if (pthread_equal(x->who[u], x->who[t]))
+                    *spread = 0;
+    }
+    if (!rc && stolen) {
+        *stolen = 0;
+        for (int t = 1; t < nt; t++)
+            if (pthread_equal(x->who[t], x->caller))
+                *stolen = 1;
+    }
     free(x);
     return rc;
+}
+
+static int par_check(long delay_us, int distinct, int *nt_out, char *err, size_t errlen)
+{
+    return par_check2(delay_us, 0, distinct, nt_out, NULL, NULL, err, errlen);
 }
 
 static void parallel_counts(const int *counts, size_t ncounts)
@@ -1053,6 +1079,35 @@ START_TEST(test_parallel_many)
     nn_set_num_threads(0);
 }
 END_TEST
+
+#if NN_THREADS
+/* The shares really run on the workers: with share 0 slow (2 ms), each
+   worker has time to claim its own; some job of up to 50 must have run on
+   nt distinct threads (a pool that never hands work out fails).  And the
+   caller does not wait for a worker that has not started: right after the
+   workers have gone to sleep (1.5 ms idle, past their 0.5 ms spin), a job
+   of instant shares is over before a worker wakes, so the caller runs the
+   workers' shares itself; some job of up to 50 must show it (a pool whose
+   caller waits for every worker fails). */
+START_TEST(test_parallel_claims)
+{
+    char err[256];
+    int nt, spread = 0, stolen = 0;
+    nn_set_num_threads(2);
+    for (int i = 0; i < 50 && !spread; i++)
+        ck_assert_msg(par_check2(0, 2000, 1, &nt, &spread, NULL, err, sizeof err) == 0, "%s",
+                      err);
+    ck_assert_msg(spread, "in 50 jobs with a 2 ms share 0, share 1 never ran on a worker");
+    for (int i = 0; i < 50 && !stolen; i++) {
+        sleep_us(1500);
+        ck_assert_msg(par_check2(0, 0, 1, &nt, NULL, &stolen, err, sizeof err) == 0, "%s", err);
+    }
+    ck_assert_msg(stolen, "in 50 jobs right after the workers slept, the caller never ran a "
+                          "worker's share: it waited for them to wake");
+    nn_set_num_threads(0);
+}
+END_TEST
+#endif
 
 /* nn_parallel and nn_sgemm called from inside an nn_parallel share: the
    inner nn_parallel runs alone on the caller, the inner products are right */
@@ -1950,6 +2005,7 @@ int main(void)
     tcase_add_test(tc_pool, test_fork);
     tcase_add_test(tc_pool, test_fork_while_busy);
     tcase_add_test(tc_pool, test_fork_while_held);
+    tcase_add_test(tc_pool, test_parallel_claims);
     tcase_add_test(tc_pool, test_parallel_wide);
 #endif
 
