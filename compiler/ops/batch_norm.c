@@ -245,6 +245,39 @@ static void ch_end(op_emit *ec, const kparam *ps, int np, const char *const *pro
     free(b.s);
 }
 
+/* The per-plane loops of forward's normalization and backward's input
+   gradient, as functions of their own, first in the kernel: with the
+   pointers as parameters GCC vectorizes them at -O2.  Written inside @_ch,
+   with the pointers copied from the argument struct, it did not ("no
+   vectype" for the loads), and those scalar loops were a third of the
+   small ResNet's forward and a sixth of its train step.  The arithmetic is
+   the same expression per element as before. */
+static void plane_helpers(op_emit *ec, long long L, int bwd, int affine, int track)
+{
+    if (!bwd) {
+        K(ec, "static void @_plane(const float *restrict x, float *restrict y, float mf, "
+              "float a%s)", affine ? ", float b" : "");
+        K(ec, "{");
+        K(ec, "    for (int l = 0; l < %lld; l++)", L);
+        K(ec, "        y[l] = (x[l] - mf) * a%s;", affine ? " + b" : "");
+        K(ec, "}");
+        return;
+    }
+    K(ec, "static void @_gtrain(const float *restrict gy, const float *restrict x, "
+          "float *restrict gx, double mg, double mean, double k2, double a)");
+    K(ec, "{");
+    K(ec, "    for (int l = 0; l < %lld; l++)", L);
+    K(ec, "        gx[l] = (float)((gy[l] - mg - (x[l] - mean) * k2) * a);");
+    K(ec, "}");
+    if (track) {
+        K(ec, "static void @_geval(const float *restrict gy, float *restrict gx, double a)");
+        K(ec, "{");
+        K(ec, "    for (int l = 0; l < %lld; l++)", L);
+        K(ec, "        gx[l] = (float)(a * gy[l]);");
+        K(ec, "}");
+    }
+}
+
 enum { BN_SPLIT = 8 };
 
 /* "p0 = 0.0, p1 = 0.0, ..." (BN_SPLIT named partial sums: named, they stay
@@ -302,6 +335,7 @@ static void forward(op_emit *ec)
     int keep = ec->saved[0] != NULL;
     double mom = arg_num(m, MOMENTUM);
     kbegin(ec);
+    plane_helpers(ec, L, 0, affine, track);
     kparam ps[10];
     int np = 0;
     ps[np++] = (kparam){"const float *restrict", "x"};
@@ -385,14 +419,14 @@ static void forward(op_emit *ec)
         K(ec, "        smean[c] = (float)mean;");
         K(ec, "        sinvstd[c] = (float)invstd;");
     }
+    /* one plane at a time through @_plane (its pointers are parameters:
+       see plane_helpers) */
     K(ec, "        {");
     K(ec, "            const float mf = (float)mean, a = (float)invstd%s;",
       affine ? " * w[c]" : "");
     K(ec, "            for (int r = 0; r < n; r++)");
-    K(ec, "                for (int l = 0; l < %lld; l++) {", L);
-    K(ec, "                    int k = (r * %lld + c) * %lld + l;", C_, L);
-    K(ec, "                    y[k] = (x[k] - mf) * a%s;", affine ? " + b[c]" : "");
-    K(ec, "                }");
+    K(ec, "                @_plane(x + (r * %lld + c) * %lld, y + (r * %lld + c) * %lld, mf, a%s);",
+      C_, L, C_, L, affine ? ", b[c]" : "");
     K(ec, "        }");
     K(ec, "    }");
     ch_end(ec, ps, np, pro, C_);
@@ -422,6 +456,7 @@ static void backward(op_emit *ec)
     int gw = affine && ec->grad[0] != NULL, gb = affine && ec->grad[1] != NULL;
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
     kbegin(ec);
+    plane_helpers(ec, L, 1, affine, track);
     kparam ps[10];
     int np = 0;
     ps[np++] = (kparam){"const float *restrict", "gy"};
@@ -438,7 +473,8 @@ static void backward(op_emit *ec)
         ps[np++] = (kparam){"float *restrict", "gb"};
     if (set_w || set_b)
         ps[np++] = (kparam){"int", "set"};
-    const char *pro[] = {track ? "(void)training;" : "training = 1; /* always the batch statistics */",
+    const char *pro[] = {track ? "(void)training;"
+                               : "(void)training; /* always the batch statistics */",
                          NULL};
     ch_begin(ec, ps, np, pro, C_);
     K(ec, "    const int M = n * %lld;", L);
@@ -478,12 +514,19 @@ static void backward(op_emit *ec)
     K(ec, "        %s{", ec->gx_maybe_null ? "if (gx) " : "");
     K(ec, "            const double a = invstd%s;", affine ? " * w[c]" : "");
     K(ec, "            const double mg = sg / M, k2 = sgx * invstd * invstd / M;");
-    K(ec, "            for (int r = 0; r < n; r++)");
-    K(ec, "                for (int l = 0; l < %lld; l++) {", L);
-    K(ec, "                    int k = (r * %lld + c) * %lld + l;", C_, L);
-    K(ec, "                    gx[k] = (float)(training ? (gy[k] - mg - (x[k] - mean) * k2) * a "
-          ": a * gy[k]);");
-    K(ec, "                }");
+    /* one plane at a time through the helpers (see plane_helpers), the
+       mode tested once per plane */
+    K(ec, "            for (int r = 0; r < n; r++) {");
+    K(ec, "                const long long o = (long long)(r * %lld + c) * %lld;", C_, L);
+    if (track) {
+        K(ec, "                if (training)");
+        K(ec, "                    @_gtrain(gy + o, x + o, gx + o, mg, mean, k2, a);");
+        K(ec, "                else");
+        K(ec, "                    @_geval(gy + o, gx + o, a);");
+    } else {
+        K(ec, "                @_gtrain(gy + o, x + o, gx + o, mg, mean, k2, a);");
+    }
+    K(ec, "            }");
     K(ec, "        }");
     K(ec, "    }");
     ch_end(ec, ps, np, pro, C_);
