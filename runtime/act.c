@@ -1,5 +1,6 @@
 /* nngen-rt: large elementwise activations (nn_sigmoid_forward,
- * nn_sigmoid_backward) for the generated code.  The generated loops call
+ * nn_sigmoid_backward) for the generated code, and tanh for rnn.c's gates
+ * (nn__tanh_forward).  The generated loops call
  * expf one element at a time (C has no vector exp, and cc -O2 does not
  * vectorize the call); here, on CPUs where nngen's own kernel runs
  * (nn_sgemm_impl() "avx512"), the arrays are split over the pool's threads
@@ -24,7 +25,7 @@ typedef struct {
     long n;
     const float *a, *b;
     float *out;
-    int backward;
+    int backward;   /* 0 sigmoid, 1 its backward, 2 tanh */
 } act_job;
 
 #if NN_HAVE_AVX512_KERNEL
@@ -37,7 +38,9 @@ static void act_task(void *ctx, int t, int nt)
         hi = j->n;
     if (lo >= hi)
         return;
-    if (j->backward)
+    if (j->backward == 2)
+        nn__tanh_avx512(hi - lo, j->a + lo, j->out + lo);
+    else if (j->backward)
         nn__sigmoid_backward_avx512(hi - lo, j->a + lo, j->b + lo, j->out + lo);
     else
         nn__sigmoid_avx512(hi - lo, j->a + lo, j->out + lo);
@@ -78,6 +81,15 @@ void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
         return;
     for (long i = 0; i < count; i++)
         gx[i] = gy[i] * (1.0f - y[i]) * y[i];
+}
+
+void nn__tanh_forward(long count, const float *x, float *y)
+{
+    act_job j = {count, x, NULL, y, 2};
+    if (count <= 0 || run_pooled(&j))
+        return;
+    for (long i = 0; i < count; i++)
+        y[i] = tanhf(x[i]);
 }
 
 /* ---- nn_parallel_rows ---- */

@@ -74,6 +74,11 @@ void nn__pool_give(void);
 /* act.c's AVX-512 loops (any n >= 0; y may be x, gx may be gy) */
 void nn__sigmoid_avx512(long n, const float *x, float *y);
 void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx);
+void nn__tanh_avx512(long n, const float *x, float *y);
+
+/* y = tanh(x) over n floats (y may be x): the AVX-512 loop above where
+   nngen's kernel is in use, else tanhf; act.c.  For rnn.c's gates. */
+void nn__tanh_forward(long n, const float *x, float *y);
 
 /* C = A B (+ bias[i] per row, + C when beta) over row tables, on the
    calling thread alone, no packing (conv.c's implicit GEMMs): A(i, p) =

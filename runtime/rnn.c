@@ -31,6 +31,8 @@
 
 #include <nngen/rt.h>
 
+#include "gemm_internal.h"
+
 static int gates_of(int kind)
 {
     return kind == NN_LSTM ? 4 : kind == NN_GRU ? 3 : 1;
@@ -61,11 +63,6 @@ static void mm(const nn_rnn_geom *g, int ta, int tb, int m, int nn, int k, const
                     ci[j] += av * b[(size_t)p * (size_t)ldb + (size_t)j];
         }
     }
-}
-
-static float sigm(float v)
-{
-    return 1.0f / (1.0f + expf(-v));
 }
 
 /* Where the pieces of `work` are, for n rows. */
@@ -170,40 +167,47 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                     const float *b = hh + (size_t)r * (size_t)GH;
                     float *h = out + AT(r, t, HD) + (size_t)d * (size_t)H;
                     const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
+                    /* the gates' sums first, then each activation over
+                       a whole chunk (nn_sigmoid_forward, nn__tanh_forward:
+                       16 lanes at a time where nngen's kernel runs; the
+                       scalar expf and tanhf were three quarters of a GRU
+                       forward), then the cell */
                     if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
                         for (int j = 0; j < H; j++) {
                             float v = b[j] + a[j];
-                            v = g->kind == NN_RNN_TANH ? tanhf(v) : v > 0.0f ? v : 0.0f;
-                            a[j] = v;
-                            h[j] = v;
+                            a[j] = g->kind == NN_RNN_TANH ? v : v > 0.0f ? v : 0.0f;
                         }
+                        if (g->kind == NN_RNN_TANH)
+                            nn__tanh_forward(H, a, a);
+                        memcpy(h, a, sizeof(float) * (size_t)H);
                     } else if (g->kind == NN_LSTM) {
                         float *c = cell + AT(r, t, H);
                         const float *cp = s ? cell + AT(r, tp, H) : NULL;
+                        for (int j = 0; j < 4 * H; j++)
+                            a[j] = b[j] + a[j];
+                        nn_sigmoid_forward(2L * H, a, a);          /* i, f */
+                        nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* g */
+                        nn_sigmoid_forward(H, a + 3 * H, a + 3 * H); /* o */
                         for (int j = 0; j < H; j++) {
-                            float ig = sigm(b[j] + a[j]);
-                            float fg = sigm(b[H + j] + a[H + j]);
-                            float cg = tanhf(b[2 * H + j] + a[2 * H + j]);
-                            float og = sigm(b[3 * H + j] + a[3 * H + j]);
-                            float cv = (cp ? fg * cp[j] : fg * 0.0f) + ig * cg;
-                            a[j] = ig;
-                            a[H + j] = fg;
-                            a[2 * H + j] = cg;
-                            a[3 * H + j] = og;
-                            c[j] = cv;
-                            h[j] = og * tanhf(cv);
+                            float ig = a[j], fg = a[H + j], cg = a[2 * H + j];
+                            c[j] = (cp ? fg * cp[j] : fg * 0.0f) + ig * cg;
                         }
+                        nn__tanh_forward(H, c, h);
+                        for (int j = 0; j < H; j++)
+                            h[j] = a[3 * H + j] * h[j];
                     } else {
                         float *gn = ghn + AT(r, t, H);
+                        for (int j = 0; j < 2 * H; j++)
+                            a[j] = b[j] + a[j];
+                        nn_sigmoid_forward(2L * H, a, a); /* r, z */
                         for (int j = 0; j < H; j++) {
-                            float rg = sigm(b[j] + a[j]);
-                            float zg = sigm(b[H + j] + a[H + j]);
-                            float ng = tanhf(a[2 * H + j] + b[2 * H + j] * rg);
-                            float hv = hp ? hp[j] : 0.0f;
-                            a[j] = rg;
-                            a[H + j] = zg;
-                            a[2 * H + j] = ng;
+                            a[2 * H + j] = a[2 * H + j] + b[2 * H + j] * a[j];
                             gn[j] = b[2 * H + j];
+                        }
+                        nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* n */
+                        for (int j = 0; j < H; j++) {
+                            float zg = a[H + j], ng = a[2 * H + j];
+                            float hv = hp ? hp[j] : 0.0f;
                             h[j] = (hv - ng) * zg + ng;
                         }
                     }
@@ -303,9 +307,12 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
                     } else if (g->kind == NN_LSTM) {
                         const float *c = cell + AT(r, t, H);
                         const float *cp = s ? cell + AT(r, tp, H) : NULL;
+                        /* tanh(c) as forward computed it, into the o chunk
+                           (element j is read there before it is written) */
+                        nn__tanh_forward(H, c, dpr + 3 * H);
                         for (int j = 0; j < H; j++) {
                             float ig = a[j], fg = a[H + j], cg = a[2 * H + j], og = a[3 * H + j];
-                            float tc = tanhf(c[j]);
+                            float tc = dpr[3 * H + j];
                             float dc = dhr[j] * og * (1.0f - tc * tc) + dcr[j];
                             float cpv = cp ? cp[j] : 0.0f;
                             dpr[j] = dc * cg * ig * (1.0f - ig);

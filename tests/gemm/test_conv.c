@@ -289,6 +289,55 @@ START_TEST(test_sigmoid)
 }
 END_TEST
 
+/* the runtime's internal tanh of the recurrent layers' gates (act.c) */
+void nn__tanh_forward(long n, const float *x, float *y);
+
+/* tanh within 2 float ulps of tanh in double (glibc's tanhf is within 1),
+   exactly +-1 where tanhf is, -0 and NaN kept; in place and with 1 and 3
+   threads the same bits */
+START_TEST(test_tanh)
+{
+    static const long counts[] = {1, 15, 16, 17, 33, 100003};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        long n = counts[c];
+        float *x = arr(n, 1), *y = arr(n, 0), *z = arr(n, 0);
+        for (long i = 0; i < n; i++)
+            x[i] = x[i] * (i % 3 == 0 ? 30.0f : i % 3 == 1 ? 1.3f : 0.01f);
+        static const float special[] = {0.0f, -0.0f, 0.625f, -0.625f, 0.62499994f, 9.0f,
+                                        -9.0f, 44.5f, 1e-8f, -1e-30f, 1e-45f, 88.0f};
+        for (long i = 0; i < n && i < 12; i++)
+            x[i] = special[i];
+        if (n > 14) {
+            x[12] = NAN, x[13] = INFINITY, x[14] = -INFINITY;
+        }
+        nn__tanh_forward(n, x, y);
+        guards_ok(y, n, "y");
+        for (long i = 0; i < n; i++) {
+            if (isnan(x[i])) {
+                ck_assert_msg(isnan(y[i]), "tanh(nan) = %g", y[i]);
+                continue;
+            }
+            double want = tanh((double)x[i]);
+            ck_assert_msg(fabs(y[i] - want) <= 2.0 * ulp(want) + 1e-45,
+                          "tanh(%.9g) = %.9g, want %.9g (count %ld)", x[i], y[i], want, n);
+            if (tanhf(x[i]) == 1.0f || tanhf(x[i]) == -1.0f)
+                ck_assert_msg(y[i] == tanhf(x[i]), "tanh(%.9g) = %.9g, tanhf %.9g", x[i], y[i],
+                              tanhf(x[i]));
+            ck_assert_msg(signbit(y[i]) == signbit(x[i]), "tanh(%.9g) = %.9g: sign", x[i], y[i]);
+        }
+        memcpy(z, x, sizeof(float) * (size_t)n);
+        nn_set_num_threads(3);
+        nn__tanh_forward(n, z, z);
+        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "in place / 3 threads differ");
+        nn_set_num_threads(1);
+        nn__tanh_forward(n, x, z);
+        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
+        nn_set_num_threads(0);
+        free(x), free(y), free(z);
+    }
+}
+END_TEST
+
 int main(void)
 {
     printf("conv2d / sigmoid under test with nn_sgemm_impl() = %s, nn_num_threads() = %d\n",
@@ -299,6 +348,7 @@ int main(void)
     tcase_add_loop_test(tc, test_conv, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_conv_empty);
     tcase_add_test(tc, test_sigmoid);
+    tcase_add_test(tc, test_tanh);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
