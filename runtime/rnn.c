@@ -233,14 +233,26 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
     memcpy(y, work + L.out + (size_t)(g->layers - 1) * L.out_per, sizeof(float) * L.out_per);
 }
 
-/* gb += the sum of m rows of gr (ld floats apart), in double */
+/* gb += the sum of m rows of gr (ld floats apart), in double, each column
+   summed in row order.  Row by row over blocks of BIAS_COLS columns (the
+   partial sums on the stack): walking down a column, one cache line per
+   row, made these sums 70 % of the LSTM language model's backward (bench
+   (f)); the order of the additions, and so every bit, is the same. */
+#define BIAS_COLS 256
 static void bias_sum(float *gb, const float *gr, size_t m, int cols, int ld)
 {
-    for (int j = 0; j < cols; j++) {
-        double sum = 0.0;
-        for (size_t k = 0; k < m; k++)
-            sum += (double)gr[k * (size_t)ld + (size_t)j];
-        gb[j] += (float)sum;
+    double acc[BIAS_COLS];
+    for (int j0 = 0; j0 < cols; j0 += BIAS_COLS) {
+        int w = cols - j0 < BIAS_COLS ? cols - j0 : BIAS_COLS;
+        for (int j = 0; j < w; j++)
+            acc[j] = 0.0;
+        for (size_t k = 0; k < m; k++) {
+            const float *row = gr + k * (size_t)ld + (size_t)j0;
+            for (int j = 0; j < w; j++)
+                acc[j] += (double)row[j];
+        }
+        for (int j = 0; j < w; j++)
+            gb[j0 + j] += (float)acc[j];
     }
 }
 
