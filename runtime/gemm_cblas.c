@@ -25,9 +25,37 @@
 static pthread_mutex_t alone_mu = PTHREAD_MUTEX_INITIALIZER;
 static int alone_inside;  /* under alone_mu: calls running alone */
 static int alone_saved;   /* under alone_mu: OpenBLAS's count before the first */
+static pthread_once_t alone_once = PTHREAD_ONCE_INIT;
+
+/* fork: no thread holds alone_mu across it, and the child, where the
+   calls of the parent's other threads are not running, starts with none
+   inside and OpenBLAS's count as it was before them */
+static void alone_prepare(void)
+{
+    pthread_mutex_lock(&alone_mu);
+}
+
+static void alone_parent(void)
+{
+    pthread_mutex_unlock(&alone_mu);
+}
+
+static void alone_child(void)
+{
+    if (alone_inside > 0 && alone_saved > 1)
+        openblas_set_num_threads(alone_saved);
+    alone_inside = 0;
+    pthread_mutex_unlock(&alone_mu);
+}
+
+static void alone_setup(void)
+{
+    pthread_atfork(alone_prepare, alone_parent, alone_child);
+}
 
 static void alone_begin(void)
 {
+    pthread_once(&alone_once, alone_setup);
     pthread_mutex_lock(&alone_mu);
     if (alone_inside++ == 0) {
         alone_saved = openblas_get_num_threads();
