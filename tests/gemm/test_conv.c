@@ -238,21 +238,45 @@ static double ulp(double v)
     return (double)nextafterf(f, INFINITY) - f;
 }
 
+/* the inputs of the activation tests: the arr() values times scale[i % 3],
+   then the 12 special values first, then NaN and the infinities */
+static void act_inputs(float *x, long n, const float scale[3], const float special[12])
+{
+    for (long i = 0; i < n; i++)
+        x[i] = x[i] * scale[i % 3];
+    for (long i = 0; i < n && i < 12; i++)
+        x[i] = special[i];
+    if (n > 14) {
+        x[12] = NAN, x[13] = INFINITY, x[14] = -INFINITY;
+    }
+}
+
+/* f in place and with 3 threads, then with 1, gives y's bits */
+static void same_bits_threads(void (*f)(long, const float *, float *), const float *x,
+                              const float *y, long n)
+{
+    float *z = arr(n, 0);
+    memcpy(z, x, sizeof(float) * (size_t)n);
+    nn_set_num_threads(3);
+    f(n, z, z);
+    ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "in place / 3 threads differ");
+    nn_set_num_threads(1);
+    f(n, x, z);
+    ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
+    nn_set_num_threads(0);
+    free(z);
+}
+
 START_TEST(test_sigmoid)
 {
     static const long counts[] = {1, 15, 16, 17, 33, 16384, 40001, 100003};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         long n = counts[c];
         float *x = arr(n, 1), *y = arr(n, 0), *gy = arr(n, 1), *gx = arr(n, 0);
-        for (long i = 0; i < n; i++)
-            x[i] = x[i] * (i % 3 == 0 ? 110.0f : 8.0f);
-        static const float special[] = {0.0f, -0.0f, 88.0f, -88.0f, 103.0f, -103.0f, 1e-8f,
-                                        -1e-8f, 20.0f, -20.0f, 16.6f, -87.3f};
-        for (long i = 0; i < n && i < 12; i++)
-            x[i] = special[i];
-        if (n > 14) {
-            x[12] = NAN, x[13] = INFINITY, x[14] = -INFINITY;
-        }
+        static const float scale[3] = {110.0f, 8.0f, 8.0f};
+        static const float special[12] = {0.0f, -0.0f, 88.0f, -88.0f, 103.0f, -103.0f, 1e-8f,
+                                          -1e-8f, 20.0f, -20.0f, 16.6f, -87.3f};
+        act_inputs(x, n, scale, special);
         nn_sigmoid_forward(n, x, y);
         guards_ok(y, n, "y");
         for (long i = 0; i < n; i++) {
@@ -274,17 +298,8 @@ START_TEST(test_sigmoid)
             ck_assert_msg(!memcmp(&gx[i], &want, sizeof want) || (isnan(want) && isnan(gx[i])),
                           "sigmoid backward [%ld]: %.9g, want %.9g", i, gx[i], want);
         }
-        /* in place, and with 1 and 3 threads: the same bits */
-        float *z = arr(n, 0);
-        memcpy(z, x, sizeof(float) * (size_t)n);
-        nn_set_num_threads(3);
-        nn_sigmoid_forward(n, z, z);
-        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "in place / 3 threads differ");
-        nn_set_num_threads(1);
-        nn_sigmoid_forward(n, x, z);
-        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
-        nn_set_num_threads(0);
-        free(x), free(y), free(gy), free(gx), free(z);
+        same_bits_threads(nn_sigmoid_forward, x, y, n);
+        free(x), free(y), free(gy), free(gx);
     }
 }
 END_TEST
@@ -300,16 +315,11 @@ START_TEST(test_tanh)
     static const long counts[] = {1, 15, 16, 17, 33, 100003};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         long n = counts[c];
-        float *x = arr(n, 1), *y = arr(n, 0), *z = arr(n, 0);
-        for (long i = 0; i < n; i++)
-            x[i] = x[i] * (i % 3 == 0 ? 30.0f : i % 3 == 1 ? 1.3f : 0.01f);
-        static const float special[] = {0.0f, -0.0f, 0.625f, -0.625f, 0.62499994f, 9.0f,
-                                        -9.0f, 44.5f, 1e-8f, -1e-30f, 1e-45f, 88.0f};
-        for (long i = 0; i < n && i < 12; i++)
-            x[i] = special[i];
-        if (n > 14) {
-            x[12] = NAN, x[13] = INFINITY, x[14] = -INFINITY;
-        }
+        float *x = arr(n, 1), *y = arr(n, 0);
+        static const float scale[3] = {30.0f, 1.3f, 0.01f};
+        static const float special[12] = {0.0f, -0.0f, 0.625f, -0.625f, 0.62499994f, 9.0f,
+                                          -9.0f, 44.5f, 1e-8f, -1e-30f, 1e-45f, 88.0f};
+        act_inputs(x, n, scale, special);
         nn__tanh_forward(n, x, y);
         guards_ok(y, n, "y");
         for (long i = 0; i < n; i++) {
@@ -325,15 +335,8 @@ START_TEST(test_tanh)
                               tanhf(x[i]));
             ck_assert_msg(signbit(y[i]) == signbit(x[i]), "tanh(%.9g) = %.9g: sign", x[i], y[i]);
         }
-        memcpy(z, x, sizeof(float) * (size_t)n);
-        nn_set_num_threads(3);
-        nn__tanh_forward(n, z, z);
-        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "in place / 3 threads differ");
-        nn_set_num_threads(1);
-        nn__tanh_forward(n, x, z);
-        ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
-        nn_set_num_threads(0);
-        free(x), free(y), free(z);
+        same_bits_threads(nn__tanh_forward, x, y, n);
+        free(x), free(y);
     }
 }
 END_TEST
