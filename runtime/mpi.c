@@ -905,23 +905,6 @@ int64_t nn_dist_num_samples(int64_t n, int replicas)
     return (n + replicas - 1) / replicas;
 }
 
-/* torch.randperm(n, generator=g) on the CPU (as nn_randperm, runtime/data.c,
-   which the runtime has only with -Ddata) */
-static void randperm(uint64_t seed, int64_t n, int64_t *perm)
-{
-    nn_rng g;
-    int64_t i;
-    nn_rng_seed(&g, seed);
-    for (i = 0; i < n; i++)
-        perm[i] = i;
-    for (i = 0; i < n - 1; i++) {
-        int64_t z = (int64_t)(nn_rng_u32(&g) % (uint64_t)(n - i));
-        int64_t t = perm[i];
-        perm[i] = perm[i + z];
-        perm[i + z] = t;
-    }
-}
-
 int64_t nn_dist_sampler_indices(uint64_t seed, int64_t epoch, int64_t n, int replicas,
                                 int rank, int64_t *out, int64_t *perm)
 {
@@ -939,7 +922,7 @@ int64_t nn_dist_sampler_indices(uint64_t seed, int64_t epoch, int64_t n, int rep
         return -1;
     }
     /* g.manual_seed(self.seed + self.epoch); randperm(len(dataset), generator=g) */
-    randperm(seed + (uint64_t)epoch, n, p);
+    nn_randperm(seed + (uint64_t)epoch, n, p);
     count = nn_dist_num_samples(n, replicas);
     /* indices += indices[:padding] (repeated as often as needed), then
        indices[rank:total_size:num_replicas]: position rank + i * replicas

@@ -131,3 +131,51 @@ double nn_rng_normal(nn_rng *r, double mean, double std)
     z = radius * cos(theta);
     return fma(z, std, mean);
 }
+
+/* ------------------------------------------------------------------ */
+/* The epoch order of DataLoader(shuffle=True) (SPEC 1.8; tests/data/) */
+
+/* random_() on an int64 tensor: uniform_int_distribution<int64_t> of
+   ATen, one random64() reduced mod (INT64_MAX + 1). */
+uint64_t nn_loader_seed(nn_rng *r)
+{
+    return nn_rng_u64(r) & (((uint64_t)1 << 63) - 1);
+}
+
+/* torch.randperm(n, generator=g) on the CPU, torch 1.13
+   (aten/src/ATen/native/TensorFactories.cpp, randperm_cpu): the identity,
+   then for i < n - 1 one 32-bit random() % (n - i) and a swap. */
+void nn_randperm(uint64_t seed, int64_t n, int64_t *perm)
+{
+    nn_rng g;
+    int64_t i;
+    if (n <= 0 || perm == NULL)
+        return;
+    nn_rng_seed(&g, seed);
+    for (i = 0; i < n; i++)
+        perm[i] = i;
+    for (i = 0; i < n - 1; i++) {
+        int64_t z = (int64_t)(nn_rng_u32(&g) % (uint64_t)(n - i));
+        int64_t t = perm[i];
+        perm[i] = perm[i + z];
+        perm[i + z] = t;
+    }
+}
+
+int nn_epoch_order(nn_rng *r, int64_t n, int64_t *order)
+{
+    uint64_t sampler_seed;
+    if (r == NULL || order == NULL) {
+        nn_set_error("nn_epoch_order: %s is NULL", r == NULL ? "the generator" : "order");
+        return -1;
+    }
+    if (n < 1) {
+        nn_set_error("nn_epoch_order: n = %lld: a shuffled DataLoader needs at least one example",
+                     (long long)n);
+        return -1;
+    }
+    (void)nn_loader_seed(r);          /* iter(loader): _base_seed */
+    sampler_seed = nn_loader_seed(r); /* first batch: RandomSampler's seed */
+    nn_randperm(sampler_seed, n, order);
+    return 0;
+}

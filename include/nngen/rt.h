@@ -452,7 +452,7 @@ int  nn_num_threads(void);
 void nn_parallel(void (*fn)(void *ctx, int t, int nt), void *ctx);
 
 /* ------------------------------------------------------------------ */
-/* Data (SPEC 1.8; runtime/data.c; docs/api.md "Data")                  */
+/* Data (SPEC 1.8; runtime/data.c, the epoch order rng.c; docs/api.md)  */
 
 /* IDX files (the MNIST / Fashion-MNIST format), plain or gzip-compressed:
    a big-endian header 0x00 0x00 TYPE NDIM, NDIM 32-bit dimensions, then
