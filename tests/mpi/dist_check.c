@@ -117,8 +117,10 @@ static void pack_params(nn_model *m, float *out)
     }
 }
 
-/* buffers as bytes (an int64 num_batches_tracked is 8 a value) */
-static size_t buffer_bytes(nn_model *m, unsigned char *out)
+/* the buffers as bytes (an int64 num_batches_tracked is 8 a value):
+   copied out into `bytes` (when not NULL), or with `into_model` from
+   `bytes` into the model; returns the byte count */
+static size_t copy_buffers(nn_model *m, unsigned char *bytes, int into_model)
 {
     size_t i, n = 0;
     for (i = 0; i < nn_state_count(m); i++) {
@@ -126,24 +128,13 @@ static size_t buffer_bytes(nn_model *m, unsigned char *out)
         size_t b = (size_t)t->numel * (t->dtype == NN_I64 ? 8 : 4);
         if (!t->is_buffer)
             continue;
-        if (out)
-            memcpy(out + n, t->data, b);
+        if (bytes && into_model)
+            memcpy(t->data, bytes + n, b);
+        else if (bytes)
+            memcpy(bytes + n, t->data, b);
         n += b;
     }
     return n;
-}
-
-static void unpack_buffers(nn_model *m, const unsigned char *in)
-{
-    size_t i, n = 0;
-    for (i = 0; i < nn_state_count(m); i++) {
-        const nn_tensor *t = nn_state_tensor(m, i);
-        size_t b = (size_t)t->numel * (t->dtype == NN_I64 ? 8 : 4);
-        if (!t->is_buffer)
-            continue;
-        memcpy(t->data, in + n, b);
-        n += b;
-    }
 }
 
 static int fail_count;
@@ -259,7 +250,7 @@ int main(int argc, char **argv)
     pf = param_floats(F(_model)(net));
     pk = malloc(sizeof *pk * (pf + 1));
     pk0 = malloc(sizeof *pk0 * (pf + 1));
-    bb = buffer_bytes(F(_model)(net), NULL);
+    bb = copy_buffers(F(_model)(net), NULL, 0);
     has_buffers = bb > 0;
     buf0 = malloc(bb + 1);
     buf1 = malloc(bb + 1);
@@ -315,11 +306,11 @@ int main(int argc, char **argv)
             gather(idx + start, rows, X, T, x, t);
             if (shadow) {
                 /* the same parameters, and rank 0's buffers of before the step */
-                buffer_bytes(F(_model)(net), buf0);
+                copy_buffers(F(_model)(net), buf0, 0);
                 MPI_Bcast(buf0, (int)bb, MPI_BYTE, 0, MPI_COMM_WORLD);
                 memcpy(F(_model)(shadow)->data, F(_model)(net)->data,
                        sizeof(float) * F(_model)(net)->info->data_floats);
-                unpack_buffers(F(_model)(shadow), buf0);
+                copy_buffers(F(_model)(shadow), buf0, 1);
                 (void)F(_train_step_n)(shadow, rows, x, t);
             }
             loss = F(_train_step_n)(net, rows, x, t);
@@ -340,8 +331,8 @@ int main(int argc, char **argv)
             CHECK(memcmp(pk, pk0, sizeof *pk * pf) == 0,
                   "step %lld: the parameters differ from rank 0's", (long long)step);
             if (shadow) {
-                buffer_bytes(F(_model)(net), buf0);
-                buffer_bytes(F(_model)(shadow), buf1);
+                copy_buffers(F(_model)(net), buf0, 0);
+                copy_buffers(F(_model)(shadow), buf1, 0);
                 CHECK(memcmp(buf0, buf1, bb) == 0,
                       "step %lld: the buffers are not rank 0's of before the step updated "
                       "with this rank's batch", (long long)step);
