@@ -337,6 +337,17 @@ static int check_data(const nn_dataset *d, const char *what, const net_def *net)
 /* nn.CrossEntropyLoss() (mean over n rows) of the logits y [n x c], its
    gradient dy = (softmax(y) - onehot) / n, and the rows whose argmax (the
    first maximum, as torch's) is the label. */
+/* the batch of examples idx[0 .. rows-1] of d: images into x, labels into y */
+static void gather(const nn_dataset *d, const int64_t *idx, int rows, float *x, int32_t *y)
+{
+    int r;
+    for (r = 0; r < rows; r++) {
+        memcpy(x + (size_t)r * (size_t)d->size, d->images + idx[r] * d->size,
+               sizeof *x * (size_t)d->size);
+        y[r] = d->labels[idx[r]];
+    }
+}
+
 static float cross_entropy(const float *y, const int32_t *label, int n, int c, float *dy,
                            int *correct)
 {
@@ -545,14 +556,9 @@ static int main_dist(const options *o, int *argc, char ***argv)
         }
         def->set_training(net, 1);
         for (start = 0; start < count; start += def->batch) {
-            int rows = (int)(count - start < def->batch ? count - start : def->batch), r;
+            int rows = (int)(count - start < def->batch ? count - start : def->batch);
             float loss;
-            for (r = 0; r < rows; r++) {
-                int64_t e = idx[start + r];
-                memcpy(xb + (size_t)r * (size_t)def->in_size, train.images + e * train.size,
-                       sizeof *xb * (size_t)def->in_size);
-                lb[r] = train.labels[e];
-            }
+            gather(&train, idx + start, rows, xb, lb);
             loss = def->train_step_n(net, rows, xb, lb);
             if (isnan(loss)) {
                 fprintf(stderr, "fashion: rank %d: %s\n", rank, nn_error());
@@ -749,14 +755,9 @@ int main(int argc, char **argv)
         def->set_training(net, 1);
         for (s = 0, start = 0; start < train.count; s++, start += def->batch) {
             int rows = (int)(train.count - start < def->batch ? train.count - start : def->batch);
-            int ok = 0, r;
+            int ok = 0;
             float loss;
-            for (r = 0; r < rows; r++) {
-                int64_t e = order[start + r];
-                memcpy(xb + (size_t)r * (size_t)def->in_size, train.images + e * train.size,
-                       sizeof *xb * (size_t)def->in_size);
-                lb[r] = train.labels[e];
-            }
+            gather(&train, order + start, rows, xb, lb);
             def->forward_n(net, rows, xb, yb);
             loss = cross_entropy(yb, lb, rows, def->out_size, dyb, &ok);
             def->zero_grad(net);
