@@ -575,7 +575,7 @@ static void emit_backward(emitter *e)
     E(e, "float *G = net->grad;");
     E(e, "const float *A = net->act;");
     E(e, "float *S0 = net->scratch, *S1 = net->scratch + SCRATCH_FLOATS;");
-    E(e, "float *R = net->scratch + 2 * SCRATCH_FLOATS; /* gradients kept for later */");
+    E(e, "float *R = net->scratch + 2 * (size_t)SCRATCH_FLOATS; /* gradients kept for later */");
     E(e, "(void)D; (void)G; (void)A; (void)S0; (void)S1; (void)R; (void)X0; (void)set; "
          "(void)n; (void)dx;");
     E(e, "nn_model_attach_grads(&net->model);");

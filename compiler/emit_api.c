@@ -263,17 +263,17 @@ void emit_struct_and_create(emitter *e)
     }
     E(e, "net->act = net->grad + GRAD_FLOATS;");
     E(e, "net->scratch = net->act + ACT_FLOATS;");
-    E(e, "net->opt = net->scratch + 2 * SCRATCH_FLOATS + VGRAD_FLOATS;");
+    E(e, "net->opt = net->scratch + 2 * (size_t)SCRATCH_FLOATS + VGRAD_FLOATS;");
     E(e, "net->dy = net->opt + OPT_FLOATS;");
     E(e, "net->training = %d;", ro ? 0 : 1);
     E(e, "net->rows = %s_BATCH;", n);
     E(e, "nn_rng_seed(&net->rng, %s);", TORCH_DEFAULT_SEED);
     if (ro)
         E(e, "memset(net->grad, 0, sizeof(float) * ((size_t)GRAD_FLOATS + ACT_FLOATS "
-             "+ 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
+             "+ 2 * (size_t)SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
     else
         E(e, "memset(net->data, 0, sizeof(float) * ((size_t)DATA_FLOATS + GRAD_FLOATS + "
-             "ACT_FLOATS + 2 * SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
+             "ACT_FLOATS + 2 * (size_t)SCRATCH_FLOATS + VGRAD_FLOATS + OPT_FLOATS + DY_FLOATS));");
     if (e->o->baked && !ro)
         E(e, "memcpy(net->data, baked_weights.f, sizeof(float) * DATA_FLOATS);");
     E(e, "nn_model_bind(&net->model, &%s_info, net->t, net->data, net->grad);", n);
