@@ -24,6 +24,10 @@
  *
  * Run with CK_FORK=no (one process: the pool persists from test to test, and
  * LeakSanitizer sees everything); the fork tests fork their own children. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* test_pool_placement: sched_getcpu, cpu_set_t */
+#include <sched.h>
+#endif
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1109,6 +1113,109 @@ START_TEST(test_parallel_claims)
 END_TEST
 #endif
 
+#if NN_THREADS && defined(__linux__) && defined(CPU_SET)
+/* Placement (pool_threads.c): a worker runs on a CPU of its own, never the
+   caller's.  The caller is pinned to one CPU, then to the CPU its worker
+   was on (as if the kernel had moved it there), 6 times; each time the
+   next job's share 1, run by the worker (share 0 lasts 2 ms, so the
+   worker claims its own), must find the worker pinned to exactly one CPU,
+   not the caller's.  Every job is checked, not some: the pool moves the
+   worker before it publishes the job.  With NNGEN_PIN=0 (the gemm-cblas
+   run) the worker must keep the CPUs it started with; with a single CPU
+   there is nowhere to go, and the worker must be left alone too. */
+typedef struct {
+    int cpu[2];           /* sched_getcpu() in share t */
+    int pinned_to;        /* share 1: its single CPU, -1 when not pinned */
+    int ncpus;            /* share 1: CPUs in its affinity */
+    pthread_t who1;
+} place_ctx;
+
+static void place_fn(void *vctx, int t, int nt)
+{
+    place_ctx *x = vctx;
+    (void)nt;
+    if (t > 1)
+        return;
+    x->cpu[t] = sched_getcpu();
+    if (t == 0) {
+        sleep_us(2000);
+        return;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    x->who1 = pthread_self();
+    x->ncpus = -1;
+    x->pinned_to = -1;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+        x->ncpus = CPU_COUNT(&set);
+        for (int c = 0; c < CPU_SETSIZE && x->ncpus == 1; c++)
+            if (CPU_ISSET(c, &set))
+                x->pinned_to = c;
+    }
+}
+
+/* One job whose share 1 ran on a worker (up to 50 tries). */
+static void place_job(place_ctx *x)
+{
+    for (int i = 0; i < 50; i++) {
+        memset(x, 0, sizeof *x);
+        nn_parallel(place_fn, x);
+        if (!pthread_equal(x->who1, pthread_self()))
+            return;
+    }
+    ck_abort_msg("in 50 jobs with a 2 ms share 0, share 1 never ran on a worker");
+}
+
+static void pin_self(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+}
+
+START_TEST(test_pool_placement)
+{
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof mine, &mine), 0);
+    int ncpu = CPU_COUNT(&mine), first = -1;
+    for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+        if (CPU_ISSET(c, &mine))
+            first = c;
+    const char *pin = getenv("NNGEN_PIN");
+    int off = pin && strcmp(pin, "0") == 0;
+    nn_set_num_threads(2);
+    place_ctx x;
+    if (off || ncpu < 2) {
+        place_job(&x);
+        ck_assert_msg(x.ncpus == ncpu, "%s: the worker has %d CPUs, the process %d",
+                      off ? "NNGEN_PIN=0" : "one CPU", x.ncpus, ncpu);
+        printf("NOTE: placement %s: checked that the worker was left alone\n",
+               off ? "off (NNGEN_PIN=0)" : "impossible (one CPU)");
+    } else {
+        int caller = first;
+        for (int round = 0; round < 6; round++) {
+            pin_self(caller);
+            place_job(&x);
+            ck_assert_msg(x.cpu[0] == caller, "round %d: the caller, pinned to CPU %d, ran on %d",
+                          round, caller, x.cpu[0]);
+            ck_assert_msg(x.ncpus == 1 && x.pinned_to >= 0 && x.pinned_to != caller &&
+                              CPU_ISSET(x.pinned_to, &mine),
+                          "round %d: the caller on CPU %d, its worker has %d CPUs (pinned to "
+                          "%d): want one CPU of the process's, not the caller's",
+                          round, caller, x.ncpus, x.pinned_to);
+            ck_assert_msg(x.cpu[1] == x.pinned_to, "round %d: the worker pinned to %d ran on %d",
+                          round, x.pinned_to, x.cpu[1]);
+            caller = x.pinned_to; /* next: the caller where its worker is */
+        }
+    }
+    ck_assert_int_eq(pthread_setaffinity_np(pthread_self(), sizeof mine, &mine), 0);
+    nn_set_num_threads(0);
+}
+END_TEST
+#endif
+
 /* nn_parallel and nn_sgemm called from inside an nn_parallel share: the
    inner nn_parallel runs alone on the caller, the inner products are right */
 typedef struct {
@@ -2006,6 +2113,9 @@ int main(void)
     tcase_add_test(tc_pool, test_fork_while_busy);
     tcase_add_test(tc_pool, test_fork_while_held);
     tcase_add_test(tc_pool, test_parallel_claims);
+#if defined(__linux__) && defined(CPU_SET)
+    tcase_add_test(tc_pool, test_pool_placement);
+#endif
     tcase_add_test(tc_pool, test_parallel_wide);
 #endif
 
