@@ -136,6 +136,7 @@ typedef struct call {
     float slope;
     const float *mask;   /* relu mask */
     int ldm;
+    const nn_sgd_step *sgd;  /* nn_sgemm_sgd: the update after the product */
 } call;
 
 /* Runs cl on kernel kern; for NN_GEMM_NNGEN the caller holds the pool. */
@@ -165,6 +166,19 @@ static void run_call(int kern, const call *cl)
                           cl->ldc, cl->mask, cl->ldm);
         return;
     default:
+        if (cl->sgd) {
+#if NN_HAVE_AVX512_KERNEL
+            if (kern == NN_GEMM_NNGEN) {
+                nn__sgemm_sgd_avx512(cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b,
+                                     cl->ldb, cl->beta, cl->c, cl->ldc, cl->sgd);
+                return;
+            }
+#endif
+            generic_sgemm(kern, cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b,
+                          cl->ldb, cl->beta, cl->c, cl->ldc);
+            nn__sgd_pass(cl->sgd, cl->m, cl->n, cl->c, cl->ldc, 0);
+            return;
+        }
 #if NN_HAVE_AVX512_KERNEL
         if (kern == NN_GEMM_NNGEN) {
             nn__sgemm_avx512(cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb,
@@ -301,6 +315,7 @@ static call representative(const call *cl)
     r.c = scratch;
     r.ldc = r.n;
     r.beta = 0.0f;
+    r.sgd = NULL; /* the product alone: a parameter is never stepped here */
     return r;
 }
 
@@ -606,8 +621,85 @@ int nn__pool_take(int max_threads)
     return 0;
 }
 
+/* nn_sgd_step's update of rows [i0, i1) (rt.h), in plain C: the generated
+   optimizer kernels' expressions, in the same order (no contraction: the
+   runtime is built as ISO C with -ffp-contract=off). */
+void nn__sgd_rows(const nn_sgd_step *s, long i0, long i1, long n, const float *c, long ldc)
+{
+    const float wd = s->weight_decay, mom = s->momentum, damp1 = s->damp1, nlr = s->neg_lr;
+    for (long i = i0; i < i1; i++) {
+        const float *restrict G = c + i * ldc;
+        float *restrict P = s->param + i * ldc;
+        if (!s->momentum_buf) {
+            if (wd != 0.0f)
+                for (long j = 0; j < n; j++)
+                    P[j] = P[j] + nlr * (G[j] + wd * P[j]);
+            else
+                for (long j = 0; j < n; j++)
+                    P[j] = P[j] + nlr * G[j];
+            continue;
+        }
+        float *restrict M = s->momentum_buf + i * ldc;
+        for (long j = 0; j < n; j++) {
+            float g = wd != 0.0f ? G[j] + wd * P[j] : G[j];
+            M[j] = s->first ? g : M[j] * mom + damp1 * g;
+            P[j] = P[j] + nlr * (s->nesterov ? g + mom * M[j] : M[j]);
+        }
+    }
+}
+
+typedef struct sgd_job {
+    const nn_sgd_step *s;
+    long m, n, ldc;
+    const float *c;
+} sgd_job;
+
+static void sgd_part(void *ctx, int t, int nt)
+{
+    const sgd_job *j = ctx;
+    nn__sgd_rows(j->s, j->m * t / nt, j->m * (t + 1) / nt, j->n, j->c, j->ldc);
+}
+
+/* as the generated code's optimizer: tensors of at least this many floats
+   on the pool's threads */
+#define SGD_PARALLEL_MIN 32768L
+
+void nn__sgd_pass(const nn_sgd_step *s, long m, long n, const float *c, long ldc, int held)
+{
+    sgd_job j;
+    j.s = s;
+    j.m = m;
+    j.n = n;
+    j.ldc = ldc;
+    j.c = c;
+    if (m < 2 || m * n < SGD_PARALLEL_MIN)
+        nn__sgd_rows(s, 0, m, n, c, ldc);
+    else if (held)
+        nn__pool_run(sgd_part, &j);
+    else
+        nn_parallel(sgd_part, &j);
+}
+
+static void sgemm_call(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, int accumulate, float *c, int ldc,
+                       const nn_sgd_step *step);
+
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc)
+{
+    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, NULL);
+}
+
+void nn_sgemm_sgd(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                  const float *b, int ldb, int accumulate, float *c, int ldc,
+                  const nn_sgd_step *step)
+{
+    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, step);
+}
+
+static void sgemm_call(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                       const float *b, int ldb, int accumulate, float *c, int ldc,
+                       const nn_sgd_step *step)
 {
     nn__setup();
     if (m <= 0 || n <= 0)
@@ -627,5 +719,6 @@ void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int
     cl.beta = accumulate ? 1.0f : 0.0f;
     cl.c = c;
     cl.ldc = ldc;
+    cl.sgd = step;
     dispatch(&cl);
 }

@@ -74,6 +74,8 @@ typedef struct job {
     int has_epi;
     const float *mask;  /* relu mask of C (not transposed), rows ldm apart */
     long ldm;
+    const nn_sgd_step *sgd;  /* C not transposed: the update of each stored
+                                element's parameter (rt.h) */
 } job;
 
 /* In place: r[q] lane l  <-  r[l] lane q. */
@@ -159,7 +161,35 @@ typedef struct epilogue {
     const float *mask;  /* C not transposed: c = mask > 0 ? c : 0, mask at
                            the tile's first element, rows ldm apart */
     long ldm;
+    const nn_sgd_step *sgd; /* C not transposed: each stored element's
+                               parameter stepped (rt.h's arithmetic) */
+    float *sp, *sm;     /* its parameter and momentum buffer at the tile's
+                           first element (rows as C's) */
 } epilogue;
+
+/* nn_sgd_step's update of 16 (masked: m) elements whose gradient g has
+   just been stored at offset off from the tile's first element: rt.h's
+   expressions as separate products and sums, in their order, so that the
+   bits are those of the plain C (nn__sgd_rows, the generated kernels). */
+static inline void sgd16(const epilogue *ep, long off, __m512 g, __mmask16 m)
+{
+    const nn_sgd_step *s = ep->sgd;
+    float *pp = ep->sp + off;
+    __m512 p = _mm512_maskz_loadu_ps(m, pp);
+    if (s->weight_decay != 0.0f)
+        g = _mm512_add_ps(g, _mm512_mul_ps(_mm512_set1_ps(s->weight_decay), p));
+    __m512 u = g;
+    if (ep->sm) {
+        float *mp = ep->sm + off;
+        __m512 buf = s->first ? g
+                              : _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, mp),
+                                                            _mm512_set1_ps(s->momentum)),
+                                              _mm512_mul_ps(_mm512_set1_ps(s->damp1), g));
+        _mm512_mask_storeu_ps(mp, m, buf);
+        u = s->nesterov ? _mm512_add_ps(g, _mm512_mul_ps(_mm512_set1_ps(s->momentum), buf)) : buf;
+    }
+    _mm512_mask_storeu_ps(pp, m, _mm512_add_ps(p, _mm512_mul_ps(_mm512_set1_ps(s->neg_lr), u)));
+}
 
 /* relu: x > 0 ? x : 0 (max_ps returns its second operand, 0, for NaN);
    leaky: x > 0 ? x : slope x (NaN stays NaN) -- as the generated loops. */
@@ -222,6 +252,8 @@ kernel(const int mr, const int nv, long kc, const float *a, long ais, long aks, 
                     }
                 }
                 _mm512_mask_storeu_ps(p, m, r);
+                if (ep && ep->sgd)
+                    sgd16(ep, i * cis + 16 * v, r, m);
             }
         }
     } else {
@@ -306,7 +338,7 @@ static void run(void *ctx, int t, int nt)
     for (long kb = 0; kb < nkb; kb++) {
         long k0 = jb->K * kb / nkb, kc = jb->K * (kb + 1) / nkb - k0;
         int beta = kb ? 1 : jb->beta;
-        epilogue epi = {NULL, jb->act, jb->slope, NULL, jb->ldm};
+        epilogue epi = {NULL, jb->act, jb->slope, NULL, jb->ldm, jb->sgd, NULL, NULL};
         int last = kb == nkb - 1 && jb->has_epi;
         for (long j0 = j_lo; j0 < j_hi; j0 += NC) {
             long nc = j_hi - j0 < NC ? j_hi - j0 : NC;
@@ -319,6 +351,11 @@ static void run(void *ctx, int t, int nt)
                     int nv = (int)((w + 15) / 16);
                     epi.bias = jb->bias ? jb->bias + i0 : NULL;
                     epi.mask = jb->mask ? jb->mask + i0 * jb->ldm + j0 + jj : NULL;
+                    if (jb->sgd) {
+                        long off = i0 * jb->cis + (j0 + jj) * jb->cjs;
+                        epi.sp = jb->sgd->param + off;
+                        epi.sm = jb->sgd->momentum_buf ? jb->sgd->momentum_buf + off : NULL;
+                    }
                     kernels[mr][nv](kc, a, jb->ais, jb->aks, pk + (jj / NR) * kc * NR,
                                     jb->c + i0 * jb->cis + (j0 + jj) * jb->cjs, jb->cis, jb->cjs,
                                     w, beta, last ? &epi : NULL);
@@ -379,6 +416,25 @@ void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float
     }
     job jb;
     setup_job(&jb, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    nn__pool_run(run, &jb);
+}
+
+void nn__sgemm_sgd_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                          const nn_sgd_step *step)
+{
+    if (k == 0 || trans_b) {
+        /* C = beta C, or C transposed in the kernel's roles: the update
+           after the product, on the pool (held by the caller) */
+        nn__sgemm_avx512(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        nn__sgd_pass(step, m, n, c, ldc, 1);
+        return;
+    }
+    job jb;
+    setup_job(&jb, trans_a, 0, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    jb.act = NN_ACT_NONE;
+    jb.sgd = step;
+    jb.has_epi = 1;
     nn__pool_run(run, &jb);
 }
 

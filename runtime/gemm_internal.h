@@ -56,6 +56,17 @@ void nn__sgemm_portable(int trans_a, int trans_b, int m, int n, int k, const flo
 /* The same contract as nn_sgemm (rt.h), for CPUs with AVX-512F. */
 void nn__sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc);
+/* nn_sgemm_sgd's (k >= 1, step not NULL), same CPUs, with the pool held:
+   the update fused into the product's stores where c is not transposed
+   (trans_b = 0), else nn__sgd_pass after it. */
+void nn__sgemm_sgd_avx512(int trans_a, int trans_b, int m, int n, int k, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                          const nn_sgd_step *step);
+/* The update of rows [i0, i1) of an m x n gradient c (gemm.c, plain C: the
+   arithmetic of rt.h's nn_sgd_step), and of all of it on the pool's threads
+   when it is large (held: the caller holds the pool). */
+void nn__sgd_rows(const nn_sgd_step *s, long i0, long i1, long n, const float *c, long ldc);
+void nn__sgd_pass(const nn_sgd_step *s, long m, long n, const float *c, long ldc, int held);
 /* nn_sgemm_relu_mask for k >= 1, same CPUs. */
 void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                            float *c, int ldc, const float *mask, int ldm);

@@ -317,6 +317,33 @@ void nn_init_linear_default(nn_tensor *weight, nn_tensor *bias /* may be NULL */
    threads at once. */
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc);
+/* One parameter's torch.optim.SGD update, applied by nn_sgemm_sgd to the
+   gradient it has just computed (the train step of a linear layer's weight:
+   the update runs as each tile of the gradient is stored, while it is in
+   registers, instead of in a pass of its own).  param and momentum_buf are
+   laid out as the product's c (element (i, j) at [i*ldc + j]).  Per
+   element, with g0 the gradient as stored in c, in float and in this order
+   (the generated optimizer kernels' arithmetic, bit for bit):
+       g = weight_decay != 0 ? g0 + weight_decay * p : g0
+       with momentum_buf:  buf = first ? g : buf * momentum + damp1 * g
+                           u = nesterov ? g + momentum * buf : buf
+       without:            u = g
+       p = p + neg_lr * u */
+typedef struct nn_sgd_step {
+    float *param;
+    float *momentum_buf;  /* NULL: momentum 0 (plain SGD) */
+    float neg_lr;         /* -lr */
+    float momentum;
+    float damp1;          /* 1 - dampening */
+    float weight_decay;   /* 0: none */
+    int nesterov;
+    int first;            /* torch's first step: the buffer starts as g */
+} nn_sgd_step;
+/* nn_sgemm, then step (when not NULL) applied to every element of c as
+   above; the kernel is nn_sgemm's for the same product (its class). */
+void nn_sgemm_sgd(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                  const float *b, int ldb, int accumulate, float *c, int ldc,
+                  const nn_sgd_step *step);
 /* "avx512": nngen's kernel is in use (the products of the classes that
    chose it, nn_conv2d_*, nn_sigmoid_*); else "cblas" or "portable", the
    one product every call runs on.  Decided once per process. */

@@ -1216,6 +1216,121 @@ START_TEST(test_pool_placement)
 END_TEST
 #endif
 
+/* ------------------------------------------------------------------ */
+/* nn_sgemm_sgd: the product, then torch.optim.SGD's update of each      */
+/* element's parameter (fused into the stores on nngen's kernel)         */
+
+/* The update in plain float, in rt.h's order (this file is built with
+   -ffp-contract=off, as the runtime). */
+static void sgd_ref(const nn_sgd_step *s, float g0, float *p, float *buf)
+{
+    float g = s->weight_decay != 0.0f ? g0 + s->weight_decay * *p : g0;
+    float u = g;
+    if (buf) {
+        *buf = s->first ? g : *buf * s->momentum + s->damp1 * g;
+        u = s->nesterov ? g + s->momentum * *buf : *buf;
+    }
+    *p = *p + s->neg_lr * u;
+}
+
+static int same_bits(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* One call: c, param and the momentum buffer (ldc = n + 3 columns; the
+   3 past n hold NaN and must keep their bits) against nn_sgemm's c and
+   sgd_ref on it; 0 when equal bit for bit. */
+static int sgd_check(int ta, int tb, int m, int n, int k, int accumulate, int variant,
+                     char *err, size_t errlen)
+{
+    static const struct { int mom, first, nesterov; float wd, damp; } V[] = {
+        {0, 0, 0, 0.0f, 0.0f},   {0, 0, 0, 0.01f, 0.0f},  {1, 1, 0, 0.0f, 0.0f},
+        {1, 0, 0, 0.0f, 0.0f},   {1, 0, 0, 0.001f, 0.3f}, {1, 0, 1, 0.01f, 0.0f},
+        {1, 1, 1, 0.02f, 0.0f},
+    };
+    int ldc = n + 3, lda = ta ? m : k, ldb = tb ? k : n;
+    long na = (long)(ta ? k : m) * lda + 1, nb = (long)(tb ? n : k) * ldb + 1;
+    long nc = (long)m * ldc;
+    float *a = malloc(sizeof *a * (size_t)na), *b = malloc(sizeof *b * (size_t)nb);
+    float *c = malloc(sizeof *c * (size_t)nc), *cr = malloc(sizeof *cr * (size_t)nc);
+    float *pa = malloc(sizeof *pa * (size_t)nc), *pr = malloc(sizeof *pr * (size_t)nc);
+    float *ma = malloc(sizeof *ma * (size_t)nc), *mr = malloc(sizeof *mr * (size_t)nc);
+    ck_assert(a && b && c && cr && pa && pr && ma && mr);
+    uint64_t sd = seed_of(ta, tb, m, n, k, accumulate * 16 + variant);
+    for (long i = 0; i < na; i++)
+        a[i] = rnd(&sd, 0);
+    for (long i = 0; i < nb; i++)
+        b[i] = rnd(&sd, 0);
+    for (long i = 0; i < nc; i++) {
+        int pad = i % ldc >= n;
+        c[i] = cr[i] = pad ? NAN : rnd(&sd, 0);
+        pa[i] = pr[i] = pad ? NAN : rnd(&sd, 0);
+        ma[i] = mr[i] = pad ? NAN : 0.1f * rnd(&sd, 0);
+    }
+    nn_sgd_step st;
+    st.param = pa;
+    st.momentum_buf = V[variant].mom ? ma : NULL;
+    st.neg_lr = -0.05f;
+    st.momentum = 0.9f;
+    st.damp1 = 1.0f - V[variant].damp;
+    st.weight_decay = V[variant].wd;
+    st.nesterov = V[variant].nesterov;
+    st.first = V[variant].first;
+    nn_sgemm(ta, tb, m, n, k, a, lda, b, ldb, accumulate, cr, ldc);
+    int kern = nn_gemm_last_kernel();
+    nn_sgemm_sgd(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc, &st);
+    nn_sgd_step sr = st;
+    sr.param = pr;
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++)
+            sgd_ref(&sr, cr[i * ldc + j], &pr[i * ldc + j], st.momentum_buf ? &mr[i * ldc + j] : NULL);
+    int rc = 0;
+    for (long i = 0; i < nc && !rc; i++) {
+        const char *what = !same_bits(c[i], cr[i]) ? "c" : !same_bits(pa[i], pr[i]) ? "param"
+                         : !same_bits(ma[i], mr[i]) ? "momentum buffer" : NULL;
+        if (what) {
+            snprintf(err, errlen, "%s %dx%dx%d ta %d tb %d acc %d variant %d (kernel %s): %s "
+                     "element (%ld, %ld)%s = %a, want %a", nn_sgemm_impl(), m, n, k, ta, tb,
+                     accumulate, variant, nn_gemm_kernel_name(kern), what, i / ldc, i % ldc,
+                     i % ldc >= n ? " (padding)" : "",
+                     what[0] == 'c' ? c[i] : what[0] == 'p' ? pa[i] : ma[i],
+                     what[0] == 'c' ? cr[i] : what[0] == 'p' ? pr[i] : mr[i]);
+            rc = 1;
+        }
+    }
+    free(a); free(b); free(c); free(cr); free(pa); free(pr); free(ma); free(mr);
+    return rc;
+}
+
+START_TEST(test_sgemm_sgd)
+{
+    /* the weight gradients of linear layers (TN: gy^T x), a large one on
+       the threads, tile remainders, the other transposes (trans_b: the
+       update after the product), k = 0 */
+    static const int shapes[][5] = {
+        {1, 0, 10, 256, 64}, {1, 0, 256, 784, 64}, {1, 0, 37, 70, 13}, {0, 0, 33, 65, 17},
+        {0, 1, 40, 29, 31},  {1, 1, 7, 150, 9},    {1, 0, 6, 64, 0},   {1, 0, 130, 300, 128},
+    };
+    char err[512];
+    for (int th = 1; th <= 2; th++) {
+        nn_set_num_threads(th);
+        for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+            for (int acc = 0; acc < 2; acc++)
+                for (int v = 0; v < 7; v++)
+                    ck_assert_msg(sgd_check(shapes[q][0], shapes[q][1], shapes[q][2],
+                                            shapes[q][3], shapes[q][4], acc, v, err,
+                                            sizeof err) == 0,
+                                  "threads %d: %s", th, err);
+    }
+    /* step NULL: nn_sgemm itself */
+    float x = 2.0f, y = 3.0f, z = 1.0f;
+    nn_sgemm_sgd(0, 0, 1, 1, 1, &x, 1, &y, 1, 1, &z, 1, NULL);
+    ck_assert(z == 7.0f);
+    nn_set_num_threads(0);
+}
+END_TEST
+
 /* nn_parallel and nn_sgemm called from inside an nn_parallel share: the
    inner nn_parallel runs alone on the caller, the inner products are right */
 typedef struct {
@@ -2103,6 +2218,7 @@ int main(void)
     tcase_add_test(tc_shapes, test_linear_small);
     tcase_add_test(tc_shapes, test_linear_large);
     tcase_add_test(tc_shapes, test_relu_mask);
+    tcase_add_test(tc_shapes, test_sgemm_sgd);
     tcase_add_test(tc_pool, test_parallel_threads);
     tcase_add_test(tc_pool, test_parallel_many);
     tcase_add_test(tc_pool, test_parallel_nested);
