@@ -288,6 +288,8 @@ static void op_setup(emitter *e, op_emit *ec, int i)
     ec->data = xalloc(sizeof *ec->data * (size_t)(nt + 1));
     ec->grad = xalloc(sizeof *ec->grad * (size_t)(nt + 1));
     ec->set = xalloc(sizeof *ec->set * (size_t)(nt + 1));
+    ec->step = xalloc(sizeof *ec->step * (size_t)(nt + 1));
+    ec->stepped = xalloc(sizeof *ec->stepped * (size_t)(nt + 1));
     for (int k = 0; k < nt; k++) {
         const tensor *t = &p->tensors[o->m->tens_ids[k]];
         ec->data[k] = xfmt("D + %lld", (long long)t->offset);
@@ -427,6 +429,32 @@ static const char *other_scratch(const char *busy)
     return busy && !strcmp(busy, "S0") ? "S1" : "S0";
 }
 
+/* op_emit.step for tensor tid of op i: a `const nn_sgd_step *` expression
+   when the op's backward completes its gradient in a train step with SGD
+   (rt.h: the update as each element of the gradient is stored, the bits of
+   the optimizer kernel's), else NULL.  At run time it is NULL outside a
+   train step (set) and with train-step hooks (data parallel: the step
+   waits for the averaged gradient). */
+static const char *fused_sgd_step(emitter *e, int tid, int i)
+{
+    const program *p = e->p;
+    const train_cfg *t = &p->train;
+    const tensor *ts = &p->tensors[tid];
+    if (p->train.loss == LOSS_NONE || t->opt != OPT_SGD || e->o->inference ||
+        !ts->requires_grad || e->s->complete_at[tid] != i)
+        return NULL;
+    /* a weight decay that is 0 as a float but not as a double: the kernel's
+       (G + 0.0f * P) is not G where P is not finite */
+    if (t->weight_decay != 0 && (float)t->weight_decay == 0.0f)
+        return NULL;
+    long long off = (long long)ts->offset;
+    return xfmt("set && !net->model.hooks ? &(nn_sgd_step){net->data + %lld, %s, %s, %s, %s, %s, "
+                "%d, net->steps == 0} : NULL",
+                off, t->momentum != 0 ? xfmt("net->opt + %lld", off) : "NULL", flit(-t->lr),
+                flit(t->momentum), flit(1.0 - t->dampening), flit(t->weight_decay),
+                t->nesterov ? 1 : 0);
+}
+
 static void emit_backward(emitter *e)
 {
     const program *p = e->p;
@@ -495,6 +523,7 @@ static void emit_backward(emitter *e)
                 maybe_null = 1;
             }
         }
+        int *stepped = NULL; /* the tensors the op's backward stepped (op_emit.step) */
         if (o->d->backward_identity) {
             for (int k = 0; k < src->nin; k++) {
                 int v = src->in[k];
@@ -526,6 +555,9 @@ static void emit_backward(emitter *e)
                 ec.mask = L->bufname[op_in(p, o, 0)->buf];
             for (int k = 0; k < o->m->nparams; k++)
                 ec.set[k] = s->set[s->tbase[i] + k];
+            if (o->d->fuses_sgd && ec.blas)
+                for (int k = 0; k < o->m->nparams; k++)
+                    ec.step[k] = fused_sgd_step(e, o->m->tens_ids[k], i);
             if (o->m->has_borrow)
                 ec.tied_set = s->set[s->tbase[i] + o->m->nparams];
             /* ops with parameters check gx themselves; the others run only
@@ -535,6 +567,7 @@ static void emit_backward(emitter *e)
             if (guard)
                 open_block(e, "if (dx) ");
             o->d->backward(&ec);
+            stepped = ec.stepped;
             if (guard)
                 close_block(e);
             for (int k = 0; k < src->nin; k++)
@@ -550,7 +583,14 @@ static void emit_backward(emitter *e)
         if (p->train.loss != LOSS_NONE)
             for (int k = 0; k < o->m->nparams + o->m->has_borrow; k++) {
                 int tid = k < o->m->nparams ? o->m->tens_ids[k] : o->m->borrow;
-                if (s->complete_at[tid] == i && p->tensors[tid].requires_grad)
+                if (s->complete_at[tid] != i || !p->tensors[tid].requires_grad)
+                    continue;
+                if (stepped && k < o->m->nparams && stepped[k])
+                    E(e, "if (set && net->model.hooks) "
+                         "net->model.hooks->grad_ready(net->model.hooks, &net->model, %d); "
+                         "/* %s is complete: stepped as it was stored */", tid,
+                      ccomment(p->tensors[tid].name));
+                else
                     E(e, "if (set) %s /* %s is complete: step */", opt_call(e, tid),
                       ccomment(p->tensors[tid].name));
             }

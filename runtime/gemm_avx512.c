@@ -435,6 +435,14 @@ void nn__sgemm_sgd_avx512(int trans_a, int trans_b, int m, int n, int k, const f
     jb.act = NN_ACT_NONE;
     jb.sgd = step;
     jb.has_epi = 1;
+    /* split along the rows of the parameter (each thread packs all of B):
+       the threads then step the same rows of it as their shares of the
+       layer's forward product read (nn__linear_avx512 splits a weight's
+       rows the same way), so the parameter, its momentum buffer and its
+       gradient stay in one core's cache from step to step.  Measured on
+       bench (b)'s train step (784-256-256-10, batch 64, 2 threads): 437
+       us with the split along the columns, 375 us with this one */
+    jb.split_i = 1;
     nn__pool_run(run, &jb);
 }
 

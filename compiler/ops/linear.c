@@ -303,13 +303,16 @@ static void backward(op_emit *ec)
     }
     int gw = ec->grad[0] != NULL, gb = bias && ec->grad[1] != NULL;
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
+    /* the weight stepped as its gradient is stored (nn_sgemm_sgd) */
+    const char *step = gw && ec->blas ? ec->step[0] : NULL;
     const char *rows = rows_expr(rp);
     int masked = ec->mask != NULL;
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict gy, float *restrict gx, const float "
-          "*restrict w%s%s%s%s%s)", gw ? ", const float *restrict x" : "",
+          "*restrict w%s%s%s%s%s%s)", gw ? ", const float *restrict x" : "",
       gw ? ", float *restrict gw" : "", gb ? ", float *restrict gb" : "",
-      set_w || set_b ? ", int set" : "", masked ? ", const float *restrict mask" : "");
+      set_w || set_b ? ", int set" : "", masked ? ", const float *restrict mask" : "",
+      step ? ", const nn_sgd_step *step" : "");
     K(ec, "{");
     if (gb) {
         if (set_b)
@@ -318,7 +321,7 @@ static void backward(op_emit *ec)
         K(ec, "        for (int o = 0; o < %lld; o++) gb[o] += gy[r * %lld + o];", out, out);
     }
     if (ec->blas) {
-        if (gw)
+        if (gw && !step)
             K(ec, "    nn_sgemm(1, 0, %lld, %lld, %s, gy, %lld, x, %lld, %s, gw, %lld);", out, in,
               rows, out, in, set_w ? "!set" : "1", in);
         const char *cond = ec->gx_maybe_null ? "if (gx) " : "";
@@ -330,6 +333,10 @@ static void backward(op_emit *ec)
             K(ec, "    %snn_sgemm(0, 0, %s, %lld, %lld, gy, %lld, w, %lld, 0, gx, %lld);", cond,
               rows, in, out, out, in, in);
         }
+        /* stepping w as its gradient is stored: after gx, which reads w */
+        if (gw && step)
+            K(ec, "    nn_sgemm_sgd(1, 0, %lld, %lld, %s, gy, %lld, x, %lld, %s, gw, %lld, step);",
+              out, in, rows, out, in, set_w ? "!set" : "1", in);
     } else {
         if (gw) {
             if (set_w)
@@ -365,6 +372,10 @@ static void backward(op_emit *ec)
         sb_puts(&a, ", set");
     if (masked)
         sb_printf(&a, ", %s", ec->mask);
+    if (step) {
+        sb_printf(&a, ", %s", step);
+        ec->stepped[0] = 1;
+    }
     C(ec, "%s(%s);", b, a.s);
     free(a.s);
 }
@@ -393,4 +404,5 @@ const op_desc op_linear = {
     .backward_reads_input = 1,
     .takes_mask = 1,
     .takes_epilogue = 1,
+    .fuses_sgd = 1,
 };

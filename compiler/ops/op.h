@@ -138,6 +138,12 @@ typedef struct op_emit {
     const char **grad;          /* and their gradients: "G + 12" (trainable only, else NULL) */
     int *set;                   /* backward: the first write of this gradient in a train
                                    step (write when `set`, else add) */
+    const char **step;          /* backward, ops with fuses_sgd: a `const nn_sgd_step *`
+                                   expression (NULL at run time outside a train step)
+                                   when this op's backward completes trainable tensor
+                                   k's gradient and may step it with nn_sgemm_sgd as
+                                   the gradient is stored; NULL: not offered */
+    int *stepped;               /* the op sets stepped[k] = 1 when it did so */
 } op_emit;
 
 void kbegin(op_emit *ec);
@@ -223,6 +229,7 @@ struct op_desc {
     int mask_backward;
     int takes_mask;             /* can apply the previous op's mask backward */
     int takes_epilogue;         /* can run the next op's epilogue_expr */
+    int fuses_sgd;              /* its backward can take op_emit.step (nn_sgemm_sgd) */
     /* --inference in eval mode: a batch norm right after a layer that
        folds_bn (conv2d, linear: weight [O, ...], bias [O] or none) is folded
        into that layer's weight and bias when fold_ok(bn) (it uses the
