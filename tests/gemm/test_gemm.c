@@ -1307,10 +1307,13 @@ START_TEST(test_sgemm_sgd)
 {
     /* the weight gradients of linear layers (TN: gy^T x), a large one on
        the threads, tile remainders, the other transposes (trans_b: the
-       update after the product), k = 0 */
+       update after the product), k = 0, and one above 2^20 elements,
+       whose gradient nngen's kernel stores non-temporally where a vector
+       is whole and aligned (rows n + 3 apart: both kinds of row) */
     static const int shapes[][5] = {
         {1, 0, 10, 256, 64}, {1, 0, 256, 784, 64}, {1, 0, 37, 70, 13}, {0, 0, 33, 65, 17},
         {0, 1, 40, 29, 31},  {1, 1, 7, 150, 9},    {1, 0, 6, 64, 0},   {1, 0, 130, 300, 128},
+        {1, 0, 1024, 1030, 8},
     };
     char err[512];
     for (int th = 1; th <= 2; th++) {
