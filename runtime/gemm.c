@@ -58,7 +58,9 @@
 
 enum { MODE_AUTO, MODE_NNGEN, MODE_CBLAS, MODE_PORTABLE };
 static int mode;
-static int use_avx512;  /* nngen's kernel may run (CPU, and the mode allows it) */
+static int use_nngen;   /* nngen's kernel may run (CPU, and the mode allows it) */
+static int use_avx512;  /* ... and it is the AVX-512 one (else the AVX2 one):
+                           conv.c's and act.c's AVX-512 loops are on too */
 static int fixed;       /* the kernel of every class when nothing is measured, else 0 */
 
 void nn__gemm_setup(void);
@@ -73,7 +75,7 @@ static void generic_sgemm(int kern, int trans_a, int trans_b, int m, int n, int 
 #if NN_HAVE_CBLAS
     if (kern != NN_GEMM_PORTABLE) {
         /* alone where nngen's pool runs threads: one pool on the cores */
-        nn__sgemm_cblas(use_avx512 && nn_num_threads() > 1, trans_a, trans_b, m, n, k, a, lda,
+        nn__sgemm_cblas(use_nngen && nn_num_threads() > 1, trans_a, trans_b, m, n, k, a, lda,
                         b, ldb, beta, c, ldc);
         return;
     }
@@ -146,8 +148,9 @@ static void run_call(int kern, const call *cl)
     case NN_GEMM_OP_LINEAR:
 #if NN_HAVE_AVX512_KERNEL
         if (kern == NN_GEMM_NNGEN) {
-            nn__linear_avx512(cl->m, cl->k, cl->n, cl->a, cl->b, cl->bias, cl->act, cl->slope,
-                              cl->c);
+            (use_avx512 ? nn__linear_avx512 : nn__linear_avx2)(cl->m, cl->k, cl->n, cl->a, cl->b,
+                                                               cl->bias, cl->act, cl->slope,
+                                                               cl->c);
             return;
         }
 #endif
@@ -157,8 +160,9 @@ static void run_call(int kern, const call *cl)
     case NN_GEMM_OP_RELU_MASK:
 #if NN_HAVE_AVX512_KERNEL
         if (kern == NN_GEMM_NNGEN) {
-            nn__sgemm_relu_avx512(cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb, cl->c,
-                                  cl->ldc, cl->mask, cl->ldm);
+            (use_avx512 ? nn__sgemm_relu_avx512 : nn__sgemm_relu_avx2)(
+                cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb, cl->c, cl->ldc, cl->mask,
+                cl->ldm);
             return;
         }
 #endif
@@ -169,8 +173,9 @@ static void run_call(int kern, const call *cl)
         if (cl->sgd) {
 #if NN_HAVE_AVX512_KERNEL
             if (kern == NN_GEMM_NNGEN) {
-                nn__sgemm_sgd_avx512(cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b,
-                                     cl->ldb, cl->beta, cl->c, cl->ldc, cl->sgd);
+                (use_avx512 ? nn__sgemm_sgd_avx512 : nn__sgemm_sgd_avx2)(
+                    cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb,
+                    cl->beta, cl->c, cl->ldc, cl->sgd);
                 return;
             }
 #endif
@@ -181,8 +186,9 @@ static void run_call(int kern, const call *cl)
         }
 #if NN_HAVE_AVX512_KERNEL
         if (kern == NN_GEMM_NNGEN) {
-            nn__sgemm_avx512(cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb,
-                             cl->beta, cl->c, cl->ldc);
+            (use_avx512 ? nn__sgemm_avx512 : nn__sgemm_avx2)(cl->ta, cl->tb, cl->m, cl->n, cl->k,
+                                                             cl->a, cl->lda, cl->b, cl->ldb,
+                                                             cl->beta, cl->c, cl->ldc);
             return;
         }
 #endif
@@ -419,8 +425,8 @@ static int decide(const call *cl)
 
 void nn__gemm_setup(void)
 {
-    const char *env = getenv("NNGEN_GEMM");
-    int cpu = 0;
+    const char *env = getenv("NNGEN_GEMM"), *isa = getenv("NNGEN_ISA");
+    int cpu512 = 0, cpu2 = 0;
     mode = MODE_AUTO;
     if (env && strcmp(env, "nngen") == 0)
         mode = MODE_NNGEN;
@@ -430,12 +436,18 @@ void nn__gemm_setup(void)
         mode = MODE_PORTABLE;
 #if NN_HAVE_AVX512_KERNEL
     __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    cpu2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    /* NNGEN_ISA=avx2: as on a CPU without AVX-512 (the AVX2 kernel) */
+    cpu512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+             !(isa && strcmp(isa, "avx2") == 0);
+#else
+    (void)isa;
 #endif
-    use_avx512 = cpu && (mode == MODE_AUTO || mode == MODE_NNGEN);
+    use_nngen = (cpu512 || cpu2) && (mode == MODE_AUTO || mode == MODE_NNGEN);
+    use_avx512 = use_nngen && cpu512;
     if (mode == MODE_PORTABLE)
         fixed = NN_GEMM_PORTABLE;
-    else if (mode == MODE_CBLAS || !use_avx512)
+    else if (mode == MODE_CBLAS || !use_nngen)
         fixed = GENERIC_KERNEL;
     else if (mode == MODE_NNGEN || !NN_HAVE_CBLAS)
         fixed = NN_GEMM_NNGEN;  /* (no BLAS: nngen's kernel, unmeasured) */
@@ -449,7 +461,10 @@ void nn__gemm_setup(void)
 const char *nn_sgemm_impl(void)
 {
     nn__setup();
-    return use_avx512 ? "avx512" : fixed == NN_GEMM_PORTABLE ? "portable" : "cblas";
+    return use_avx512 ? "avx512"
+           : use_nngen ? "avx2"
+           : fixed == NN_GEMM_PORTABLE ? "portable"
+                                       : "cblas";
 }
 
 const char *nn_gemm_mode(void)
@@ -525,7 +540,7 @@ static void dispatch(const call *cl)
 {
 #if NN_HAVE_AVX512_KERNEL
     /* k = 0: nothing to choose (nngen's kernel writes the zeros) */
-    int kern = cl->k > 0 ? decide(cl) : use_avx512 ? NN_GEMM_NNGEN : fixed;
+    int kern = cl->k > 0 ? decide(cl) : use_nngen ? NN_GEMM_NNGEN : fixed;
     if (kern == NN_GEMM_NNGEN) {
         long macs = (long)cl->m * cl->n * (cl->k > 0 ? cl->k : 1);
         if (nn__pool_hold(macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1)) {

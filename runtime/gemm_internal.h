@@ -74,6 +74,19 @@ void nn__sgemm_relu_avx512(int m, int n, int k, const float *a, int lda, const f
 void nn__linear_avx512(int rows, int in, int out, const float *x, const float *w,
                        const float *bias, int act, float slope, float *y);
 
+/* The same four entry points for CPUs with AVX2 and FMA (gemm_avx2.c,
+   built with -mavx2 -mfma where gemm_avx512.c is; the pool held as above):
+   nngen's kernel where the CPU has no AVX-512F, or NNGEN_ISA=avx2. */
+void nn__sgemm_avx2(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc);
+void nn__sgemm_sgd_avx2(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc,
+                        const nn_sgd_step *step);
+void nn__sgemm_relu_avx2(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                         float *c, int ldc, const float *mask, int ldm);
+void nn__linear_avx2(int rows, int in, int out, const float *x, const float *w,
+                     const float *bias, int act, float slope, float *y);
+
 /* For work split over examples (conv.c, act.c; gemm.c): nn__pool_take(max)
    takes the pool for min(nn_num_threads(), max) threads and returns that
    count when nngen's own kernel is in use and the pool was free, else 0

@@ -1,5 +1,6 @@
 /* Unit tests of nn_sgemm, nn_sgemm_impl, nn_set_num_threads / nn_num_threads,
- * nn_parallel and nn_linear_forward (runtime/gemm.c, runtime/gemm_avx512.c).
+ * nn_parallel and nn_linear_forward (runtime/gemm.c, runtime/gemm_avx512.c,
+ * runtime/gemm_avx2.c).
  *
  * Oracle: a plain double-precision triple loop over op(A) and op(B) (never
  * cblas), compared with the tolerance 1e-5 * (1 + sum_p |op(A)(i,p)| |op(B)(p,j)|
@@ -15,12 +16,15 @@
  * A and B end exactly where an inaccessible (PROT_NONE) region begins, and
  * start after an inaccessible page with NaN in front of them, so any read past
  * either end faults or poisons the result, sanitizer or not (masked AVX-512
- * loads are invisible to AddressSanitizer but not to page protection).  C is
+ * and AVX2 loads are invisible to AddressSanitizer but not to page
+ * protection).  C is
  * allocated to its exact extent for AddressSanitizer.
  *
- * The same program runs twice (tests/gemm/meson.build): as is (nngen's AVX-512
- * kernel where the CPU has it) and with NNGEN_GEMM=cblas.  It prints which
- * implementation it checks.
+ * The same program runs once per mode (tests/gemm/meson.build): as is
+ * (auto: per class nngen's kernel -- AVX-512, or AVX2 on a CPU without it --
+ * or cblas), with NNGEN_GEMM=nngen, cblas and portable, and with
+ * NNGEN_GEMM=nngen NNGEN_ISA=avx2 (the AVX2 kernel, also on an AVX-512
+ * CPU).  It prints which implementation it checks.
  *
  * Run with CK_FORK=no (one process: the pool persists from test to test, and
  * LeakSanitizer sees everything); the fork tests fork their own children. */
@@ -411,14 +415,20 @@ static void restore_threads(void)
 /* ------------------------------------------------------------------ */
 /* dispatch and thread count                                            */
 
-static int cpu_has_avx512(void)
+/* the instruction set of nngen's kernel on this CPU: "avx512" (AVX-512F
+   and FMA, unless NNGEN_ISA=avx2), "avx2" (AVX2 and FMA), or NULL */
+static const char *cpu_isa(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
+    const char *isa = getenv("NNGEN_ISA");
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-#else
-    return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+        !(isa && strcmp(isa, "avx2") == 0))
+        return "avx512";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "avx2";
 #endif
+    return NULL;
 }
 
 /* NNGEN_GEMM as the runtime reads it: "auto" unless nngen, cblas or portable */
@@ -440,7 +450,7 @@ static int forced_cblas(void)
 static int kernel_in_use(void)
 {
     const char *m = env_mode();
-    return NN_HAVE_AVX512_KERNEL && cpu_has_avx512() &&
+    return NN_HAVE_AVX512_KERNEL && cpu_isa() &&
            (strcmp(m, "auto") == 0 || strcmp(m, "nngen") == 0);
 }
 
@@ -463,7 +473,7 @@ START_TEST(test_impl)
 {
     const char *impl = nn_sgemm_impl();
     ck_assert_ptr_nonnull(impl);
-    const char *want = kernel_in_use() ? "avx512"
+    const char *want = kernel_in_use() ? cpu_isa()
                        : strcmp(env_mode(), "portable") == 0 ? "portable" : GENERIC_IMPL;
     ck_assert_str_eq(impl, want);
     ck_assert_str_eq(nn_sgemm_impl(), impl); /* decided once */
@@ -2179,12 +2189,13 @@ int main(void)
 {
     const char *env = getenv("NNGEN_GEMM");
     const char *impl = nn_sgemm_impl();
-    printf("nn_sgemm implementation under test: %s  (NNGEN_GEMM=%s, CPU AVX-512F+FMA: %s, "
-           "kernel built: %s, nn_num_threads() = %d)\n",
-           impl, env ? env : "(unset)", cpu_has_avx512() ? "yes" : "no",
+    printf("nn_sgemm implementation under test: %s  (NNGEN_GEMM=%s, NNGEN_ISA=%s, CPU's "
+           "kernel: %s, kernels built: %s, nn_num_threads() = %d)\n",
+           impl, env ? env : "(unset)", getenv("NNGEN_ISA") ? getenv("NNGEN_ISA") : "(unset)",
+           cpu_isa() ? cpu_isa() : "none",
            NN_HAVE_AVX512_KERNEL ? "yes" : "no", nn_num_threads());
     if (strcmp(impl, GENERIC_IMPL) == 0 && !forced_cblas())
-        printf("NOTE: no AVX-512 kernel here: this run checks the %s fallback, not "
+        printf("NOTE: no AVX-512 or AVX2 kernel here: this run checks the %s fallback, not "
                "nngen's kernel\n", GENERIC_IMPL);
     fflush(stdout);
 #ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer reports crashes better */
