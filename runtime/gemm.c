@@ -53,6 +53,17 @@
    alone: waking a worker costs about a microsecond. */
 #define PARALLEL_MIN_MACS (256L * 1024L)
 
+/* Products at least this large run cblas_sgemm on OpenBLAS's own threads
+   even where nngen's pool runs threads (gemm_cblas.c explains why smaller
+   ones run alone): the two pools' spinning costs a fraction of a
+   millisecond, a few percent of such a call, while OpenBLAS alone on one
+   thread of two takes twice as long.  Measured on a 2-core Zen 3, where
+   OpenBLAS's kernel is faster than nngen's AVX2 one on large products
+   (182 against 166 GFLOP/s): bench (c)'s train step took ~285 ms with
+   every product on cblas (NNGEN_GEMM=cblas) and ~310 ms in auto mode,
+   which could only choose nngen's kernel on two threads or cblas on one. */
+#define BLAS_THREADS_MACS (1L << 26)
+
 /* NN_GEMM_* of the generic product */
 #define GENERIC_KERNEL (NN_HAVE_CBLAS ? NN_GEMM_CBLAS : NN_GEMM_PORTABLE)
 
@@ -68,26 +79,27 @@ void nn__gemm_setup(void);
 /* ------------------------------------------------------------------ */
 /* The kernels, one call of an entry point on a given kernel            */
 
-static void generic_sgemm(int kern, int trans_a, int trans_b, int m, int n, int k,
+/* cblas alone (on the calling thread): where nngen's pool runs threads,
+   unless the product is large (BLAS_THREADS_MACS; the call's own size) */
+static void generic_sgemm(int kern, int alone, int trans_a, int trans_b, int m, int n, int k,
                           const float *a, int lda, const float *b, int ldb, float beta, float *c,
                           int ldc)
 {
 #if NN_HAVE_CBLAS
     if (kern != NN_GEMM_PORTABLE) {
-        /* alone where nngen's pool runs threads: one pool on the cores */
-        nn__sgemm_cblas(use_nngen && nn_num_threads() > 1, trans_a, trans_b, m, n, k, a, lda,
-                        b, ldb, beta, c, ldc);
+        nn__sgemm_cblas(alone, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
 #else
     (void)kern;
+    (void)alone;
 #endif
     nn__sgemm_portable(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* nn_linear_forward on the generic kernel kern: y = b (broadcast),
    y += x w^T, then the activation in place */
-static void generic_linear(int kern, int rows, int in, int out, const float *x, const float *w,
+static void generic_linear(int kern, int alone, int rows, int in, int out, const float *x, const float *w,
                            const float *b, int act, float slope, float *y)
 {
     for (long r = 0; r < rows; r++) {
@@ -97,7 +109,7 @@ static void generic_linear(int kern, int rows, int in, int out, const float *x, 
             memset(y + r * out, 0, sizeof(float) * (size_t)out);
     }
     if (in > 0)
-        generic_sgemm(kern, 0, 1, rows, out, in, x, in, w, in, 1.0f, y, out);
+        generic_sgemm(kern, alone, 0, 1, rows, out, in, x, in, w, in, 1.0f, y, out);
     long n = (long)rows * out;
     if (act == NN_ACT_RELU)
         for (long i = 0; i < n; i++)
@@ -108,12 +120,12 @@ static void generic_linear(int kern, int rows, int in, int out, const float *x, 
 }
 
 /* nn_sgemm_relu_mask on the generic kernel kern (any k >= 0) */
-static void generic_relu_mask(int kern, int m, int n, int k, const float *a, int lda,
+static void generic_relu_mask(int kern, int alone, int m, int n, int k, const float *a, int lda,
                               const float *b, int ldb, float *c, int ldc, const float *mask,
                               int ldm)
 {
     if (k > 0) {
-        generic_sgemm(kern, 0, 0, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
+        generic_sgemm(kern, alone, 0, 0, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
     } else {
         for (long i = 0; i < m; i++)
             memset(c + i * ldc, 0, sizeof(float) * (size_t)n);
@@ -139,11 +151,14 @@ typedef struct call {
     const float *mask;   /* relu mask */
     int ldm;
     const nn_sgd_step *sgd;  /* nn_sgemm_sgd: the update after the product */
+    int blas_threads;    /* the call (not its representative) is large:
+                            BLAS_THREADS_MACS */
 } call;
 
 /* Runs cl on kernel kern; for NN_GEMM_NNGEN the caller holds the pool. */
 static void run_call(int kern, const call *cl)
 {
+    int alone = use_nngen && nn_num_threads() > 1 && !cl->blas_threads;
     switch (cl->op) {
     case NN_GEMM_OP_LINEAR:
 #if NN_HAVE_AVX512_KERNEL
@@ -154,7 +169,7 @@ static void run_call(int kern, const call *cl)
             return;
         }
 #endif
-        generic_linear(kern, cl->m, cl->k, cl->n, cl->a, cl->b, cl->bias, cl->act, cl->slope,
+        generic_linear(kern, alone, cl->m, cl->k, cl->n, cl->a, cl->b, cl->bias, cl->act, cl->slope,
                        cl->c);
         return;
     case NN_GEMM_OP_RELU_MASK:
@@ -166,7 +181,7 @@ static void run_call(int kern, const call *cl)
             return;
         }
 #endif
-        generic_relu_mask(kern, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb, cl->c,
+        generic_relu_mask(kern, alone, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb, cl->c,
                           cl->ldc, cl->mask, cl->ldm);
         return;
     default:
@@ -179,8 +194,8 @@ static void run_call(int kern, const call *cl)
                 return;
             }
 #endif
-            generic_sgemm(kern, cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b,
-                          cl->ldb, cl->beta, cl->c, cl->ldc);
+            generic_sgemm(kern, alone, cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda,
+                          cl->b, cl->ldb, cl->beta, cl->c, cl->ldc);
             nn__sgd_pass(cl->sgd, cl->m, cl->n, cl->c, cl->ldc, 0);
             return;
         }
@@ -192,8 +207,8 @@ static void run_call(int kern, const call *cl)
             return;
         }
 #endif
-        generic_sgemm(kern, cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb,
-                      cl->beta, cl->c, cl->ldc);
+        generic_sgemm(kern, alone, cl->ta, cl->tb, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b,
+                      cl->ldb, cl->beta, cl->c, cl->ldc);
         return;
     }
 }
@@ -536,8 +551,9 @@ long nn_gemm_measurements(void)
 /* Runs cl (m, n >= 1) on its class's kernel: nngen's on the pool when it
    was chosen and the pool is free, else the generic product (or the
    portable loops when chosen). */
-static void dispatch(const call *cl)
+static void dispatch(call *cl)
 {
+    cl->blas_threads = (long)cl->m * cl->n * cl->k >= BLAS_THREADS_MACS;
 #if NN_HAVE_AVX512_KERNEL
     /* k = 0: nothing to choose (nngen's kernel writes the zeros) */
     int kern = cl->k > 0 ? decide(cl) : use_nngen ? NN_GEMM_NNGEN : fixed;
