@@ -724,7 +724,11 @@ def main():
                 impl = p["out"].get("nn_sgemm_impl", "?")
                 if p["mode"] == "auto":
                     return "nn_sgemm[auto]"
-                return "nn_sgemm[nngen]" if impl == "avx512" else "nn_sgemm[nngen: %s]" % impl
+                # nngen's own kernel: [nngen avx512] / [nngen avx2]; where
+                # there is none, NNGEN_GEMM=nngen falls back: [nngen: cblas]
+                if impl in ("avx512", "avx2"):
+                    return "nn_sgemm[nngen %s]" % impl
+                return "nn_sgemm[nngen: %s]" % impl
             core = p["out"].get("openblas_core", "?")
             if p["coretype"] is None or p["coretype"] == core:
                 return "cblas[%s]" % core
