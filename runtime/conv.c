@@ -329,8 +329,11 @@ static int have_buffers(int nt, size_t col_floats, size_t parts_floats)
 
 /* ------------------------------------------------------------------ */
 
-/* the product through nn_sgemm (the im2col path: no kernel, or the pool
-   busy), with the bias added to each row as it is stored */
+/* the product through nn_sgemm's kernels (the im2col path: no AVX-512
+   kernel, or the pool busy), with the bias added to each row as it is
+   stored; on the kernel the mode fixes, not the measured choice, so that
+   the bits do not depend on the thread count (in auto mode on an AVX2 CPU:
+   nngen's AVX2 kernel, as the AVX-512 paths are nngen's kernel) */
 static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                  const float *b, int ldb, int acc, float *c, int ldc, const float *bias)
 {
@@ -338,13 +341,13 @@ static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, 
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
                 c[(long)i * ldc + j] = 0.0f;
-        nn_sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, 1, c, ldc);
+        nn__sgemm_unmeasured(trans_a, trans_b, m, n, k, a, lda, b, ldb, 1, c, ldc);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
                 c[(long)i * ldc + j] += bias[i];
         return;
     }
-    nn_sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, acc, c, ldc);
+    nn__sgemm_unmeasured(trans_a, trans_b, m, n, k, a, lda, b, ldb, acc, c, ldc);
 }
 
 typedef struct {

@@ -153,6 +153,8 @@ typedef struct call {
     const nn_sgd_step *sgd;  /* nn_sgemm_sgd: the update after the product */
     int blas_threads;    /* the call (not its representative) is large:
                             BLAS_THREADS_MACS */
+    int unmeasured;      /* nn__sgemm_unmeasured: the mode's kernel, never
+                            the measured choice */
 } call;
 
 /* Runs cl on kernel kern; for NN_GEMM_NNGEN the caller holds the pool. */
@@ -556,7 +558,10 @@ static void dispatch(call *cl)
     cl->blas_threads = (long)cl->m * cl->n * cl->k >= BLAS_THREADS_MACS;
 #if NN_HAVE_AVX512_KERNEL
     /* k = 0: nothing to choose (nngen's kernel writes the zeros) */
-    int kern = cl->k > 0 ? decide(cl) : use_nngen ? NN_GEMM_NNGEN : fixed;
+    int kern = cl->unmeasured ? (fixed ? fixed : NN_GEMM_NNGEN)
+               : cl->k > 0    ? decide(cl)
+               : use_nngen    ? NN_GEMM_NNGEN
+                              : fixed;
     if (kern == NN_GEMM_NNGEN) {
         long macs = (long)cl->m * cl->n * (cl->k > 0 ? cl->k : 1);
         if (nn__pool_hold(macs >= PARALLEL_MIN_MACS ? nn_num_threads() : 1)) {
@@ -713,24 +718,30 @@ void nn__sgd_pass(const nn_sgd_step *s, long m, long n, const float *c, long ldc
 
 static void sgemm_call(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                        const float *b, int ldb, int accumulate, float *c, int ldc,
-                       const nn_sgd_step *step);
+                       const nn_sgd_step *step, int unmeasured);
 
 void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
               const float *b, int ldb, int accumulate, float *c, int ldc)
 {
-    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, NULL);
+    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, NULL, 0);
+}
+
+void nn__sgemm_unmeasured(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, int accumulate, float *c, int ldc)
+{
+    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, NULL, 1);
 }
 
 void nn_sgemm_sgd(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                   const float *b, int ldb, int accumulate, float *c, int ldc,
                   const nn_sgd_step *step)
 {
-    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, step);
+    sgemm_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, step, 0);
 }
 
 static void sgemm_call(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                        const float *b, int ldb, int accumulate, float *c, int ldc,
-                       const nn_sgd_step *step)
+                       const nn_sgd_step *step, int unmeasured)
 {
     nn__setup();
     if (m <= 0 || n <= 0)
@@ -751,5 +762,6 @@ static void sgemm_call(int trans_a, int trans_b, int m, int n, int k, const floa
     cl.c = c;
     cl.ldc = ldc;
     cl.sgd = step;
+    cl.unmeasured = unmeasured;
     dispatch(&cl);
 }

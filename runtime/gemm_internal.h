@@ -87,6 +87,14 @@ void nn__sgemm_relu_avx2(int m, int n, int k, const float *a, int lda, const flo
 void nn__linear_avx2(int rows, int in, int out, const float *x, const float *w,
                      const float *bias, int act, float slope, float *y);
 
+/* nn_sgemm on the kernel the mode fixes, never the measured choice (auto
+   with both kernels: nngen's, as conv.c's own AVX-512 paths are): conv.c's
+   im2col products,
+   whose bits must not depend on the thread count (the measured choice's
+   classes do: one thread or more). */
+void nn__sgemm_unmeasured(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, int accumulate, float *c, int ldc);
+
 /* For work split over examples (conv.c, act.c; gemm.c): nn__pool_take(max)
    takes the pool for min(nn_num_threads(), max) threads and returns that
    count when nngen's own kernel is in use and the pool was free, else 0
