@@ -332,8 +332,9 @@ static int have_buffers(int nt, size_t col_floats, size_t parts_floats)
 /* the product through nn_sgemm's kernels (the im2col path: no AVX-512
    kernel, or the pool busy), with the bias added to each row as it is
    stored; on the kernel the mode fixes, not the measured choice, so that
-   the bits do not depend on the thread count (in auto mode on an AVX2 CPU:
-   nngen's AVX2 kernel, as the AVX-512 paths are nngen's kernel) */
+   the bits do not depend on the thread count (auto mode on an AVX-512 CPU
+   whose pool is busy: nngen's kernel, as conv.c's own paths are; on an
+   AVX2 CPU: cblas_sgemm, or the AVX2 kernel with NNGEN_GEMM=nngen) */
 static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                  const float *b, int ldb, int acc, float *c, int ldc, const float *bias)
 {

@@ -57,8 +57,9 @@
    even where nngen's pool runs threads (gemm_cblas.c explains why smaller
    ones run alone): the two pools' spinning costs a fraction of a
    millisecond, a few percent of such a call, while OpenBLAS alone on one
-   thread of two takes twice as long.  Measured on a 2-core Zen 3, where
-   OpenBLAS's kernel is faster than nngen's AVX2 one on large products
+   thread of two takes twice as long.  Measured on a 2-core Zen 3 while the
+   AVX2 kernel was in auto mode's choice, where OpenBLAS's kernel is faster
+   than it on large products
    (182 against 166 GFLOP/s): bench (c)'s train step took ~285 ms with
    every product on cblas (NNGEN_GEMM=cblas) and ~310 ms in auto mode,
    which could only choose nngen's kernel on two threads or cblas on one. */
@@ -99,8 +100,8 @@ static void generic_sgemm(int kern, int alone, int trans_a, int trans_b, int m, 
 
 /* nn_linear_forward on the generic kernel kern: y = b (broadcast),
    y += x w^T, then the activation in place */
-static void generic_linear(int kern, int alone, int rows, int in, int out, const float *x, const float *w,
-                           const float *b, int act, float slope, float *y)
+static void generic_linear(int kern, int alone, int rows, int in, int out, const float *x,
+                           const float *w, const float *b, int act, float slope, float *y)
 {
     for (long r = 0; r < rows; r++) {
         if (b)
@@ -171,8 +172,8 @@ static void run_call(int kern, const call *cl)
             return;
         }
 #endif
-        generic_linear(kern, alone, cl->m, cl->k, cl->n, cl->a, cl->b, cl->bias, cl->act, cl->slope,
-                       cl->c);
+        generic_linear(kern, alone, cl->m, cl->k, cl->n, cl->a, cl->b, cl->bias, cl->act,
+                       cl->slope, cl->c);
         return;
     case NN_GEMM_OP_RELU_MASK:
 #if NN_HAVE_AVX512_KERNEL
@@ -183,8 +184,8 @@ static void run_call(int kern, const call *cl)
             return;
         }
 #endif
-        generic_relu_mask(kern, alone, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb, cl->c,
-                          cl->ldc, cl->mask, cl->ldm);
+        generic_relu_mask(kern, alone, cl->m, cl->n, cl->k, cl->a, cl->lda, cl->b, cl->ldb,
+                          cl->c, cl->ldc, cl->mask, cl->ldm);
         return;
     default:
         if (cl->sgd) {

@@ -88,7 +88,8 @@ void nn__linear_avx2(int rows, int in, int out, const float *x, const float *w,
                      const float *bias, int act, float slope, float *y);
 
 /* nn_sgemm on the kernel the mode fixes, never the measured choice (auto
-   with both kernels: nngen's, as conv.c's own AVX-512 paths are): conv.c's
+   with both kernels, i.e. on an AVX-512 CPU: nngen's, as conv.c's own
+   AVX-512 paths are): conv.c's
    im2col products,
    whose bits must not depend on the thread count (the measured choice's
    classes do: one thread or more). */
