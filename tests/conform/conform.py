@@ -417,6 +417,176 @@ def adam_saturates(built, losses64):
     return min(abs(v) for v in losses64) < 1e-3 * abs(losses64[0])
 
 
+# --------------------------------------------------------------------------
+# kinks: a training run whose branch decisions sit within rounding error
+#
+# relu and leaky_relu switch their derivative at 0, max_pool2d its argmax
+# where the two largest values of a window meet.  When torch's float64 run
+# puts a layer input closer to such a point than NOISE_K times the rounding
+# error float32 makes in that input (|z32 - z64| over the tensor), which
+# branch a float32 computation takes is decided by rounding: nngen and torch
+# float32 may take different ones, both correct, and the runs part from that
+# step on by a finite amount (an update of about lr under adam).  The
+# training checks then compare the steps before it, and say so.
+
+KINK_K = NOISE_K
+KINK_LAYERS = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.MaxPool2d)
+
+
+class KinkWatch(object):
+    """The inputs of every call of a kink layer of a model, in call order,
+    since the last take()."""
+
+    def __init__(self, model):
+        self.calls = []
+        self.handles = [mod.register_forward_pre_hook(self.hook(name))
+                        for name, mod in model.named_modules() if isinstance(mod, KINK_LAYERS)]
+
+    def hook(self, name):
+        def h(mod, inp):
+            self.calls.append((name, mod, inp[0].detach().clone()))
+        return h
+
+    def take(self):
+        calls, self.calls = self.calls, []
+        return calls
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _two(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def window_gaps(mod, z):
+    """max_pool2d `mod` on z ([N, C, H, W] or [C, H, W]): for every window,
+    its largest value minus its second largest (float64), windows with one
+    finite value left out"""
+    k, d, p = _two(mod.kernel_size), _two(mod.dilation), _two(mod.padding)
+    s = _two(mod.stride if mod.stride else mod.kernel_size)
+    z = z.double().reshape((-1, 1) + tuple(z.shape[-2:]))
+    extra = [s[i] - 1 if mod.ceil_mode else 0 for i in range(2)]
+    z = torch.nn.functional.pad(z, (p[1], p[1] + extra[1], p[0], p[0] + extra[0]),
+                                value=float('-inf'))
+    u = torch.nn.functional.unfold(z, k, dilation=d, stride=s)
+    if u.shape[1] < 2:
+        return torch.zeros(0, dtype=torch.float64)
+    top = u.topk(2, dim=1).values
+    gap = (top[:, 0] - top[:, 1]).reshape(-1)
+    return gap[torch.isfinite(gap)]
+
+
+def first_kink(calls32, calls64):
+    """None, or a description of the first kink-layer call whose float64
+    input is within NOISE_K float32 rounding errors of a branch point.
+    Values that are exactly at the point in both runs (a relu of a relu's
+    zeros, a window of zeros) are the same decision in every float format
+    and do not count."""
+    for (name, mod, z32), (_, _, z64) in zip(calls32, calls64):
+        z32 = z32.double()
+        if isinstance(mod, torch.nn.MaxPool2d):
+            g32, g64 = window_gaps(mod, z32), window_gaps(mod, z64)
+            what = 'max_pool2d window with its two largest values'
+        else:
+            g32, g64 = z32.reshape(-1), z64.reshape(-1)
+            what = 'input'
+        if g32.shape != g64.shape or not g64.numel():
+            continue
+        d = (g32 - g64).abs()
+        noise = torch.clamp(d, min=float(d.square().mean().sqrt()))
+        near = (g64.abs() < KINK_K * noise) & ~((g32 == 0) & (g64 == 0))
+        if bool(near.any()):
+            i = int(torch.nonzero(near)[0])
+            return ('%s %s %.3g apart from its kink in float64, within %d times float32\'s '
+                    'rounding error %.3g there' % (name or 'the model', what, float(g64[i]),
+                                                    KINK_K, float(noise[i])))
+    return None
+
+
+class TrainRun(object):
+    """One torch training run, step by step (model, input and target in its
+    dtype); with rng the global generator is saved and restored around each
+    step, so two runs can interleave (dropout draws)."""
+
+    def __init__(self, built, m, x, target, rng=False):
+        self.built, self.m, self.x, self.t = built, m, x, target
+        self.opt = built.make_optimizer(m.parameters())
+        self.losses = []
+        self.rng = torch.get_rng_state() if rng else None
+
+    def step(self):
+        if self.rng is not None:
+            torch.set_rng_state(self.rng)
+        self.opt.zero_grad()
+        loss = self.built.loss(self.m(self.x), self.t)
+        loss.backward()
+        self.opt.step()
+        self.losses.append(float(loss))
+        if self.rng is not None:
+            self.rng = torch.get_rng_state()
+
+
+def kink_step(r32, r64, steps):
+    """Run r32 and r64 side by side for `steps` steps; (k, why): k the first
+    step whose forward pass meets a kink within rounding error (first_kink),
+    or None."""
+    w32, w64 = KinkWatch(r32.m), KinkWatch(r64.m)
+    try:
+        for k in range(steps):
+            r32.step()
+            r64.step()
+            why = first_kink(w32.take(), w64.take())
+            if why:
+                return k, why
+        return None, None
+    finally:
+        w32.close()
+        w64.close()
+
+
+KINK_AT_0 = ("the first step meets a kink within rounding error (%s): which branch float32 "
+             "takes is rounding's choice")
+
+
+def kink_note(k, steps, why):
+    return ('the first %d of %d steps match; step %d meets a kink within rounding error '
+            '(%s)' % (k, steps, k, why))
+
+def train_verdict(res, label, check, steps, attempt, kink, ok_text):
+    """Record a training check: attempt(n) compares n steps against torch
+    (None when it recorded a skip itself, else (messages, torch's losses));
+    kink() finds the first step meeting a kink within rounding error
+    (kink_step).  All steps are compared; when they differ and a kink
+    precedes the difference, the steps before the kink must match (the later
+    ones follow a branch that rounding chose) and the check says
+    so; with the kink in the first step it is skipped, with its reason."""
+    r = attempt(steps)
+    if r is None:
+        return
+    msgs, losses = r
+    if not msgs:
+        res.ok(label, check, ok_text % losses[-1])
+        return
+    k, why = kink()
+    if k is None:
+        res.fail(label, check, '\n'.join(msgs[:5]))
+        return
+    first = msgs[0].split('\n')[0]
+    if k == 0:
+        res.skip(label, check, (KINK_AT_0 % why) + '; all %d steps: %s' % (steps, first))
+        return
+    r = attempt(k)
+    if r is None:
+        return
+    msgs_k, losses_k = r
+    note = kink_note(k, steps, why) + '; all %d steps: %s' % (steps, first)
+    if msgs_k:
+        res.fail(label, check, '\n'.join(msgs_k[:5]) + '\n    (' + note + ')')
+    else:
+        res.ok(label, check, (ok_text % losses_k[-1]) + '; ' + note)
+
 def torch_train(built, model, x, target, steps, dtype):
     m = copy.deepcopy(model).to(dtype)
     x = input_of(x, dtype)
@@ -833,56 +1003,67 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                 def train_check(check, rows):
                     xr = xt[:rows] if rows else xt
                     tr = target_rows(built, target, rows)
-                    losses, final = torch_train(built, model, xr, tr, args.steps, torch.float32)
-                    losses64, final64 = torch_train(built, model, xr, tr, args.steps,
-                                                    torch.float64)
-                    if skip_diverging and not all(
-                            math.isfinite(v) for v in losses + losses64 + [
-                                x for _, t in final + final64 for x in t]):
-                        res.skip(label, check, "torch's own training diverges (a loss or "
-                                 "parameter is not finite)")
-                        return
-                    if skip_diverging and adam_saturates(built, losses64):
-                        res.skip(label, check, ADAM_SATURATES)
-                        return
-                    noise = noise_of(final, final64)
-                    noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
-                    for _ in range(noise_samples):
-                        fl = [a.numpy() for a in (xr, tr)]
-                        m2, (x2, t2) = jittered(model, fl, nrs)
-                        x2, t2 = torch.from_numpy(x2), torch.from_numpy(t2)
-                        l32, f32 = torch_train(built, m2, x2, t2, args.steps, torch.float32)
-                        max_noise(noise, noise_of(f32, final64))
-                        max_noise(noise, {'loss': max([abs(a - b) for a, b in zip(l32, losses64)
-                                                       if math.isfinite(a - b)] or [0.0])})
-                    extra = ['rows=%d' % rows] if rows else []
-                    out = must([exe, 'train', pfile, xfile, tfile, str(args.steps)] + extra,
-                               'driver train')
-                    lines = out.splitlines(True)
-                    got_losses = []
-                    for k in range(args.steps):
-                        parts = lines[k].split() if k < len(lines) else []
-                        if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
-                            raise CheckError('expected "loss %d VALUE", got %r'
-                                             % (k, lines[k] if k < len(lines) else '<eof>'))
+
+                    def tgt(dtype):
+                        return tr.to(dtype) if tr.is_floating_point() else tr
+
+                    def attempt(steps):
+                        """None (skipped), or (messages, torch's float32 losses)"""
+                        losses, final = torch_train(built, model, xr, tr, steps, torch.float32)
+                        losses64, final64 = torch_train(built, model, xr, tr, steps,
+                                                        torch.float64)
+                        if skip_diverging and not all(
+                                math.isfinite(v) for v in losses + losses64 + [
+                                    x for _, t in final + final64 for x in t]):
+                            res.skip(label, check, "torch's own training diverges (a loss or "
+                                     "parameter is not finite)")
+                            return None
+                        if skip_diverging and adam_saturates(built, losses64):
+                            res.skip(label, check, ADAM_SATURATES)
+                            return None
+                        noise = noise_of(final, final64)
+                        noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
+                        for _ in range(noise_samples):
+                            fl = [a.numpy() for a in (xr, tr)]
+                            m2, (x2, t2) = jittered(model, fl, nrs)
+                            x2, t2 = torch.from_numpy(x2), torch.from_numpy(t2)
+                            l32, f32 = torch_train(built, m2, x2, t2, steps, torch.float32)
+                            max_noise(noise, noise_of(f32, final64))
+                            max_noise(noise, {'loss': max([abs(a - b)
+                                                           for a, b in zip(l32, losses64)
+                                                           if math.isfinite(a - b)] or [0.0])})
+                        extra = ['rows=%d' % rows] if rows else []
+                        out = must([exe, 'train', pfile, xfile, tfile, str(steps)] + extra,
+                                   'driver train')
+                        lines = out.splitlines(True)
+                        got_losses = []
+                        for k in range(steps):
+                            parts = lines[k].split() if k < len(lines) else []
+                            if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
+                                raise CheckError('expected "loss %d VALUE", got %r'
+                                                 % (k, lines[k] if k < len(lines) else '<eof>'))
+                            try:
+                                got_losses.append(nnspec.parse_float(parts[2]))
+                            except ValueError:
+                                raise CheckError('bad loss value %r' % parts[2])
                         try:
-                            got_losses.append(nnspec.parse_float(parts[2]))
-                        except ValueError:
-                            raise CheckError('bad loss value %r' % parts[2])
-                    try:
-                        got_params = nnspec.parse_dump(''.join(lines[args.steps:]))
-                    except nnspec.DumpError as e:
-                        raise CheckError('final parameters: %s' % e)
-                    msgs = []
-                    m = compare('loss', got_losses, losses, TOL_TRAIN, noise['loss'])
-                    if m:
-                        msgs.append(m)
-                    msgs += compare_dumps(got_params, final, TOL_TRAIN, noise)
-                    if msgs:
-                        res.fail(label, check, '\n'.join(msgs[:5]))
-                    else:
-                        res.ok(label, check, '%s, final loss %.6g' % (built.loss_name,
-                                                                       losses[-1]))
+                            got_params = nnspec.parse_dump(''.join(lines[steps:]))
+                        except nnspec.DumpError as e:
+                            raise CheckError('final parameters: %s' % e)
+                        msgs = []
+                        m = compare('loss', got_losses, losses, TOL_TRAIN, noise['loss'])
+                        if m:
+                            msgs.append(m)
+                        msgs += compare_dumps(got_params, final, TOL_TRAIN, noise)
+                        return msgs, losses
+
+                    def kink():
+                        return kink_step(*[TrainRun(built, copy.deepcopy(model).to(d),
+                                                    input_of(xr, d), tgt(d))
+                                           for d in (torch.float32, torch.float64)],
+                                         steps=args.steps)
+                    train_verdict(res, label, check, args.steps, attempt, kink,
+                                  '%s, final loss %%.6g' % built.loss_name)
 
                 train_check(check, 0)
                 if R:
@@ -977,7 +1158,8 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
     write(tfile, [('target', tvals)])
     xt = torch.from_numpy(x_np.copy())
 
-    def torch_trainm(rows, dtype, seed=0, jitter=False):
+    def trainm_setup(rows, dtype, seed=0, jitter=False):
+        """(model, x, target) in dtype, the generator as after P_init(seed)"""
         m = nnspec.build(path, seed=seed).model
         load_state(m, start)
         x = xt[:rows] if rows else xt
@@ -991,51 +1173,49 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
         x = input_of(x, dtype)
         if t.is_floating_point():
             t = t.to(dtype)
-        opt = built.make_optimizer(m.parameters())
-        losses = []
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = built.loss(m(x), t)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss))
-        return losses, [(n, tensor_list(p)) for n, p in m.named_parameters()] + buffers_of(m)
+        return m, x, t
+
+    def torch_trainm(rows, dtype, n, seed=0, jitter=False):
+        r = TrainRun(built, *trainm_setup(rows, dtype, seed, jitter))
+        for _ in range(n):
+            r.step()
+        return r.losses, [(name, tensor_list(p)) for name, p in r.m.named_parameters()] + \
+            buffers_of(r.m)
 
     def train_check(check, rows):
-        try:
-            if exe is None:
-                raise CheckError('not run: compile failed')
-            losses, final = torch_trainm(rows, torch.float32)
-            losses64, final64 = torch_trainm(rows, torch.float64)
+        def attempt(n):
+            """None (skipped), or (messages, torch's float32 losses)"""
+            losses, final = torch_trainm(rows, torch.float32, n)
+            losses64, final64 = torch_trainm(rows, torch.float64, n)
             if skip_diverging and not all(
                     math.isfinite(v) for v in losses + losses64 + [
                         x for _, t in final + final64 for x in t]):
                 res.skip(label, check, "torch's own training diverges (a loss, parameter "
                          "or buffer is not finite)")
-                return
+                return None
             if skip_diverging and adam_saturates(built, losses64):
                 res.skip(label, check, ADAM_SATURATES)
-                return
+                return None
             noise = noise_of(final, final64)
             noise['loss'] = max(abs(a - b) for a, b in zip(losses, losses64))
             for _ in range(noise_samples):
-                l32, f32 = torch_trainm(rows, torch.float32, jitter=True)
+                l32, f32 = torch_trainm(rows, torch.float32, n, jitter=True)
                 max_noise(noise, noise_of(f32, final64))
                 max_noise(noise, {'loss': max([abs(a - b) for a, b in zip(l32, losses64)
                                                if math.isfinite(a - b)] or [0.0])})
             extra = ['rows=%d' % rows] if rows else []
-            out = must([exe, 'trainm', '0', pfile, xfile, tfile, str(steps)] + extra,
+            out = must([exe, 'trainm', '0', pfile, xfile, tfile, str(n)] + extra,
                        'driver trainm')
             lines = out.splitlines(True)
             got_losses = []
-            for k in range(steps):
+            for k in range(n):
                 parts = lines[k].split() if k < len(lines) else []
                 if len(parts) != 3 or parts[0] != 'loss' or parts[1] != str(k):
                     raise CheckError('expected "loss %d VALUE", got %r'
                                      % (k, lines[k] if k < len(lines) else '<eof>'))
                 got_losses.append(nnspec.parse_float(parts[2]))
             try:
-                got = nnspec.parse_dump(''.join(lines[steps:]))
+                got = nnspec.parse_dump(''.join(lines[n:]))
             except nnspec.DumpError as e:
                 raise CheckError('final parameters: %s' % e)
             msgs = []
@@ -1043,11 +1223,18 @@ def modal_checks(sp, built, path, label, res, exe, start, x_np, dy_np, pfile, xf
             if m:
                 msgs.append(m)
             msgs += compare_dumps(got, final, TOL_TRAIN, noise)
-            if msgs:
-                res.fail(label, check, '\n'.join(msgs[:5]))
-            else:
-                res.ok(label, check, '%s, final loss %.6g, buffers too' % (built.loss_name,
-                                                                          losses[-1]))
+            return msgs, losses
+
+        def kink():
+            r32 = TrainRun(built, *trainm_setup(rows, torch.float32), rng=True)
+            r64 = TrainRun(built, *trainm_setup(rows, torch.float64), rng=True)
+            return kink_step(r32, r64, steps)
+
+        try:
+            if exe is None:
+                raise CheckError('not run: compile failed')
+            train_verdict(res, label, check, steps, attempt, kink,
+                          '%s, final loss %%.6g, buffers too' % built.loss_name)
         except (CheckError, ValueError) as e:
             res.fail(label, check, str(e))
         except Exception as e:  # noqa - torch refusing the input: this check fails
