@@ -31,7 +31,9 @@ model with tests/torch/nnspec.py and checks, one output line per check:
                nn_sigmoid_* symbol)
   train        only for specs with train: 20 steps of P_train_step vs
                torch.optim with the same start values and data: every loss and
-               the final parameters, TOL=1e-4
+               the final parameters, TOL=1e-4; when they differ after a kink
+               within rounding error (train_verdict, README "Kinks"), the
+               steps before it
   rows=R       when the batch B > 1, fwd/bwd and train again on the first
                R = ceil(B / 2) rows through P_forward_n, P_backward_n and
                P_train_step_n, against torch run on those R rows alone (a
