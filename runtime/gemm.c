@@ -464,7 +464,9 @@ void nn__gemm_setup(void)
     /* the AVX2 kernel only when asked for (NNGEN_GEMM=nngen), not in the
        measured choice yet: with it there, a 20-step training run of the
        conformance suite (fashion/dropout_mlp.yaml, lr 0.5) ended 37x its
-       bound away from torch in the suite's runs (not when run alone) */
+       bound away from torch in the suite's runs on a Zen 3 (likely a relu
+       kink within rounding error, tests/conform/README.md; to be confirmed
+       there before the kernel joins the choice) */
     use_nngen = (cpu512 && (mode == MODE_AUTO || mode == MODE_NNGEN)) ||
                 (cpu2 && mode == MODE_NNGEN);
     use_avx512 = use_nngen && cpu512;
