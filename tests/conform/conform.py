@@ -589,20 +589,17 @@ def train_verdict(res, label, check, steps, attempt, kink, ok_text):
     else:
         res.ok(label, check, (ok_text % losses_k[-1]) + '; ' + note)
 
+def train_run(built, model, x, target, dtype):
+    """A TrainRun on a copy of model in dtype (x and a float target too)."""
+    return TrainRun(built, copy.deepcopy(model).to(dtype), input_of(x, dtype),
+                    target.to(dtype) if target.is_floating_point() else target)
+
+
 def torch_train(built, model, x, target, steps, dtype):
-    m = copy.deepcopy(model).to(dtype)
-    x = input_of(x, dtype)
-    if target.is_floating_point():
-        target = target.to(dtype)
-    opt = built.make_optimizer(m.parameters())
-    losses = []
+    r = train_run(built, model, x, target, dtype)
     for _ in range(steps):
-        opt.zero_grad()
-        loss = built.loss(m(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-    return losses, [(n, tensor_list(p)) for n, p in m.named_parameters()]
+        r.step()
+    return r.losses, [(n, tensor_list(p)) for n, p in r.m.named_parameters()]
 
 
 # --------------------------------------------------------------------------
@@ -1006,9 +1003,6 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                     xr = xt[:rows] if rows else xt
                     tr = target_rows(built, target, rows)
 
-                    def tgt(dtype):
-                        return tr.to(dtype) if tr.is_floating_point() else tr
-
                     def attempt(steps):
                         """None (skipped), or (messages, torch's float32 losses)"""
                         losses, final = torch_train(built, model, xr, tr, steps, torch.float32)
@@ -1060,10 +1054,9 @@ def check_spec(args, path, label, res, seeds=SEEDS, no_blas=True, noise_samples=
                         return msgs, losses
 
                     def kink():
-                        return kink_step(*[TrainRun(built, copy.deepcopy(model).to(d),
-                                                    input_of(xr, d), tgt(d))
-                                           for d in (torch.float32, torch.float64)],
-                                         steps=args.steps)
+                        return kink_step(train_run(built, model, xr, tr, torch.float32),
+                                         train_run(built, model, xr, tr, torch.float64),
+                                         args.steps)
                     train_verdict(res, label, check, args.steps, attempt, kink,
                                   '%s, final loss %%.6g' % built.loss_name)
 
