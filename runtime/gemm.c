@@ -74,6 +74,7 @@ static int use_nngen;   /* nngen's kernel may run (CPU, and the mode allows it) 
 static int use_avx512;  /* ... and it is the AVX-512 one (else the AVX2 one):
                            conv.c's and act.c's AVX-512 loops are on too */
 static int fixed;       /* the kernel of every class when nothing is measured, else 0 */
+static int vec_isa;     /* nn__vec_isa() */
 
 void nn__gemm_setup(void);
 
@@ -470,6 +471,7 @@ void nn__gemm_setup(void)
     use_nngen = (cpu512 && (mode == MODE_AUTO || mode == MODE_NNGEN)) ||
                 (cpu2 && mode == MODE_NNGEN);
     use_avx512 = use_nngen && cpu512;
+    vec_isa = mode == MODE_PORTABLE ? 0 : cpu512 ? 2 : cpu2 ? 1 : 0;
     if (mode == MODE_PORTABLE)
         fixed = NN_GEMM_PORTABLE;
     else if (mode == MODE_CBLAS || !use_nngen)
@@ -481,6 +483,12 @@ void nn__gemm_setup(void)
 #if NN_HAVE_AVX512_KERNEL && NN_THREADS
     pthread_atfork(NULL, NULL, after_fork_child);
 #endif
+}
+
+int nn__vec_isa(void)
+{
+    nn__setup();
+    return vec_isa;
 }
 
 const char *nn_sgemm_impl(void)

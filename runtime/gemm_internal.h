@@ -104,6 +104,35 @@ void nn__sgemm_unmeasured(int trans_a, int trans_b, int m, int n, int k, const f
 int nn__pool_take(int max_threads);
 void nn__pool_give(void);
 
+/* The vector instruction set for loops whose bits do not depend on it
+   (norm.c): 2 AVX-512F, 1 AVX2 (or NNGEN_ISA=avx2 on an AVX-512 CPU), 0
+   neither, or NNGEN_GEMM=portable (the plain loops everywhere).  Whatever
+   the product's kernel or mode. */
+int nn__vec_isa(void);
+
+/* norm.c's loops over the channels of n rows (row r at x + r rs, l
+   positions per channel; norm_vec.c, built once with -mavx512f and once
+   with -mavx2: suffixes _avx512 and _avx2).  The sums take nch channels
+   (channel q at x + q l; results s[q]), need l >= 16 and give exactly the
+   generated code's 8 partial sums per channel (position i in lane i % 8
+   over the first l / 8 * 8 positions, the rest added in order to the
+   result, which then gets ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 +
+   p7))); the planes are one channel's, elementwise, any l.  See rt.h
+   nn_batch_norm_forward. */
+typedef struct nn_bn_loops {
+    void (*sum)(long n, long rs, long l, int nch, const float *x, double *s);
+    void (*sqdev)(long n, long rs, long l, int nch, const float *x, const double *mean,
+                  double *v);
+    void (*gsums)(long n, long rs, long l, int nch, const float *gy, const float *x,
+                  const double *mean, double *sg, double *sgx);
+    void (*plane)(long n, long rs, long l, const float *x, float *y, float mf, float a,
+                  const float *b);
+    void (*gtrain)(long n, long rs, long l, const float *gy, const float *x, float *gx,
+                   double mg, double mean, double k2, double a);
+    void (*geval)(long n, long rs, long l, const float *gy, float *gx, double a);
+} nn_bn_loops;
+extern const nn_bn_loops nn__bn_loops_avx512, nn__bn_loops_avx2;
+
 /* act.c's AVX-512 loops (any n >= 0; y may be x, gx may be gy) */
 void nn__sigmoid_avx512(long n, const float *x, float *y);
 void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx);

@@ -163,14 +163,15 @@ static void fold(op_emit *ec, const char *w, const char *b, const char *wout, co
     free(a.s);
 }
 
-/* ---- kernels over a range of channels, on the runtime's threads when large ----
+/* ---- the kernels ----
 
-   The channels of a batch norm are independent, so a large one (at least
-   CH_PARALLEL_MIN floats per batch, outside --no-blas) splits them over
-   nn_parallel's threads: the kernel "@" packs its arguments into a struct
-   and "@_part" runs "@_ch" on a share of the channels.  Small ones stay one
-   plain function.  The body between ch_begin and ch_end loops
-   `for (int c = c0; c < c1; c++)`. */
+   A large batch norm (at least CH_PARALLEL_MIN floats per batch, outside
+   --no-blas) is one call of the runtime's nn_batch_norm_forward /
+   nn_batch_norm_backward (runtime/norm.c), which splits the channels over
+   its threads and runs the loops below 8 or 16 lanes at a time where the
+   CPU has AVX2 or AVX-512, with the same operations in the same order: the
+   same bits as these loops.  Smaller ones, and every one under --no-blas,
+   are the loops, one plain function over the channels. */
 #define CH_PARALLEL_MIN 65536
 
 typedef struct {
@@ -182,67 +183,35 @@ static int bn_parallel(const program *p, const op *o)
     return per_example(op_in(p, o, 0)) * p->batch >= CH_PARALLEL_MIN;
 }
 
-static void params_text(strbuf *b, const kparam *ps, int np)
+/* "static void @(int n, <ps>)" and "{" */
+static void signature(op_emit *ec, const kparam *ps, int np)
 {
-    sb_puts(b, "int n");
+    strbuf b = {0};
+    sb_puts(&b, "int n");
     for (int i = 0; i < np; i++)
-        sb_printf(b, ", %s %s", ps[i].type, ps[i].name);
+        sb_printf(&b, ", %s %s", ps[i].type, ps[i].name);
+    K(ec, "static void @(%s)", b.s);
+    K(ec, "{");
+    free(b.s);
 }
 
-/* prologue: lines run once per call, before the channels (may assign the
-   parameters) */
+/* the loops' signature and first lines: prologue runs once per call,
+   before the channels (may assign the parameters) */
 static void ch_begin(op_emit *ec, const kparam *ps, int np, const char *const *prologue,
                      long long C)
 {
-    strbuf b = {0};
-    params_text(&b, ps, np);
-    if (!ec->blas) {
-        K(ec, "static void @(%s)", b.s);
-        K(ec, "{");
-        for (int i = 0; prologue[i]; i++)
-            K(ec, "    %s", prologue[i]);
-        K(ec, "    const int c0 = 0, c1 = %lld;", C);
-    } else {
-        K(ec, "struct @_a {");
-        K(ec, "    int n;");
-        for (int i = 0; i < np; i++)
-            K(ec, "    %s %s;", ps[i].type, ps[i].name);
-        K(ec, "};");
-        K(ec, "static void @_ch(const struct @_a *a_, int c0, int c1)");
-        K(ec, "{");
-        K(ec, "    const int n = a_->n;");
-        for (int i = 0; i < np; i++)
-            K(ec, "    %s %s = a_->%s;", ps[i].type, ps[i].name, ps[i].name);
-        for (int i = 0; i < np; i++)
-            K(ec, "    (void)%s;", ps[i].name);
-    }
-    free(b.s);
-}
-
-static void ch_end(op_emit *ec, const kparam *ps, int np, const char *const *prologue,
-                   long long C)
-{
-    K(ec, "}");
-    if (!ec->blas)
-        return;
-    strbuf b = {0};
-    params_text(&b, ps, np);
-    K(ec, "static void @_part(void *ctx, int t, int nt)");
-    K(ec, "{");
-    K(ec, "    @_ch((const struct @_a *)ctx, (int)(%lldL * t / nt), (int)(%lldL * (t + 1) / nt));",
-      C, C);
-    K(ec, "}");
-    K(ec, "static void @(%s)", b.s);
-    K(ec, "{");
-    K(ec, "    struct @_a a_;");
+    signature(ec, ps, np);
     for (int i = 0; prologue[i]; i++)
         K(ec, "    %s", prologue[i]);
-    K(ec, "    a_.n = n;");
-    for (int i = 0; i < np; i++)
-        K(ec, "    a_.%s = %s;", ps[i].name, ps[i].name);
-    K(ec, "    nn_parallel(@_part, &a_);");
-    K(ec, "}");
-    free(b.s);
+    K(ec, "    const int c0 = 0, c1 = %lld;", C);
+}
+
+/* the runtime's geometry of this batch norm, as the kernel's first line */
+static void geom_decl(op_emit *ec, long long C_, long long L)
+{
+    const module *m = ec->o->m;
+    K(ec, "    static const nn_batch_norm_geom g = {%lld, %lld, %s, %s};", C_, L,
+      dlit(arg_num(m, EPS)), dlit(arg_num(m, MOMENTUM)));
 }
 
 /* The per-plane loops of forward's normalization and backward's input
@@ -326,7 +295,8 @@ static void st_bwd(strbuf *b, int q)
               q, q);
 }
 
-static void forward(op_emit *ec)
+/* forward's loops (--no-blas, or small): the kernel with signature ps */
+static void forward_loops(op_emit *ec, const kparam *ps, int np)
 {
     const module *m = ec->o->m;
     long long C_, L;
@@ -334,26 +304,7 @@ static void forward(op_emit *ec)
     int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
     int keep = ec->saved[0] != NULL;
     double mom = arg_num(m, MOMENTUM);
-    kbegin(ec);
     plane_helpers(ec, L, 0, affine, track);
-    kparam ps[10];
-    int np = 0;
-    ps[np++] = (kparam){"const float *restrict", "x"};
-    ps[np++] = (kparam){"float *restrict", "y"};
-    ps[np++] = (kparam){"int", "training"};
-    if (affine) {
-        ps[np++] = (kparam){"const float *restrict", "w"};
-        ps[np++] = (kparam){"const float *restrict", "b"};
-    }
-    if (track) {
-        ps[np++] = (kparam){"float *restrict", "rm"};
-        ps[np++] = (kparam){"float *restrict", "rv"};
-        ps[np++] = (kparam){"int64_t *restrict", "nbt"};
-    }
-    if (keep) {
-        ps[np++] = (kparam){"float *restrict", "smean"};
-        ps[np++] = (kparam){"float *restrict", "sinvstd"};
-    }
     const char *pro[] = {track ? "if (training) nbt[0] += 1;" : "(void)training;", NULL};
     ch_begin(ec, ps, np, pro, C_);
     K(ec, "    const int M = n * %lld;", L);
@@ -429,7 +380,45 @@ static void forward(op_emit *ec)
       C_, L, C_, L, affine ? ", b[c]" : "");
     K(ec, "        }");
     K(ec, "    }");
-    ch_end(ec, ps, np, pro, C_);
+    K(ec, "}");
+}
+
+static void forward(op_emit *ec)
+{
+    const module *m = ec->o->m;
+    long long C_, L;
+    geometry(ec, &C_, &L);
+    int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
+    int keep = ec->saved[0] != NULL;
+    kbegin(ec);
+    kparam ps[10];
+    int np = 0;
+    ps[np++] = (kparam){"const float *restrict", "x"};
+    ps[np++] = (kparam){"float *restrict", "y"};
+    ps[np++] = (kparam){"int", "training"};
+    if (affine) {
+        ps[np++] = (kparam){"const float *restrict", "w"};
+        ps[np++] = (kparam){"const float *restrict", "b"};
+    }
+    if (track) {
+        ps[np++] = (kparam){"float *restrict", "rm"};
+        ps[np++] = (kparam){"float *restrict", "rv"};
+        ps[np++] = (kparam){"int64_t *restrict", "nbt"};
+    }
+    if (keep) {
+        ps[np++] = (kparam){"float *restrict", "smean"};
+        ps[np++] = (kparam){"float *restrict", "sinvstd"};
+    }
+    if (ec->blas) {
+        signature(ec, ps, np);
+        geom_decl(ec, C_, L);
+        K(ec, "    nn_batch_norm_forward(&g, n, x, y, training, %s, %s, %s, %s);",
+          affine ? "w, b" : "NULL, NULL", track ? "rm, rv" : "NULL, NULL",
+          track ? "nbt" : "NULL", keep ? "smean, sinvstd" : "NULL, NULL");
+        K(ec, "}");
+    } else {
+        forward_loops(ec, ps, np);
+    }
     const char *f = kend(ec, "f");
     strbuf a = {0};
     sb_printf(&a, "n, %s, %s, %s", ec->x, ec->y, ec->training);
@@ -447,7 +436,8 @@ static void forward(op_emit *ec)
     free(a.s);
 }
 
-static void backward(op_emit *ec)
+/* backward's loops (--no-blas, or small): the kernel with signature ps */
+static void backward_loops(op_emit *ec, const kparam *ps, int np)
 {
     const module *m = ec->o->m;
     long long C_, L;
@@ -455,24 +445,7 @@ static void backward(op_emit *ec)
     int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
     int gw = affine && ec->grad[0] != NULL, gb = affine && ec->grad[1] != NULL;
     int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
-    kbegin(ec);
     plane_helpers(ec, L, 1, affine, track);
-    kparam ps[10];
-    int np = 0;
-    ps[np++] = (kparam){"const float *restrict", "gy"};
-    ps[np++] = (kparam){"float *restrict", "gx"};
-    ps[np++] = (kparam){"const float *restrict", "x"};
-    ps[np++] = (kparam){"int", "training"};
-    ps[np++] = (kparam){"const float *restrict", "smean"};
-    ps[np++] = (kparam){"const float *restrict", "sinvstd"};
-    if (affine)
-        ps[np++] = (kparam){"const float *restrict", "w"};
-    if (gw)
-        ps[np++] = (kparam){"float *restrict", "gw"};
-    if (gb)
-        ps[np++] = (kparam){"float *restrict", "gb"};
-    if (set_w || set_b)
-        ps[np++] = (kparam){"int", "set"};
     const char *pro[] = {track ? "(void)training;"
                                : "(void)training; /* always the batch statistics */",
                          NULL};
@@ -529,7 +502,46 @@ static void backward(op_emit *ec)
     K(ec, "            }");
     K(ec, "        }");
     K(ec, "    }");
-    ch_end(ec, ps, np, pro, C_);
+    K(ec, "}");
+}
+
+static void backward(op_emit *ec)
+{
+    const module *m = ec->o->m;
+    long long C_, L;
+    geometry(ec, &C_, &L);
+    int affine = (int)arg_int(m, AFFINE), track = (int)arg_int(m, TRACK);
+    int gw = affine && ec->grad[0] != NULL, gb = affine && ec->grad[1] != NULL;
+    int set_w = gw && ec->set[0], set_b = gb && ec->set[1];
+    kbegin(ec);
+    kparam ps[10];
+    int np = 0;
+    ps[np++] = (kparam){"const float *restrict", "gy"};
+    ps[np++] = (kparam){"float *restrict", "gx"};
+    ps[np++] = (kparam){"const float *restrict", "x"};
+    ps[np++] = (kparam){"int", "training"};
+    ps[np++] = (kparam){"const float *restrict", "smean"};
+    ps[np++] = (kparam){"const float *restrict", "sinvstd"};
+    if (affine)
+        ps[np++] = (kparam){"const float *restrict", "w"};
+    if (gw)
+        ps[np++] = (kparam){"float *restrict", "gw"};
+    if (gb)
+        ps[np++] = (kparam){"float *restrict", "gb"};
+    if (set_w || set_b)
+        ps[np++] = (kparam){"int", "set"};
+    if (ec->blas) {
+        signature(ec, ps, np);
+        geom_decl(ec, C_, L);
+        if (!track)
+            K(ec, "    (void)training; /* always the batch statistics */");
+        K(ec, "    nn_batch_norm_backward(&g, n, gy, gx, x, %s, smean, sinvstd, %s, %s, %s, %s, %s);",
+          track ? "training" : "1", affine ? "w" : "NULL", gw ? "gw" : "NULL",
+          gb ? "gb" : "NULL", set_w ? "set" : "0", set_b ? "set" : "0");
+        K(ec, "}");
+    } else {
+        backward_loops(ec, ps, np);
+    }
     const char *b = kend(ec, "b");
     strbuf a = {0};
     sb_printf(&a, "n, %s, %s, %s, %s, %s, %s", ec->gy, ec->gx, ec->saved_in, ec->training,

@@ -460,6 +460,38 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
    about 1 ulp) on nn_num_threads() threads, elsewhere expf. */
 void nn_sigmoid_forward(long count, const float *x, float *y);
 void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx);
+/* One batch norm layer (nn.BatchNorm1d / nn.BatchNorm2d) on n rows of c
+   channels of l positions each: x, y, gy, gx are n x c x l (element (r, ch,
+   i) at (r c + ch) l + i; l = 1 for [N, C], H W for [N, C, H, W]).
+   Forward, per channel: with batch statistics (training, or rm NULL: no
+   running statistics) the mean and the biased variance over the n l values
+   in double, running_mean / running_var (rm, rv) updated with momentum and
+   the unbiased variance, *nbt += 1 once per call in training (rm set); else
+   rm and rv.  y = (x - (float)mean) ((float)invstd w) + b, invstd = 1 /
+   sqrt(var + eps); w, b NULL: not affine; smean, sinvstd (NULL: not kept)
+   get (float)mean and (float)invstd for the backward.  Backward (batch:
+   the forward used batch statistics): gw, gb (NULL: not wanted) = (set_w,
+   set_b) or += sum(gy xhat), sum(gy), in double; gx (NULL: not wanted) =
+   w invstd (gy - mean(gy) - xhat mean(gy xhat)) with batch statistics,
+   gy w invstd without.  The sums run in 8 partial sums over the positions
+   (l >= 16; one sum below), the channels split over nn_parallel's threads
+   when n c l >= 65536 and the loops 8 or 16 lanes at a time where the CPU
+   has AVX2 or AVX-512: the same operations in the same order on every
+   path, so the bits depend on neither the threads nor the CPU; they are
+   the bits of the generated --no-blas code's loops
+   (compiler/ops/batch_norm.c, which calls these otherwise). */
+typedef struct nn_batch_norm_geom {
+    int c;
+    long l;
+    double eps, momentum;
+} nn_batch_norm_geom;
+void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
+                           int training, const float *w, const float *b, float *rm, float *rv,
+                           int64_t *nbt, float *smean, float *sinvstd);
+void nn_batch_norm_backward(const nn_batch_norm_geom *g, int n, const float *gy, float *gx,
+                            const float *x, int batch, const float *smean,
+                            const float *sinvstd, const float *w, float *gw, float *gb,
+                            int set_w, int set_b);
 /* fn(rows, a + r0 * a_per, b + r0 * b_per) for the rows [r0, r0 + rows)
    of n, split over nn_parallel's threads (fn may not depend on where a
    share starts: each row alone); the generated code's large pools. */

@@ -435,7 +435,11 @@ def main():
     ap.add_argument('--rt-lib', required=True, help='the runtime static library')
     ap.add_argument('--include', required=True, help='directory holding nngen/rt.h')
     ap.add_argument('--driver', required=True, help='tests/conform/driver.c (with dump.h)')
-    ap.add_argument('--golden', required=True, help='tarball of the golden .c/.h files')
+    ap.add_argument('--golden', help='tarball of the golden .c/.h files')
+    ap.add_argument('--golden-no-blas', action='store_true',
+                    help='instead of a tarball: the golden side of each spec is what this '
+                         'nngen generates with --no-blas, against its default output (for '
+                         'layers whose runtime code promises the loops\' bits)')
     ap.add_argument('--cc', default=os.environ.get('CC', 'cc'))
     ap.add_argument('--extra-cflags', default='',
                     help='added to every compile and link (e.g. sanitizer flags)')
@@ -450,8 +454,11 @@ def main():
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
     ap.add_argument('specs', nargs='+', help='spec files or directories (all **/*.yaml)')
     args = ap.parse_args()
+    if (args.golden is None) == (not args.golden_no_blas):
+        ap.error('give one of --golden TARBALL and --golden-no-blas')
     for a in ('nngen', 'rt_lib', 'include', 'driver', 'golden'):
-        setattr(args, a, os.path.abspath(getattr(args, a)))
+        if getattr(args, a) is not None:
+            setattr(args, a, os.path.abspath(getattr(args, a)))
     args.extra_cflags = args.extra_cflags.split()
     args.blas_libs = args.blas_libs.split()
     if args.mutate is not None and not args.mutate[0]:
@@ -462,19 +469,28 @@ def main():
     try:
         gdir = os.path.join(root, 'tarball')
         os.makedirs(gdir)
-        try:
-            members = extract(args.golden, gdir)
-        except (CheckError, tarfile.TarError, OSError) as e:
-            print('FAIL golden tarball: %s' % e)
-            print('0 passed, 1 failed')
-            return 1
         specs = collect(args.specs)
         if args.only:
             specs = [s for s in specs if any(o in s[1] for o in args.only)]
+        variants = VARIANTS
+        try:
+            if args.golden_no_blas:
+                members = []
+                variants = VARIANTS[:1]
+                for spec, rel, base in specs:
+                    must([args.nngen, '--no-blas', spec, '-o', os.path.join(gdir, base + '.c')],
+                         'nngen --no-blas')
+            else:
+                members = extract(args.golden, gdir)
+        except (CheckError, tarfile.TarError, OSError) as e:
+            print('FAIL golden %s: %s' % ('--no-blas code' if args.golden_no_blas else 'tarball',
+                                          e))
+            print('0 passed, 1 failed')
+            return 1
         jobs = [Job(args, spec, rel, base, v, suffix, flags, gdir)
-                for spec, rel, base in specs for v, suffix, flags in VARIANTS]
+                for spec, rel, base in specs for v, suffix, flags in variants]
         extra = []
-        if not args.only and all(os.path.isdir(p) for p in args.specs):
+        if not args.only and all(os.path.isdir(p) for p in args.specs) and members:
             wanted = set(j.base for j in jobs)
             extra = sorted(set(os.path.splitext(m)[0] for m in members) - wanted)
         if not jobs:
