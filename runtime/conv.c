@@ -356,7 +356,8 @@ typedef struct {
     int n;
     const float *x, *w, *b, *gy;
     float *y, *gx, *work;
-    int want_grads;
+    int want_grads;         /* gw or gb */
+    int want_bias;          /* gb */
     float *parts;           /* NBLK x grad_floats */
 } conv_job;
 
@@ -423,7 +424,7 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
 {
     if (n <= 0)
         return;
-    conv_job j = {g, n, x, w, b, NULL, y, NULL, work, 0, NULL};
+    conv_job j = {g, n, x, w, b, NULL, y, NULL, work, 0, 0, NULL};
     int nt = nn__pool_take(n);
     long col = kdim(g) * plane(g), direct = direct_floats(g);
     if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct), 0)) {
@@ -512,7 +513,7 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
     long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
     long r0 = (long)j->n * blk / nblk, r1 = (long)j->n * (blk + 1) / nblk;
     float *col = col_of(j, t);
-    if (j->want_grads) {
+    if (j->want_bias) { /* (a conv without bias, before a batch norm: not summed) */
         float *pb = part + g->o * kd;
         for (long o = 0; o < g->o; o++) {
             /* in double: the sum is often near 0 (a batch norm after); in 8
@@ -600,7 +601,7 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
     }
     int want = gw != NULL || gb != NULL;
     int nb = nblocks(n);
-    conv_job j = {g, n, x, w, NULL, gy, NULL, gx, work, want, NULL};
+    conv_job j = {g, n, x, w, NULL, gy, NULL, gx, work, want, gb != NULL, NULL};
     int nt = nn__pool_take(nb);
     long col = kdim(g) * plane(g), direct = direct_floats(g);
     if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct),
