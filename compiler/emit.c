@@ -269,6 +269,16 @@ int any_blas(const emitter *e)
     return 0;
 }
 
+/* acc += g over a batch of values of per floats each (after cond, "" or
+   "if (dx) "): the runtime's threaded sum when large (RT_ADD_MIN) */
+static void add_into(emitter *e, const char *cond, int64_t per, const char *acc, const char *g)
+{
+    if (!e->o->no_blas && per * e->p->batch >= RT_ADD_MIN)
+        E(e, "%snn_add_forward((long)n * %lld, %s, %s, %s);", cond, (long long)per, acc, g, acc);
+    else
+        E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];", cond, rows_expr(per), acc, g);
+}
+
 /* The buffers and tensors of op i as its emitter sees them. */
 static void op_setup(emitter *e, op_emit *ec, int i)
 {
@@ -527,13 +537,11 @@ static void emit_backward(emitter *e)
         if (o->d->backward_identity) {
             for (int k = 0; k < src->nin; k++) {
                 int v = src->in[k];
-                const char *rows = rows_expr(per_example(&p->values[v]));
                 const char *cond = s->value_need[v] == NEED_DX && !dx_only ? "if (dx) " : "";
                 if (!strcmp(target[k], "NULL"))
                     continue;
                 if (acc[k])
-                    E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];", cond, rows, acc[k],
-                      gy);
+                    add_into(e, cond, per_example(&p->values[v]), acc[k], gy);
                 else if (v == 0 && !L->vgrad[0])
                     E(e, "%smemcpy(dx, %s, sizeof(float) * %s);",
                       dx_only ? "" : "if (dx) ", gy, rows_size(per_example(&p->values[v])));
@@ -575,9 +583,8 @@ static void emit_backward(emitter *e)
                     int v = src->in[k];
                     const char *t = s->value_need[v] == NEED_DX && !dx_only
                                         ? other_scratch(gy) : target[k];
-                    E(e, "%sfor (int k = 0; k < %s; k++) %s[k] += %s[k];",
-                      s->value_need[v] == NEED_DX && !dx_only ? "if (dx) " : "",
-                      rows_expr(per_example(&p->values[v])), acc[k], t);
+                    add_into(e, s->value_need[v] == NEED_DX && !dx_only ? "if (dx) " : "",
+                             per_example(&p->values[v]), acc[k], t);
                 }
         }
         if (p->train.loss != LOSS_NONE)

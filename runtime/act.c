@@ -92,6 +92,95 @@ void nn__tanh_forward(long count, const float *x, float *y)
         y[i] = tanhf(x[i]);
 }
 
+/* ---- relu and sums: memory-bound, split over the pool where large ----
+
+   One element's result depends on that element only, and the operations
+   are the generated loops' (relu's backward: gy where y > 0, else +0, the
+   bits of the generated mask), so neither the thread count nor the CPU
+   changes a bit.  16 lanes at a time where the CPU has AVX-512F or AVX2
+   (norm_vec.c; cc -O2 leaves these loops scalar: the arrays may overlap),
+   else plain loops.  On any CPU with the pool (not only nngen's kernel's). */
+
+enum { EW_RELU, EW_RELU_BACKWARD, EW_ADD };
+
+typedef struct {
+    long n;
+    const float *a, *b;
+    float *y;
+    int kind;
+} ew_job;
+
+static void ew_range(const ew_job *j, long lo, long hi)
+{
+    const float *a = j->a + lo, *b = j->b ? j->b + lo : NULL;
+    float *y = j->y + lo;
+    long n = hi - lo;
+#if NN_HAVE_AVX512_KERNEL
+    int isa = nn__vec_isa();
+    if (isa == 2) {
+        nn__ew_avx512(j->kind, n, a, b, y);
+        return;
+    }
+    if (isa == 1) {
+        nn__ew_avx2(j->kind, n, a, b, y);
+        return;
+    }
+#endif
+    if (j->kind == EW_RELU)
+        for (long i = 0; i < n; i++)
+            y[i] = a[i] > 0.0f ? a[i] : 0.0f;
+    else if (j->kind == EW_RELU_BACKWARD)
+        for (long i = 0; i < n; i++)
+            y[i] = b[i] > 0.0f ? a[i] : 0.0f;
+    else
+        for (long i = 0; i < n; i++)
+            y[i] = a[i] + b[i];
+}
+
+static void ew_task(void *ctx, int t, int nt)
+{
+    const ew_job *j = ctx;
+    long vecs = (j->n + 15) / 16, lo = vecs * t / nt * 16, hi = vecs * (t + 1) / nt * 16;
+    if (hi > j->n)
+        hi = j->n;
+    if (lo < hi)
+        ew_range(j, lo, hi);
+}
+
+static void ew_run(const ew_job *j)
+{
+    if (j->n <= 0)
+        return;
+    long most = j->n / PER_THREAD_MIN;
+    int nt = nn_num_threads();
+    if (most < nt)
+        nt = (int)most;
+    if (nt >= 2 && (nt = nn__pool_hold(nt)) > 0) {
+        nn__pool_run(ew_task, (void *)j);
+        nn__pool_give();
+        return;
+    }
+    ew_range(j, 0, j->n);
+}
+
+void nn_relu_forward(long count, const float *x, float *y)
+{
+    ew_job j = {count, x, NULL, y, EW_RELU};
+    ew_run(&j);
+}
+
+void nn_relu_backward(long count, const float *gy, const float *y, float *gx)
+{
+    ew_job j = {count, gy, y, gx, EW_RELU_BACKWARD};
+    ew_run(&j);
+}
+
+void nn_add_forward(long count, const float *a, const float *b, float *y)
+{
+    ew_job j = {count, a, b, y, EW_ADD};
+    ew_run(&j);
+}
+
 /* ---- nn_parallel_rows ---- */
 
 typedef struct {

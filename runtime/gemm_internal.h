@@ -132,6 +132,10 @@ typedef struct nn_bn_loops {
     void (*geval)(long n, long rs, long l, const float *gy, float *gx, double a);
 } nn_bn_loops;
 extern const nn_bn_loops nn__bn_loops_avx512, nn__bn_loops_avx2;
+/* act.c's relu, relu backward and sum (kind 0, 1, 2) over n floats, the
+   plain loops' bits (norm_vec.c) */
+void nn__ew_avx512(int kind, long n, const float *a, const float *b, float *y);
+void nn__ew_avx2(int kind, long n, const float *a, const float *b, float *y);
 
 /* act.c's AVX-512 loops (any n >= 0; y may be x, gx may be gy) */
 void nn__sigmoid_avx512(long n, const float *x, float *y);

@@ -1,5 +1,5 @@
-/* nngen-rt: batch norm's loops over one channel (norm.c), 8 doubles or 16
- * floats at a time, in GCC's vector types.  Built twice: with -mavx512f
+/* nngen-rt: batch norm's loops over one channel (norm.c), and act.c's relu
+ * and sums, 8 doubles or 16 floats at a time, in GCC's vector types.  Built twice: with -mavx512f
  * (NN_VEC_AVX512: the table nn__bn_loops_avx512) and with -mavx2
  * (nn__bn_loops_avx2, where each 64-byte vector is two ymm registers); gemm.c's
  * CPU check comes first.  Every lane does what one element of norm.c's
@@ -14,15 +14,18 @@
 #ifdef NN_VEC_AVX512
 #define VEC(name) name##_avx512
 #define TABLE nn__bn_loops_avx512
+#define EW nn__ew_avx512
 #else
 #define VEC(name) name##_avx2
 #define TABLE nn__bn_loops_avx2
+#define EW nn__ew_avx2
 #endif
 
 /* unaligned, and allowed to alias the floats they are read from */
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int v16i __attribute__((vector_size(64)));
 
 /* macros, not functions: a function taking or returning a 64-byte vector
    has no ABI without AVX-512 (-Wpsabi) */
@@ -196,3 +199,31 @@ static void VEC(geval)(long n, long rs, long l, const float *gy, float *gx, doub
 }
 
 const nn_bn_loops TABLE = {VEC(sum), VEC(sqdev), VEC(gsums), VEC(plane), VEC(gtrain), VEC(geval)};
+
+/* act.c's elementwise loops over [0, n) (kind: act.c's EW_*; y may be a or
+   b: each vector is loaded before it is stored) */
+void EW(int kind, long n, const float *a, const float *b, float *y)
+{
+    long body = n / 16 * 16, i = 0;
+    const v16f zero = {0};
+    if (kind == 0) {
+        for (; i < body; i += 16) {
+            v16f v = LD16(a + i);
+            ST16(y + i, (v16f)((v16i)v & (v > zero))); /* x or +0 */
+        }
+        for (; i < n; i++)
+            y[i] = a[i] > 0.0f ? a[i] : 0.0f;
+    } else if (kind == 1) {
+        for (; i < body; i += 16) {
+            v16f g = LD16(a + i);
+            ST16(y + i, (v16f)((v16i)g & (LD16(b + i) > zero)));
+        }
+        for (; i < n; i++)
+            y[i] = b[i] > 0.0f ? a[i] : 0.0f;
+    } else {
+        for (; i < body; i += 16)
+            ST16(y + i, LD16(a + i) + LD16(b + i));
+        for (; i < n; i++)
+            y[i] = a[i] + b[i];
+    }
+}

@@ -5,8 +5,20 @@
  * output gradient on, adding it into the skip path's gradient. */
 #include "op.h"
 
+/* large ones (RT_ADD_MIN floats per batch, outside --no-blas): the
+   runtime's nn_add_forward, on its threads */
+static int add_uses_rt(const program *p, const op *o)
+{
+    return per_example(op_out(p, o)) * p->batch >= RT_ADD_MIN;
+}
+
 static void add_forward(op_emit *ec)
 {
+    if (ec->blas) {
+        C(ec, "nn_add_forward((long)n * %lld, %s, %s, %s);",
+          (long long)per_example(op_out(ec->p, ec->o)), ec->xs[0], ec->xs[1], ec->y);
+        return;
+    }
     kbegin(ec);
     K(ec, "static void @(int n, const float *restrict a, const float *restrict b, float "
           "*restrict y)");
@@ -19,5 +31,5 @@ static void add_forward(op_emit *ec)
 
 const op_desc op_add = {
     .name = "add", .cls = "Residual", .main_arg = -1,
-    .forward = add_forward, .backward_identity = 1,
+    .uses_blas = add_uses_rt, .forward = add_forward, .backward_identity = 1,
 };

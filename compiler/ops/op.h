@@ -163,6 +163,10 @@ const char *dlit(double v);     /* double literal */
 /* Whether op o runs through the runtime's matrix products (its uses_blas,
    never with --no-blas). */
 int op_blas(const program *p, const op *o, int no_blas);
+/* Floats per batch from which a sum (a residual's, or gradients added up
+   in the backward schedule) calls the runtime's threaded nn_add_forward
+   outside --no-blas: two threads' shares of act.c's PER_THREAD_MIN. */
+#define RT_ADD_MIN 32768
 
 /* ---- the descriptor -------------------------------------------------------- */
 

@@ -18,7 +18,8 @@ const char *pointwise_epilogue(const module *m, const char *v)
 }
 
 /* Floats per batch from which an activation with a runtime version calls
-   it (outside --no-blas): 2 threads' shares of act.c's PER_THREAD_MIN.  On
+   it (outside --no-blas): 2 threads' shares of act.c's PER_THREAD_MIN
+   (also add.c's and the schedule's sums, RT_ADD_MIN).  On
    LeNet at batch 256 (4704 and 1600 sigmoids per example; 2-core AVX-512
    machine) the expf loops took about 40 % of the forward. */
 #define RT_MIN_FLOATS 32768
@@ -100,11 +101,14 @@ static int relu_act(const module *m, double *slope)
     return NN_ACT_RELU;
 }
 
-static const pointwise relu_pw = {relu_expr, relu_grad, NULL, NULL};
+/* large ones through the runtime's threads (memory-bound: one thread of
+   the small ResNet's relus read and wrote about half of what two do) */
+static const pointwise relu_pw = {relu_expr, relu_grad, "nn_relu_forward", "nn_relu_backward"};
 
 const op_desc op_relu = {
     .name = "relu", .cls = "ReLU", .main_arg = -1, .data = &relu_pw,
     .torch_ctor_fixed = "nn.ReLU()",
+    .uses_blas = pointwise_uses_rt,
     .forward = pointwise_forward, .backward = pointwise_backward,
     .backward_reads_output = 1,
     .epilogue_expr = pointwise_epilogue, .epilogue_act = relu_act,

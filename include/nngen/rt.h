@@ -460,6 +460,14 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
    about 1 ulp) on nn_num_threads() threads, elsewhere expf. */
 void nn_sigmoid_forward(long count, const float *x, float *y);
 void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx);
+/* Elementwise over count floats, for the generated code's large uses: y =
+   x > 0 ? x : 0 (relu; y may be x), gx = y > 0 ? gy : +0 (its backward; gx
+   may be gy), y = a + b (a residual's sum, and gradients added up; y may
+   be a or b).  Split over the pool's threads from 16384 floats per thread;
+   the bits are the plain loops'. */
+void nn_relu_forward(long count, const float *x, float *y);
+void nn_relu_backward(long count, const float *gy, const float *y, float *gx);
+void nn_add_forward(long count, const float *a, const float *b, float *y);
 /* One batch norm layer (nn.BatchNorm1d / nn.BatchNorm2d) on n rows of c
    channels of l positions each: x, y, gy, gx are n x c x l (element (r, ch,
    i) at (r c + ch) l + i; l = 1 for [N, C], H W for [N, C, H, W]).
