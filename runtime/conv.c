@@ -219,6 +219,23 @@ static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
 static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *x, float *xp)
 {
     long cg = g->c / g->groups, pl = ph->hq * ph->wq;
+    if (g->sh == 1 && g->sw == 1) { /* one plane per channel: rows of zeros,
+                                       zeros | the row | zeros, zeros */
+        long top = g->pt < ph->hq ? g->pt : ph->hq;
+        long nr = ph->hq - top < g->h ? ph->hq - top : g->h;
+        long lp = g->pl < ph->wq ? g->pl : ph->wq;
+        long nw = ph->wq - lp < g->w ? ph->wq - lp : g->w;
+        for (long c = 0; c < cg; c++) {
+            float *p = xp + c * pl;
+            memset(p, 0, sizeof(float) * (size_t)(top * ph->wq));
+            nn__copy_rows_avx512(nr, nw, x + c * g->h * g->w, g->w, p + top * ph->wq, ph->wq,
+                                 lp, ph->wq - lp - nw);
+            memset(p + (top + nr) * ph->wq, 0, sizeof(float) * (size_t)((ph->hq - top - nr) *
+                                                                         ph->wq));
+        }
+        memset(xp + cg * pl, 0, sizeof(float) * (size_t)(ph->planes - cg * pl));
+        return;
+    }
     memset(xp, 0, sizeof(float) * (size_t)ph->planes);
     for (long c = 0; c < cg; c++)
         for (long ih = 0; ih < g->h; ih++) {
@@ -396,11 +413,8 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
                 if (rows)
                     gm.c = y;
                 nn__sgemm_rows_avx512(&gm);
-                if (!rows)
-                    for (long o = 0; o < og; o++)
-                        for (long oh = 0; oh < g->oh; oh++)
-                            memcpy(y + (o * g->oh + oh) * g->ow, d.gyw + o * ph.lq + oh * ph.wq,
-                                   sizeof(float) * (size_t)g->ow);
+                if (!rows) /* row (o, oh) at o lq + oh wq = (o oh + oh) wq */
+                    nn__copy_rows_avx512(og * g->oh, g->ow, d.gyw, ph.wq, y, g->ow, 0, 0);
             }
         return;
     }
@@ -474,11 +488,10 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
                 gw.a = gyq;
                 gx.b = gyq;
             } else {
-                memset(d.gyw, 0, sizeof(float) * (size_t)(og * ph.lq));
-                for (long o = 0; o < og; o++)
-                    for (long oh = 0; oh < g->oh; oh++)
-                        memcpy(d.gyw + o * ph.lq + oh * ph.wq, gyq + (o * g->oh + oh) * g->ow,
-                               sizeof(float) * (size_t)g->ow);
+                /* every row of gyw (og x lq = og oh rows of wq): gy's, then
+                   zeros in the junk columns */
+                nn__copy_rows_avx512(og * g->oh, g->ow, gyq, g->ow, d.gyw, ph.wq, 0,
+                                     ph.wq - g->ow);
             }
             if (j->want_grads) {
                 fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);

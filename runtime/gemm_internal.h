@@ -146,6 +146,11 @@ void nn__tanh_avx512(long n, const float *x, float *y);
    nngen's kernel is in use, else tanhf; act.c.  For rnn.c's gates. */
 void nn__tanh_forward(long n, const float *x, float *y);
 
+/* rows of w floats from src (row r at src + r ss) to dst (at dst + r ds),
+   each after lpad zeros and before rpad zeros (conv.c's planes) */
+void nn__copy_rows_avx512(long rows, long w, const float *src, long ss, float *dst, long ds,
+                          long lpad, long rpad);
+
 /* C = A B (+ bias[i] per row, + C when beta) over row tables, on the
    calling thread alone, no packing (conv.c's implicit GEMMs): A(i, p) =
    a[aoff[i] + p aks], row p of B is b + boff[p] (n contiguous floats),
