@@ -215,6 +215,9 @@ static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
 }
 
 #if NN_HAVE_AVX512_KERNEL
+/* floats of a padded input row for the stride-2 planes' vector path */
+#define ROW_TMP 1024
+
 /* the planes of the group's input planes x (C/G x H x W) */
 static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *x, float *xp)
 {
@@ -250,6 +253,16 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
                     memcpy(base + g->pl, s, sizeof(float) * (size_t)n);
                 continue;
             }
+            if (g->sw == 2 && 2 * ph->wq <= ROW_TMP) {
+                /* the row padded (pl zeros, the row, zeros) to 2 wq floats,
+                   its even and odd columns the two planes' rows */
+                float tmp[ROW_TMP];
+                long lp = g->pl < 2 * ph->wq ? g->pl : 2 * ph->wq;
+                long nw = 2 * ph->wq - lp < g->w ? 2 * ph->wq - lp : g->w;
+                nn__copy_rows_avx512(1, nw, s, 0, tmp, 0, lp, 2 * ph->wq - lp - nw);
+                nn__deinterleave2_avx512(ph->wq, tmp, base, base + pl);
+                continue;
+            }
             for (long b = 0; b < g->sw; b++) { /* plane b: columns iw = j sw + b - pl */
                 float *dst = base + b * pl;
                 for (long j = 0; j < ph->wq; j++) {
@@ -280,6 +293,14 @@ static void unfill_planes(const nn_conv2d_geom *g, const phases *ph, const float
                 long n = g->w < ph->wq - g->pl ? g->w : ph->wq - g->pl;
                 if (n > 0)
                     memcpy(d, base + g->pl, sizeof(float) * (size_t)n);
+                continue;
+            }
+            if (g->sw == 2 && 2 * ph->wq <= ROW_TMP) { /* fill_planes' inverse */
+                float tmp[ROW_TMP];
+                long lp = g->pl < 2 * ph->wq ? g->pl : 2 * ph->wq;
+                long nw = 2 * ph->wq - lp < g->w ? 2 * ph->wq - lp : g->w;
+                nn__interleave2_avx512(ph->wq, base, base + pl, tmp);
+                memcpy(d, tmp + lp, sizeof(float) * (size_t)nw);
                 continue;
             }
             for (long b = 0; b < g->sw; b++) {

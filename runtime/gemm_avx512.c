@@ -641,6 +641,45 @@ void nn__copy_rows_avx512(long rows, long w, const float *src, long ss, float *d
     }
 }
 
+/* even[j] = src[2 j], odd[j] = src[2 j + 1] for j < n (conv.c's stride-2
+   phase planes), and the inverse: dst[2 j] = even[j], dst[2 j + 1] =
+   odd[j]; 32 floats per step through two-source permutes. */
+void nn__deinterleave2_avx512(long n, const float *src, float *even, float *odd)
+{
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (long j = 0; j < n; j += 16) {
+        long left = 2 * (n - j); /* floats of src from 2 j */
+        __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __mmask16 m1 = left >= 32   ? (__mmask16)0xffff
+                       : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u)
+                                   : (__mmask16)0;
+        __mmask16 mo = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(m0, src + 2 * j);
+        __m512 b = _mm512_maskz_loadu_ps(m1, src + 2 * j + 16);
+        _mm512_mask_storeu_ps(even + j, mo, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_mask_storeu_ps(odd + j, mo, _mm512_permutex2var_ps(a, io, b));
+    }
+}
+
+void nn__interleave2_avx512(long n, const float *even, const float *odd, float *dst)
+{
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                        24, 8);
+    for (long j = 0; j < n; j += 16) {
+        long left = 2 * (n - j);
+        __mmask16 mi = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
+        __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __mmask16 m1 = left >= 32   ? (__mmask16)0xffff
+                       : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u)
+                                   : (__mmask16)0;
+        __m512 e = _mm512_maskz_loadu_ps(mi, even + j), o = _mm512_maskz_loadu_ps(mi, odd + j);
+        _mm512_mask_storeu_ps(dst + 2 * j, m0, _mm512_permutex2var_ps(e, lo, o));
+        _mm512_mask_storeu_ps(dst + 2 * j + 16, m1, _mm512_permutex2var_ps(e, hi, o));
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Products over row tables (conv.c's implicit GEMMs)                  */
 

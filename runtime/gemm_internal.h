@@ -151,6 +151,10 @@ void nn__tanh_forward(long n, const float *x, float *y);
 void nn__copy_rows_avx512(long rows, long w, const float *src, long ss, float *dst, long ds,
                           long lpad, long rpad);
 
+/* even[j] = src[2 j], odd[j] = src[2 j + 1] (j < n), and back */
+void nn__deinterleave2_avx512(long n, const float *src, float *even, float *odd);
+void nn__interleave2_avx512(long n, const float *even, const float *odd, float *dst);
+
 /* C = A B (+ bias[i] per row, + C when beta) over row tables, on the
    calling thread alone, no packing (conv.c's implicit GEMMs): A(i, p) =
    a[aoff[i] + p aks], row p of B is b + boff[p] (n contiguous floats),

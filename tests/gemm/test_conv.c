@@ -22,7 +22,8 @@
   * Three cases have output rows of 64 or more (conv.c computes those by rows,
  * the others wide); five are stride 1, one group and 8 or more input
  * channels, whose input gradient conv.c computes as the transposed forward
- * on nngen's kernel.
+ * on nngen's kernel; five have stride 2 across (the phase planes' vector
+ * path).
  * The program runs as is and with NNGEN_GEMM=cblas (tests/gemm/meson.build):
  * the first runs the threaded AVX-512 path where the CPU has it, the second
  * the caller-alone path. */
@@ -218,6 +219,10 @@ static const conv_case cases[] = {
     {{8, 10, 10, 12, 9, 9, 2, 2, 1, 1, 0, 0, 1, 1, 1}, 17},    /* even kernel, no padding */
     {{9, 4, 70, 8, 4, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 3},      /* its rows of 70 */
     {{8, 6, 6, 5, 8, 8, 3, 3, 1, 1, 2, 2, 1, 1, 1}, 4},        /* padding = kernel extent */
+    /* stride 2 across: the phase planes' even and odd columns by permutes */
+    {{16, 9, 13, 8, 5, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1}, 6},      /* 1 x 1, odd sizes */
+    {{3, 11, 11, 4, 6, 6, 5, 5, 2, 2, 2, 2, 1, 1, 1}, 3},      /* padding 2 */
+    {{5, 6, 41, 7, 3, 20, 3, 3, 2, 2, 1, 0, 1, 1, 1}, 2},      /* columns past the last window */
 };
 
 START_TEST(test_conv)
