@@ -3,7 +3,8 @@
  *
  * On nngen's own kernel (nn_sgemm_impl() "avx512"): implicit GEMMs over the
  * zero-padded input split into stride phases (see "the implicit GEMM"
- * below), with no im2col copy.  Elsewhere, per example and group, im2col
+ * below), with no im2col copy; the input gradient of a stride-1 conv as the
+ * forward of the transposed conv over gy (see "as a forward conv").  Elsewhere, per example and group, im2col
  * writes the group's input as a kd x L matrix of columns (kd = C/G * KH * KW
  * rows, ordered (c, kh, kw) as the weight; L = OH * OW), then
  *     forward   y = W col + b
