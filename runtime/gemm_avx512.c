@@ -777,6 +777,34 @@ void nn__sgemm_rows_avx512(const nn_gemm_rows *g)
    DI x DJ sums, 16 lanes of the reduction at a time, reduced at the end. */
 #define DI 6
 #define DJ 4
+/* a dot tile's sums stored: its 16 lanes into cv (added when beta: one
+   reduction per block of calls), else reduced into C (added when beta) */
+static inline __attribute__((always_inline)) void
+dstore(const int mi, const int nj, const nn_gemm_dot *g, __m512 acc[DI][DJ], long i0, long j0)
+{
+    if (g->cv) {
+#pragma GCC unroll 6
+        for (int i = 0; i < mi; i++)
+#pragma GCC unroll 4
+            for (int j = 0; j < nj; j++) {
+                float *c = g->cv + ((i0 + i) * g->n + j0 + j) * 16;
+                __m512 r = acc[i][j];
+                if (g->beta)
+                    r = _mm512_add_ps(_mm512_loadu_ps(c), r);
+                _mm512_storeu_ps(c, r);
+            }
+        return;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nj; j++) {
+            float *c = g->c + (i0 + i) * g->ldc + j0 + j;
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            *c = g->beta ? *c + s : s;
+        }
+}
+
 static inline __attribute__((always_inline)) void
 dkernel(const int mi, const int nj, const nn_gemm_dot *g, long i0, long j0)
 {
@@ -810,27 +838,7 @@ dkernel(const int mi, const int nj, const nn_gemm_dot *g, long i0, long j0)
                     acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
             }
         }
-    if (g->cv) { /* the 16 lanes kept: one reduction per block of calls */
-#pragma GCC unroll 6
-        for (int i = 0; i < mi; i++)
-#pragma GCC unroll 4
-            for (int j = 0; j < nj; j++) {
-                float *c = g->cv + ((i0 + i) * g->n + j0 + j) * 16;
-                __m512 r = acc[i][j];
-                if (g->beta)
-                    r = _mm512_add_ps(_mm512_loadu_ps(c), r);
-                _mm512_storeu_ps(c, r);
-            }
-        return;
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < mi; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nj; j++) {
-            float *c = g->c + (i0 + i) * g->ldc + j0 + j;
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            *c = g->beta ? *c + s : s;
-        }
+    dstore(mi, nj, g, acc, i0, j0);
 }
 
 typedef void (*dkernel_fn)(const nn_gemm_dot *, long, long);
@@ -897,27 +905,7 @@ dkernel_lda(const int mi, const int nj, const nn_gemm_dot *g, long lda, long i0,
             a0 += 16, a3 += 16, b0 += 16, b1 += 16, b2 += 16, b3 += 16;
         }
     }
-    if (g->cv) {
-#pragma GCC unroll 6
-        for (int i = 0; i < mi; i++)
-#pragma GCC unroll 4
-            for (int j = 0; j < nj; j++) {
-                float *c = g->cv + ((i0 + i) * g->n + j0 + j) * 16;
-                __m512 r = acc[i][j];
-                if (g->beta)
-                    r = _mm512_add_ps(_mm512_loadu_ps(c), r);
-                _mm512_storeu_ps(c, r);
-            }
-        return;
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < mi; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nj; j++) {
-            float *c = g->c + (i0 + i) * g->ldc + j0 + j;
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            *c = g->beta ? *c + s : s;
-        }
+    dstore(mi, nj, g, acc, i0, j0);
 }
 
 typedef void (*dkernel_lda_fn)(const nn_gemm_dot *, long, long, long);
