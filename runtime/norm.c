@@ -147,7 +147,8 @@ static const nn_bn_loops *loops(void)
 
 /* ---- the layers, channel by channel ---- */
 
-typedef struct {
+typedef struct bn_job {
+    void (*group)(const struct bn_job *j, long c0, int nch);  /* fwd_group, bwd_group */
     const nn_batch_norm_geom *g;
     const nn_bn_loops *k;
     long n;
@@ -279,35 +280,28 @@ static void bwd_group(const bn_job *j, long c0, int nch)
     }
 }
 
-static void fwd_channels(const bn_job *j, long c0, long c1)
+/* the groups of channels [c0, c1) of one pass (j->group) */
+static void channels(const bn_job *j, long c0, long c1)
 {
     for (long c = c0; c < c1; c += GROUP)
-        fwd_group(j, c, (int)(c1 - c < GROUP ? c1 - c : GROUP));
+        j->group(j, c, (int)(c1 - c < GROUP ? c1 - c : GROUP));
 }
 
-static void bwd_channels(const bn_job *j, long c0, long c1)
-{
-    for (long c = c0; c < c1; c += GROUP)
-        bwd_group(j, c, (int)(c1 - c < GROUP ? c1 - c : GROUP));
-}
-
-static void fwd_task(void *ctx, int t, int nt)
+static void task(void *ctx, int t, int nt)
 {
     const bn_job *j = ctx;
     long C = j->g->c;
-    fwd_channels(j, C * t / nt, C * (t + 1) / nt);
+    channels(j, C * t / nt, C * (t + 1) / nt);
 }
 
-static void bwd_task(void *ctx, int t, int nt)
+/* the channels split over the pool when the layer is large */
+static void run(const bn_job *j)
 {
-    const bn_job *j = ctx;
-    long C = j->g->c;
-    bwd_channels(j, C * t / nt, C * (t + 1) / nt);
-}
-
-static int large(const nn_batch_norm_geom *g, int n)
-{
-    return (long)n * g->c * g->l >= PARALLEL_MIN && g->c > 1;
+    const nn_batch_norm_geom *g = j->g;
+    if (j->n * g->c * g->l >= PARALLEL_MIN && g->c > 1)
+        nn_parallel(task, (void *)j);
+    else
+        channels(j, 0, g->c);
 }
 
 void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
@@ -329,10 +323,8 @@ void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, f
     j.batch = training || rm == NULL;
     if (rm && training && nbt)
         nbt[0] += 1;
-    if (large(g, n))
-        nn_parallel(fwd_task, &j);
-    else
-        fwd_channels(&j, 0, g->c);
+    j.group = fwd_group;
+    run(&j);
 }
 
 void nn_batch_norm_backward(const nn_batch_norm_geom *g, int n, const float *gy, float *gx,
@@ -355,8 +347,6 @@ void nn_batch_norm_backward(const nn_batch_norm_geom *g, int n, const float *gy,
     j.gb = gb;
     j.set_w = set_w;
     j.set_b = set_b;
-    if (large(g, n))
-        nn_parallel(bwd_task, &j);
-    else
-        bwd_channels(&j, 0, g->c);
+    j.group = bwd_group;
+    run(&j);
 }
