@@ -149,10 +149,28 @@ static long direct_floats(const nn_conv2d_geom *g)
     return carve(g, &ph, NULL, &d);
 }
 
-size_t nn_conv2d_work_floats(const nn_conv2d_geom *g)
+static long base_work_floats(const nn_conv2d_geom *g)
 {
     long col = kdim(g) * plane(g), direct = direct_floats(g);
-    return (size_t)((col > direct ? col : direct) + grad_floats(g));
+    return (col > direct ? col : direct) + grad_floats(g);
+}
+
+static int transposable(const nn_conv2d_geom *g);
+static nn_conv2d_geom transposed(const nn_conv2d_geom *g);
+
+/* the backward's transposed forward (backward_gx_transposed) uses the
+   same buffer before the weight gradient does: the flipped weights, then
+   that forward's own work */
+size_t nn_conv2d_work_floats(const nn_conv2d_geom *g)
+{
+    long base = base_work_floats(g);
+    if (transposable(g)) {
+        nn_conv2d_geom t = transposed(g);
+        long tw = (long)g->c * g->o * g->kh * g->kw + base_work_floats(&t);
+        if (tw > base)
+            base = tw;
+    }
+    return (size_t)base;
 }
 
 /* the output columns [lo, hi) whose input column ow * sw + off lies in
@@ -657,25 +675,26 @@ static int transposable(const nn_conv2d_geom *g)
            g->pt <= g->dh * (g->kh - 1) && g->pl <= g->dw * (g->kw - 1);
 }
 
-/* gx by the transposed forward; 0 (nothing written) when its buffers
-   cannot be had */
-static int backward_gx_transposed(const nn_conv2d_geom *g, int n, const float *gy,
-                                  const float *w, float *gx)
+static nn_conv2d_geom transposed(const nn_conv2d_geom *g)
 {
     nn_conv2d_geom t = {g->o, g->oh, g->ow, g->c, g->h, g->w, g->kh, g->kw, 1, 1,
                         g->dh * (g->kh - 1) - g->pt, g->dw * (g->kw - 1) - g->pl, g->dh,
                         g->dw, 1};
+    return t;
+}
+
+/* gx by the transposed forward, in work (nn_conv2d_work_floats counts
+   it): the flipped weights, then that forward's own buffer */
+static void backward_gx_transposed(const nn_conv2d_geom *g, int n, const float *gy,
+                                   const float *w, float *gx, float *work)
+{
+    nn_conv2d_geom t = transposed(g);
     long taps = (long)g->kh * g->kw, nwt = (long)g->c * g->o * taps;
-    float *buf = malloc(sizeof(float) * ((size_t)nwt + nn_conv2d_work_floats(&t)));
-    if (buf == NULL)
-        return 0;
     for (long o = 0; o < g->o; o++)
         for (long c = 0; c < g->c; c++)
             for (long k = 0; k < taps; k++)
-                buf[(c * g->o + o) * taps + (taps - 1 - k)] = w[(o * g->c + c) * taps + k];
-    nn_conv2d_forward(&t, n, gy, buf, NULL, gx, buf + nwt);
-    free(buf);
-    return 1;
+                work[(c * g->o + o) * taps + (taps - 1 - k)] = w[(o * g->c + c) * taps + k];
+    nn_conv2d_forward(&t, n, gy, work, NULL, gx, work + nwt);
 }
 
 void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const float *x,
@@ -684,8 +703,10 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
 {
     long nw = (long)g->o * kdim(g);
     if (n > 0 && gx && transposable(g) && NN_HAVE_AVX512_KERNEL &&
-        strcmp(nn_sgemm_impl(), "avx512") == 0 && backward_gx_transposed(g, n, gy, w, gx))
+        strcmp(nn_sgemm_impl(), "avx512") == 0) {
+        backward_gx_transposed(g, n, gy, w, gx, work);
         gx = NULL; /* done; the weight and bias gradients below */
+    }
     if (n <= 0) {
         if (gw && setw)
             memset(gw, 0, sizeof(float) * (size_t)nw);
