@@ -1,10 +1,13 @@
 /* nngen-rt: conv2d lowered to matrix products (nn_conv2d_forward,
  * nn_conv2d_backward), for the generated code's larger convolutions.
  *
- * On nngen's own kernel (nn_sgemm_impl() "avx512"): implicit GEMMs over the
- * zero-padded input split into stride phases (see "the implicit GEMM"
- * below), with no im2col copy; the input gradient of a stride-1 conv as the
- * forward of the transposed conv over gy (see "as a forward conv").  Elsewhere, per example and group, im2col
+ * On nngen's vector kernels (nn__conv_kernels: gemm_avx512.c's where the
+ * AVX-512 kernel is in use, conv_avx2.c's on an AVX2 CPU in the auto and
+ * nngen modes): implicit GEMMs over the zero-padded input split into stride
+ * phases (see "the implicit GEMM" below), with no im2col copy; the input
+ * gradient of a stride-1 conv as the forward of the transposed conv over gy
+ * (see "as a forward conv").  Elsewhere (NNGEN_GEMM=cblas or portable, no
+ * AVX2), per example and group, im2col
  * writes the group's input as a kd x L matrix of columns (kd = C/G * KH * KW
  * rows, ordered (c, kh, kw) as the weight; L = OH * OW), then
  *     forward   y = W col + b
@@ -102,9 +105,9 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
    16-channel 32 x 32 conv; the weight gradient's dot products stay wide
    below 64 columns (4.2 against 4.7 ms by rows: runs of two vectors). */
 #if NN_HAVE_AVX512_KERNEL
-static int by_rows(const nn_conv2d_geom *g)
+static int by_rows(const nn_conv_kernels *ck, const nn_conv2d_geom *g)
 {
-    return g->ow >= 64 || (g->ow >= 32 && g->ow % 16 == 0);
+    return g->ow >= 64 || (g->ow >= 2 * ck->lanes && g->ow % ck->lanes == 0);
 }
 
 static int dot_by_rows(const nn_conv2d_geom *g)
@@ -249,7 +252,8 @@ static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
 #define ROW_TMP 1024
 
 /* the planes of the group's input planes x (C/G x H x W) */
-static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *x, float *xp)
+static void fill_planes(const nn_conv_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
+                        const float *x, float *xp)
 {
     long cg = g->c / g->groups, pl = ph->hq * ph->wq;
     if (g->sh == 1 && g->sw == 1) { /* one plane per channel: rows of zeros,
@@ -261,8 +265,8 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
         for (long c = 0; c < cg; c++) {
             float *p = xp + c * pl;
             memset(p, 0, sizeof(float) * (size_t)(top * ph->wq));
-            nn__copy_rows_avx512(nr, nw, x + c * g->h * g->w, g->w, p + top * ph->wq, ph->wq,
-                                 lp, ph->wq - lp - nw);
+            ck->copy_rows(nr, nw, x + c * g->h * g->w, g->w, p + top * ph->wq, ph->wq, lp,
+                          ph->wq - lp - nw);
             memset(p + (top + nr) * ph->wq, 0, sizeof(float) * (size_t)((ph->hq - top - nr) *
                                                                          ph->wq));
         }
@@ -289,8 +293,8 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
                 float tmp[ROW_TMP];
                 long lp = g->pl < 2 * ph->wq ? g->pl : 2 * ph->wq;
                 long nw = 2 * ph->wq - lp < g->w ? 2 * ph->wq - lp : g->w;
-                nn__copy_rows_avx512(1, nw, s, 0, tmp, 0, lp, 2 * ph->wq - lp - nw);
-                nn__deinterleave2_avx512(ph->wq, tmp, base, base + pl);
+                ck->copy_rows(1, nw, s, 0, tmp, 0, lp, 2 * ph->wq - lp - nw);
+                ck->deinterleave2(ph->wq, tmp, base, base + pl);
                 continue;
             }
             for (long b = 0; b < g->sw; b++) { /* plane b: columns iw = j sw + b - pl */
@@ -308,7 +312,8 @@ static void fill_planes(const nn_conv2d_geom *g, const phases *ph, const float *
 
 /* the adjoint of fill_planes: the group's input gradient planes gx
    (C/G x H x W) from the planes' gradient (positions no window reads: 0) */
-static void unfill_planes(const nn_conv2d_geom *g, const phases *ph, const float *gp, float *gx)
+static void unfill_planes(const nn_conv_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
+                          const float *gp, float *gx)
 {
     long cg = g->c / g->groups, pl = ph->hq * ph->wq;
     memset(gx, 0, sizeof(float) * (size_t)(cg * g->h * g->w));
@@ -329,7 +334,7 @@ static void unfill_planes(const nn_conv2d_geom *g, const phases *ph, const float
                 float tmp[ROW_TMP];
                 long lp = g->pl < 2 * ph->wq ? g->pl : 2 * ph->wq;
                 long nw = 2 * ph->wq - lp < g->w ? 2 * ph->wq - lp : g->w;
-                nn__interleave2_avx512(ph->wq, base, base + pl, tmp);
+                ck->interleave2(ph->wq, base, base + pl, tmp);
                 memcpy(d, tmp + lp, sizeof(float) * (size_t)nw);
                 continue;
             }
@@ -420,6 +425,7 @@ static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, 
 }
 
 typedef struct {
+    const nn_conv_kernels *ck; /* the implicit GEMMs' (NULL: im2col) */
     const nn_conv2d_geom *g;
     int n;
     const float *x, *w, *b, *gy;
@@ -428,6 +434,14 @@ typedef struct {
     int want_bias;          /* gb */
     float *parts;           /* NBLK x grad_floats */
 } conv_job;
+
+/* the pool for at most n threads when there are kernels, else 0 (and 0
+   when another thread holds it) */
+static int take(const nn_conv_kernels *ck, int n)
+{
+    int nt = nn_num_threads();
+    return ck ? nn__pool_hold(nt < n ? nt : n) : 0;
+}
 
 static float *col_of(const conv_job *j, int t)
 {
@@ -441,13 +455,14 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
     long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
     float *col = col_of(j, t);
 #if NN_HAVE_AVX512_KERNEL
-    if (t >= 0) {   /* nngen's kernel: the implicit GEMM */
+    if (t >= 0 && j->ck) {   /* the implicit GEMM */
+        const nn_conv_kernels *ck = j->ck;
         phases ph;
         dbufs d;
         phase_geom(g, &ph);
         carve(g, &ph, col, &d);
         row_offsets(g, &ph, d.off);
-        int rows = by_rows(g);
+        int rows = by_rows(ck, g);
         for (long i = 0; i < og; i++)
             d.t1[i] = (int)(i * kd), d.t2[i] = (int)(i * (rows ? L : ph.lq));
         /* by rows: the ow valid columns of each output row, read at oh wq
@@ -457,15 +472,15 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
                            d.t2, 0, NULL, rows ? g->oh : 0, ph.wq, g->ow};
         for (long r = r0; r < r1; r++)
             for (long q = 0; q < g->groups; q++) {
-                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
+                fill_planes(ck, g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
                 gm.a = j->w + q * og * kd;
                 gm.bias = j->b ? j->b + q * og : NULL;
                 float *y = j->y + (r * g->o + q * og) * L;
                 if (rows)
                     gm.c = y;
-                nn__sgemm_rows_avx512(&gm);
+                ck->rows(&gm);
                 if (!rows) /* row (o, oh) at o lq + oh wq = (o oh + oh) wq */
-                    nn__copy_rows_avx512(og * g->oh, g->ow, d.gyw, ph.wq, y, g->ow, 0, 0);
+                    ck->copy_rows(og * g->oh, g->ow, d.gyw, ph.wq, y, g->ow, 0, 0);
             }
         return;
     }
@@ -489,8 +504,8 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
 {
     if (n <= 0)
         return;
-    conv_job j = {g, n, x, w, b, NULL, y, NULL, work, 0, 0, NULL};
-    int nt = nn__pool_take(n);
+    conv_job j = {nn__conv_kernels(), g, n, x, w, b, NULL, y, NULL, work, 0, 0, NULL};
+    int nt = take(j.ck, n);
     long col = kdim(g) * plane(g), direct = direct_floats(g);
     if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct), 0)) {
         nn__pool_run(fwd_task, &j);
@@ -512,6 +527,7 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
    then the input gradient from the planes' (unfill_planes) */
 static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
 {
+    const nn_conv_kernels *ck = j->ck;
     const nn_conv2d_geom *g = j->g;
     long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
     phases ph;
@@ -541,26 +557,25 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
             } else {
                 /* every row of gyw (og x lq = og oh rows of wq): gy's, then
                    zeros in the junk columns */
-                nn__copy_rows_avx512(og * g->oh, g->ow, gyq, g->ow, d.gyw, ph.wq, 0,
-                                     ph.wq - g->ow);
+                ck->copy_rows(og * g->oh, g->ow, gyq, g->ow, d.gyw, ph.wq, 0, ph.wq - g->ow);
             }
             if (j->want_grads) {
-                fill_planes(g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
+                fill_planes(ck, g, &ph, j->x + (r * g->c + q * cg) * g->h * g->w, d.planes);
                 gw.beta = r > r0;
-                nn__sgemm_dot_avx512(&gw);
+                ck->dot(&gw);
             }
             if (j->gx) {
                 memset(d.gplanes, 0, sizeof(float) * (size_t)ph.planes);
-                nn__sgemm_rows_avx512(&gx);
-                unfill_planes(g, &ph, d.gplanes,
+                ck->rows(&gx);
+                unfill_planes(ck, g, &ph, d.gplanes,
                               j->gx + (r * g->c + q * cg) * g->h * g->w);
             }
         }
-        if (j->want_grads) /* the block's sums: the 16 lanes of each, added */
+        if (j->want_grads) /* the block's sums: the lanes of each, added */
             for (long i = 0; i < og * kd; i++) {
-                const float *v = d.cv + i * 16;
+                const float *v = d.cv + i * ck->lanes;
                 float s = 0.0f;
-                for (int q2 = 0; q2 < 16; q2++)
+                for (int q2 = 0; q2 < ck->lanes; q2++)
                     s += v[q2];
                 part[q * og * kd + i] = s;
             }
@@ -599,7 +614,7 @@ static void bwd_block(const conv_job *j, int t, int blk, int nblk, float *part)
         }
     }
 #if NN_HAVE_AVX512_KERNEL
-    if (t >= 0) {
+    if (t >= 0 && j->ck) {
         bwd_direct(j, t, r0, r1, part);
         return;
     }
@@ -702,8 +717,8 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
                         float *work)
 {
     long nw = (long)g->o * kdim(g);
-    if (n > 0 && gx && transposable(g) && NN_HAVE_AVX512_KERNEL &&
-        strcmp(nn_sgemm_impl(), "avx512") == 0) {
+    const nn_conv_kernels *ck = nn__conv_kernels();
+    if (n > 0 && gx && transposable(g) && ck) {
         backward_gx_transposed(g, n, gy, w, gx, work);
         gx = NULL; /* done; the weight and bias gradients below */
     }
@@ -716,8 +731,8 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
     }
     int want = gw != NULL || gb != NULL;
     int nb = nblocks(n);
-    conv_job j = {g, n, x, w, NULL, gy, NULL, gx, work, want, gb != NULL, NULL};
-    int nt = nn__pool_take(nb);
+    conv_job j = {ck, g, n, x, w, NULL, gy, NULL, gx, work, want, gb != NULL, NULL};
+    int nt = take(ck, nb);
     long col = kdim(g) * plane(g), direct = direct_floats(g);
     if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct),
                                 want ? (size_t)(nb * grad_floats(g)) : 0)) {

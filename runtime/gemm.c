@@ -485,6 +485,18 @@ void nn__gemm_setup(void)
 #endif
 }
 
+const nn_conv_kernels *nn__conv_kernels(void)
+{
+    nn__setup();
+#if NN_HAVE_AVX512_KERNEL
+    if (use_avx512)
+        return &nn__conv_kernels_avx512;
+    if (vec_isa == 1 && (mode == MODE_AUTO || mode == MODE_NNGEN))
+        return &nn__conv_kernels_avx2;
+#endif
+    return NULL;
+}
+
 int nn__vec_isa(void)
 {
     nn__setup();

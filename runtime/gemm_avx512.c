@@ -952,3 +952,8 @@ void nn__sgemm_dot_avx512(const nn_gemm_dot *g)
                 dkernels[mi][nj](g, i0, j0);
         }
 }
+
+const nn_conv_kernels nn__conv_kernels_avx512 = {"avx512",           16,
+                                                 nn__copy_rows_avx512, nn__deinterleave2_avx512,
+                                                 nn__interleave2_avx512, nn__sgemm_rows_avx512,
+                                                 nn__sgemm_dot_avx512};

@@ -180,7 +180,7 @@ void nn__sgemm_rows_avx512(const nn_gemm_rows *g);
 /* C (m x n, ldc) = A B^T (+ C when beta) with row i of A at a + aoff[i]
    and row j of B at b + boff[j], both k contiguous floats: the reduction
    runs along the rows (conv.c's weight gradient).  With cv set, C is not
-   written: cv (m x n x 16) gets (or, beta, adds) each sum's 16 lanes, for
+   written: cv (m x n x lanes) gets (or, beta, adds) each sum's lanes, for
    one reduction after many calls. */
 typedef struct nn_gemm_dot {
     long m, n, k;
@@ -196,5 +196,26 @@ typedef struct nn_gemm_dot {
                              floats apart in A's rows and rsb in B's */
 } nn_gemm_dot;
 void nn__sgemm_dot_avx512(const nn_gemm_dot *g);
+
+/* conv.c's kernels on one instruction set: gemm_avx512.c's (above) and
+   conv_avx2.c's; lanes: the floats of a vector, and of each sum in
+   nn_gemm_dot.cv (16 or 8) */
+typedef struct nn_conv_kernels {
+    const char *name;
+    int lanes;
+    void (*copy_rows)(long rows, long w, const float *src, long ss, float *dst, long ds,
+                      long lpad, long rpad);
+    void (*deinterleave2)(long n, const float *src, float *even, float *odd);
+    void (*interleave2)(long n, const float *even, const float *odd, float *dst);
+    void (*rows)(const nn_gemm_rows *g);
+    void (*dot)(const nn_gemm_dot *g);
+} nn_conv_kernels;
+extern const nn_conv_kernels nn__conv_kernels_avx512, nn__conv_kernels_avx2;
+
+/* the kernels conv.c's implicit GEMMs run on (gemm.c): AVX-512 where
+   nngen's AVX-512 kernel is in use, AVX2 on an AVX2 CPU (or NNGEN_ISA=avx2)
+   in the auto and nngen modes; NULL elsewhere (NNGEN_GEMM=cblas or
+   portable, no AVX2): conv.c's im2col and nn_sgemm */
+const nn_conv_kernels *nn__conv_kernels(void);
 
 #endif

@@ -24,9 +24,12 @@
  * channels, whose input gradient conv.c computes as the transposed forward
  * on nngen's kernel; five have stride 2 across (the phase planes' vector
  * path).
- * The program runs as is and with NNGEN_GEMM=cblas (tests/gemm/meson.build):
- * the first runs the threaded AVX-512 path where the CPU has it, the second
- * the caller-alone path. */
+ * The program runs as is, with NNGEN_GEMM=cblas, with NNGEN_ISA=avx2 and
+ * with NNGEN_GEMM=portable (tests/gemm/meson.build): the first runs the
+ * threaded implicit GEMMs on the CPU's kernels (AVX-512, or AVX2 on a CPU
+ * without AVX-512F), the third those on the AVX2 kernels (conv_avx2.c)
+ * wherever the CPU has AVX2, the second and fourth im2col on the caller
+ * alone. */
 #include <check.h>
 #include <float.h>
 #include <math.h>
