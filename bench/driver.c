@@ -148,7 +148,8 @@ static void nn_gemm_call(long i)
     nn_sgemm(0, 0, gm_m, gm_n, gm_k, gm_a, gm_k, gm_b, gm_n, 0, gm_c, gm_n);
 }
 
-/* The runtime's kernel choice: its mode, then one line per product class
+/* The runtime's kernel choice: its mode, the kernels of the convolutions
+   and activations (nn_conv_impl), then one line per product class
    the process used ("gemm_class_I OP TA TB M N K TM TN TK KERNEL
    S_NNGEN S_CBLAS THREADS": the first call's shape, the shape timed, the
    kernel kept, each kernel's best time per call in seconds, 0 when not
@@ -159,6 +160,7 @@ static void print_gemm_classes(void)
     nn_gemm_class cls[256];
     int n = nn_gemm_classes(cls, 256);
     printf("nn_gemm_mode %s\n", nn_gemm_mode());
+    printf("nn_conv_impl %s\n", nn_conv_impl());
     printf("nn_gemm_measurements %ld\n", nn_gemm_measurements());
     for (int i = 0; i < n && i < 256; i++) {
         const nn_gemm_class *c = &cls[i];

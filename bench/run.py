@@ -243,7 +243,8 @@ def merge_best(store, key, new):
         for k in [k for k in old if k.startswith("gemm_class_")]:
             del old[k]
         for k, v in new.items():
-            if k.startswith("gemm_class_") or k in ("nn_gemm_mode", "nn_gemm_measurements"):
+            if k.startswith("gemm_class_") or k in ("nn_gemm_mode", "nn_conv_impl",
+                                                    "nn_gemm_measurements"):
                 old[k] = v
     for k, v in new.items():
         if (isinstance(v, list) and len(v) == 2 and k in old and isinstance(old[k], list)
@@ -860,6 +861,11 @@ def main():
          "per product class the faster of nngen's kernel and cblas_sgemm, timed at first use "
          "in each process (kernels column; per class below)" if modes == ["auto"] else
          "one kernel for every product"))
+    convs = sorted({res.get("nn_conv_impl", "?") for r in results for res in
+                    list(r["nngen"].values()) + ([r["inference"]] if "inference" in r else [])})
+    P("          conv2d, sigmoid and tanh: nn_conv_impl() = %s (%s)"
+      % ("/".join(convs), "im2col and nn_sgemm, libm's expf/tanhf" if convs == ["im2col"] else
+         "nngen's implicit GEMMs and vector activations for that instruction set"))
     tv = results[0]["torch"].get("torch_version", "?") if results else "?"
     P("torch   : %s (its matmuls also go to this OpenBLAS); timed with set_num_threads(%s) "
       "(OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = same), one fresh process each"

@@ -1,13 +1,15 @@
 /* nngen-rt: large elementwise activations (nn_sigmoid_forward,
  * nn_sigmoid_backward) for the generated code, and tanh for rnn.c's gates
- * (nn__tanh_forward).  The generated loops call
- * expf one element at a time (C has no vector exp, and cc -O2 does not
- * vectorize the call); here, on CPUs where nngen's own kernel runs
- * (nn_sgemm_impl() "avx512"), the arrays are split over the pool's threads
- * and each share runs 16 lanes at a time with a polynomial e^x good to
- * about 1 ulp (gemm_avx512.c).  Elsewhere, or while the pool is busy, the
- * caller runs the plain loop with expf.  Each element's result depends only
- * on that element, so the thread count never changes a value. */
+ * (nn__tanh_forward).  The generated loops call expf one element at a time
+ * (C has no vector exp, and cc -O2 does not vectorize the call); here,
+ * where nngen has vector kernels for the CPU (nn__vec_kernels(): AVX-512,
+ * or AVX2 in the auto and nngen modes; nn_conv_impl() names them), the
+ * arrays are split over the pool's threads and each share runs 16 or 8
+ * lanes at a time with a polynomial e^x good to about 1 ulp
+ * (gemm_avx512.c; act_avx2.c gives the same bits on 8 lanes).  Elsewhere
+ * (NNGEN_GEMM=cblas or portable, no AVX2), or while the pool is busy, the
+ * caller runs the plain loop with expf.  Each element's result depends
+ * only on that element, so the thread count never changes a value. */
 #include <math.h>
 
 #include <nngen/rt.h>
@@ -22,13 +24,13 @@
 #define PER_THREAD_MIN 16384L
 
 typedef struct {
+    const nn_vec_kernels *vk;
     long n;
     const float *a, *b;
     float *out;
     int backward;   /* 0 sigmoid, 1 its backward, 2 tanh */
 } act_job;
 
-#if NN_HAVE_AVX512_KERNEL
 static void act_task(void *ctx, int t, int nt)
 {
     const act_job *j = ctx;
@@ -39,19 +41,18 @@ static void act_task(void *ctx, int t, int nt)
     if (lo >= hi)
         return;
     if (j->backward == 2)
-        nn__tanh_avx512(hi - lo, j->a + lo, j->out + lo);
+        j->vk->tanh(hi - lo, j->a + lo, j->out + lo);
     else if (j->backward)
-        nn__sigmoid_backward_avx512(hi - lo, j->a + lo, j->b + lo, j->out + lo);
+        j->vk->sigmoid_backward(hi - lo, j->a + lo, j->b + lo, j->out + lo);
     else
-        nn__sigmoid_avx512(hi - lo, j->a + lo, j->out + lo);
+        j->vk->sigmoid(hi - lo, j->a + lo, j->out + lo);
 }
 
-#endif
-
-/* j on the pool's threads with the AVX-512 loops; 0 when not possible */
+/* j on the pool's threads with the vector loops; 0 when not possible */
 static int run_pooled(act_job *j)
 {
-#if NN_HAVE_AVX512_KERNEL
+    if (!(j->vk = nn__vec_kernels()))
+        return 0;
     long most = j->n / PER_THREAD_MIN;
     int nt = nn__pool_take(most < 1 ? 1 : most > NN_MAX_THREADS ? NN_MAX_THREADS : (int)most);
     if (nt == 0)
@@ -59,15 +60,11 @@ static int run_pooled(act_job *j)
     nn__pool_run(act_task, j);
     nn__pool_give();
     return 1;
-#else
-    (void)j;
-    return 0;
-#endif
 }
 
 void nn_sigmoid_forward(long count, const float *x, float *y)
 {
-    act_job j = {count, x, NULL, y, 0};
+    act_job j = {NULL, count, x, NULL, y, 0};
     if (count <= 0 || run_pooled(&j))
         return;
     for (long i = 0; i < count; i++)
@@ -76,7 +73,7 @@ void nn_sigmoid_forward(long count, const float *x, float *y)
 
 void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
 {
-    act_job j = {count, gy, y, gx, 1};
+    act_job j = {NULL, count, gy, y, gx, 1};
     if (count <= 0 || run_pooled(&j))
         return;
     for (long i = 0; i < count; i++)
@@ -85,7 +82,7 @@ void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
 
 void nn__tanh_forward(long count, const float *x, float *y)
 {
-    act_job j = {count, x, NULL, y, 2};
+    act_job j = {NULL, count, x, NULL, y, 2};
     if (count <= 0 || run_pooled(&j))
         return;
     for (long i = 0; i < count; i++)

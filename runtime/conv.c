@@ -1,7 +1,7 @@
 /* nngen-rt: conv2d lowered to matrix products (nn_conv2d_forward,
  * nn_conv2d_backward), for the generated code's larger convolutions.
  *
- * On nngen's vector kernels (nn__conv_kernels: gemm_avx512.c's where the
+ * On nngen's vector kernels (nn__vec_kernels: gemm_avx512.c's where the
  * AVX-512 kernel is in use, conv_avx2.c's on an AVX2 CPU in the auto and
  * nngen modes): implicit GEMMs over the zero-padded input split into stride
  * phases (see "the implicit GEMM" below), with no im2col copy; the input
@@ -105,7 +105,7 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
    16-channel 32 x 32 conv; the weight gradient's dot products stay wide
    below 64 columns (4.2 against 4.7 ms by rows: runs of two vectors). */
 #if NN_HAVE_AVX512_KERNEL
-static int by_rows(const nn_conv_kernels *ck, const nn_conv2d_geom *g)
+static int by_rows(const nn_vec_kernels *ck, const nn_conv2d_geom *g)
 {
     return g->ow >= 64 || (g->ow >= 2 * ck->lanes && g->ow % ck->lanes == 0);
 }
@@ -252,7 +252,7 @@ static void col2im(const nn_conv2d_geom *g, const float *col, float *gx)
 #define ROW_TMP 1024
 
 /* the planes of the group's input planes x (C/G x H x W) */
-static void fill_planes(const nn_conv_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
+static void fill_planes(const nn_vec_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
                         const float *x, float *xp)
 {
     long cg = g->c / g->groups, pl = ph->hq * ph->wq;
@@ -312,7 +312,7 @@ static void fill_planes(const nn_conv_kernels *ck, const nn_conv2d_geom *g, cons
 
 /* the adjoint of fill_planes: the group's input gradient planes gx
    (C/G x H x W) from the planes' gradient (positions no window reads: 0) */
-static void unfill_planes(const nn_conv_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
+static void unfill_planes(const nn_vec_kernels *ck, const nn_conv2d_geom *g, const phases *ph,
                           const float *gp, float *gx)
 {
     long cg = g->c / g->groups, pl = ph->hq * ph->wq;
@@ -425,7 +425,7 @@ static void gemm(int trans_a, int trans_b, int m, int n, int k, const float *a, 
 }
 
 typedef struct {
-    const nn_conv_kernels *ck; /* the implicit GEMMs' (NULL: im2col) */
+    const nn_vec_kernels *ck; /* the implicit GEMMs' (NULL: im2col) */
     const nn_conv2d_geom *g;
     int n;
     const float *x, *w, *b, *gy;
@@ -437,10 +437,9 @@ typedef struct {
 
 /* the pool for at most n threads when there are kernels, else 0 (and 0
    when another thread holds it) */
-static int take(const nn_conv_kernels *ck, int n)
+static int take(const nn_vec_kernels *ck, int n)
 {
-    int nt = nn_num_threads();
-    return ck ? nn__pool_hold(nt < n ? nt : n) : 0;
+    return ck ? nn__pool_take(n) : 0;
 }
 
 static float *col_of(const conv_job *j, int t)
@@ -456,7 +455,7 @@ static void fwd_rows(const conv_job *j, int t, int r0, int r1)
     float *col = col_of(j, t);
 #if NN_HAVE_AVX512_KERNEL
     if (t >= 0 && j->ck) {   /* the implicit GEMM */
-        const nn_conv_kernels *ck = j->ck;
+        const nn_vec_kernels *ck = j->ck;
         phases ph;
         dbufs d;
         phase_geom(g, &ph);
@@ -504,7 +503,7 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
 {
     if (n <= 0)
         return;
-    conv_job j = {nn__conv_kernels(), g, n, x, w, b, NULL, y, NULL, work, 0, 0, NULL};
+    conv_job j = {nn__vec_kernels(), g, n, x, w, b, NULL, y, NULL, work, 0, 0, NULL};
     int nt = take(j.ck, n);
     long col = kdim(g) * plane(g), direct = direct_floats(g);
     if (nt >= 2 && have_buffers(nt, (size_t)(col > direct ? col : direct), 0)) {
@@ -527,7 +526,7 @@ void nn_conv2d_forward(const nn_conv2d_geom *g, int n, const float *x, const flo
    then the input gradient from the planes' (unfill_planes) */
 static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
 {
-    const nn_conv_kernels *ck = j->ck;
+    const nn_vec_kernels *ck = j->ck;
     const nn_conv2d_geom *g = j->g;
     long cg = g->c / g->groups, og = g->o / g->groups, kd = kdim(g), L = plane(g);
     phases ph;
@@ -717,7 +716,7 @@ void nn_conv2d_backward(const nn_conv2d_geom *g, int n, const float *gy, const f
                         float *work)
 {
     long nw = (long)g->o * kdim(g);
-    const nn_conv_kernels *ck = nn__conv_kernels();
+    const nn_vec_kernels *ck = nn__vec_kernels();
     if (n > 0 && gx && transposable(g) && ck) {
         backward_gx_transposed(g, n, gy, w, gx, work);
         gx = NULL; /* done; the weight and bias gradients below */

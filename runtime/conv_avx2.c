@@ -4,7 +4,7 @@
  * products over row tables (gemm_internal.h: nn_gemm_rows, nn_gemm_dot).
  *
  * Built with -mavx2 -mfma; gemm.c hands them to conv.c
- * (nn__conv_kernels) only after __builtin_cpu_supports("avx2") and
+ * (nn__vec_kernels) only after __builtin_cpu_supports("avx2") and
  * ("fma").  The same loops as gemm_avx512.c's, on 8-float vectors:
  *   - rows (C = A B over row tables): a tile of 6 rows x 16 columns, 12
  *     ymm accumulators, per k 2 loads of B's row, 6 broadcasts of A and 12
@@ -16,7 +16,7 @@
  *   - dot (C = A B^T, the reduction along both rows): a tile of 4 x 3 sums
  *     of 8 lanes (12 accumulators, 3 of B and 1 of A: the 16 ymm
  *     registers), so nn_gemm_dot.cv holds 8 lanes per sum (conv.c reads
- *     the lane count from nn__conv_kernels_avx2.lanes);
+ *     the lane count from nn__vec_kernels_avx2.lanes);
  *   - edges through lane masks (maskload / maskstore), which neither read
  *     nor write past the n columns or the k of the reduction.
  */
@@ -296,5 +296,7 @@ static void dot(const nn_gemm_dot *g)
         }
 }
 
-const nn_conv_kernels nn__conv_kernels_avx2 = {"avx2", LANES, copy_rows, deinterleave2,
-                                               interleave2, rows, dot};
+const nn_vec_kernels nn__vec_kernels_avx2 = {"avx2", LANES, copy_rows, deinterleave2,
+                                               interleave2, rows, dot,
+                                               nn__sigmoid_avx2, nn__sigmoid_backward_avx2,
+                                               nn__tanh_avx2};

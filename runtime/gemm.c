@@ -485,14 +485,14 @@ void nn__gemm_setup(void)
 #endif
 }
 
-const nn_conv_kernels *nn__conv_kernels(void)
+const nn_vec_kernels *nn__vec_kernels(void)
 {
     nn__setup();
 #if NN_HAVE_AVX512_KERNEL
     if (use_avx512)
-        return &nn__conv_kernels_avx512;
+        return &nn__vec_kernels_avx512;
     if (vec_isa == 1 && (mode == MODE_AUTO || mode == MODE_NNGEN))
-        return &nn__conv_kernels_avx2;
+        return &nn__vec_kernels_avx2;
 #endif
     return NULL;
 }
@@ -510,6 +510,12 @@ const char *nn_sgemm_impl(void)
            : use_nngen ? "avx2"
            : fixed == NN_GEMM_PORTABLE ? "portable"
                                        : "cblas";
+}
+
+const char *nn_conv_impl(void)
+{
+    const nn_vec_kernels *vk = nn__vec_kernels();
+    return vk ? vk->name : "im2col";
 }
 
 const char *nn_gemm_mode(void)
@@ -673,16 +679,8 @@ void nn_sgemm_relu_mask(int m, int n, int k, const float *a, int lda, const floa
 
 int nn__pool_take(int max_threads)
 {
-    nn__setup();
-#if NN_HAVE_AVX512_KERNEL
-    if (use_avx512) {
-        int nt = nn_num_threads();
-        return nn__pool_hold(nt < max_threads ? nt : max_threads);
-    }
-#else
-    (void)max_threads;
-#endif
-    return 0;
+    int nt = nn_num_threads();
+    return nn__pool_hold(nt < max_threads ? nt : max_threads);
 }
 
 /* nn_sgd_step's update of rows [i0, i1) (rt.h), in plain C: the generated

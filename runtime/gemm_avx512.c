@@ -953,7 +953,10 @@ void nn__sgemm_dot_avx512(const nn_gemm_dot *g)
         }
 }
 
-const nn_conv_kernels nn__conv_kernels_avx512 = {"avx512",           16,
+const nn_vec_kernels nn__vec_kernels_avx512 = {"avx512",           16,
                                                  nn__copy_rows_avx512, nn__deinterleave2_avx512,
                                                  nn__interleave2_avx512, nn__sgemm_rows_avx512,
-                                                 nn__sgemm_dot_avx512};
+                                                 nn__sgemm_dot_avx512,
+                                                 nn__sigmoid_avx512,
+                                                 nn__sigmoid_backward_avx512,
+                                                 nn__tanh_avx512};

@@ -96,11 +96,11 @@ void nn__linear_avx2(int rows, int in, int out, const float *x, const float *w,
 void nn__sgemm_unmeasured(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                           const float *b, int ldb, int accumulate, float *c, int ldc);
 
-/* For work split over examples (conv.c, act.c; gemm.c): nn__pool_take(max)
-   takes the pool for min(nn_num_threads(), max) threads and returns that
-   count when nngen's own kernel is in use and the pool was free, else 0
-   (then nothing is held; the caller works alone with nn_sgemm).  Between
-   take and give, nn__pool_run(fn, ctx) runs fn on the threads. */
+/* For work split over examples or elements (conv.c, act.c; gemm.c):
+   nn__pool_take(max) takes the pool for min(nn_num_threads(), max) threads
+   (max >= 1) and returns that count when the pool was free, else 0 (then
+   nothing is held; the caller works alone).  Between take and give,
+   nn__pool_run(fn, ctx) runs fn on the threads. */
 int nn__pool_take(int max_threads);
 void nn__pool_give(void);
 
@@ -142,8 +142,9 @@ void nn__sigmoid_avx512(long n, const float *x, float *y);
 void nn__sigmoid_backward_avx512(long n, const float *gy, const float *y, float *gx);
 void nn__tanh_avx512(long n, const float *x, float *y);
 
-/* y = tanh(x) over n floats (y may be x): the AVX-512 loop above where
-   nngen's kernel is in use, else tanhf; act.c.  For rnn.c's gates. */
+/* y = tanh(x) over n floats (y may be x): the vector loop of
+   nn__vec_kernels() (below) where there is one, else tanhf; act.c.  For
+   rnn.c's gates. */
 void nn__tanh_forward(long n, const float *x, float *y);
 
 /* rows of w floats from src (row r at src + r ss) to dst (at dst + r ds),
@@ -197,10 +198,11 @@ typedef struct nn_gemm_dot {
 } nn_gemm_dot;
 void nn__sgemm_dot_avx512(const nn_gemm_dot *g);
 
-/* conv.c's kernels on one instruction set: gemm_avx512.c's (above) and
-   conv_avx2.c's; lanes: the floats of a vector, and of each sum in
-   nn_gemm_dot.cv (16 or 8) */
-typedef struct nn_conv_kernels {
+/* conv.c's and act.c's kernels on one instruction set: gemm_avx512.c's
+   (above) and conv_avx2.c's with act_avx2.c's; lanes: the floats of a
+   vector, and of each sum in nn_gemm_dot.cv (16 or 8).  The activations
+   give the same bits in both sets (act_avx2.c). */
+typedef struct nn_vec_kernels {
     const char *name;
     int lanes;
     void (*copy_rows)(long rows, long w, const float *src, long ss, float *dst, long ds,
@@ -209,13 +211,20 @@ typedef struct nn_conv_kernels {
     void (*interleave2)(long n, const float *even, const float *odd, float *dst);
     void (*rows)(const nn_gemm_rows *g);
     void (*dot)(const nn_gemm_dot *g);
-} nn_conv_kernels;
-extern const nn_conv_kernels nn__conv_kernels_avx512, nn__conv_kernels_avx2;
+    void (*sigmoid)(long n, const float *x, float *y);
+    void (*sigmoid_backward)(long n, const float *gy, const float *y, float *gx);
+    void (*tanh)(long n, const float *x, float *y);
+} nn_vec_kernels;
+extern const nn_vec_kernels nn__vec_kernels_avx512, nn__vec_kernels_avx2;
 
-/* the kernels conv.c's implicit GEMMs run on (gemm.c): AVX-512 where
+void nn__sigmoid_avx2(long n, const float *x, float *y);
+void nn__sigmoid_backward_avx2(long n, const float *gy, const float *y, float *gx);
+void nn__tanh_avx2(long n, const float *x, float *y);
+
+/* the kernels conv.c's implicit GEMMs and act.c's loops run on (gemm.c): AVX-512 where
    nngen's AVX-512 kernel is in use, AVX2 on an AVX2 CPU (or NNGEN_ISA=avx2)
    in the auto and nngen modes; NULL elsewhere (NNGEN_GEMM=cblas or
-   portable, no AVX2): conv.c's im2col and nn_sgemm */
-const nn_conv_kernels *nn__conv_kernels(void);
+   portable, no AVX2): conv.c's im2col and nn_sgemm, act.c's libm loops */
+const nn_vec_kernels *nn__vec_kernels(void);
 
 #endif

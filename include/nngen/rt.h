@@ -344,10 +344,19 @@ typedef struct nn_sgd_step {
 void nn_sgemm_sgd(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda,
                   const float *b, int ldb, int accumulate, float *c, int ldc,
                   const nn_sgd_step *step);
-/* "avx512": nngen's kernel is in use (the products of the classes that
-   chose it, nn_conv2d_*, nn_sigmoid_*); else "cblas" or "portable", the
-   one product every call runs on.  Decided once per process. */
+/* "avx512" or "avx2": nngen's kernel for that instruction set is in use
+   (the products of the classes that chose it); else "cblas" or
+   "portable", the one product every call runs on.  Decided once per
+   process. */
 const char *nn_sgemm_impl(void);
+/* The kernels nn_conv2d_* and nn_sigmoid_* (and the LSTM's tanh) run on:
+   "avx512" or "avx2", nngen's vector loops for that instruction set (the
+   AVX-512 set where nn_sgemm_impl() is "avx512"; the AVX2 set on an AVX2
+   CPU, or with NNGEN_ISA=avx2, in the "auto" and "nngen" modes, whatever
+   product the classes chose); "im2col": im2col and nn_sgemm for the
+   convolutions, libm's expf and tanhf for the activations (NNGEN_GEMM=cblas
+   or portable, or a CPU without AVX2).  Decided once per process. */
+const char *nn_conv_impl(void);
 
 /* The kernel choice of nn_sgemm, nn_linear_forward and nn_sgemm_relu_mask
    (docs/api.md "Kernel choice").  NNGEN_GEMM (read once per process):

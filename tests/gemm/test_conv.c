@@ -1,5 +1,6 @@
 /* Unit tests of the runtime's conv2d (runtime/conv.c) and sigmoid
- * (runtime/act.c, the AVX-512 loops of gemm_avx512.c).
+ * (runtime/act.c, the AVX-512 loops of gemm_avx512.c and the AVX2 ones of
+ * act_avx2.c, which must give the same bits).
  *
  * Oracles: a direct double-precision convolution (the definition of
  * nn.Conv2d: cross-correlation over (c, kh, kw) with zero padding) and its
@@ -324,7 +325,7 @@ END_TEST
 /* the runtime's internal tanh of the recurrent layers' gates (act.c) */
 void nn__tanh_forward(long n, const float *x, float *y);
 
-/* The AVX-512 loop (nngen's kernel in use): tanh within 2 float ulps of
+/* The vector loops (nn_conv_impl() "avx512" or "avx2"): tanh within 2 float ulps of
    tanh in double, exactly +-1 where tanhf is, -0 and NaN kept; elsewhere
    the runtime calls tanhf, and must give its bits (glibc's tanhf itself is
    up to 2 ulps from the rounded result: tanhf(0.236277804f) =
@@ -332,7 +333,7 @@ void nn__tanh_forward(long n, const float *x, float *y);
    3 threads the same bits. */
 START_TEST(test_tanh)
 {
-    const int vec = strcmp(nn_sgemm_impl(), "avx512") == 0;
+    const int vec = strcmp(nn_conv_impl(), "im2col") != 0;
     static const long counts[] = {1, 15, 16, 17, 33, 100003};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         long n = counts[c];
@@ -367,6 +368,80 @@ START_TEST(test_tanh)
     }
 }
 END_TEST
+
+#if NN_HAVE_AVX512_KERNEL
+#include "../../runtime/gemm_internal.h"
+
+/* The two vector sets' activations give the same bits (act_avx2.c's
+   claim: its p 2^n by two exact multiplies rounds as AVX-512's scalef),
+   over a sweep of about 2^20 float bit patterns of both signs (denormals,
+   the ends of the exp range, NaNs and infinities among them) and the
+   special values, in counts that end in every tail length of both
+   widths.  Only where the CPU has AVX-512F, AVX2 and FMA: it says so when
+   it cannot run. */
+START_TEST(test_act_sets_same_bits)
+{
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx2") ||
+        !__builtin_cpu_supports("fma")) {
+        printf("test_act_sets_same_bits: not run, this CPU lacks AVX-512F (the sets' bits are "
+               "compared on one that has both)\n");
+        return;
+    }
+    const long n = (1L << 20) + 13;
+    float *x = arr(n, 0), *g = arr(n, 1), *a = arr(n, 0), *b = arr(n, 0);
+    for (long i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)((uint64_t)i * 4099u);
+        memcpy(&x[i], &u, sizeof u);
+    }
+    static const float special[] = {0.0f, -0.0f, 88.0f, -88.0f, 103.0f, -103.0f, 104.5f,
+                                    -104.5f, 87.0f, -87.0f, 0.625f, -0.625f, 0.62499994f,
+                                    44.5f, 1e-45f, -1e-45f, 89.5f, -89.5f};
+    memcpy(x, special, sizeof special);
+    struct {
+        const char *what;
+        void (*f512)(long, const float *, float *), (*f2)(long, const float *, float *);
+    } un[] = {{"sigmoid", nn__sigmoid_avx512, nn__sigmoid_avx2},
+              {"tanh", nn__tanh_avx512, nn__tanh_avx2}};
+    for (int f = 0; f < 2; f++) {
+        un[f].f512(n, x, a);
+        un[f].f2(n, x, b);
+        for (long i = 0; i < n; i++)
+            if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
+                ck_abort_msg("%s(%a): AVX-512 %a, AVX2 %a", un[f].what, (double)x[i],
+                             (double)a[i], (double)b[i]);
+    }
+    /* the backward on the sigmoid's outputs and on the raw patterns */
+    for (int pass = 0; pass < 2; pass++) {
+        const float *y = pass ? x : a;
+        nn__sigmoid_avx512(n, x, a);
+        nn__sigmoid_backward_avx512(n, g, y, b);
+        float *c = arr(n, 0);
+        nn__sigmoid_backward_avx2(n, g, y, c);
+        ck_assert_msg(!memcmp(b, c, sizeof(float) * (size_t)n) , "sigmoid backward differs");
+        free(c);
+    }
+    /* every tail: counts 1 .. 33 on an unaligned start, the floats past
+       the end untouched */
+    for (long k = 1; k <= 33; k++) {
+        float *y2 = arr(k, 0);
+        nn__sigmoid_avx512(k, x + 3, a);
+        nn__sigmoid_avx2(k, x + 3, y2);
+        guards_ok(y2, k, "sigmoid tail");
+        ck_assert_msg(!memcmp(a, y2, sizeof(float) * (size_t)k), "sigmoid count %ld", k);
+        nn__tanh_avx2(k, x + 3, y2);
+        nn__tanh_avx512(k, x + 3, a);
+        guards_ok(y2, k, "tanh tail");
+        ck_assert_msg(!memcmp(a, y2, sizeof(float) * (size_t)k), "tanh count %ld", k);
+        nn__sigmoid_backward_avx2(k, g + 1, x + 3, y2);
+        nn__sigmoid_backward_avx512(k, g + 1, x + 3, a);
+        guards_ok(y2, k, "sigmoid backward tail");
+        ck_assert_msg(!memcmp(a, y2, sizeof(float) * (size_t)k), "backward count %ld", k);
+        free(y2);
+    }
+    free(x), free(g), free(a), free(b);
+}
+END_TEST
+#endif
 
 /* relu, its backward and the sum (act.c): the bits of the generated loops'
    expressions (relu's backward as the generated bit mask: gy where y > 0,
@@ -437,8 +512,9 @@ END_TEST
 
 int main(void)
 {
-    printf("conv2d / sigmoid under test with nn_sgemm_impl() = %s, nn_num_threads() = %d\n",
-           nn_sgemm_impl(), nn_num_threads());
+    printf("conv2d / sigmoid under test with nn_sgemm_impl() = %s, nn_conv_impl() = %s, "
+           "nn_num_threads() = %d\n",
+           nn_sgemm_impl(), nn_conv_impl(), nn_num_threads());
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("conv");
     tcase_set_timeout(tc, 120);
@@ -447,6 +523,9 @@ int main(void)
     tcase_add_test(tc, test_sigmoid);
     tcase_add_test(tc, test_tanh);
     tcase_add_test(tc, test_elementwise);
+#if NN_HAVE_AVX512_KERNEL
+    tcase_add_test(tc, test_act_sets_same_bits);
+#endif
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
