@@ -49,6 +49,8 @@
 
 #include <nngen/rt.h>
 
+#include "fence.h"
+
 /* set by tests/gemm/meson.build when the runtime was built with the kernel */
 #ifndef NN_HAVE_AVX512_KERNEL
 #define NN_HAVE_AVX512_KERNEL 0
@@ -126,42 +128,6 @@ typedef struct {
 static size_t span(int rows, int cols, int ld)
 {
     return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 1;
-}
-
-/* count floats that end where an inaccessible region of at least
-   fence_bytes begins, after an inaccessible page and NaN; mapped from
-   /dev/zero (POSIX, no MAP_ANONYMOUS needed).  *base, *len: for fence_free. */
-static float *fence_alloc(size_t count, size_t fence_bytes, void **base, size_t *len)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t data = (count * sizeof(float) + pg - 1) / pg * pg;
-    size_t fence = (fence_bytes + pg - 1) / pg * pg;
-    if (fence < pg)
-        fence = pg;
-    size_t total = pg + data + fence;
-    int fd = open("/dev/zero", O_RDWR);
-    if (fd < 0)
-        return NULL;
-    char *b = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (b == MAP_FAILED)
-        return NULL;
-    if (mprotect(b, pg, PROT_NONE) != 0 || mprotect(b + pg + data, fence, PROT_NONE) != 0) {
-        munmap(b, total);
-        return NULL;
-    }
-    float *x = (float *)(void *)(b + pg + data) - count;
-    for (float *q = (float *)(void *)(b + pg); q < x; q++)
-        *q = NAN;
-    *base = b;
-    *len = total;
-    return x;
-}
-
-static void fence_free(void *base, size_t len)
-{
-    if (base)
-        munmap(base, len);
 }
 
 static float *fill_matrix(int rows, int cols, int ld, size_t *count, uint64_t *s, int exact,
