@@ -3,7 +3,8 @@
  * Fusions (forward): a linear-like op (takes_epilogue) runs the next op's
  * elementwise epilogue when that op's backward reads only its output and
  * the linear's output has no other reader: the pre-activation is never
- * stored.  Masks (backward): a BLAS-size op that takes_mask applies the
+ * stored.  A batch norm and a residual's sum do the same with a ReLU after
+ * them (a batch norm not when --inference folds it into the layer before).  Masks (backward): a BLAS-size op that takes_mask applies the
  * backward of the ReLU-like op before it (mask_backward) as it stores its
  * input gradient, when it is that op's only reader; the ReLU's backward is
  * skipped.
@@ -65,10 +66,13 @@ sched *plan_schedule(const program *p, int no_blas, int inference)
     for (int i = 0; i + 1 < n; i++) {
         const op *a = &p->ops[i], *b = &p->ops[i + 1];
         s->fused[i] = a->d->takes_epilogue && b->d->epilogue_expr && !op_reads_input(b->m) &&
-                      b->nin == 1 && b->in[0] == a->out && readers[a->out] == 1;
+                      (a->d->takes_epilogue == 1 || b->d->mask_backward) && b->nin == 1 &&
+                      b->in[0] == a->out && readers[a->out] == 1;
     }
     for (int i = 0; inference && i + 1 < n; i++) {
         s->folded[i] = (char)can_fold(p, &p->ops[i], &p->ops[i + 1], readers, s->fused[i]);
+        if (s->folded[i]) /* a folded batch norm is emitted with its layer, unfused */
+            s->fused[i + 1] = 0;
         i += s->folded[i];
     }
     for (int i = 1; i < n; i++) {

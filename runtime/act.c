@@ -98,7 +98,7 @@ void nn__tanh_forward(long count, const float *x, float *y)
    (norm_vec.c; cc -O2 leaves these loops scalar: the arrays may overlap),
    else plain loops.  On any CPU with the pool (not only nngen's kernel's). */
 
-enum { EW_RELU, EW_RELU_BACKWARD, EW_ADD };
+enum { EW_RELU, EW_RELU_BACKWARD, EW_ADD, EW_ADD_RELU };
 
 typedef struct {
     long n;
@@ -129,9 +129,14 @@ static void ew_range(const ew_job *j, long lo, long hi)
     else if (j->kind == EW_RELU_BACKWARD)
         for (long i = 0; i < n; i++)
             y[i] = b[i] > 0.0f ? a[i] : 0.0f;
-    else
+    else if (j->kind == EW_ADD)
         for (long i = 0; i < n; i++)
             y[i] = a[i] + b[i];
+    else
+        for (long i = 0; i < n; i++) {
+            float t = a[i] + b[i];
+            y[i] = t > 0.0f ? t : 0.0f;
+        }
 }
 
 static void ew_task(void *ctx, int t, int nt)
@@ -175,6 +180,12 @@ void nn_relu_backward(long count, const float *gy, const float *y, float *gx)
 void nn_add_forward(long count, const float *a, const float *b, float *y)
 {
     ew_job j = {count, a, b, y, EW_ADD};
+    ew_run(&j);
+}
+
+void nn_add_relu_forward(long count, const float *a, const float *b, float *y)
+{
+    ew_job j = {count, a, b, y, EW_ADD_RELU};
     ew_run(&j);
 }
 

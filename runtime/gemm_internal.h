@@ -117,7 +117,8 @@ int nn__vec_isa(void);
    generated code's 8 partial sums per channel (position i in lane i % 8
    over the first l / 8 * 8 positions, the rest added in order to the
    result, which then gets ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 +
-   p7))); the planes are one channel's, elementwise, any l.  See rt.h
+   p7))); the planes are one channel's, elementwise, any l (relu: then
+   v > 0 ? v : +0, relu's generated expression).  See rt.h
    nn_batch_norm_forward. */
 typedef struct nn_bn_loops {
     void (*sum)(long n, long rs, long l, int nch, const float *x, double *s);
@@ -126,14 +127,14 @@ typedef struct nn_bn_loops {
     void (*gsums)(long n, long rs, long l, int nch, const float *gy, const float *x,
                   const double *mean, double *sg, double *sgx);
     void (*plane)(long n, long rs, long l, const float *x, float *y, float mf, float a,
-                  const float *b);
+                  const float *b, int relu);
     void (*gtrain)(long n, long rs, long l, const float *gy, const float *x, float *gx,
                    double mg, double mean, double k2, double a);
     void (*geval)(long n, long rs, long l, const float *gy, float *gx, double a);
 } nn_bn_loops;
 extern const nn_bn_loops nn__bn_loops_avx512, nn__bn_loops_avx2;
-/* act.c's relu, relu backward and sum (kind 0, 1, 2) over n floats, the
-   plain loops' bits (norm_vec.c) */
+/* act.c's relu, relu backward, sum and relu of the sum (kind 0, 1, 2, 3)
+   over n floats, the plain loops' bits (norm_vec.c) */
 void nn__ew_avx512(int kind, long n, const float *a, const float *b, float *y);
 void nn__ew_avx2(int kind, long n, const float *a, const float *b, float *y);
 

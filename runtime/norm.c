@@ -96,17 +96,16 @@ static void gsums_c(long n, long rs, long l, int nch, const float *gy, const flo
 }
 
 static void plane_c(long n, long rs, long l, const float *x, float *y, float mf, float a,
-                    const float *b)
+                    const float *b, int relu)
 {
+    const float bb = b ? *b : 0.0f;
     for (long r = 0; r < n; r++) {
         const float *xr = x + r * rs;
         float *yr = y + r * rs;
-        if (b)
-            for (long i = 0; i < l; i++)
-                yr[i] = (xr[i] - mf) * a + *b;
-        else
-            for (long i = 0; i < l; i++)
-                yr[i] = (xr[i] - mf) * a;
+        for (long i = 0; i < l; i++) {
+            float t = b ? (xr[i] - mf) * a + bb : (xr[i] - mf) * a;
+            yr[i] = relu ? (t > 0.0f ? t : 0.0f) : t;
+        }
     }
 }
 
@@ -154,7 +153,7 @@ typedef struct bn_job {
     long n;
     const float *x, *gy, *w, *b, *smean_in, *sinvstd_in;
     float *y, *gx, *rm, *rv, *smean, *sinvstd, *gw, *gb;
-    int batch, set_w, set_b;
+    int batch, set_w, set_b, relu;
 } bn_job;
 
 /* channels at a time through the sums (a group's statistics on the stack) */
@@ -244,7 +243,8 @@ static void fwd_group(const bn_job *j, long c0, int nch)
             j->sinvstd[c] = (float)invstd;
         }
         const float mf = (float)mu, a = j->w ? (float)invstd * j->w[c] : (float)invstd;
-        j->k->plane(j->n, rs, L, j->x + c * L, j->y + c * L, mf, a, j->b ? j->b + c : NULL);
+        j->k->plane(j->n, rs, L, j->x + c * L, j->y + c * L, mf, a, j->b ? j->b + c : NULL,
+                    j->relu);
     }
 }
 
@@ -304,11 +304,12 @@ static void run(const bn_job *j)
         channels(j, 0, g->c);
 }
 
-void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
-                           int training, const float *w, const float *b, float *rm, float *rv,
-                           int64_t *nbt, float *smean, float *sinvstd)
+static void forward(const nn_batch_norm_geom *g, int n, const float *x, float *y, int training,
+                    const float *w, const float *b, float *rm, float *rv, int64_t *nbt,
+                    float *smean, float *sinvstd, int relu)
 {
     bn_job j = {0};
+    j.relu = relu;
     j.g = g;
     j.k = loops();
     j.n = n;
@@ -325,6 +326,20 @@ void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, f
         nbt[0] += 1;
     j.group = fwd_group;
     run(&j);
+}
+
+void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
+                           int training, const float *w, const float *b, float *rm, float *rv,
+                           int64_t *nbt, float *smean, float *sinvstd)
+{
+    forward(g, n, x, y, training, w, b, rm, rv, nbt, smean, sinvstd, 0);
+}
+
+void nn_batch_norm_relu_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
+                                int training, const float *w, const float *b, float *rm,
+                                float *rv, int64_t *nbt, float *smean, float *sinvstd)
+{
+    forward(g, n, x, y, training, w, b, rm, rv, nbt, smean, sinvstd, 1);
 }
 
 void nn_batch_norm_backward(const nn_batch_norm_geom *g, int n, const float *gy, float *gx,

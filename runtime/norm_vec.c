@@ -148,25 +148,36 @@ static void VEC(gsums)(long n, long rs, long l, int nch, const float *gy, const 
 }
 
 static void VEC(plane)(long n, long rs, long l, const float *x, float *y, float mf, float a,
-                       const float *b)
+                       const float *b, int relu)
 {
     long body = l / 16 * 16;
+    const v16f zero = {0};
+    const float bb = b ? *b : 0.0f;
     for (long r = 0; r < n; r++) {
         const float *xr = x + r * rs;
         float *yr = y + r * rs;
-        if (b) {
-            const float bb = *b;
+        /* four loops, so that each body has no branch; relu: v or +0, the
+           bits of relu's v > 0 ? v : 0 (act.c's EW) */
+        if (b && relu) {
             for (long i = 0; i < body; i += 16) {
+                v16f v = (LD16(xr + i) - mf) * a + bb;
+                ST16(yr + i, (v16f)((v16i)v & (v > zero)));
+            }
+        } else if (b) {
+            for (long i = 0; i < body; i += 16)
                 ST16(yr + i, (LD16(xr + i) - mf) * a + bb);
-            }
-            for (long i = body; i < l; i++)
-                yr[i] = (xr[i] - mf) * a + bb;
-        } else {
+        } else if (relu) {
             for (long i = 0; i < body; i += 16) {
-                ST16(yr + i, (LD16(xr + i) - mf) * a);
+                v16f v = (LD16(xr + i) - mf) * a;
+                ST16(yr + i, (v16f)((v16i)v & (v > zero)));
             }
-            for (long i = body; i < l; i++)
-                yr[i] = (xr[i] - mf) * a;
+        } else {
+            for (long i = 0; i < body; i += 16)
+                ST16(yr + i, (LD16(xr + i) - mf) * a);
+        }
+        for (long i = body; i < l; i++) {
+            float t = b ? (xr[i] - mf) * a + bb : (xr[i] - mf) * a;
+            yr[i] = relu ? (t > 0.0f ? t : 0.0f) : t;
         }
     }
 }
@@ -220,10 +231,19 @@ void EW(int kind, long n, const float *a, const float *b, float *y)
         }
         for (; i < n; i++)
             y[i] = b[i] > 0.0f ? a[i] : 0.0f;
-    } else {
+    } else if (kind == 2) {
         for (; i < body; i += 16)
             ST16(y + i, LD16(a + i) + LD16(b + i));
         for (; i < n; i++)
             y[i] = a[i] + b[i];
+    } else { /* the sum, then relu */
+        for (; i < body; i += 16) {
+            v16f v = LD16(a + i) + LD16(b + i);
+            ST16(y + i, (v16f)((v16i)v & (v > zero)));
+        }
+        for (; i < n; i++) {
+            float t = a[i] + b[i];
+            y[i] = t > 0.0f ? t : 0.0f;
+        }
     }
 }

@@ -227,8 +227,14 @@ static void plane_helpers(op_emit *ec, long long L, int bwd, int affine, int tra
         K(ec, "static void @_plane(const float *restrict x, float *restrict y, float mf, "
               "float a%s)", affine ? ", float b" : "");
         K(ec, "{");
-        K(ec, "    for (int l = 0; l < %lld; l++)", L);
-        K(ec, "        y[l] = (x[l] - mf) * a%s;", affine ? " + b" : "");
+        K(ec, "    for (int l = 0; l < %lld; l++)%s", L, ec->epi ? " {" : "");
+        if (ec->epi) { /* the relu after it, in the store (sched: fused) */
+            K(ec, "        const float t = (x[l] - mf) * a%s;", affine ? " + b" : "");
+            K(ec, "        y[l] = %s;", ec->epi->d->epilogue_expr(ec->epi->m, "t"));
+            K(ec, "    }");
+        } else {
+            K(ec, "        y[l] = (x[l] - mf) * a%s;", affine ? " + b" : "");
+        }
         K(ec, "}");
         return;
     }
@@ -412,8 +418,8 @@ static void forward(op_emit *ec)
     if (ec->blas) {
         signature(ec, ps, np);
         geom_decl(ec, C_, L);
-        K(ec, "    nn_batch_norm_forward(&g, n, x, y, training, %s, %s, %s, %s);",
-          affine ? "w, b" : "NULL, NULL", track ? "rm, rv" : "NULL, NULL",
+        K(ec, "    nn_batch_norm%s_forward(&g, n, x, y, training, %s, %s, %s, %s);",
+          ec->epi ? "_relu" : "", affine ? "w, b" : "NULL, NULL", track ? "rm, rv" : "NULL, NULL",
           track ? "nbt" : "NULL", keep ? "smean, sinvstd" : "NULL, NULL");
         K(ec, "}");
     } else {
@@ -567,7 +573,7 @@ static const int is_2d = 1;
     .default_init_what = "BatchNorm.reset_parameters (ones, zeros; running stats reset)",  \
     .forward = forward, .backward = backward, .backward_reads_input = 1,                   \
     .mode_dependent = 1, .fold_ok = fold_ok, .fold = fold, .batch_values = batch_values,  \
-    .uses_blas = bn_parallel
+    .uses_blas = bn_parallel, .takes_epilogue = 2
 
 const op_desc op_batch_norm1d = {
     .name = "batch_norm1d", .cls = "BatchNorm1d", .main_what = "batch_norm1d's eps", BN_COMMON,

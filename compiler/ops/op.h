@@ -232,7 +232,10 @@ struct op_desc {
        the next op may apply it as it stores its own gx (takes_mask). */
     int mask_backward;
     int takes_mask;             /* can apply the previous op's mask backward */
-    int takes_epilogue;         /* can run the next op's epilogue_expr */
+    int takes_epilogue;         /* can run the next op's epilogue_expr: 1 any,
+                                   2 only a ReLU's (mask_backward: the runtime
+                                   has nn_batch_norm_relu_forward and
+                                   nn_add_relu_forward) */
     int fuses_sgd;              /* its backward can take op_emit.step (nn_sgemm_sgd) */
     /* --inference in eval mode: a batch norm right after a layer that
        folds_bn (conv2d, linear: weight [O, ...], bias [O] or none) is folded

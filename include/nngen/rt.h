@@ -477,6 +477,10 @@ void nn_sigmoid_backward(long count, const float *gy, const float *y, float *gx)
 void nn_relu_forward(long count, const float *x, float *y);
 void nn_relu_backward(long count, const float *gy, const float *y, float *gx);
 void nn_add_forward(long count, const float *a, const float *b, float *y);
+/* y = t > 0 ? t : +0 with t = a + b (y may be a or b): nn_add_forward then
+   nn_relu_forward in one pass, the same bits; the generated code's
+   residual sum followed by a relu that is its only reader. */
+void nn_add_relu_forward(long count, const float *a, const float *b, float *y);
 /* One batch norm layer (nn.BatchNorm1d / nn.BatchNorm2d) on n rows of c
    channels of l positions each: x, y, gy, gx are n x c x l (element (r, ch,
    i) at (r c + ch) l + i; l = 1 for [N, C], H W for [N, C, H, W]).
@@ -505,6 +509,15 @@ typedef struct nn_batch_norm_geom {
 void nn_batch_norm_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
                            int training, const float *w, const float *b, float *rm, float *rv,
                            int64_t *nbt, float *smean, float *sinvstd);
+/* nn_batch_norm_forward followed by relu in the same store: y = v > 0 ? v
+   : +0 for each v the batch norm computes (the bits of nn_relu_forward on
+   nn_batch_norm_forward's y), without writing and reading the batch norm's
+   own output; the generated code's batch norm followed by a relu that is
+   its only reader.  Its backward is relu's (from this y), then
+   nn_batch_norm_backward (which reads x, not the batch norm's output). */
+void nn_batch_norm_relu_forward(const nn_batch_norm_geom *g, int n, const float *x, float *y,
+                                int training, const float *w, const float *b, float *rm,
+                                float *rv, int64_t *nbt, float *smean, float *sinvstd);
 void nn_batch_norm_backward(const nn_batch_norm_geom *g, int n, const float *gy, float *gx,
                             const float *x, int batch, const float *smean,
                             const float *sinvstd, const float *w, float *gw, float *gb,

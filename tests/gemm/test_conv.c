@@ -443,7 +443,7 @@ START_TEST(test_act_sets_same_bits)
 END_TEST
 #endif
 
-/* relu, its backward and the sum (act.c): the bits of the generated loops'
+/* relu, its backward, the sum and the sum's relu (act.c): the bits of the generated loops'
    expressions (relu's backward as the generated bit mask: gy where y > 0,
    else +0), NaN, infinities and signed zeros among the inputs, counts
    around the 16-lane vectors and the thread shares, in place, 1 and 3
@@ -460,8 +460,11 @@ static void ew_check(const float *got, const float *a, const float *b, long n, i
                      const char *what)
 {
     for (long i = 0; i < n; i++) {
+        float t = a[i] + b[i];
         float want = kind == 0 ? (a[i] > 0.0f ? a[i] : 0.0f)
-                     : kind == 1 ? mask_select(a[i], b[i]) : a[i] + b[i];
+                     : kind == 1 ? mask_select(a[i], b[i])
+                     : kind == 2 ? t
+                                 : (t > 0.0f ? t : 0.0f);
         if (memcmp(&got[i], &want, sizeof want) != 0 && !(isnan(want) && isnan(got[i])))
             ck_abort_msg("%s[%ld] = %a, want %a (a %a, b %a, count %ld)", what, i,
                          (double)got[i], (double)want, (double)a[i], (double)b[i], n);
@@ -493,6 +496,9 @@ START_TEST(test_elementwise)
             nn_add_forward(n, a, b, y);
             guards_ok(y, n, "add");
             ew_check(y, a, b, n, 2, "add");
+            nn_add_relu_forward(n, a, b, y);
+            guards_ok(y, n, "add relu");
+            ew_check(y, a, b, n, 3, "add relu");
             /* in place: y = x, gx = gy, y = a */
             memcpy(z, a, sizeof(float) * (size_t)n);
             nn_relu_forward(n, z, z);
@@ -503,6 +509,9 @@ START_TEST(test_elementwise)
             memcpy(z, a, sizeof(float) * (size_t)n);
             nn_add_forward(n, z, b, z);
             ew_check(z, a, b, n, 2, "add in place");
+            memcpy(z, a, sizeof(float) * (size_t)n);
+            nn_add_relu_forward(n, z, b, z);
+            ew_check(z, a, b, n, 3, "add relu in place");
         }
         nn_set_num_threads(0);
         free(a), free(b), free(y), free(z);

@@ -16,7 +16,8 @@
  * batches small and large enough for threads (n c l >= 65536); training,
  * eval, without running statistics, affine or not, the mean kept or not;
  * set and accumulated gw / gb, gx NULL; 1, 2 and 3 threads; the floats past
- * each output untouched.  meson runs it as is (AVX-512 where the CPU has
+ * each output untouched; nn_batch_norm_relu_forward: the relu expression
+ * v > 0 ? v : 0 on the reference y, bit for bit, and the same statistics.  meson runs it as is (AVX-512 where the CPU has
  * it), with NNGEN_ISA=avx2 and with NNGEN_GEMM=portable (the plain loops);
  * each run prints which loops it checked. */
 #include <check.h>
@@ -320,6 +321,23 @@ static void one(int ci, int training, int track, int affine, int keep, int want_
         if (nt == 1 && training && keep && want_gx && set && bc->n * bc->l > 1)
             check_values(&g, bc->n, x, y, affine ? w : NULL, affine ? b : NULL, gy, gx, gw, gb,
                          ci);
+        /* with the relu in the store: the relu expression on the reference
+           y, the same statistics */
+        float *yr = arr(nx, 0.0f, 0.0f), *want = copy(y_r, nx), *rm2 = copy(rm0, C),
+              *rv2 = copy(rv0, C), *sm2 = arr(C, 0.0f, 0.0f), *si2 = arr(C, 0.0f, 0.0f);
+        for (long i = 0; i < nx; i++)
+            want[i] = y_r[i] > 0.0f ? y_r[i] : 0.0f;
+        int64_t nbt2 = 3;
+        nn_batch_norm_relu_forward(&g, bc->n, x, yr, training, affine ? w : NULL,
+                                   affine ? b : NULL, track ? rm2 : NULL, track ? rv2 : NULL,
+                                   &nbt2, keep ? sm2 : NULL, keep ? si2 : NULL);
+        same(yr, want, nx, "relu(y)", ci);
+        same(rm2, rm_r, C, "running_mean (relu)", ci);
+        same(rv2, rv_r, C, "running_var (relu)", ci);
+        same(sm2, sm_r, C, "saved mean (relu)", ci);
+        same(si2, si_r, C, "saved invstd (relu)", ci);
+        ck_assert_msg(nbt2 == nbt_r, "case %d: num_batches_tracked (relu)", ci);
+        free(yr), free(want), free(rm2), free(rv2), free(sm2), free(si2);
         free(y), free(gx), free(rm), free(rv), free(sm), free(si), free(gw), free(gb);
     }
     nn_set_num_threads(0);
