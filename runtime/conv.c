@@ -103,16 +103,23 @@ static void phase_geom(const nn_conv2d_geom *g, phases *ph)
    of the input gradient) now also run by rows when a row is whole vectors
    (ow 32, 48), 3.25 against 3.07 ms and 3.64 against 2.98 ms on its
    16-channel 32 x 32 conv; the weight gradient's dot products stay wide
-   below 64 columns (4.2 against 4.7 ms by rows: runs of two vectors). */
+   below 64 columns (4.2 against 4.7 ms by rows: runs of two vectors) on
+   the AVX-512 set, where by rows from 32 columns measured the same over
+   the whole step (67.2 against 67.7 ms, 4 alternated runs).  On the AVX2
+   set (8 lanes) they (and the input gradient that is not a transposed
+   forward, which shares their layout) run by rows by the forward's rule:
+   the small ResNet's train step 83.3 -> 81.2 ms (4 alternated runs,
+   NNGEN_ISA=avx2 on the Intel Xeon; by rows from 32 columns only gave
+   about half of that). */
 #if NN_HAVE_AVX512_KERNEL
 static int by_rows(const nn_vec_kernels *ck, const nn_conv2d_geom *g)
 {
     return g->ow >= 64 || (g->ow >= 2 * ck->lanes && g->ow % ck->lanes == 0);
 }
 
-static int dot_by_rows(const nn_conv2d_geom *g)
+static int dot_by_rows(const nn_vec_kernels *ck, const nn_conv2d_geom *g)
 {
-    return g->ow >= 64;
+    return g->ow >= 64 || (ck->lanes == 8 && by_rows(ck, g));
 }
 #endif
 typedef struct {
@@ -536,7 +543,7 @@ static void bwd_direct(const conv_job *j, int t, long r0, long r1, float *part)
     row_offsets(g, &ph, d.off);
     for (long k = 0; k < kd; k++)
         d.t3[k] = (int)k;
-    int rows = dot_by_rows(g);
+    int rows = dot_by_rows(ck, g);
     for (long o = 0; o < og; o++)
         d.t4[o] = (int)(o * (rows ? L : ph.lq));
     /* by rows: gy read in place, output row by output row (ow columns at
