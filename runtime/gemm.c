@@ -462,14 +462,9 @@ void nn__gemm_setup(void)
 #else
     (void)isa;
 #endif
-    /* the AVX2 kernel only when asked for (NNGEN_GEMM=nngen), not in the
-       measured choice yet: with it there, a 20-step training run of the
-       conformance suite (fashion/dropout_mlp.yaml, lr 0.5) ended 37x its
-       bound away from torch in the suite's runs on a Zen 3 (likely a relu
-       kink within rounding error, tests/conform/README.md; to be confirmed
-       there before the kernel joins the choice) */
-    use_nngen = (cpu512 && (mode == MODE_AUTO || mode == MODE_NNGEN)) ||
-                (cpu2 && mode == MODE_NNGEN);
+    /* nngen's kernel (AVX-512, else AVX2) in auto mode's measured choice
+       and in the nngen mode */
+    use_nngen = (cpu512 || cpu2) && (mode == MODE_AUTO || mode == MODE_NNGEN);
     use_avx512 = use_nngen && cpu512;
     vec_isa = mode == MODE_PORTABLE ? 0 : cpu512 ? 2 : cpu2 ? 1 : 0;
     if (mode == MODE_PORTABLE)

@@ -416,10 +416,9 @@ static int forced_cblas(void)
 static int kernel_in_use(void)
 {
     const char *m = env_mode();
-    /* the AVX2 kernel only with NNGEN_GEMM=nngen (gemm.c) */
+    /* either kernel (AVX-512 or AVX2) in auto and nngen modes (gemm.c) */
     return NN_HAVE_AVX512_KERNEL && cpu_isa() &&
-           ((strcmp(m, "auto") == 0 && strcmp(cpu_isa(), "avx512") == 0) ||
-            strcmp(m, "nngen") == 0);
+           (strcmp(m, "auto") == 0 || strcmp(m, "nngen") == 0);
 }
 
 /* the kernel every class runs on, or NN_GEMM_NONE when the runtime chooses
