@@ -234,26 +234,57 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
 }
 
 /* gb += the sum of m rows of gr (ld floats apart), in double, each column
-   summed in row order.  Row by row over blocks of BIAS_COLS columns (the
-   partial sums on the stack): walking down a column, one cache line per
-   row, made these sums 70 % of the LSTM language model's backward (bench
-   (f)); the order of the additions, and so every bit, is the same. */
+   summed in row order, and gb2 (when not NULL) += the same sums: LSTM's two
+   bias gradients are the sums of one gradient.  Row by row over blocks of
+   BIAS_COLS columns (the partial sums on the stack): walking down a column,
+   one cache line per row, made these sums 70 % of the LSTM language model's
+   backward (bench (f)); the order of the additions, and so every bit, is
+   the same.  The blocks are split over the pool's threads when the sum is
+   large: each column's sum is the same whoever computes it. */
 #define BIAS_COLS 256
-static void bias_sum(float *gb, const float *gr, size_t m, int cols, int ld)
+#define BIAS_PARALLEL_MIN (1L << 18) /* floats read */
+typedef struct {
+    float *gb, *gb2;
+    const float *gr;
+    size_t m;
+    int cols, ld;
+} bias_job;
+
+static void bias_blocks(const bias_job *j, int b0, int b1)
 {
     double acc[BIAS_COLS];
-    for (int j0 = 0; j0 < cols; j0 += BIAS_COLS) {
-        int w = cols - j0 < BIAS_COLS ? cols - j0 : BIAS_COLS;
-        for (int j = 0; j < w; j++)
-            acc[j] = 0.0;
-        for (size_t k = 0; k < m; k++) {
-            const float *row = gr + k * (size_t)ld + (size_t)j0;
-            for (int j = 0; j < w; j++)
-                acc[j] += (double)row[j];
+    for (int j0 = b0 * BIAS_COLS; j0 < j->cols && j0 < b1 * BIAS_COLS; j0 += BIAS_COLS) {
+        int w = j->cols - j0 < BIAS_COLS ? j->cols - j0 : BIAS_COLS;
+        for (int c = 0; c < w; c++)
+            acc[c] = 0.0;
+        for (size_t k = 0; k < j->m; k++) {
+            const float *row = j->gr + k * (size_t)j->ld + (size_t)j0;
+            for (int c = 0; c < w; c++)
+                acc[c] += (double)row[c];
         }
-        for (int j = 0; j < w; j++)
-            gb[j0 + j] += (float)acc[j];
+        for (int c = 0; c < w; c++)
+            j->gb[j0 + c] += (float)acc[c];
+        if (j->gb2)
+            for (int c = 0; c < w; c++)
+                j->gb2[j0 + c] += (float)acc[c];
     }
+}
+
+static void bias_task(void *ctx, int t, int nt)
+{
+    const bias_job *j = ctx;
+    int nb = (j->cols + BIAS_COLS - 1) / BIAS_COLS;
+    bias_blocks(j, nb * t / nt, nb * (t + 1) / nt);
+}
+
+static void bias_sum(float *gb, float *gb2, const float *gr, size_t m, int cols, int ld)
+{
+    bias_job j = {gb, gb2, gr, m, cols, ld};
+    int nb = (cols + BIAS_COLS - 1) / BIAS_COLS;
+    if (nb > 1 && (double)m * (double)cols >= (double)BIAS_PARALLEL_MIN)
+        nn_parallel(bias_task, &j);
+    else
+        bias_blocks(&j, 0, nb);
 }
 
 void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *x,
@@ -361,8 +392,12 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
                 }
             }
             if (gbih) {
-                bias_sum(gbih, dpre, rows, GH, GH);
-                bias_sum(gbhh, dghall, rows, GH, GH);
+                if (dghall == dpre) /* LSTM, RNN: one gradient, two biases */
+                    bias_sum(gbih, gbhh, dpre, rows, GH, GH);
+                else {
+                    bias_sum(gbih, NULL, dpre, rows, GH, GH);
+                    bias_sum(gbhh, NULL, dghall, rows, GH, GH);
+                }
             }
             /* W_ih and the layer input over every step at once */
             if (gwih)
