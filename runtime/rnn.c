@@ -128,6 +128,127 @@ static const float *layer_in(const nn_rnn_geom *g, const wlayout *L, int l, cons
 
 #define AT(r, t, w) (((size_t)(r) * (size_t)T + (size_t)(t)) * (size_t)(w))
 
+/* The activations inside a step's rows: the vector loops of the kernel set
+   (nn__vec_kernels) where there is one, else libm -- what nn_sigmoid_forward
+   and nn__tanh_forward run on one thread, called directly so that a share of
+   rows on a worker computes the same bits. */
+static void vsig(const nn_vec_kernels *vk, long cnt, const float *x, float *y)
+{
+    if (vk) {
+        vk->sigmoid(cnt, x, y);
+        return;
+    }
+    for (long i = 0; i < cnt; i++)
+        y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+static void vtanh(const nn_vec_kernels *vk, long cnt, const float *x, float *y)
+{
+    if (vk) {
+        vk->tanh(cnt, x, y);
+        return;
+    }
+    for (long i = 0; i < cnt; i++)
+        y[i] = tanhf(x[i]);
+}
+
+/* A step's elementwise work over its n rows, split over the pool's threads
+   when it is large enough to pay for waking one: every row is computed
+   alone, so the split changes no bit. */
+#define ROWS_PARALLEL_MIN 8192L /* floats of gates per step */
+typedef struct {
+    int n;
+    void (*rows)(const void *ctx, int r0, int r1);
+    const void *ctx;
+} rows_job;
+
+static void rows_task(void *ctx, int t, int nt)
+{
+    const rows_job *j = ctx;
+    int r0 = (int)((long)j->n * t / nt), r1 = (int)((long)j->n * (t + 1) / nt);
+    if (r0 < r1)
+        j->rows(j->ctx, r0, r1);
+}
+
+static void rows_run(int n, int gh, void (*rows)(const void *ctx, int r0, int r1),
+                     const void *ctx)
+{
+    rows_job j = {n, rows, ctx};
+    if (n > 1 && (long)n * gh >= ROWS_PARALLEL_MIN)
+        nn_parallel(rows_task, &j);
+    else
+        rows(ctx, 0, n);
+}
+
+typedef struct {
+    const nn_rnn_geom *g;
+    const nn_vec_kernels *vk;
+    int d, t, tp, s;
+    float *gates, *cell, *ghn;
+    const float *hh;
+    float *out;
+    const float *hprev;
+} fwd_step;
+
+/* one forward step's rows [r0, r1): the gates' activations and the cell */
+static void fwd_rows(const void *ctx, int r0, int r1)
+{
+    const fwd_step *st = ctx;
+    const nn_rnn_geom *g = st->g;
+    const int T = g->t, H = g->hidden, HD = H * g->dirs, GH = gates_of(g->kind) * H;
+    const int d = st->d, t = st->t, tp = st->tp, s = st->s;
+    float *gates = st->gates, *cell = st->cell, *ghn = st->ghn, *out = st->out;
+    const float *hh = st->hh, *hprev = st->hprev;
+    for (int r = r0; r < r1; r++) {
+        float *a = gates + AT(r, t, GH);
+        const float *b = hh + (size_t)r * (size_t)GH;
+        float *h = out + AT(r, t, HD) + (size_t)d * (size_t)H;
+        const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
+        /* the gates' sums first, then each activation over a whole chunk
+           (the vector loops, 16 or 8 lanes at a time; the scalar expf and
+           tanhf were three quarters of a GRU forward), then the cell */
+        if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
+            for (int j = 0; j < H; j++) {
+                float v = b[j] + a[j];
+                a[j] = g->kind == NN_RNN_TANH ? v : v > 0.0f ? v : 0.0f;
+            }
+            if (g->kind == NN_RNN_TANH)
+                vtanh(st->vk, H, a, a);
+            memcpy(h, a, sizeof(float) * (size_t)H);
+        } else if (g->kind == NN_LSTM) {
+            float *c = cell + AT(r, t, H);
+            const float *cp = s ? cell + AT(r, tp, H) : NULL;
+            for (int j = 0; j < 4 * H; j++)
+                a[j] = b[j] + a[j];
+            vsig(st->vk, 2L * H, a, a);          /* i, f */
+            vtanh(st->vk, H, a + 2 * H, a + 2 * H); /* g */
+            vsig(st->vk, H, a + 3 * H, a + 3 * H); /* o */
+            for (int j = 0; j < H; j++) {
+                float ig = a[j], fg = a[H + j], cg = a[2 * H + j];
+                c[j] = (cp ? fg * cp[j] : fg * 0.0f) + ig * cg;
+            }
+            vtanh(st->vk, H, c, h);
+            for (int j = 0; j < H; j++)
+                h[j] = a[3 * H + j] * h[j];
+        } else {
+            float *gn = ghn + AT(r, t, H);
+            for (int j = 0; j < 2 * H; j++)
+                a[j] = b[j] + a[j];
+            vsig(st->vk, 2L * H, a, a); /* r, z */
+            for (int j = 0; j < H; j++) {
+                a[2 * H + j] = a[2 * H + j] + b[2 * H + j] * a[j];
+                gn[j] = b[2 * H + j];
+            }
+            vtanh(st->vk, H, a + 2 * H, a + 2 * H); /* n */
+            for (int j = 0; j < H; j++) {
+                float zg = a[H + j], ng = a[2 * H + j];
+                float hv = hp ? hp[j] : 0.0f;
+                h[j] = (hv - ng) * zg + ng;
+            }
+        }
+    }
+}
+
 void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                     const float *const *w, float *work, int training, nn_rng *rng)
 {
@@ -162,56 +283,9 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                 const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
                 if (hprev)
                     mm(g, 0, 1, n, GH, H, hprev, T * HD, whh, H, 1, hh, GH);
-                for (int r = 0; r < n; r++) {
-                    float *a = gates + AT(r, t, GH);
-                    const float *b = hh + (size_t)r * (size_t)GH;
-                    float *h = out + AT(r, t, HD) + (size_t)d * (size_t)H;
-                    const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
-                    /* the gates' sums first, then each activation over
-                       a whole chunk (nn_sigmoid_forward, nn__tanh_forward:
-                       16 lanes at a time where nngen's kernel runs; the
-                       scalar expf and tanhf were three quarters of a GRU
-                       forward), then the cell */
-                    if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
-                        for (int j = 0; j < H; j++) {
-                            float v = b[j] + a[j];
-                            a[j] = g->kind == NN_RNN_TANH ? v : v > 0.0f ? v : 0.0f;
-                        }
-                        if (g->kind == NN_RNN_TANH)
-                            nn__tanh_forward(H, a, a);
-                        memcpy(h, a, sizeof(float) * (size_t)H);
-                    } else if (g->kind == NN_LSTM) {
-                        float *c = cell + AT(r, t, H);
-                        const float *cp = s ? cell + AT(r, tp, H) : NULL;
-                        for (int j = 0; j < 4 * H; j++)
-                            a[j] = b[j] + a[j];
-                        nn_sigmoid_forward(2L * H, a, a);          /* i, f */
-                        nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* g */
-                        nn_sigmoid_forward(H, a + 3 * H, a + 3 * H); /* o */
-                        for (int j = 0; j < H; j++) {
-                            float ig = a[j], fg = a[H + j], cg = a[2 * H + j];
-                            c[j] = (cp ? fg * cp[j] : fg * 0.0f) + ig * cg;
-                        }
-                        nn__tanh_forward(H, c, h);
-                        for (int j = 0; j < H; j++)
-                            h[j] = a[3 * H + j] * h[j];
-                    } else {
-                        float *gn = ghn + AT(r, t, H);
-                        for (int j = 0; j < 2 * H; j++)
-                            a[j] = b[j] + a[j];
-                        nn_sigmoid_forward(2L * H, a, a); /* r, z */
-                        for (int j = 0; j < H; j++) {
-                            a[2 * H + j] = a[2 * H + j] + b[2 * H + j] * a[j];
-                            gn[j] = b[2 * H + j];
-                        }
-                        nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* n */
-                        for (int j = 0; j < H; j++) {
-                            float zg = a[H + j], ng = a[2 * H + j];
-                            float hv = hp ? hp[j] : 0.0f;
-                            h[j] = (hv - ng) * zg + ng;
-                        }
-                    }
-                }
+                fwd_step st = {g, nn__vec_kernels(), d, t, tp, s, gates, cell, ghn, hh, out,
+                               hprev};
+                rows_run(n, GH, fwd_rows, &st);
             }
         }
         if (l + 1 < g->layers && dropout_on(g, training)) {
@@ -287,6 +361,78 @@ static void bias_sum(float *gb, float *gb2, const float *gr, size_t m, int cols,
         bias_blocks(&j, 0, nb);
 }
 
+typedef struct {
+    const nn_rnn_geom *g;
+    const nn_vec_kernels *vk;
+    int d, t, tp, s;
+    const float *gates, *cell, *ghn, *hprev, *gcur;
+    float *dpre, *dghall, *dh, *dnext, *dcn;
+} bwd_step;
+
+/* one backward step's rows [r0, r1): the gates' gradients from dh */
+static void bwd_rows(const void *ctx, int r0, int r1)
+{
+    const bwd_step *st = ctx;
+    const nn_rnn_geom *g = st->g;
+    const int T = g->t, H = g->hidden, HD = H * g->dirs, GH = gates_of(g->kind) * H;
+    const int d = st->d, t = st->t, tp = st->tp, s = st->s;
+    const float *gates = st->gates, *cell = st->cell, *ghn = st->ghn, *hprev = st->hprev;
+    const float *gcur = st->gcur;
+    float *dpre = st->dpre, *dghall = st->dghall, *dh = st->dh, *dnext = st->dnext;
+    float *dcn = st->dcn;
+    for (int r = r0; r < r1; r++) {
+        const float *a = gates + AT(r, t, GH);
+        float *dpr = dpre + AT(r, t, GH);
+        float *dgr = dghall + AT(r, t, GH);
+        const float *go = gcur + AT(r, t, HD) + (size_t)d * (size_t)H;
+        float *dhr = dh + (size_t)r * (size_t)H, *dnr = dnext + (size_t)r * (size_t)H;
+        float *dcr = dcn + (size_t)r * (size_t)H;
+        for (int j = 0; j < H; j++)
+            dhr[j] = go[j] + dnr[j];
+        if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
+            for (int j = 0; j < H; j++) {
+                float hv = a[j];
+                dpr[j] = g->kind == NN_RNN_TANH ? dhr[j] * (1.0f - hv * hv)
+                                                : hv > 0.0f ? dhr[j] : 0.0f;
+            }
+        } else if (g->kind == NN_LSTM) {
+            const float *c = cell + AT(r, t, H);
+            const float *cp = s ? cell + AT(r, tp, H) : NULL;
+            /* tanh(c) as forward computed it, into the o chunk
+               (element j is read there before it is written) */
+            vtanh(st->vk, H, c, dpr + 3 * H);
+            for (int j = 0; j < H; j++) {
+                float ig = a[j], fg = a[H + j], cg = a[2 * H + j], og = a[3 * H + j];
+                float tc = dpr[3 * H + j];
+                float dc = dhr[j] * og * (1.0f - tc * tc) + dcr[j];
+                float cpv = cp ? cp[j] : 0.0f;
+                dpr[j] = dc * cg * ig * (1.0f - ig);
+                dpr[H + j] = dc * cpv * fg * (1.0f - fg);
+                dpr[2 * H + j] = dc * ig * (1.0f - cg * cg);
+                dpr[3 * H + j] = dhr[j] * tc * og * (1.0f - og);
+                dcr[j] = dc * fg;
+            }
+        } else {
+            const float *gn = ghn + AT(r, t, H);
+            const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
+            for (int j = 0; j < H; j++) {
+                float rg = a[j], zg = a[H + j], ng = a[2 * H + j];
+                float hv = hp ? hp[j] : 0.0f;
+                float dn = dhr[j] * (1.0f - zg) * (1.0f - ng * ng);
+                float dz = dhr[j] * (hv - ng) * zg * (1.0f - zg);
+                float dr = dn * gn[j] * rg * (1.0f - rg);
+                dpr[j] = dr;
+                dpr[H + j] = dz;
+                dpr[2 * H + j] = dn;
+                dgr[j] = dr;
+                dgr[H + j] = dz;
+                dgr[2 * H + j] = dn * rg;
+                dnr[j] = dhr[j] * zg; /* the direct path; W_hh's below */
+            }
+        }
+    }
+}
+
 void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *x,
                      const float *const *w, float *gx, float *const *gw, int set,
                      const float *work, float *scratch, int training)
@@ -332,57 +478,9 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
             for (int s = T - 1; s >= 0; s--) {
                 int t = d == 0 ? s : T - 1 - s, tp = d == 0 ? t - 1 : t + 1;
                 const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
-                for (int r = 0; r < n; r++) {
-                    const float *a = gates + AT(r, t, GH);
-                    float *dpr = dpre + AT(r, t, GH);
-                    float *dgr = dghall + AT(r, t, GH);
-                    const float *go = gcur + AT(r, t, HD) + (size_t)d * (size_t)H;
-                    float *dhr = dh + (size_t)r * (size_t)H, *dnr = dnext + (size_t)r * (size_t)H;
-                    float *dcr = dcn + (size_t)r * (size_t)H;
-                    for (int j = 0; j < H; j++)
-                        dhr[j] = go[j] + dnr[j];
-                    if (g->kind == NN_RNN_TANH || g->kind == NN_RNN_RELU) {
-                        for (int j = 0; j < H; j++) {
-                            float hv = a[j];
-                            dpr[j] = g->kind == NN_RNN_TANH ? dhr[j] * (1.0f - hv * hv)
-                                                            : hv > 0.0f ? dhr[j] : 0.0f;
-                        }
-                    } else if (g->kind == NN_LSTM) {
-                        const float *c = cell + AT(r, t, H);
-                        const float *cp = s ? cell + AT(r, tp, H) : NULL;
-                        /* tanh(c) as forward computed it, into the o chunk
-                           (element j is read there before it is written) */
-                        nn__tanh_forward(H, c, dpr + 3 * H);
-                        for (int j = 0; j < H; j++) {
-                            float ig = a[j], fg = a[H + j], cg = a[2 * H + j], og = a[3 * H + j];
-                            float tc = dpr[3 * H + j];
-                            float dc = dhr[j] * og * (1.0f - tc * tc) + dcr[j];
-                            float cpv = cp ? cp[j] : 0.0f;
-                            dpr[j] = dc * cg * ig * (1.0f - ig);
-                            dpr[H + j] = dc * cpv * fg * (1.0f - fg);
-                            dpr[2 * H + j] = dc * ig * (1.0f - cg * cg);
-                            dpr[3 * H + j] = dhr[j] * tc * og * (1.0f - og);
-                            dcr[j] = dc * fg;
-                        }
-                    } else {
-                        const float *gn = ghn + AT(r, t, H);
-                        const float *hp = hprev ? hprev + (size_t)r * (size_t)T * (size_t)HD : NULL;
-                        for (int j = 0; j < H; j++) {
-                            float rg = a[j], zg = a[H + j], ng = a[2 * H + j];
-                            float hv = hp ? hp[j] : 0.0f;
-                            float dn = dhr[j] * (1.0f - zg) * (1.0f - ng * ng);
-                            float dz = dhr[j] * (hv - ng) * zg * (1.0f - zg);
-                            float dr = dn * gn[j] * rg * (1.0f - rg);
-                            dpr[j] = dr;
-                            dpr[H + j] = dz;
-                            dpr[2 * H + j] = dn;
-                            dgr[j] = dr;
-                            dgr[H + j] = dz;
-                            dgr[2 * H + j] = dn * rg;
-                            dnr[j] = dhr[j] * zg; /* the direct path; W_hh's below */
-                        }
-                    }
-                }
+                bwd_step st = {g, nn__vec_kernels(), d, t, tp, s, gates, cell, ghn, hprev,
+                               gcur, dpre, dghall, dh, dnext, dcn};
+                rows_run(n, GH, bwd_rows, &st);
                 if (hprev) {
                     const float *dgt = dghall + (size_t)t * (size_t)GH; /* rows T * GH apart */
                     if (gwhh) /* W_hh += dgh^T h_prev */
