@@ -48,15 +48,19 @@ static void act_task(void *ctx, int t, int nt)
         j->vk->sigmoid(hi - lo, j->a + lo, j->out + lo);
 }
 
-/* j on the pool's threads with the vector loops; 0 when not possible */
+/* j with the vector loops, on the pool's threads, or on the caller alone
+   while another thread holds the pool (the same loops: the bits do not
+   depend on what other threads are doing); 0 where there are none */
 static int run_pooled(act_job *j)
 {
     if (!(j->vk = nn__vec_kernels()))
         return 0;
     long most = j->n / PER_THREAD_MIN;
     int nt = nn__pool_take(most < 1 ? 1 : most > NN_MAX_THREADS ? NN_MAX_THREADS : (int)most);
-    if (nt == 0)
-        return 0;
+    if (nt == 0) {
+        act_task(j, 0, 1);
+        return 1;
+    }
     nn__pool_run(act_task, j);
     nn__pool_give();
     return 1;

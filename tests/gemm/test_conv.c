@@ -41,6 +41,8 @@
 
 #include <nngen/rt.h>
 
+#include "../../runtime/gemm_internal.h"
+
 #define GUARD (-7777.5f)
 #define PAD 8 /* guard floats after each output array */
 
@@ -269,7 +271,8 @@ static void act_inputs(float *x, long n, const float scale[3], const float speci
     }
 }
 
-/* f in place and with 3 threads, then with 1, gives y's bits */
+/* f in place and with 3 threads, then with 1, then while the pool is held
+   (as by another thread: the caller alone), gives y's bits */
 static void same_bits_threads(void (*f)(long, const float *, float *), const float *x,
                               const float *y, long n)
 {
@@ -282,6 +285,11 @@ static void same_bits_threads(void (*f)(long, const float *, float *), const flo
     f(n, x, z);
     ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "1 thread differs");
     nn_set_num_threads(0);
+    memset(z, 0, sizeof(float) * (size_t)n);
+    ck_assert_msg(nn__pool_hold(1), "the pool is free");
+    f(n, x, z);
+    nn__pool_give();
+    ck_assert_msg(!memcmp(z, y, sizeof(float) * (size_t)n), "differs while the pool is held");
     free(z);
 }
 
