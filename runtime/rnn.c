@@ -128,33 +128,12 @@ static const float *layer_in(const nn_rnn_geom *g, const wlayout *L, int l, cons
 
 #define AT(r, t, w) (((size_t)(r) * (size_t)T + (size_t)(t)) * (size_t)(w))
 
-/* The activations inside a step's rows: the vector loops of the kernel set
-   (nn__vec_kernels) where there is one, else libm -- what nn_sigmoid_forward
-   and nn__tanh_forward run on one thread, called directly so that a share of
-   rows on a worker computes the same bits. */
-static void vsig(const nn_vec_kernels *vk, long cnt, const float *x, float *y)
-{
-    if (vk) {
-        vk->sigmoid(cnt, x, y);
-        return;
-    }
-    for (long i = 0; i < cnt; i++)
-        y[i] = 1.0f / (1.0f + expf(-x[i]));
-}
-
-static void vtanh(const nn_vec_kernels *vk, long cnt, const float *x, float *y)
-{
-    if (vk) {
-        vk->tanh(cnt, x, y);
-        return;
-    }
-    for (long i = 0; i < cnt; i++)
-        y[i] = tanhf(x[i]);
-}
-
 /* A step's elementwise work over its n rows, split over the pool's threads
    when it is large enough to pay for waking one: every row is computed
-   alone, so the split changes no bit. */
+   alone, so the split changes no bit.  The activations inside a share run
+   the same vector loops on a worker as on the caller (nn_sigmoid_forward
+   and nn__tanh_forward run them on the calling thread alone while the pool
+   is held). */
 #define ROWS_PARALLEL_MIN 8192L /* floats of gates per step */
 typedef struct {
     int n;
@@ -182,7 +161,6 @@ static void rows_run(int n, int gh, void (*rows)(const void *ctx, int r0, int r1
 
 typedef struct {
     const nn_rnn_geom *g;
-    const nn_vec_kernels *vk;
     int d, t, tp, s;
     float *gates, *cell, *ghn;
     const float *hh;
@@ -213,33 +191,33 @@ static void fwd_rows(const void *ctx, int r0, int r1)
                 a[j] = g->kind == NN_RNN_TANH ? v : v > 0.0f ? v : 0.0f;
             }
             if (g->kind == NN_RNN_TANH)
-                vtanh(st->vk, H, a, a);
+                nn__tanh_forward(H, a, a);
             memcpy(h, a, sizeof(float) * (size_t)H);
         } else if (g->kind == NN_LSTM) {
             float *c = cell + AT(r, t, H);
             const float *cp = s ? cell + AT(r, tp, H) : NULL;
             for (int j = 0; j < 4 * H; j++)
                 a[j] = b[j] + a[j];
-            vsig(st->vk, 2L * H, a, a);          /* i, f */
-            vtanh(st->vk, H, a + 2 * H, a + 2 * H); /* g */
-            vsig(st->vk, H, a + 3 * H, a + 3 * H); /* o */
+            nn_sigmoid_forward(2L * H, a, a);          /* i, f */
+            nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* g */
+            nn_sigmoid_forward(H, a + 3 * H, a + 3 * H); /* o */
             for (int j = 0; j < H; j++) {
                 float ig = a[j], fg = a[H + j], cg = a[2 * H + j];
                 c[j] = (cp ? fg * cp[j] : fg * 0.0f) + ig * cg;
             }
-            vtanh(st->vk, H, c, h);
+            nn__tanh_forward(H, c, h);
             for (int j = 0; j < H; j++)
                 h[j] = a[3 * H + j] * h[j];
         } else {
             float *gn = ghn + AT(r, t, H);
             for (int j = 0; j < 2 * H; j++)
                 a[j] = b[j] + a[j];
-            vsig(st->vk, 2L * H, a, a); /* r, z */
+            nn_sigmoid_forward(2L * H, a, a); /* r, z */
             for (int j = 0; j < H; j++) {
                 a[2 * H + j] = a[2 * H + j] + b[2 * H + j] * a[j];
                 gn[j] = b[2 * H + j];
             }
-            vtanh(st->vk, H, a + 2 * H, a + 2 * H); /* n */
+            nn__tanh_forward(H, a + 2 * H, a + 2 * H); /* n */
             for (int j = 0; j < H; j++) {
                 float zg = a[H + j], ng = a[2 * H + j];
                 float hv = hp ? hp[j] : 0.0f;
@@ -283,8 +261,7 @@ void nn_rnn_forward(const nn_rnn_geom *g, int n, const float *x, float *y,
                 const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
                 if (hprev)
                     mm(g, 0, 1, n, GH, H, hprev, T * HD, whh, H, 1, hh, GH);
-                fwd_step st = {g, nn__vec_kernels(), d, t, tp, s, gates, cell, ghn, hh, out,
-                               hprev};
+                fwd_step st = {g, d, t, tp, s, gates, cell, ghn, hh, out, hprev};
                 rows_run(n, GH, fwd_rows, &st);
             }
         }
@@ -363,7 +340,6 @@ static void bias_sum(float *gb, float *gb2, const float *gr, size_t m, int cols,
 
 typedef struct {
     const nn_rnn_geom *g;
-    const nn_vec_kernels *vk;
     int d, t, tp, s;
     const float *gates, *cell, *ghn, *hprev, *gcur;
     float *dpre, *dghall, *dh, *dnext, *dcn;
@@ -400,7 +376,7 @@ static void bwd_rows(const void *ctx, int r0, int r1)
             const float *cp = s ? cell + AT(r, tp, H) : NULL;
             /* tanh(c) as forward computed it, into the o chunk
                (element j is read there before it is written) */
-            vtanh(st->vk, H, c, dpr + 3 * H);
+            nn__tanh_forward(H, c, dpr + 3 * H);
             for (int j = 0; j < H; j++) {
                 float ig = a[j], fg = a[H + j], cg = a[2 * H + j], og = a[3 * H + j];
                 float tc = dpr[3 * H + j];
@@ -478,7 +454,7 @@ void nn_rnn_backward(const nn_rnn_geom *g, int n, const float *gy, const float *
             for (int s = T - 1; s >= 0; s--) {
                 int t = d == 0 ? s : T - 1 - s, tp = d == 0 ? t - 1 : t + 1;
                 const float *hprev = s ? out + (size_t)tp * (size_t)HD + (size_t)d * (size_t)H : NULL;
-                bwd_step st = {g, nn__vec_kernels(), d, t, tp, s, gates, cell, ghn, hprev,
+                bwd_step st = {g, d, t, tp, s, gates, cell, ghn, hprev,
                                gcur, dpre, dghall, dh, dnext, dcn};
                 rows_run(n, GH, bwd_rows, &st);
                 if (hprev) {
